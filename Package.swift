@@ -1,0 +1,88 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (see README "Code map"):
+//   C<Lib>            one system-library target per C library (Debian -dev packages)
+//   OpenSSLAES        thin binding over OpenSSL EVP AES-128-CBC
+//   PhoneDecryption   the domain: lenient base64, PKCS#7, strict JSON, key fallback. No C imports.
+//   decryptd          the command-line tool
+//   decryptd-bench    benchmarks that print figures (never timed tests)
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "decryptd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "decryptd", targets: ["decryptd"]),
+        .executable(name: "decryptd-bench", targets: ["decryptd-bench"]),
+        .library(name: "PhoneDecryption", targets: ["PhoneDecryption"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: - C libraries
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRDKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+
+        // MARK: - Bindings
+        .target(
+            name: "OpenSSLAES",
+            dependencies: ["CLibCrypto"],
+            swiftSettings: strict
+        ),
+
+        // MARK: - Domain
+        .target(
+            name: "PhoneDecryption",
+            dependencies: ["OpenSSLAES"],
+            swiftSettings: strict
+        ),
+
+        // MARK: - Executables
+        .executableTarget(
+            name: "decryptd",
+            dependencies: [
+                "PhoneDecryption",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "decryptd-bench",
+            dependencies: [
+                "PhoneDecryption",
+                "OpenSSLAES",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "PhoneDecryptionTests",
+            dependencies: ["PhoneDecryption", "OpenSSLAES"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,377 @@
+/// Why a document is not strict JSON (RFC 8259), with the byte offset where reading stopped.
+///
+/// Carries positions only, never content, so it is safe to put into failure details.
+public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        case unexpectedEnd = "unexpected end"
+        case unexpectedByte = "unexpected byte"
+        case invalidEscape = "invalid escape"
+        case controlCharacter = "control character in string"
+        case invalidUTF8 = "invalid UTF-8"
+        case loneSurrogate = "lone UTF-16 surrogate escape"
+        case invalidNumber = "invalid number"
+        case tooDeep = "nested too deep"
+        case trailingData = "data after the document"
+    }
+
+    public var kind: Kind
+    public var offset: Int
+
+    public var description: String { "\(kind.rawValue) at byte \(offset)" }
+}
+
+/// A string token: the bytes between the quotes, still escaped, already validated.
+public struct JSONStringToken: Sendable, Hashable {
+    /// Offsets of the first byte after the opening quote and of the closing quote.
+    public var start: Int
+    public var end: Int
+    /// Whether the raw bytes contain a backslash escape (so they must be decoded before use).
+    public var hasEscapes: Bool
+}
+
+/// A strict, allocation-free JSON reader over a byte buffer.
+///
+/// It validates as it goes: UTF-8 (no overlong forms, no surrogates), string escapes (including
+/// `\u` surrogate pairs), control characters, the number grammar, nesting depth, and trailing data.
+/// Callers walk objects with ``forEachMember(_:)`` and either read or ``skipValue()`` each value.
+/// The buffer must outlive the scanner; do not let the scanner escape the closure that lent it.
+public struct JSONScanner {
+    public static let maximumDepth = 64
+
+    public let bytes: UnsafeBufferPointer<UInt8>
+    public private(set) var position = 0
+    private var depth = 0
+
+    public init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
+
+    // MARK: - Structure
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
+    }
+
+    @inline(__always)
+    func fail(_ kind: JSONSyntaxError.Kind) -> JSONSyntaxError {
+        JSONSyntaxError(kind: kind, offset: position)
+    }
+
+    /// The next non-whitespace byte, not consumed.
+    public mutating func peek() throws(JSONSyntaxError) -> UInt8 {
+        skipWhitespace()
+        guard position < bytes.count else { throw fail(.unexpectedEnd) }
+        return bytes[position]
+    }
+
+    @inline(__always)
+    mutating func consume(_ byte: UInt8) throws(JSONSyntaxError) {
+        guard try peek() == byte else { throw fail(.unexpectedByte) }
+        position += 1
+    }
+
+    /// Succeeds only when nothing but whitespace is left.
+    public mutating func finish() throws(JSONSyntaxError) {
+        skipWhitespace()
+        guard position == bytes.count else { throw fail(.trailingData) }
+    }
+
+    /// Reads an object, calling `body` once per member with the key; `body` must read or skip the value.
+    public mutating func forEachMember(
+        _ body: (inout JSONScanner, JSONStringToken) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        try consume(UInt8(ascii: "{"))
+        try enter()
+        defer { depth -= 1 }
+        if try peek() == UInt8(ascii: "}") {
+            position += 1
+            return
+        }
+        while true {
+            guard try peek() == UInt8(ascii: "\"") else { throw fail(.unexpectedByte) }
+            let key = try readString()
+            try consume(UInt8(ascii: ":"))
+            try body(&self, key)
+            switch try peek() {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "}"): position += 1; return
+            default: throw fail(.unexpectedByte)
+            }
+        }
+    }
+
+    /// Reads an array, calling `body` once per element; `body` must read or skip the element.
+    public mutating func forEachElement(
+        _ body: (inout JSONScanner) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        try consume(UInt8(ascii: "["))
+        try enter()
+        defer { depth -= 1 }
+        if try peek() == UInt8(ascii: "]") {
+            position += 1
+            return
+        }
+        while true {
+            try body(&self)
+            switch try peek() {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "]"): position += 1; return
+            default: throw fail(.unexpectedByte)
+            }
+        }
+    }
+
+    private mutating func enter() throws(JSONSyntaxError) {
+        depth += 1
+        guard depth <= Self.maximumDepth else { throw fail(.tooDeep) }
+    }
+
+    /// Validates and skips any value.
+    public mutating func skipValue() throws(JSONSyntaxError) {
+        switch try peek() {
+        case UInt8(ascii: "{"): try forEachMember { scanner, _ throws(JSONSyntaxError) in try scanner.skipValue() }
+        case UInt8(ascii: "["): try forEachElement { scanner throws(JSONSyntaxError) in try scanner.skipValue() }
+        case UInt8(ascii: "\""): _ = try readString()
+        case UInt8(ascii: "t"): try readLiteral("true")
+        case UInt8(ascii: "f"): try readLiteral("false")
+        case UInt8(ascii: "n"): try readLiteral("null")
+        default: _ = try readNumber()
+        }
+    }
+
+    /// Consumes `null` if it is next; returns whether it did.
+    public mutating func readNullIfPresent() throws(JSONSyntaxError) -> Bool {
+        guard try peek() == UInt8(ascii: "n") else { return false }
+        try readLiteral("null")
+        return true
+    }
+
+    private mutating func readLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
+        let count = literal.utf8CodeUnitCount
+        guard bytes.count - position >= count else { throw fail(.unexpectedEnd) }
+        for index in 0..<count where bytes[position + index] != literal.utf8Start[index] {
+            position += index
+            throw fail(.unexpectedByte)
+        }
+        position += count
+    }
+
+    // MARK: - Numbers
+
+    /// Reads a number (RFC 8259 grammar) and returns the range of its text.
+    public mutating func readNumber() throws(JSONSyntaxError) -> Range<Int> {
+        skipWhitespace()
+        let start = position
+        if position < bytes.count, bytes[position] == UInt8(ascii: "-") { position += 1 }
+        guard position < bytes.count else { throw fail(.unexpectedEnd) }
+        switch bytes[position] {
+        case UInt8(ascii: "0"):
+            position += 1
+        case UInt8(ascii: "1")...UInt8(ascii: "9"):
+            skipDigits()
+        default:
+            throw fail(position == start ? .unexpectedByte : .invalidNumber)
+        }
+        if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            guard skipDigits() > 0 else { throw fail(.invalidNumber) }
+        }
+        if position < bytes.count, bytes[position] | 0x20 == UInt8(ascii: "e") {
+            position += 1
+            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") {
+                position += 1
+            }
+            guard skipDigits() > 0 else { throw fail(.invalidNumber) }
+        }
+        return start..<position
+    }
+
+    @discardableResult
+    private mutating func skipDigits() -> Int {
+        let start = position
+        while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 { position += 1 }
+        return position - start
+    }
+
+    /// Reads a non-negative integer (no sign, fraction or exponent) that fits an `Int64`.
+    /// Returns `nil`, with the number consumed, when the value is a valid number of another kind.
+    public mutating func readNonNegativeInteger() throws(JSONSyntaxError) -> Int64? {
+        let range = try readNumber()
+        var value: Int64 = 0
+        for index in range {
+            let digit = bytes[index] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = shifted.addingReportingOverflow(Int64(digit))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+        }
+        return value
+    }
+
+    // MARK: - Strings
+
+    /// Reads and validates a string (UTF-8, escapes, no control characters).
+    public mutating func readString() throws(JSONSyntaxError) -> JSONStringToken {
+        try consume(UInt8(ascii: "\""))
+        let start = position
+        var hasEscapes = false
+        while position < bytes.count {
+            let byte = bytes[position]
+            switch byte {
+            case UInt8(ascii: "\""):
+                position += 1
+                return JSONStringToken(start: start, end: position - 1, hasEscapes: hasEscapes)
+            case UInt8(ascii: "\\"):
+                hasEscapes = true
+                try skipEscape()
+            case 0..<0x20:
+                throw fail(.controlCharacter)
+            case 0x20..<0x80:
+                position += 1
+            default:
+                try skipUTF8Sequence(lead: byte)
+            }
+        }
+        throw fail(.unexpectedEnd)
+    }
+
+    private mutating func skipEscape() throws(JSONSyntaxError) {
+        guard position + 1 < bytes.count else { throw fail(.unexpectedEnd) }
+        switch bytes[position + 1] {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+             UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+            position += 2
+        case UInt8(ascii: "u"):
+            let unit = try readHex4(at: position + 2)
+            position += 6
+            if unit & 0xFC00 == 0xD800 {  // high surrogate: a low one must follow
+                guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                      bytes[position + 1] == UInt8(ascii: "u"),
+                      try readHex4(at: position + 2) & 0xFC00 == 0xDC00
+                else { throw fail(.loneSurrogate) }
+                position += 6
+            } else if unit & 0xFC00 == 0xDC00 {
+                throw fail(.loneSurrogate)
+            }
+        default:
+            throw fail(.invalidEscape)
+        }
+    }
+
+    private func readHex4(at offset: Int) throws(JSONSyntaxError) -> UInt16 {
+        guard offset + 4 <= bytes.count else { throw JSONSyntaxError(kind: .unexpectedEnd, offset: bytes.count) }
+        var value: UInt16 = 0
+        for index in offset..<offset + 4 {
+            let byte = bytes[index]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw JSONSyntaxError(kind: .invalidEscape, offset: index)
+            }
+            value = value << 4 | UInt16(digit)
+        }
+        return value
+    }
+
+    /// Validates one multi-byte UTF-8 sequence (Unicode 15, table 3-7) and steps over it.
+    private mutating func skipUTF8Sequence(lead: UInt8) throws(JSONSyntaxError) {
+        let length: Int
+        var secondRange: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; secondRange = 0xA0...0xBF
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; secondRange = 0x80...0x9F
+        case 0xF0: length = 4; secondRange = 0x90...0xBF
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; secondRange = 0x80...0x8F
+        default: throw fail(.invalidUTF8)
+        }
+        guard position + length <= bytes.count else { throw fail(.invalidUTF8) }
+        guard secondRange.contains(bytes[position + 1]) else { throw fail(.invalidUTF8) }
+        for index in position + 2..<position + length where bytes[index] & 0xC0 != 0x80 {
+            throw fail(.invalidUTF8)
+        }
+        position += length
+    }
+
+    // MARK: - Using string tokens
+
+    /// Whether the token's (decoded) value equals an ASCII literal.
+    public func token(_ token: JSONStringToken, equals literal: StaticString) -> Bool {
+        let count = literal.utf8CodeUnitCount
+        if !token.hasEscapes {
+            guard token.end - token.start == count else { return false }
+            return memcmpEqual(bytes.baseAddress! + token.start, literal.utf8Start, count)
+        }
+        return Array(decodedBytes(token)) == Array(UnsafeBufferPointer(start: literal.utf8Start, count: count))
+    }
+
+    /// Whether the token's (decoded) value equals the bytes of `other`.
+    public func token(_ token: JSONStringToken, equals other: UnsafeBufferPointer<UInt8>) -> Bool {
+        if !token.hasEscapes {
+            guard token.end - token.start == other.count else { return false }
+            return other.isEmpty || memcmpEqual(bytes.baseAddress! + token.start, other.baseAddress!, other.count)
+        }
+        return decodedBytes(token).elementsEqual(other)
+    }
+
+    /// The token's decoded value. Valid because ``readString()`` validated it.
+    public func string(_ token: JSONStringToken) -> String {
+        if !token.hasEscapes {
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[token.start..<token.end]), as: UTF8.self)
+        }
+        return String(decoding: decodedBytes(token), as: UTF8.self)
+    }
+
+    /// The token's text with escapes resolved, as UTF-8.
+    func decodedBytes(_ token: JSONStringToken) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(token.end - token.start)
+        var index = token.start
+        while index < token.end {
+            let byte = bytes[index]
+            guard byte == UInt8(ascii: "\\") else {
+                output.append(byte)
+                index += 1
+                continue
+            }
+            let escaped = bytes[index + 1]
+            index += 2
+            switch escaped {
+            case UInt8(ascii: "b"): output.append(0x08)
+            case UInt8(ascii: "f"): output.append(0x0C)
+            case UInt8(ascii: "n"): output.append(0x0A)
+            case UInt8(ascii: "r"): output.append(0x0D)
+            case UInt8(ascii: "t"): output.append(0x09)
+            case UInt8(ascii: "u"):
+                // Validated by readString: hex digits present, surrogates paired.
+                var scalar = UInt32((try? readHex4(at: index)) ?? 0xFFFD)
+                index += 4
+                if scalar & 0xFC00 == 0xD800 {
+                    let low = UInt32((try? readHex4(at: index + 2)) ?? 0xDC00)
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    index += 6
+                }
+                output.append(contentsOf: UTF8.encode(Unicode.Scalar(scalar) ?? "\u{FFFD}")!)
+            default: output.append(escaped)  // " \ /
+            }
+        }
+        return output
+    }
+}
+
+@inline(__always)
+private func memcmpEqual(_ lhs: UnsafePointer<UInt8>, _ rhs: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+    for index in 0..<count where lhs[index] != rhs[index] { return false }
+    return true
+}

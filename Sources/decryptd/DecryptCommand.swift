@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import PhoneDecryption
+
+/// `decryptd decrypt`: the support tool over the decryption core.
+struct DecryptCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decrypt",
+        abstract: "Decrypt one payload given by flags, or JSON lines on stdin.",
+        discussion: """
+        With --iv and --encrypted-data, decrypts that payload. Otherwise reads JSON lines on stdin, each
+        {"appid": str, "session_key": str | "session_keys": [str], "iv": str, "encryptedData": str},
+        and prints one JSON line per input line:
+          {"ok":true,"phoneNumber":...,"purePhoneNumber":...,"countryCode":...,"watermarkTimestamp":N,"keyIndex":N,"repaired":B}
+          {"ok":false,"reason":"<code>","detail":"..."}
+        A line that is not such an object gives reason malformed_job and the run goes on. Blank lines
+        are skipped. Exit 0 when it ran (whatever the outcomes), 2 on unusable flags.
+        """
+    )
+
+    @Option(help: "Expected appid (env WECHAT_APPIDS, first entry). Default for lines that carry none.")
+    var appid: String?
+
+    @Option(name: .customLong("session-key"), help: "A candidate session key, newest first (repeatable).")
+    var sessionKeys: [String] = []
+
+    @Option(help: "The iv, base64.")
+    var iv: String?
+
+    @Option(name: .customLong("encrypted-data"), help: "The encryptedData, base64.")
+    var encryptedData: String?
+
+    func run() throws {
+        let defaultAppid = appid ?? Environment.appids.first
+        let decryptor = PhoneDecryptor()
+        if iv != nil || encryptedData != nil || !sessionKeys.isEmpty {
+            guard let iv, let encryptedData else {
+                throw UsageError("--iv and --encrypted-data go together (or give neither and pipe JSON lines)")
+            }
+            guard let defaultAppid else { throw UsageError("--appid is required with --iv (or set WECHAT_APPIDS)") }
+            guard !sessionKeys.isEmpty else { throw UsageError("--session-key is required with --iv") }
+            let request = DecryptRequest(appid: defaultAppid, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
+            print(decryptor.outputLine(for: .success(request)))
+            return
+        }
+        while let line = readLine(strippingNewline: true) {
+            var line = line
+            if line.allSatisfy({ $0.isWhitespace }) { continue }
+            let output = line.withUTF8 { bytes in
+                decryptor.outputLine(for: DecryptRequest.parse(bytes, defaultAppid: defaultAppid))
+            }
+            print(output)
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+
+/// Subcommands whose issues have not landed yet: they exist so `--help` lists the whole tool,
+/// and exit 2 so no script mistakes them for a run.
+protocol NotYetImplementedCommand: ParsableCommand {}
+
+extension NotYetImplementedCommand {
+    func run() throws {
+        throw UsageError("'\(Self._commandName)' is not implemented yet")
+    }
+}
+
+struct RunCommand: NotYetImplementedCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the worker (not implemented yet).")
+}
+
+struct MigrateCommand: NotYetImplementedCommand {
+    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Apply database migrations (not implemented yet).")
+}
+
+struct ReprocessCommand: NotYetImplementedCommand {
+    static let configuration = CommandConfiguration(commandName: "reprocess", abstract: "Replay the dead-letter topic (not implemented yet).")
+}
+
+struct ReportCommand: NotYetImplementedCommand {
+    static let configuration = CommandConfiguration(commandName: "report", abstract: "Failures by reason (not implemented yet).")
+}
+
+struct DevBrokerCommand: NotYetImplementedCommand {
+    static let configuration = CommandConfiguration(commandName: "dev-broker", abstract: "Run an embedded Kafka broker (not implemented yet).")
+}
+
+struct LoadgenCommand: NotYetImplementedCommand {
+    static let configuration = CommandConfiguration(commandName: "loadgen", abstract: "Seed sessions and produce synthetic jobs (not implemented yet).")
+}

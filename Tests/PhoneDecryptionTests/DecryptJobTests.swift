@@ -1,0 +1,67 @@
+import PhoneDecryption
+import Testing
+
+@Suite("Job messages")
+struct DecryptJobTests {
+    func parse(_ text: String) -> Result<DecryptJob, DecryptFailure> { DecryptJob.parse(Array(text.utf8)) }
+
+    @Test("a job with optional fields, unknown fields and null optionals")
+    func valid() throws {
+        let job = try parse(#"{"openid":"o1","encryptedData":"AAAA","iv":"BBBB","appid":"wx1","requestId":"r-1","future":{"x":[1]}}"#).get()
+        #expect(job == DecryptJob(openid: "o1", encryptedData: "AAAA", iv: "BBBB", appid: "wx1", requestId: "r-1"))
+        let minimal = try parse(#"{"iv":"BBBB","openid":"o\u00e9","encryptedData":"AAAA","appid":null}"#).get()
+        #expect(minimal.openid == "oé")
+        #expect(minimal.appid == nil)
+    }
+
+    @Test("anything else is malformed_job", arguments: [
+        "", "null", "[]", "\"job\"", #"{"openid":"o1","encryptedData":"AAAA"}"#,
+        #"{"openid":1,"encryptedData":"AAAA","iv":"B"}"#, #"{"openid":null,"encryptedData":"AAAA","iv":"B"}"#,
+        #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":7}"#,
+        #"{"openid":"o","openid":"p","encryptedData":"AAAA","iv":"B"}"#,
+        #"{"openid":"o","encryptedData":"AAAA","iv":"B"} {}"#, "{\"openid\":\"o\u{0}\",\"encryptedData\":\"A\",\"iv\":\"B\"}",
+    ])
+    func malformed(_ text: String) {
+        #expect(parse(text).failureReason == .malformedJob)
+    }
+
+    @Test("random bytes are malformed_job")
+    func randomBytes() {
+        #expect(DecryptJob.parse([0xFF, 0x00, 0x7B]).failureReason == .malformedJob)
+    }
+}
+
+@Suite("decrypt tool lines")
+struct DecryptRequestTests {
+    func line(_ text: String, defaultAppid: String? = nil) -> String {
+        var text = text
+        return text.withUTF8 { PhoneDecryptor().outputLine(for: DecryptRequest.parse($0, defaultAppid: defaultAppid)) }
+    }
+
+    @Test("session_keys list, default appid, and key index in the output")
+    func sessionKeys() {
+        var factory = PayloadFactory()
+        let (stale, key) = (factory.key(), factory.key())
+        let payload = factory.payload(key: key, phone: "13700001111")
+        let output = line(
+            #"{"session_keys":["\#(Base64Encoding.encode(stale))","\#(Base64Encoding.encode(key))"],"iv":"\#(payload.iv)","encryptedData":"\#(payload.encryptedData)"}"#,
+            defaultAppid: PayloadFactory.appid
+        )
+        #expect(output == #"{"ok":true,"phoneNumber":"13700001111","purePhoneNumber":"13700001111","countryCode":"86","watermarkTimestamp":1700000000,"keyIndex":1,"repaired":false}"#)
+    }
+
+    @Test("unusable lines are malformed_job, with a detail", arguments: [
+        "not json", #"{"appid":"wx","iv":"a","encryptedData":"b"}"#, #"{"appid":"wx","session_key":"k","encryptedData":"b"}"#,
+        #"{"appid":"wx","session_key":"k","session_keys":["k"],"iv":"a","encryptedData":"b"}"#,
+        #"{"session_key":"k","iv":"a","encryptedData":"b"}"#, #"{"appid":"wx","session_keys":"k","iv":"a","encryptedData":"b"}"#,
+    ])
+    func malformed(_ text: String) {
+        #expect(line(text).hasPrefix(#"{"ok":false,"reason":"malformed_job","detail":""#))
+    }
+
+    @Test("an empty session_keys list means no session")
+    func emptyKeys() {
+        #expect(line(#"{"appid":"wx","session_keys":[],"iv":"AAAAAAAAAAAAAAAAAAAAAA==","encryptedData":"AAAAAAAAAAAAAAAAAAAAAA=="}"#)
+            .hasPrefix(#"{"ok":false,"reason":"session_not_found""#))
+    }
+}
