@@ -71,7 +71,7 @@ let package = Package(
             name: "decryptd-bench",
             dependencies: [
                 "PhoneDecryption",
-                "OpenSSLAES",
+                "CLibCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -50,7 +50,8 @@ public struct JSONScanner {
 
     @inline(__always)
     mutating func skipWhitespace() {
-        while position < bytes.count {
+        // Compact documents have no whitespace: test the common case first.
+        while position < bytes.count, bytes[position] <= 0x20 {
             switch bytes[position] {
             case 0x20, 0x0A, 0x0D, 0x09: position += 1
             default: return
@@ -64,6 +65,7 @@ public struct JSONScanner {
     }
 
     /// The next non-whitespace byte, not consumed.
+    @inline(__always)
     public mutating func peek() throws(JSONSyntaxError) -> UInt8 {
         skipWhitespace()
         guard position < bytes.count else { throw fail(.unexpectedEnd) }
@@ -86,6 +88,16 @@ public struct JSONScanner {
     public mutating func forEachMember(
         _ body: (inout JSONScanner, JSONStringToken) throws(JSONSyntaxError) -> Void
     ) throws(JSONSyntaxError) {
+        var none: Void = ()
+        try forEachMember(into: &none) { scanner, key, _ throws(JSONSyntaxError) in try body(&scanner, key) }
+    }
+
+    /// Reads an object, calling `body` once per member with the key and `state`, so that callers
+    /// collect results without capturing variables (which would cost dynamic exclusivity checks).
+    public mutating func forEachMember<State>(
+        into state: inout State,
+        _ body: (inout JSONScanner, JSONStringToken, inout State) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
         try consume(UInt8(ascii: "{"))
         try enter()
         defer { depth -= 1 }
@@ -97,7 +109,7 @@ public struct JSONScanner {
             guard try peek() == UInt8(ascii: "\"") else { throw fail(.unexpectedByte) }
             let key = try readString()
             try consume(UInt8(ascii: ":"))
-            try body(&self, key)
+            try body(&self, key, &state)
             switch try peek() {
             case UInt8(ascii: ","): position += 1
             case UInt8(ascii: "}"): position += 1; return
@@ -222,6 +234,7 @@ public struct JSONScanner {
         try consume(UInt8(ascii: "\""))
         let start = position
         var hasEscapes = false
+        skipPlainASCII()
         while position < bytes.count {
             let byte = bytes[position]
             switch byte {
@@ -238,8 +251,32 @@ public struct JSONScanner {
             default:
                 try skipUTF8Sequence(lead: byte)
             }
+            skipPlainASCII()
         }
         throw fail(.unexpectedEnd)
+    }
+
+    /// Steps over bytes that need no attention inside a string (printable ASCII other than `"` and
+    /// `\`), eight at a time: the SWAR tests flag any byte below 0x20, at or above 0x80, or equal to
+    /// one of the two specials.
+    @inline(__always)
+    private mutating func skipPlainASCII() {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let base = UnsafeRawPointer(bytes.baseAddress!)
+        while position &+ 8 <= bytes.count {
+            let word = (base + position).loadUnaligned(as: UInt64.self)
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            let special = ((word &- ones &* 0x20) | (quote &- ones) | (backslash &- ones))
+                & ~word & highs | word & highs
+            // A flagged byte may be a false positive only above a true one, so stop at the lowest.
+            guard special == 0 else {
+                position &+= (UInt64(littleEndian: special).trailingZeroBitCount) >> 3
+                return
+            }
+            position &+= 8
+        }
     }
 
     private mutating func skipEscape() throws(JSONSyntaxError) {
@@ -307,13 +344,13 @@ public struct JSONScanner {
     // MARK: - Using string tokens
 
     /// Whether the token's (decoded) value equals an ASCII literal.
+    @inline(__always)
     public func token(_ token: JSONStringToken, equals literal: StaticString) -> Bool {
         let count = literal.utf8CodeUnitCount
-        if !token.hasEscapes {
-            guard token.end - token.start == count else { return false }
-            return memcmpEqual(bytes.baseAddress! + token.start, literal.utf8Start, count)
+        if _fastPath(!token.hasEscapes) {
+            return token.end &- token.start == count && memcmpEqual(bytes.baseAddress! + token.start, literal.utf8Start, count)
         }
-        return Array(decodedBytes(token)) == Array(UnsafeBufferPointer(start: literal.utf8Start, count: count))
+        return decodedBytes(token).elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: count))
     }
 
     /// Whether the token's (decoded) value equals the bytes of `other`.

@@ -58,62 +58,98 @@ public enum LenientBase64 {
         repairs: inout Base64Repairs
     ) -> Result<Int, Failure> {
         precondition(output.count >= maxDecodedCount(input.count))
-        return decodingTable.withUnsafeBufferPointer { table in
-            var accumulator: UInt32 = 0
-            var sextets = 0
-            var written = 0
-            var padding = 0
-            var found: UInt8 = 0
-            for offset in 0..<input.count {
-                let byte = input[offset]
-                let entry = table[Int(byte)]
-                let value = entry & 0x3F
-                switch entry >> 6 {
-                case 0, 1:  // data; the high bit pattern 01 marks a repaired character
-                    guard padding == 0 else { return .failure(.misplacedPadding) }
-                    found |= entry == value ? 0 : repairBit(for: byte)
-                    accumulator = accumulator << 6 | UInt32(value)
-                    sextets += 1
-                    if sextets == 4 {
-                        output[written] = UInt8(truncatingIfNeeded: accumulator >> 16)
-                        output[written + 1] = UInt8(truncatingIfNeeded: accumulator >> 8)
-                        output[written + 2] = UInt8(truncatingIfNeeded: accumulator)
-                        written += 3
-                        sextets = 0
-                        accumulator = 0
-                    }
-                case 2:  // value 0: '=', value 1: CR/LF/TAB
-                    if value == 0 {
-                        padding += 1
-                    } else {
-                        found |= Base64Repairs.whitespaceRemoved.rawValue
-                    }
-                default:
-                    return .failure(.invalidByte(offset: offset))
-                }
-            }
-            switch (sextets, padding) {
-            case (0, 0):
-                break
-            case (2, 0...2):
-                guard accumulator & 0xF == 0 else { return .failure(.nonZeroTrailingBits) }
-                output[written] = UInt8(truncatingIfNeeded: accumulator >> 4)
-                written += 1
-                if padding != 2 { found |= Base64Repairs.paddingRestored.rawValue }
-            case (3, 0...1):
-                guard accumulator & 0x3 == 0 else { return .failure(.nonZeroTrailingBits) }
-                output[written] = UInt8(truncatingIfNeeded: accumulator >> 10)
-                output[written + 1] = UInt8(truncatingIfNeeded: accumulator >> 2)
-                written += 2
-                if padding != 1 { found |= Base64Repairs.paddingRestored.rawValue }
-            case (1, _):
-                return .failure(.invalidLength)
-            default:
-                return .failure(.misplacedPadding)
-            }
-            repairs.formUnion(Base64Repairs(rawValue: found))
-            return .success(written)
+        guard let source = input.baseAddress, let target = output.baseAddress else { return .success(0) }
+        let table = decodingTable
+        let count = input.count
+        var offset = 0
+        var written = 0
+
+        // Fast path: eight standard characters (six bytes) at a time, one check per step, then four.
+        while offset &+ 8 <= count {
+            let p = source + offset
+            let a = table[Int(p[0])], b = table[Int(p[1])], c = table[Int(p[2])], d = table[Int(p[3])]
+            let e = table[Int(p[4])], f = table[Int(p[5])], g = table[Int(p[6])], h = table[Int(p[7])]
+            guard (a | b | c | d | e | f | g | h) & 0xC0 == 0 else { break }
+            let high = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+            let low = UInt32(e) << 18 | UInt32(f) << 12 | UInt32(g) << 6 | UInt32(h)
+            let q = target + written
+            q[0] = UInt8(truncatingIfNeeded: high >> 16)
+            q[1] = UInt8(truncatingIfNeeded: high >> 8)
+            q[2] = UInt8(truncatingIfNeeded: high)
+            q[3] = UInt8(truncatingIfNeeded: low >> 16)
+            q[4] = UInt8(truncatingIfNeeded: low >> 8)
+            q[5] = UInt8(truncatingIfNeeded: low)
+            written &+= 6
+            offset &+= 8
         }
+        if offset &+ 4 <= count {
+            let p = source + offset
+            let a = table[Int(p[0])], b = table[Int(p[1])], c = table[Int(p[2])], d = table[Int(p[3])]
+            if (a | b | c | d) & 0xC0 == 0 {
+                let group = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                target[written] = UInt8(truncatingIfNeeded: group >> 16)
+                target[written &+ 1] = UInt8(truncatingIfNeeded: group >> 8)
+                target[written &+ 2] = UInt8(truncatingIfNeeded: group)
+                written &+= 3
+                offset &+= 4
+            }
+        }
+
+        // Slow path from the first group that is not plain: one character at a time.
+        var accumulator: UInt32 = 0
+        var sextets = 0
+        var padding = 0
+        var found: UInt8 = 0
+        while offset < count {
+            let byte = source[offset]
+            let entry = table[Int(byte)]
+            let value = entry & 0x3F
+            switch entry >> 6 {
+            case 0, 1:  // data; the high bit pattern 01 marks a repaired character
+                guard padding == 0 else { return .failure(.misplacedPadding) }
+                found |= entry == value ? 0 : repairBit(for: byte)
+                accumulator = accumulator << 6 | UInt32(value)
+                sextets += 1
+                if sextets == 4 {
+                    target[written] = UInt8(truncatingIfNeeded: accumulator >> 16)
+                    target[written + 1] = UInt8(truncatingIfNeeded: accumulator >> 8)
+                    target[written + 2] = UInt8(truncatingIfNeeded: accumulator)
+                    written += 3
+                    sextets = 0
+                    accumulator = 0
+                }
+            case 2:  // value 0: '=', value 1: CR/LF/TAB
+                if value == 0 {
+                    padding += 1
+                } else {
+                    found |= Base64Repairs.whitespaceRemoved.rawValue
+                }
+            default:
+                return .failure(.invalidByte(offset: offset))
+            }
+            offset += 1
+        }
+        switch (sextets, padding) {
+        case (0, 0):
+            break
+        case (2, 0...2):
+            guard accumulator & 0xF == 0 else { return .failure(.nonZeroTrailingBits) }
+            target[written] = UInt8(truncatingIfNeeded: accumulator >> 4)
+            written += 1
+            if padding != 2 { found |= Base64Repairs.paddingRestored.rawValue }
+        case (3, 0...1):
+            guard accumulator & 0x3 == 0 else { return .failure(.nonZeroTrailingBits) }
+            target[written] = UInt8(truncatingIfNeeded: accumulator >> 10)
+            target[written + 1] = UInt8(truncatingIfNeeded: accumulator >> 2)
+            written += 2
+            if padding != 1 { found |= Base64Repairs.paddingRestored.rawValue }
+        case (1, _):
+            return .failure(.invalidLength)
+        default:
+            return .failure(.misplacedPadding)
+        }
+        if found != 0 { repairs.formUnion(Base64Repairs(rawValue: found)) }
+        return .success(written)
     }
 
     /// Convenience for cold paths and tests: decodes a whole string.
@@ -136,8 +172,10 @@ public enum LenientBase64 {
 
     /// Per byte: `00vvvvvv` a standard character of value v; `01vvvvvv` a repaired character of value v;
     /// `10000000` '='; `10000001` CR/LF/TAB (removed); `11xxxxxx` not allowed.
-    private static let decodingTable: [UInt8] = {
-        var table = [UInt8](repeating: 0xFF, count: 256)
+    nonisolated(unsafe) private static let decodingTable: UnsafePointer<UInt8> = {
+        // Allocated once and never freed or written after this closure: safe to read from any thread.
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        table.initialize(repeating: 0xFF, count: 256)
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         for (value, byte) in alphabet.enumerated() { table[Int(byte)] = UInt8(value) }
         table[Int(UInt8(ascii: " "))] = 0x40 | 62
@@ -145,6 +183,6 @@ public enum LenientBase64 {
         table[Int(UInt8(ascii: "_"))] = 0x40 | 63
         table[Int(UInt8(ascii: "="))] = 0x80
         for byte in [UInt8(ascii: "\r"), UInt8(ascii: "\n"), UInt8(ascii: "\t")] { table[Int(byte)] = 0x81 }
-        return table
+        return UnsafePointer(table)
     }()
 }

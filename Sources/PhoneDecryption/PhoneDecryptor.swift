@@ -11,14 +11,41 @@ internal import OpenSSLAES
 /// When no key works, the failure reported is the one that got furthest, over all keys:
 /// `appid_mismatch` > `invalid_plaintext` > `bad_padding` > `invalid_session_key`.
 ///
-/// Not `Sendable`: it owns an OpenSSL context. Use one instance per thread and reuse it.
+/// Not `Sendable`: it owns an OpenSSL context and scratch buffers. Use one instance per thread and
+/// reuse it; it allocates nothing per call on the success path beyond the result's strings.
 public final class PhoneDecryptor {
     /// Real payloads are about 200 bytes; anything far larger is rejected before decrypting.
     public static let maximumCiphertextCount = 64 * 1024
+    /// The longest base64 text accepted for encryptedData (room for line breaks and spaces).
+    static let maximumCiphertextTextCount = maximumCiphertextCount * 2
+    /// The longest base64 text accepted for an iv or a session key (24 characters when canonical).
+    static let maximumBlockTextCount = 64
 
-    private let cipher = EVPAES128CBC()
+    private let cipher = EVPAES128CBC(.decrypt)
+    /// One allocation, owned here and freed in `deinit`: key | iv | ciphertext | plaintext.
+    private let scratch: UnsafeMutableBufferPointer<UInt8>
+    private let key: UnsafeMutableBufferPointer<UInt8>
+    private let iv: UnsafeMutableBufferPointer<UInt8>
+    private let ciphertext: UnsafeMutableBufferPointer<UInt8>
+    private let plaintext: UnsafeMutableBufferPointer<UInt8>
 
-    public init() {}
+    public init() {
+        let blockRegion = LenientBase64.maxDecodedCount(Self.maximumBlockTextCount)
+        let cipherRegion = LenientBase64.maxDecodedCount(Self.maximumCiphertextTextCount)
+        let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 2 * blockRegion + 2 * cipherRegion)
+        scratch.initialize(repeating: 0)
+        self.scratch = scratch
+        key = UnsafeMutableBufferPointer(rebasing: scratch[0..<blockRegion])
+        iv = UnsafeMutableBufferPointer(rebasing: scratch[blockRegion..<2 * blockRegion])
+        ciphertext = UnsafeMutableBufferPointer(rebasing: scratch[2 * blockRegion..<2 * blockRegion + cipherRegion])
+        plaintext = UnsafeMutableBufferPointer(rebasing: scratch[(2 * blockRegion + cipherRegion)...])
+    }
+
+    deinit {
+        // Session keys and plaintext pass through here: wipe before handing the memory back.
+        scratch.update(repeating: 0)
+        scratch.deallocate()
+    }
 
     /// Decrypts one payload. Inputs are as received (base64 strings, possibly damaged in transit).
     public func decrypt(
@@ -33,130 +60,117 @@ public final class PhoneDecryptor {
         }
     }
 
-    /// Decrypts one payload given as UTF-8 bytes (what a parsed Kafka message holds).
+    /// Decrypts one payload given as UTF-8 bytes.
     public func decrypt(
         appid: UnsafeBufferPointer<UInt8>,
         sessionKeys: [String],
-        iv: UnsafeBufferPointer<UInt8>,
-        encryptedData: UnsafeBufferPointer<UInt8>
+        iv ivText: UnsafeBufferPointer<UInt8>,
+        encryptedData dataText: UnsafeBufferPointer<UInt8>
     ) -> Result<PhonePayload, DecryptFailure> {
         var jobRepairs: Base64Repairs = []
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: LenientBase64.maxDecodedCount(iv.count)) { ivBuffer in
-            // MARK: iv
-            let ivCount: Int
-            switch LenientBase64.decode(iv, into: ivBuffer, repairs: &jobRepairs) {
-            case .failure(let failure): return .failure(DecryptFailure(.invalidIV, "iv is \(failure.description)"))
-            case .success(let count): ivCount = count
-            }
-            guard ivCount == EVPAES128CBC.blockSize else {
-                return .failure(DecryptFailure(.invalidIV, "iv decodes to \(ivCount) bytes, expected 16"))
-            }
-            let ivBytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(ivBuffer)[0..<16])
 
-            // MARK: ciphertext
-            // Cheap guard before allocating: base64 of the maximum is 4/3 of it, plus room for line breaks.
-            guard encryptedData.count <= Self.maximumCiphertextCount * 2 else {
-                return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is longer than \(Self.maximumCiphertextCount) bytes"))
-            }
-            let capacity = max(LenientBase64.maxDecodedCount(encryptedData.count), 1)
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { dataBuffer in
-                let dataCount: Int
-                switch LenientBase64.decode(encryptedData, into: dataBuffer, repairs: &jobRepairs) {
-                case .failure(let failure):
-                    return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is \(failure.description)"))
-                case .success(let count): dataCount = count
-                }
-                guard dataCount > 0 else {
-                    return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is empty"))
-                }
-                guard dataCount % EVPAES128CBC.blockSize == 0 else {
-                    return .failure(DecryptFailure(.invalidCiphertext, "encryptedData decodes to \(dataCount) bytes, not a multiple of 16"))
-                }
-                guard dataCount <= Self.maximumCiphertextCount else {
-                    return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is longer than \(Self.maximumCiphertextCount) bytes"))
-                }
-                let ciphertext = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(dataBuffer)[0..<dataCount])
-                return tryKeys(sessionKeys, appid: appid, iv: ivBytes, ciphertext: ciphertext, jobRepairs: jobRepairs)
-            }
+        // MARK: iv
+        guard ivText.count <= Self.maximumBlockTextCount else {
+            return .failure(DecryptFailure(.invalidIV, "iv is \(ivText.count) characters, far too long for 16 bytes"))
         }
-    }
+        switch LenientBase64.decode(ivText, into: iv, repairs: &jobRepairs) {
+        case .failure(let failure):
+            return .failure(DecryptFailure(.invalidIV, "iv is \(failure.description)"))
+        case .success(let count) where count != EVPAES128CBC.blockSize:
+            return .failure(DecryptFailure(.invalidIV, "iv decodes to \(count) bytes, expected 16"))
+        case .success:
+            break
+        }
 
-    // MARK: - Key fallback
+        // MARK: ciphertext
+        guard dataText.count <= Self.maximumCiphertextTextCount else {
+            return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is longer than \(Self.maximumCiphertextCount) bytes"))
+        }
+        let dataCount: Int
+        switch LenientBase64.decode(dataText, into: ciphertext, repairs: &jobRepairs) {
+        case .failure(let failure):
+            return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is \(failure.description)"))
+        case .success(0):
+            return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is empty"))
+        case .success(let count) where count % EVPAES128CBC.blockSize != 0:
+            return .failure(DecryptFailure(.invalidCiphertext, "encryptedData decodes to \(count) bytes, not a multiple of 16"))
+        case .success(let count) where count > Self.maximumCiphertextCount:
+            return .failure(DecryptFailure(.invalidCiphertext, "encryptedData is longer than \(Self.maximumCiphertextCount) bytes"))
+        case .success(let count):
+            dataCount = count
+        }
 
-    private func tryKeys(
-        _ sessionKeys: [String],
-        appid: UnsafeBufferPointer<UInt8>,
-        iv: UnsafeRawBufferPointer,
-        ciphertext: UnsafeRawBufferPointer,
-        jobRepairs: Base64Repairs
-    ) -> Result<PhonePayload, DecryptFailure> {
+        // MARK: keys, newest first
         guard !sessionKeys.isEmpty else {
             return .failure(DecryptFailure(.sessionNotFound, "no session key for this user"))
         }
-        var best: (rank: Int, failure: DecryptFailure)?
-        func record(_ rank: Int, _ failure: @autoclosure () -> DecryptFailure) {
-            if best == nil || rank > best!.rank { best = (rank, failure()) }
-        }
-        let keyNote = sessionKeys.count == 1 ? "" : " (best of \(sessionKeys.count) keys)"
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: ciphertext.count) { plaintextBuffer in
-            for (index, sessionKey) in sessionKeys.enumerated() {
-                var keyRepairs: Base64Repairs = []
-                let attempt: KeyAttempt = withBytes(sessionKey) { keyText in
-                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: LenientBase64.maxDecodedCount(keyText.count) + 1) { keyBuffer in
-                        switch LenientBase64.decode(keyText, into: keyBuffer, repairs: &keyRepairs) {
-                        case .failure(let failure):
-                            return .invalidKey("session key \(index) is \(failure.description)")
-                        case .success(let count) where count != EVPAES128CBC.keySize:
-                            return .invalidKey("session key \(index) decodes to \(count) bytes, expected 16")
-                        case .success:
-                            let key = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(keyBuffer)[0..<16])
-                            return decryptAndParse(key: key, iv: iv, ciphertext: ciphertext, appid: appid, into: plaintextBuffer)
-                        }
-                    }
-                }
-                switch attempt {
-                case .success(let phone, let pure, let country, let timestamp):
-                    return .success(PhonePayload(
-                        phoneNumber: phone, purePhoneNumber: pure, countryCode: country,
-                        watermarkTimestamp: timestamp, keyIndex: index, repairs: jobRepairs.union(keyRepairs)
-                    ))
-                case .invalidKey(let detail):
-                    record(0, DecryptFailure(.invalidSessionKey, detail))
-                case .badPadding:
-                    record(1, DecryptFailure(.badPadding, "PKCS#7 padding check failed\(keyNote)"))
-                case .invalidPlaintext(let detail):
-                    record(2, DecryptFailure(.invalidPlaintext, detail + keyNote))
-                case .appidMismatch:
-                    record(3, DecryptFailure(.appidMismatch, "watermark appid is not the expected appid"))
-                }
+        var best = DecryptFailure(.invalidSessionKey, "")
+        var bestRank = -1
+        for index in sessionKeys.indices {
+            var keyRepairs: Base64Repairs = []
+            let outcome = withBytes(sessionKeys[index]) { keyText in
+                attempt(keyText: keyText, index: index, dataCount: dataCount, appid: appid, repairs: &keyRepairs)
             }
-            return .failure(best!.failure)
+            let rank: Int
+            let failure: DecryptFailure
+            switch outcome {
+            case .success(let fields):
+                return .success(PhonePayload(
+                    phoneNumber: fields.phone, purePhoneNumber: fields.pure, countryCode: fields.country,
+                    watermarkTimestamp: fields.timestamp, keyIndex: index, repairs: jobRepairs.union(keyRepairs)
+                ))
+            case .invalidKey(let detail):
+                (rank, failure) = (0, DecryptFailure(.invalidSessionKey, detail))
+            case .badPadding:
+                (rank, failure) = (1, DecryptFailure(.badPadding, "PKCS#7 padding check failed" + Self.keyNote(sessionKeys.count)))
+            case .invalidPlaintext(let detail):
+                (rank, failure) = (2, DecryptFailure(.invalidPlaintext, detail + Self.keyNote(sessionKeys.count)))
+            case .appidMismatch:
+                (rank, failure) = (3, DecryptFailure(.appidMismatch, "watermark appid is not the expected appid"))
+            }
+            if rank > bestRank { (bestRank, best) = (rank, failure) }
         }
+        return .failure(best)
     }
 
+    private static func keyNote(_ keyCount: Int) -> String {
+        keyCount == 1 ? "" : " (best of \(keyCount) keys)"
+    }
+
+    // MARK: - One key
+
     private enum KeyAttempt {
-        case success(String, String, String, Int64)
+        case success(PhonePayload.Fields)
         case invalidKey(String)
         case badPadding
         case invalidPlaintext(String)
         case appidMismatch
     }
 
-    private func decryptAndParse(
-        key: UnsafeRawBufferPointer,
-        iv: UnsafeRawBufferPointer,
-        ciphertext: UnsafeRawBufferPointer,
-        appid: UnsafeBufferPointer<UInt8>,
-        into plaintextBuffer: UnsafeMutableBufferPointer<UInt8>
+    private func attempt(
+        keyText: UnsafeBufferPointer<UInt8>, index: Int, dataCount: Int,
+        appid: UnsafeBufferPointer<UInt8>, repairs: inout Base64Repairs
     ) -> KeyAttempt {
-        guard cipher.decryptBlocks(key: key, iv: iv, ciphertext: ciphertext, into: UnsafeMutableRawBufferPointer(plaintextBuffer)) else {
+        guard keyText.count <= Self.maximumBlockTextCount else {
+            return .invalidKey("session key \(index) is \(keyText.count) characters, far too long for 16 bytes")
+        }
+        switch LenientBase64.decode(keyText, into: key, repairs: &repairs) {
+        case .failure(let failure):
+            return .invalidKey("session key \(index) is \(failure.description)")
+        case .success(let count) where count != EVPAES128CBC.keySize:
+            return .invalidKey("session key \(index) decodes to \(count) bytes, expected 16")
+        case .success:
+            break
+        }
+        let input = UnsafeBufferPointer(rebasing: ciphertext[0..<dataCount])
+        guard cipher.decryptBlocks(key: key.baseAddress!, iv: iv.baseAddress!, ciphertext: input, into: plaintext.baseAddress!) else {
             // OpenSSL refuses only on internal errors; treat it like an undecryptable payload.
             return .badPadding
         }
-        let padded = UnsafeBufferPointer(rebasing: plaintextBuffer[0..<ciphertext.count])
+        let padded = UnsafeBufferPointer(rebasing: plaintext[0..<dataCount])
         guard let count = PKCS7.unpaddedCount(padded) else { return .badPadding }
         switch PhonePayload.parse(plaintext: UnsafeBufferPointer(rebasing: padded[0..<count]), expectedAppid: appid) {
-        case .success(let fields): return .success(fields.phone, fields.pure, fields.country, fields.timestamp)
+        case .success(let fields): return .success(fields)
         case .failure(.invalid(let detail)): return .invalidPlaintext(detail)
         case .failure(.appidMismatch): return .appidMismatch
         }

@@ -5,7 +5,7 @@ internal import OpenSSLAES
 /// For tests, benchmarks and the load generator; decryptd itself never encrypts.
 /// Not `Sendable`: it owns an OpenSSL context; use one per thread.
 public final class PhoneEncryptor {
-    private let cipher = EVPAES128CBC()
+    private let cipher = EVPAES128CBC(.encrypt)
 
     public init() {}
 

@@ -1,4 +1,12 @@
 extension PhonePayload {
+    /// The fields of a verified plaintext.
+    struct Fields {
+        var phone: String
+        var pure: String
+        var country: String
+        var timestamp: Int64
+    }
+
     /// Why a plaintext is not a phone payload for the expected appid.
     enum ParseFailure: Error {
         case invalid(String)
@@ -15,63 +23,49 @@ extension PhonePayload {
     static func parse(
         plaintext: UnsafeBufferPointer<UInt8>,
         expectedAppid: UnsafeBufferPointer<UInt8>
-    ) -> Result<(phone: String, pure: String, country: String, timestamp: Int64), ParseFailure> {
+    ) -> Result<Fields, ParseFailure> {
         var scanner = JSONScanner(plaintext)
-        var phone: JSONStringToken?
-        var pure: JSONStringToken?
-        var country: CountryCodeToken?
-        var timestamp: Int64?
-        var appid: JSONStringToken?
-        var sawWatermark = false
-        var problem: String?
-
-        func note(_ message: String) {
-            if problem == nil { problem = message }
-        }
-
+        var found = Tokens()
         do throws(JSONSyntaxError) {
             guard try scanner.peek() == UInt8(ascii: "{") else {
                 return .failure(.invalid("plaintext JSON is not an object"))
             }
-            try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
+            try scanner.forEachMember(into: &found) { scanner, key, found throws(JSONSyntaxError) in
                 if scanner.token(key, equals: "phoneNumber") {
-                    if phone != nil { note("duplicate phoneNumber") }
-                    phone = try Self.readStringField(&scanner, "phoneNumber", note)
+                    found.phone = try readString(&scanner, into: &found, existing: found.phone, "phoneNumber")
                 } else if scanner.token(key, equals: "purePhoneNumber") {
-                    if pure != nil { note("duplicate purePhoneNumber") }
-                    pure = try Self.readStringField(&scanner, "purePhoneNumber", note)
+                    found.pure = try readString(&scanner, into: &found, existing: found.pure, "purePhoneNumber")
                 } else if scanner.token(key, equals: "countryCode") {
-                    if country != nil { note("duplicate countryCode") }
+                    if found.country != nil { found.note("duplicate countryCode") }
                     let first = try scanner.peek()
                     if first == UInt8(ascii: "\"") {
-                        country = .string(try scanner.readString())
-                    } else if Self.startsNumber(first) {
-                        country = .number(try scanner.readNumber())
+                        found.country = .string(try scanner.readString())
+                    } else if startsNumber(first) {
+                        found.country = .number(try scanner.readNumber())
                     } else {
-                        note("countryCode is not a string or number")
+                        found.note("countryCode is not a string or number")
                         try scanner.skipValue()
                     }
                 } else if scanner.token(key, equals: "watermark") {
-                    if sawWatermark { note("duplicate watermark") }
-                    sawWatermark = true
+                    if found.sawWatermark { found.note("duplicate watermark") }
+                    found.sawWatermark = true
                     guard try scanner.peek() == UInt8(ascii: "{") else {
-                        note("watermark is not an object")
+                        found.note("watermark is not an object")
                         try scanner.skipValue()
                         return
                     }
-                    try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
+                    try scanner.forEachMember(into: &found) { scanner, key, found throws(JSONSyntaxError) in
                         if scanner.token(key, equals: "timestamp") {
-                            if timestamp != nil { note("duplicate watermark.timestamp") }
-                            guard Self.startsNumber(try scanner.peek()) else {
-                                note("watermark.timestamp is not a number")
+                            if found.timestamp != nil { found.note("duplicate watermark.timestamp") }
+                            guard startsNumber(try scanner.peek()) else {
+                                found.note("watermark.timestamp is not a number")
                                 try scanner.skipValue()
                                 return
                             }
-                            timestamp = try scanner.readNonNegativeInteger()
-                            if timestamp == nil { note("watermark.timestamp is not a non-negative integer") }
+                            found.timestamp = try scanner.readNonNegativeInteger()
+                            if found.timestamp == nil { found.note("watermark.timestamp is not a non-negative integer") }
                         } else if scanner.token(key, equals: "appid") {
-                            if appid != nil { note("duplicate watermark.appid") }
-                            appid = try Self.readStringField(&scanner, "watermark.appid", note)
+                            found.appid = try readString(&scanner, into: &found, existing: found.appid, "watermark.appid")
                         } else {
                             try scanner.skipValue()
                         }
@@ -84,24 +78,42 @@ extension PhonePayload {
         } catch {
             return .failure(.invalid("plaintext is not strict JSON: \(error)"))
         }
-        if let problem { return .failure(.invalid(problem)) }
-        guard let phone, phone.end > phone.start else { return .failure(.invalid("missing or empty phoneNumber")) }
-        guard let pure, pure.end > pure.start else { return .failure(.invalid("missing or empty purePhoneNumber")) }
-        guard let country else { return .failure(.invalid("missing countryCode")) }
-        guard sawWatermark else { return .failure(.invalid("missing watermark")) }
-        guard let timestamp else { return .failure(.invalid("missing watermark.timestamp")) }
-        guard let appid else { return .failure(.invalid("missing watermark.appid")) }
+        if let problem = found.problem { return .failure(.invalid(problem)) }
+        guard let phone = found.phone, phone.end > phone.start else { return .failure(.invalid("missing or empty phoneNumber")) }
+        guard let pure = found.pure, pure.end > pure.start else { return .failure(.invalid("missing or empty purePhoneNumber")) }
+        guard let country = found.country else { return .failure(.invalid("missing countryCode")) }
+        guard found.sawWatermark else { return .failure(.invalid("missing watermark")) }
+        guard let timestamp = found.timestamp else { return .failure(.invalid("missing watermark.timestamp")) }
+        guard let appid = found.appid else { return .failure(.invalid("missing watermark.appid")) }
         guard scanner.token(appid, equals: expectedAppid) else { return .failure(.appidMismatch) }
         let countryText = switch country {
         case .string(let token): scanner.string(token)
         case .number(let range): String(decoding: UnsafeBufferPointer(rebasing: plaintext[range]), as: UTF8.self)
         }
-        return .success((scanner.string(phone), scanner.string(pure), countryText, timestamp))
+        return .success(Fields(phone: scanner.string(phone), pure: scanner.string(pure), country: countryText, timestamp: timestamp))
     }
+
+    // MARK: - Parse state
 
     private enum CountryCodeToken {
         case string(JSONStringToken)
         case number(Range<Int>)
+    }
+
+    /// What the walk found so far, and the first problem (reported after the whole document is
+    /// known to be JSON, so that malformed JSON always reads as such).
+    private struct Tokens {
+        var phone: JSONStringToken?
+        var pure: JSONStringToken?
+        var country: CountryCodeToken?
+        var timestamp: Int64?
+        var appid: JSONStringToken?
+        var sawWatermark = false
+        var problem: String?
+
+        mutating func note(_ message: @autoclosure () -> String) {
+            if problem == nil { problem = message() }
+        }
     }
 
     @inline(__always)
@@ -109,12 +121,13 @@ extension PhonePayload {
         byte == UInt8(ascii: "-") || byte &- UInt8(ascii: "0") < 10
     }
 
-    /// Reads a string value; a value of another type is skipped and noted.
-    private static func readStringField(
-        _ scanner: inout JSONScanner, _ name: String, _ note: (String) -> Void
+    /// Reads a string value; a duplicate or a value of another type is noted.
+    private static func readString(
+        _ scanner: inout JSONScanner, into found: inout Tokens, existing: JSONStringToken?, _ name: StaticString
     ) throws(JSONSyntaxError) -> JSONStringToken? {
+        if existing != nil { found.note("duplicate \(name)") }
         guard try scanner.peek() == UInt8(ascii: "\"") else {
-            note("\(name) is not a string")
+            found.note("\(name) is not a string")
             try scanner.skipValue()
             return nil
         }

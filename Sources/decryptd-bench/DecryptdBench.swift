@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct DecryptdBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decryptd-bench",
+        abstract: "Benchmarks that print figures. Build with -c release: swift run -c release decryptd-bench decrypt",
+        subcommands: [DecryptBenchmark.self, SampleCommand.self]
+    )
+}
