@@ -50,6 +50,29 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "PostgresClient",
+            dependencies: ["CLibPQ"],
+            swiftSettings: strict
+        ),
+
+        // MARK: - Storage
+        .target(
+            name: "DecryptdStore",
+            dependencies: ["PostgresClient"],
+            swiftSettings: strict,
+            plugins: ["EmbedMigrations"]
+        ),
+        .executableTarget(
+            name: "EmbedMigrationsTool",
+            swiftSettings: strict
+        ),
+        .plugin(
+            name: "EmbedMigrations",
+            capability: .buildTool(),
+            dependencies: ["EmbedMigrationsTool"]
+        ),
+
         // MARK: - Domain
         .target(
             name: "PhoneDecryption",
@@ -62,6 +85,8 @@ let package = Package(
             name: "decryptd",
             dependencies: [
                 "PhoneDecryption",
+                "DecryptdStore",
+                "PostgresClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -71,6 +96,8 @@ let package = Package(
             name: "decryptd-bench",
             dependencies: [
                 "PhoneDecryption",
+                "DecryptdStore",
+                "PostgresClient",
                 "CLibCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -78,6 +105,11 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        .testTarget(
+            name: "DecryptdStoreTests",
+            dependencies: ["DecryptdStore", "PostgresClient"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "PhoneDecryptionTests",
             dependencies: ["PhoneDecryption", "OpenSSLAES"],

@@ -53,6 +53,11 @@ public struct DecryptJob: Sendable, Hashable {
         for slot in 0..<3 where fields[slot] == nil {
             return .failure(DecryptFailure(.malformedJob, "job has no \(names[slot])"))
         }
+        // A NUL (from a \u0000 escape) cannot be stored in PostgreSQL text and would be truncated
+        // by C APIs, letting two different openids look alike: refuse it.
+        for slot in [0, 3] where fields[slot]?.utf8.contains(0) == true {
+            return .failure(DecryptFailure(.malformedJob, "job field \(names[slot]) contains a NUL character"))
+        }
         return .success(DecryptJob(
             openid: fields[0]!, encryptedData: fields[1]!, iv: fields[2]!, appid: fields[3], requestId: fields[4]
         ))

@@ -16,10 +16,10 @@ enum DecryptdMain {
             }
             code = 0
         } catch let error as UsageError {
-            FileHandle.standardError.write(Data("decryptd: \(error.message)\n".utf8))
+            printError(error.message)
             code = 2
         } catch let error as RuntimeFailure {
-            FileHandle.standardError.write(Data("decryptd: \(error.message)\n".utf8))
+            printError(error.message)
             code = 1
         } catch {
             let exitCode = Decryptd.exitCode(for: error)
@@ -28,17 +28,23 @@ enum DecryptdMain {
                 code = 0
             } else if exitCode == .validationFailure {
                 let message = Decryptd.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad usage"
-                FileHandle.standardError.write(Data("decryptd: \(message) (see --help)\n".utf8))
+                printError("\(message) (see --help)")
                 code = 2
             } else if let exit = error as? ExitCode {
                 code = exit.rawValue
             } else {
-                FileHandle.standardError.write(Data("decryptd: \(error)\n".utf8))
+                printError("\(error)")
                 code = 1
             }
         }
         exit(code)
     }
+}
+
+/// Writes one line to stderr: multi-line messages (libpq's, for one) are folded.
+func printError(_ message: String) {
+    let line = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+    FileHandle.standardError.write(Data("decryptd: \(line)\n".utf8))
 }
 
 /// Bad usage or configuration: exit 2 with this one line.

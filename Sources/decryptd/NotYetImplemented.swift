@@ -14,10 +14,6 @@ struct RunCommand: NotYetImplementedCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the worker (not implemented yet).")
 }
 
-struct MigrateCommand: NotYetImplementedCommand {
-    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Apply database migrations (not implemented yet).")
-}
-
 struct ReprocessCommand: NotYetImplementedCommand {
     static let configuration = CommandConfiguration(commandName: "reprocess", abstract: "Replay the dead-letter topic (not implemented yet).")
 }

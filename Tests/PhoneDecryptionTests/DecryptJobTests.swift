@@ -19,7 +19,8 @@ struct DecryptJobTests {
         #"{"openid":1,"encryptedData":"AAAA","iv":"B"}"#, #"{"openid":null,"encryptedData":"AAAA","iv":"B"}"#,
         #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":7}"#,
         #"{"openid":"o","openid":"p","encryptedData":"AAAA","iv":"B"}"#,
-        #"{"openid":"o","encryptedData":"AAAA","iv":"B"} {}"#, "{\"openid\":\"o\u{0}\",\"encryptedData\":\"A\",\"iv\":\"B\"}",
+        #"{"openid":"o","encryptedData":"AAAA","iv":"B"} {}"#, #"{"openid":"o\u0000","encryptedData":"AAAA","iv":"B"}"#,
+        #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":"wx\u0000"}"#, "{\"openid\":\"o\u{0}\",\"encryptedData\":\"A\",\"iv\":\"B\"}",
     ])
     func malformed(_ text: String) {
         #expect(parse(text).failureReason == .malformedJob)

@@ -1,0 +1,91 @@
+public import PostgresClient
+
+/// decryptd's tables over one PostgreSQL session: batched session-key lookup and batched,
+/// idempotent outcome writes. One round trip per lookup; one transaction per outcome batch.
+///
+/// Not `Sendable` and blocking, like the connection it owns: drive it from one dedicated thread.
+public final class DecryptdDatabase {
+    public let connection: PostgresConnection
+
+    public init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    // MARK: - Session keys
+
+    /// Up to `limit` session keys per user, newest first, for every distinct user in `users`,
+    /// in one round trip. Users with no key are absent from the result.
+    public func sessionKeys(for users: some Sequence<UserKey>, limit: Int) throws(PostgresError) -> [UserKey: [String]] {
+        let distinct = Array(Set(users))
+        guard !distinct.isEmpty else { return [:] }
+        let rows = try connection.query(Statements.lookupSessionKeys, [
+            PostgresArray.text(distinct.map(\.appid)),
+            PostgresArray.text(distinct.map(\.openid)),
+            String(limit),
+        ])
+        var keys: [UserKey: [String]] = [:]
+        for row in rows {
+            guard let index = row[0].flatMap({ Int($0) }), let key = row[1] else {
+                throw PostgresError(kind: .protocolViolation, message: "unexpected session lookup row")
+            }
+            keys[distinct[index - 1], default: []].append(key)
+        }
+        return keys
+    }
+
+    /// Stores session keys (what the login service does; used by the load generator and tests).
+    /// `issuedAt` is seconds since the epoch.
+    public func insertSessionKeys(_ entries: [(user: UserKey, sessionKey: String, issuedAt: Double)]) throws(PostgresError) {
+        guard !entries.isEmpty else { return }
+        try connection.execute(Statements.insertSessionKeys, [
+            PostgresArray.text(entries.map(\.user.appid)),
+            PostgresArray.text(entries.map(\.user.openid)),
+            PostgresArray.text(entries.map(\.sessionKey)),
+            PostgresArray.text(entries.map { String($0.issuedAt) }),
+        ])
+    }
+
+    // MARK: - Outcomes
+
+    /// What one outcome write changed.
+    public struct WriteCounts: Sendable, Hashable {
+        /// Member rows inserted or replaced (a stale or identical payload changes none).
+        public var membersChanged: Int
+        /// Failure rows inserted (a redelivered failure adds none).
+        public var failuresRecorded: Int
+        /// Failure rows newly resolved.
+        public var failuresResolved: Int
+    }
+
+    /// Writes one batch's members, failures and resolutions atomically, in one statement.
+    ///
+    /// Idempotent: members follow SPEC's newest-watermark rule (an identical replay changes
+    /// nothing), failures are unique on their source coordinates, resolving is a no-op twice.
+    @discardableResult
+    public func write(_ batch: OutcomeBatch) throws(PostgresError) -> WriteCounts {
+        guard !batch.isEmpty else { return WriteCounts(membersChanged: 0, failuresRecorded: 0, failuresResolved: 0) }
+        let members = batch.members, failures = batch.failures, resolved = batch.resolved
+        let rows = try connection.query(Statements.writeOutcomes, [
+            PostgresArray.text(members.map(\.user.appid)),
+            PostgresArray.text(members.map(\.user.openid)),
+            PostgresArray.text(members.map(\.phoneNumber)),
+            PostgresArray.text(members.map(\.purePhoneNumber)),
+            PostgresArray.text(members.map(\.countryCode)),
+            PostgresArray.integers(members.map(\.watermarkTimestamp)),
+            PostgresArray.text(failures.map(\.appid)),
+            PostgresArray.text(failures.map(\.openid)),
+            PostgresArray.text(failures.map(\.reason)),
+            PostgresArray.text(failures.map(\.detail)),
+            PostgresArray.text(failures.map(\.source.topic)),
+            PostgresArray.integers(failures.map(\.source.partition)),
+            PostgresArray.integers(failures.map(\.source.offset)),
+            PostgresArray.text(resolved.map(\.topic)),
+            PostgresArray.integers(resolved.map(\.partition)),
+            PostgresArray.integers(resolved.map(\.offset)),
+        ])
+        guard rows.count == 1, rows[0].count == 3, let counts = rows.first?.compactMap({ $0.flatMap { Int($0) } }), counts.count == 3 else {
+            throw PostgresError(kind: .protocolViolation, message: "unexpected outcome write result")
+        }
+        return WriteCounts(membersChanged: counts[0], failuresRecorded: counts[1], failuresResolved: counts[2])
+    }
+}

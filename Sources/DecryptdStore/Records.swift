@@ -1,0 +1,76 @@
+/// A user as the session table keys it.
+public struct UserKey: Sendable, Hashable {
+    public var appid: String
+    public var openid: String
+
+    public init(appid: String, openid: String) {
+        self.appid = appid
+        self.openid = openid
+    }
+}
+
+/// Where a job came from: its Kafka coordinates, which identify it for idempotency.
+public struct SourceCoordinates: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+}
+
+/// A decrypted phone number to upsert into `members`.
+public struct MemberRecord: Sendable, Hashable {
+    public var user: UserKey
+    public var phoneNumber: String
+    public var purePhoneNumber: String
+    public var countryCode: String
+    public var watermarkTimestamp: Int64
+
+    public init(user: UserKey, phoneNumber: String, purePhoneNumber: String, countryCode: String, watermarkTimestamp: Int64) {
+        self.user = user
+        self.phoneNumber = phoneNumber
+        self.purePhoneNumber = purePhoneNumber
+        self.countryCode = countryCode
+        self.watermarkTimestamp = watermarkTimestamp
+    }
+}
+
+/// A failed job to record in `decrypt_failures`.
+public struct FailureRecord: Sendable, Hashable {
+    /// `nil` when the job was too malformed to name them.
+    public var appid: String?
+    public var openid: String?
+    /// A SPEC.md reason code.
+    public var reason: String
+    /// Short, never secret.
+    public var detail: String
+    public var source: SourceCoordinates
+
+    public init(appid: String?, openid: String?, reason: String, detail: String, source: SourceCoordinates) {
+        self.appid = appid
+        self.openid = openid
+        self.reason = reason
+        self.detail = detail
+        self.source = source
+    }
+}
+
+/// One batch's durable outcome: written in one transaction.
+public struct OutcomeBatch: Sendable, Hashable {
+    public var members: [MemberRecord] = []
+    public var failures: [FailureRecord] = []
+    /// Failure rows to mark resolved (a reprocessed job that now succeeded).
+    public var resolved: [SourceCoordinates] = []
+
+    public init(members: [MemberRecord] = [], failures: [FailureRecord] = [], resolved: [SourceCoordinates] = []) {
+        self.members = members
+        self.failures = failures
+        self.resolved = resolved
+    }
+
+    public var isEmpty: Bool { members.isEmpty && failures.isEmpty && resolved.isEmpty }
+}

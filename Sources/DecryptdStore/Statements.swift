@@ -1,0 +1,74 @@
+public import PostgresClient
+
+/// Every statement decryptd runs against its tables. Values are always parameters; whole
+/// columns travel as one array parameter and are expanded with `unnest`.
+enum Statements {
+    /// $1 appids, $2 openids (distinct users), $3 keys per user. Rows: (1-based user index, key),
+    /// newest key first within each user. The primary key (appid, openid, issued_at) serves it.
+    static let lookupSessionKeys = PreparedStatement(name: "decryptd_lookup_session_keys", sql: """
+        SELECT q.i, s.session_key
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(appid, openid, i)
+        CROSS JOIN LATERAL (
+            SELECT w.session_key, w.issued_at
+            FROM wechat_sessions w
+            WHERE w.appid = q.appid AND w.openid = q.openid
+            ORDER BY w.issued_at DESC
+            LIMIT $3
+        ) s
+        ORDER BY q.i, s.issued_at DESC
+        """, parameterCount: 3)
+
+    /// One batch's whole outcome in one statement, so one round trip and one implicit transaction:
+    /// either every part is written or none is.
+    ///
+    /// Members ($1 appids, $2 openids, $3 phone numbers, $4 pure numbers, $5 country codes,
+    /// $6 watermarks): within the batch the newest watermark wins (on a tie, the later job); against
+    /// the table a row is replaced only by a newer or equal watermark, and an identical replay changes
+    /// nothing (not even decrypted_at). Rows go in key order, so concurrent workers take row locks in
+    /// one order and cannot deadlock on each other.
+    ///
+    /// Failures ($7 appids, $8 openids, $9 reasons, $10 details, $11 topics, $12 partitions,
+    /// $13 offsets): a redelivered job (same coordinates) is recorded once.
+    ///
+    /// Resolutions ($14 topics, $15 partitions, $16 offsets): set resolved_at once.
+    static let writeOutcomes = PreparedStatement(name: "decryptd_write_outcomes", sql: """
+        WITH upserted AS (
+            INSERT INTO members AS m (appid, openid, phone_number, pure_phone_number, country_code, watermark_ts, decrypted_at)
+            SELECT DISTINCT ON (u.appid COLLATE "C", u.openid COLLATE "C") u.appid, u.openid, u.phone, u.pure, u.country, u.ts, now()
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                WITH ORDINALITY AS u(appid, openid, phone, pure, country, ts, i)
+            ORDER BY u.appid COLLATE "C", u.openid COLLATE "C", u.ts DESC, u.i DESC
+            ON CONFLICT (appid, openid) DO UPDATE SET
+                phone_number = EXCLUDED.phone_number,
+                pure_phone_number = EXCLUDED.pure_phone_number,
+                country_code = EXCLUDED.country_code,
+                watermark_ts = EXCLUDED.watermark_ts,
+                decrypted_at = EXCLUDED.decrypted_at
+            WHERE m.watermark_ts < EXCLUDED.watermark_ts
+               OR (m.watermark_ts = EXCLUDED.watermark_ts
+                   AND (m.phone_number, m.pure_phone_number, m.country_code)
+                       IS DISTINCT FROM (EXCLUDED.phone_number, EXCLUDED.pure_phone_number, EXCLUDED.country_code))
+            RETURNING 1
+        ), recorded AS (
+            INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset)
+            SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::integer[], $13::bigint[])
+            ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
+            RETURNING 1
+        ), resolved AS (
+            UPDATE decrypt_failures f SET resolved_at = now()
+            FROM unnest($14::text[], $15::integer[], $16::bigint[]) AS r(topic, part, off)
+            WHERE f.source_topic = r.topic AND f.source_partition = r.part AND f.source_offset = r.off
+              AND f.resolved_at IS NULL
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), (SELECT count(*) FROM resolved)
+        """, parameterCount: 16)
+
+    /// $1 appids, $2 openids, $3 keys, $4 issued_at as epoch seconds.
+    static let insertSessionKeys = PreparedStatement(name: "decryptd_insert_session_keys", sql: """
+        INSERT INTO wechat_sessions (appid, openid, session_key, issued_at)
+        SELECT u.appid, u.openid, u.session_key, to_timestamp(u.issued::double precision)
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(appid, openid, session_key, issued)
+        ON CONFLICT DO NOTHING
+        """, parameterCount: 4)
+}

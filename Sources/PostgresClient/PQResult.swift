@@ -1,0 +1,64 @@
+internal import CLibPQ
+
+/// Owns one `PGresult`; frees it in `deinit`. Values are copied out, never lent.
+final class PQResult {
+    let pointer: OpaquePointer
+
+    /// Takes ownership of a result returned by libpq.
+    init(_ pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit {
+        PQclear(pointer)
+    }
+
+    var status: ExecStatusType { PQresultStatus(pointer) }
+
+    var isSuccess: Bool {
+        status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY
+    }
+
+    var sqlState: String? {
+        PQresultErrorField(pointer, CLibPQ_DIAG_SQLSTATE()).map { String(cString: $0) }
+    }
+
+    var primaryMessage: String {
+        if let primary = PQresultErrorField(pointer, CLibPQ_DIAG_MESSAGE_PRIMARY()) { return String(cString: primary) }
+        return String(cString: PQresultErrorMessage(pointer)).trimmingTrailingNewlines()
+    }
+
+    /// Copies every row out as text (`nil` for SQL NULL).
+    func rows() -> [[String?]] {
+        let rowCount = Int(PQntuples(pointer))
+        let columnCount = Int(PQnfields(pointer))
+        var rows: [[String?]] = []
+        rows.reserveCapacity(rowCount)
+        for row in 0..<Int32(rowCount) {
+            var values: [String?] = []
+            values.reserveCapacity(columnCount)
+            for column in 0..<Int32(columnCount) {
+                if PQgetisnull(pointer, row, column) == 1 {
+                    values.append(nil)
+                } else {
+                    values.append(String(cString: PQgetvalue(pointer, row, column)))
+                }
+            }
+            rows.append(values)
+        }
+        return rows
+    }
+
+    /// The affected-row count of an INSERT/UPDATE/DELETE, 0 when there is none.
+    var affectedRows: Int {
+        Int(String(cString: PQcmdTuples(pointer))) ?? 0
+    }
+}
+
+extension String {
+    func trimmingTrailingNewlines() -> String {
+        var text = self
+        while text.last == "\n" || text.last == "\r" { text.removeLast() }
+        return text
+    }
+}

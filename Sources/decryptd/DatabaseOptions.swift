@@ -1,0 +1,34 @@
+import ArgumentParser
+import PostgresClient
+
+/// `--database-url` (env `DATABASE_URL`), shared by every command that talks to PostgreSQL.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .customLong("database-url"), help: ArgumentHelp(
+        "PostgreSQL URL or conninfo; every libpq parameter is honoured (sslmode, ...). Env: DATABASE_URL.",
+        valueName: "url"
+    ))
+    var databaseURL: String?
+
+    /// The URL from the flag or the environment, validated by libpq without connecting.
+    func connection() throws -> PostgresConnection {
+        guard let url = databaseURL ?? Environment.value("DATABASE_URL") else {
+            throw UsageError("no database: give --database-url or set DATABASE_URL")
+        }
+        do {
+            return try PostgresConnection(url: url)
+        } catch {
+            throw UsageError(error.message)
+        }
+    }
+
+    /// Connects now, so an unreachable server is reported at start-up as bad configuration.
+    func connectedConnection() throws -> PostgresConnection {
+        let connection = try connection()
+        do {
+            try connection.connect()
+        } catch {
+            throw UsageError("cannot connect to the database: \(error.message)")
+        }
+        return connection
+    }
+}

@@ -1,0 +1,171 @@
+import DecryptdStore
+import PostgresClient
+import Testing
+
+@Suite("Session keys and outcomes", .enabled(if: TestDatabase.enabled, "needs DECRYPTD_TEST_DATABASE_URL (scripts/test.sh sets it)"))
+struct DecryptdDatabaseTests {
+    let alice = UserKey(appid: "wx1", openid: "alice")
+    let bob = UserKey(appid: "wx1", openid: "bob")
+    let carol = UserKey(appid: "wx1", openid: "carol")
+
+    func source(_ offset: Int64, partition: Int32 = 0) -> SourceCoordinates {
+        SourceCoordinates(topic: "wechat.phone.jobs", partition: partition, offset: offset)
+    }
+
+    func member(_ user: UserKey, _ phone: String, _ timestamp: Int64) -> MemberRecord {
+        MemberRecord(user: user, phoneNumber: phone, purePhoneNumber: phone, countryCode: "86", watermarkTimestamp: timestamp)
+    }
+
+    func members(_ database: DecryptdDatabase) throws -> [String: (phone: String, ts: Int64, at: String)] {
+        var result: [String: (String, Int64, String)] = [:]
+        for row in try database.connection.query("SELECT openid, phone_number, watermark_ts, decrypted_at::text FROM members") {
+            result[row[0]!] = (row[1]!, Int64(row[2]!)!, row[3]!)
+        }
+        return result
+    }
+
+    @Test("lookup: newest keys first, at most K per user, one round trip for the batch")
+    func lookup() throws {
+        let database = try TestDatabase.migrated()
+        try database.insertSessionKeys([
+            (alice, "a-oldest", 1_000), (alice, "a-newest", 3_000), (alice, "a-middle", 2_000),
+            (bob, "b-only", 1_000),
+            (UserKey(appid: "wx2", openid: "alice"), "other-app", 5_000),
+        ])
+        let keys = try database.sessionKeys(for: [alice, bob, carol, alice], limit: 2)
+        #expect(keys[alice] == ["a-newest", "a-middle"])
+        #expect(keys[bob] == ["b-only"])
+        #expect(keys[carol] == nil)
+        #expect(try database.sessionKeys(for: [alice], limit: 3)[alice] == ["a-newest", "a-middle", "a-oldest"])
+        #expect(try database.sessionKeys(for: [], limit: 3).isEmpty)
+    }
+
+    @Test("upsert: an older watermark never replaces a newer one; within a batch the newest wins")
+    func upsertOrdering() throws {
+        let database = try TestDatabase.migrated()
+        try database.write(OutcomeBatch(members: [member(alice, "111", 100)]))
+        try database.write(OutcomeBatch(members: [member(alice, "000", 50)]))
+        #expect(try members(database)["alice"]?.phone == "111")
+
+        // same batch: several jobs for one user, out of order
+        try database.write(OutcomeBatch(members: [member(bob, "b10", 10), member(bob, "b30", 30), member(bob, "b20", 20)]))
+        #expect(try members(database)["bob"]?.phone == "b30")
+
+        // equal watermark with a different number replaces; identical replay changes nothing
+        try database.write(OutcomeBatch(members: [member(alice, "112", 100)]))
+        let before = try members(database)["alice"]!
+        #expect(before.phone == "112")
+        try database.write(OutcomeBatch(members: [member(alice, "112", 100)]))
+        #expect(try members(database)["alice"]!.at == before.at)
+
+        try database.write(OutcomeBatch(members: [member(alice, "113", 150)]))
+        #expect(try members(database)["alice"]?.phone == "113")
+        #expect(try members(database)["alice"]?.ts == 150)
+    }
+
+    @Test("failures: recorded once per source offset; resolving sets resolved_at once")
+    func failures() throws {
+        let database = try TestDatabase.migrated()
+        let failure = FailureRecord(appid: "wx1", openid: "alice", reason: "bad_padding", detail: "PKCS#7 padding check failed", source: source(7))
+        let malformed = FailureRecord(appid: nil, openid: nil, reason: "malformed_job", detail: "not JSON", source: source(8))
+        try database.write(OutcomeBatch(failures: [failure, malformed]))
+        try database.write(OutcomeBatch(failures: [failure, failure]))
+        let rows = try database.connection.query("SELECT source_offset, reason, appid, resolved_at FROM decrypt_failures ORDER BY source_offset")
+        #expect(rows.map { $0[0] } == ["7", "8"])
+        #expect(rows[1][2] == nil)
+        #expect(rows.allSatisfy { $0[3] == nil })
+
+        try database.write(OutcomeBatch(resolved: [source(7)]))
+        let resolvedAt = try database.connection.query("SELECT resolved_at::text FROM decrypt_failures WHERE source_offset = 7")[0][0]
+        #expect(resolvedAt != nil)
+        try database.write(OutcomeBatch(resolved: [source(7)]))
+        #expect(try database.connection.query("SELECT resolved_at::text FROM decrypt_failures WHERE source_offset = 7")[0][0] == resolvedAt)
+    }
+
+    @Test("one transaction per batch: a bad row rolls back the members written before it")
+    func atomicBatch() throws {
+        let database = try TestDatabase.migrated()
+        let bad = FailureRecord(appid: "wx1", openid: "bob", reason: "no_such_reason", detail: "", source: source(1))
+        #expect(throws: PostgresError.self) {
+            try database.write(OutcomeBatch(members: [member(alice, "111", 1)], failures: [bad]))
+        }
+        #expect(try members(database).isEmpty)
+        // the connection is still usable afterwards
+        try database.write(OutcomeBatch(members: [member(alice, "111", 1)]))
+        #expect(try members(database).count == 1)
+    }
+
+    @Test("values are parameters: an injection attempt in an openid is stored literally")
+    func injection() throws {
+        let database = try TestDatabase.migrated()
+        let hostile = UserKey(appid: "wx1", openid: #"x'); DROP TABLE members; --"{}\,"NULL"#)
+        try database.insertSessionKeys([(hostile, "key\"with,quotes}", 1)])
+        #expect(try database.sessionKeys(for: [hostile], limit: 3)[hostile] == ["key\"with,quotes}"])
+        try database.write(OutcomeBatch(members: [member(hostile, "123", 1)]))
+        #expect(try database.connection.query("SELECT openid FROM members")[0][0] == hostile.openid)
+        #expect(try database.connection.query("SELECT count(*) FROM members WHERE openid = $1", [hostile.openid])[0][0] == "1")
+    }
+
+    @Test("a NUL in a value is refused before sending, not truncated")
+    func nulCharacter() throws {
+        let database = try TestDatabase.migrated()
+        let user = UserKey(appid: "wx1", openid: "alice\u{0}bob")
+        #expect {
+            try database.sessionKeys(for: [user], limit: 1)
+        } throws: { error in
+            (error as? PostgresError)?.kind == .invalidParameter && (error as? PostgresError)?.isTransient == false
+        }
+    }
+}
+
+@Suite("Connection failures", .enabled(if: TestDatabase.enabled, "needs DECRYPTD_TEST_DATABASE_URL (scripts/test.sh sets it)"))
+struct ConnectionFailureTests {
+    @Test("a killed backend is reported as transient, and the next call reconnects")
+    func terminatedBackend() throws {
+        let database = try TestDatabase.migrated()
+        let victim = database.connection
+        let pid = try #require(victim.backendPID)
+        let killer = try TestDatabase.isolatedConnection()
+        #expect(try killer.query("SELECT pg_terminate_backend($1)", [String(pid)])[0][0] == "t")
+
+        var caught: PostgresError?
+        do {
+            try database.write(OutcomeBatch(members: [MemberRecord(user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1)]))
+        } catch {
+            caught = error
+        }
+        let error = try #require(caught)
+        #expect(error.isTransient)
+        // retry, as the worker does: reconnects (and re-prepares statements) transparently
+        try database.write(OutcomeBatch(members: [MemberRecord(user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1)]))
+        #expect(victim.backendPID != pid)
+        #expect(try victim.query("SELECT count(*) FROM members")[0][0] == "1")
+    }
+
+    @Test("an unreachable server is a transient connection error")
+    func unreachable() throws {
+        let connection = try PostgresConnection(url: "postgresql://nobody@127.0.0.1:1/none")
+        connection.connectTimeoutSeconds = 2
+        #expect { try connection.connect() } throws: { error in
+            (error as? PostgresError)?.kind == .connection && (error as? PostgresError)?.isTransient == true
+        }
+    }
+
+    @Test("an unparsable URL is a configuration error, found without connecting")
+    func badURL() {
+        #expect { try PostgresConnection(url: "postgresql://host:notaport/db?sslmode=bogus=") } throws: { error in
+            (error as? PostgresError)?.kind == .configuration
+        }
+        #expect { try PostgresConnection(url: "nonsense_key=1") } throws: { error in
+            (error as? PostgresError)?.kind == .configuration
+        }
+    }
+
+    @Test("SQLSTATE classification", arguments: [
+        ("08006", true), ("40001", true), ("40P01", true), ("57P01", true), ("53300", true),
+        ("42601", false), ("23505", false), ("22P02", false), ("23514", false),
+    ])
+    func classification(_ example: (String, Bool)) {
+        #expect(PostgresError(kind: .server, sqlState: example.0, message: "").isTransient == example.1)
+    }
+}
