@@ -51,6 +51,11 @@ let package = Package(
         ),
 
         .target(
+            name: "KafkaClient",
+            dependencies: ["CRDKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "PostgresClient",
             dependencies: ["CLibPQ"],
             swiftSettings: strict
@@ -87,6 +92,7 @@ let package = Package(
                 "PhoneDecryption",
                 "DecryptdStore",
                 "PostgresClient",
+                "KafkaClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -105,6 +111,11 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        .testTarget(
+            name: "KafkaClientTests",
+            dependencies: ["KafkaClient", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "DecryptdStoreTests",
             dependencies: ["DecryptdStore", "PostgresClient"],

@@ -22,10 +22,6 @@ struct ReportCommand: NotYetImplementedCommand {
     static let configuration = CommandConfiguration(commandName: "report", abstract: "Failures by reason (not implemented yet).")
 }
 
-struct DevBrokerCommand: NotYetImplementedCommand {
-    static let configuration = CommandConfiguration(commandName: "dev-broker", abstract: "Run an embedded Kafka broker (not implemented yet).")
-}
-
 struct LoadgenCommand: NotYetImplementedCommand {
     static let configuration = CommandConfiguration(commandName: "loadgen", abstract: "Seed sessions and produce synthetic jobs (not implemented yet).")
 }

@@ -1,0 +1,344 @@
+internal import CRDKafka
+public import Foundation
+public import Logging
+
+/// An at-least-once consumer-group member over librdkafka.
+///
+/// - Offsets are stored only for finished work (`enable.auto.offset.store=false`): call
+///   ``complete(_:)`` from any thread when a message's outcome is durable. Work may finish out of
+///   order; per partition only the contiguous finished run is stored.
+/// - Our own rebalance callback (eager and cooperative): on revoke it stops handing out the
+///   partitions' messages, waits (bounded) for their in-flight work, commits synchronously, then
+///   unassigns. A lost assignment skips the commit. Offsets of revoked partitions are never stored
+///   afterwards, because storing and revoking take the same lock (librdkafka 2.0.x itself accepts
+///   such late stores and may commit them after a later re-assignment).
+/// - Batches come from `rd_kafka_consumer_poll`, not the 2.0.x batch APIs, which could skip
+///   messages around pause/resume (fixed only in 2.1.0).
+/// - Back-pressure: when ``Configuration/maxInFlight`` messages are unfinished, fetching pauses;
+///   it resumes at half. Keep calling ``poll(maxMessages:timeout:)`` meanwhile: it serves rebalances.
+/// - ``isDrained`` tells batch mode when every assigned partition is at its end and all is done.
+///
+/// Threading: ``poll(maxMessages:timeout:)``, ``commit()`` and ``close()`` belong to one dedicated
+/// thread (they block); ``complete(_:)`` and the read-only properties are safe from any thread.
+public final class KafkaConsumer: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var bootstrapServers: String
+        public var groupID: String
+        public var topics: [String]
+        /// `cooperative-sticky` (default) or an eager assignor such as `range` or `roundrobin`.
+        public var assignmentStrategy = "cooperative-sticky"
+        /// Pause fetching at this many unfinished messages; resume at half. Default: 20,000.
+        public var maxInFlight = 20_000
+        /// How long a revoke waits for the revoked partitions' in-flight work. Default: 15 s.
+        public var revokeDrainTimeout: TimeInterval = 15
+        /// How often stored offsets are committed (asynchronously). Default: 1 s.
+        public var commitInterval: TimeInterval = 1
+        /// Any librdkafka property (SASL, SSL, tuning). The settings at-least-once depends on
+        /// (`enable.auto.offset.store`, `enable.auto.commit`, `enable.partition.eof`) are refused.
+        public var properties: [String: String] = [:]
+
+        public init(bootstrapServers: String, groupID: String, topics: [String]) {
+            self.bootstrapServers = bootstrapServers
+            self.groupID = groupID
+            self.topics = topics
+        }
+
+        static let managed: Set<String> = ["enable.auto.offset.store", "enable.auto.commit", "enable.partition.eof"]
+
+        /// The librdkafka properties: defaults, then the caller's, then the managed ones.
+        func dictionary() throws(KafkaError) -> [String: String] {
+            if let key = properties.keys.first(where: Self.managed.contains) {
+                throw KafkaError.configuration("kafka property \(key) is managed by decryptd (at-least-once delivery depends on it)")
+            }
+            var result = [
+                "bootstrap.servers": bootstrapServers,
+                "group.id": groupID,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": assignmentStrategy,
+                "client.id": "decryptd",
+                "reconnect.backoff.ms": "100",
+                "reconnect.backoff.max.ms": "2000",
+            ]
+            result.merge(properties) { _, caller in caller }
+            result["enable.auto.offset.store"] = "false"
+            result["enable.auto.commit"] = "false"
+            result["enable.partition.eof"] = "true"
+            return result
+        }
+    }
+
+    public let configuration: Configuration
+    private let logger: Logger
+    private let handle: RDKafkaHandle
+    /// Guards the tracker and the offset maps; revoke waits on it for in-flight work.
+    private let condition = NSCondition()
+    private var tracker = OffsetTracker()
+    /// Per assigned partition: the offset stored for commit, and the offset known committed (the
+    /// broker's, from commit callbacks; or where this assignment started). Their difference is
+    /// finished work that a failed commit would hand to the next owner again.
+    private var stored: [TopicPartition: Int64] = [:]
+    private var committed: [TopicPartition: Int64] = [:]
+    // Consumer-thread state (touched only by poll/commit/close and the rebalance callback).
+    private var paused = false
+    private var lastCommit = Date()
+    private var closed = false
+    private var redeliverable = 0
+
+    public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
+        self.configuration = configuration
+        self.logger = logger
+        let context = RDKafkaCallbackContext(logger: logger)
+        let properties = try configuration.dictionary()
+        handle = try RDKafkaHandle(RD_KAFKA_CONSUMER, properties: properties, context: context) { conf in
+            rd_kafka_conf_set_rebalance_cb(conf) { handle, error, partitions, opaque in
+                guard let handle, let partitions, let context = callbackContext(opaque) else { return }
+                context.rebalance?(handle, error, partitions)
+            }
+            rd_kafka_conf_set_offset_commit_cb(conf) { _, error, offsets, opaque in
+                guard let context = callbackContext(opaque) else { return }
+                if let offsets { context.committed?(RDKafkaTopicPartitionList.entries(of: offsets)) }
+                guard error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+                context.logger.warning("offset commit failed; it is retried with the next commit", metadata: ["error": "\(KafkaError(error))"])
+            }
+        }
+        context.rebalance = { [unowned self] _, error, partitions in
+            self.rebalance(error, partitions)
+        }
+        context.committed = { [unowned self] entries in
+            self.condition.locked {
+                for (partition, offset, error) in entries where error == RD_KAFKA_RESP_ERR_NO_ERROR && offset >= 0 {
+                    if committed[partition] != nil { committed[partition] = max(committed[partition]!, offset) }
+                }
+            }
+        }
+        // Route partition messages to the consumer queue that rd_kafka_consumer_poll serves.
+        rd_kafka_poll_set_consumer(handle.pointer)
+        let topics = RDKafkaTopicPartitionList(configuration.topics.map { (TopicPartition($0, CRDKafka_partitionUnassigned()), nil) })
+        let status = rd_kafka_subscribe(handle.pointer, topics.pointer)
+        guard status == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(status) }
+    }
+
+    deinit {
+        if !closed { rd_kafka_consumer_close(handle.pointer) }
+    }
+
+    // MARK: - Consuming (consumer thread)
+
+    /// Up to `maxMessages` messages, waiting at most `timeout` seconds for the first one.
+    /// Also serves rebalances, commits stored offsets periodically, and applies back-pressure.
+    public func poll(maxMessages: Int, timeout: TimeInterval) throws(KafkaError) -> [KafkaMessage] {
+        if let fatal = handle.context.fatalError { throw fatal }
+        applyBackPressure()
+        commitIfDue()
+        var batch: [KafkaMessage] = []
+        var waitMilliseconds = Int32(max(0, timeout * 1000))
+        while batch.count < max(1, maxMessages) {
+            guard let message = rd_kafka_consumer_poll(handle.pointer, waitMilliseconds) else { break }
+            defer { rd_kafka_message_destroy(message) }
+            waitMilliseconds = 0
+            let error = message.pointee.err
+            guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                try handle(error, in: message)
+                continue
+            }
+            let partition = TopicPartition(String(cString: rd_kafka_topic_name(message.pointee.rkt)), message.pointee.partition)
+            let deliverable = condition.locked {
+                guard tracker.isDeliverable(partition) else { return false }
+                tracker.delivered(partition, offset: message.pointee.offset)
+                if committed[partition] == nil { committed[partition] = message.pointee.offset }
+                return true
+            }
+            // A message of a partition being revoked is not handed out: its new owner gets it.
+            if deliverable { batch.append(KafkaMessage(copying: message)) }
+        }
+        return batch
+    }
+
+    private func handle(_ error: rd_kafka_resp_err_t, in message: UnsafeMutablePointer<rd_kafka_message_t>) throws(KafkaError) {
+        if error == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            let partition = TopicPartition(String(cString: rd_kafka_topic_name(message.pointee.rkt)), message.pointee.partition)
+            condition.locked { tracker.reachedEnd(partition) }
+            return
+        }
+        let text = rd_kafka_message_errstr(message).map { String(cString: $0) }
+        if let fatal = handle.context.fatalError { throw fatal }
+        let kafkaError = KafkaError(error, message: text)
+        if error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+            || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED {
+            logger.error("consumer error", metadata: ["error": "\(kafkaError)"])
+        } else {
+            logger.warning("consumer error", metadata: ["error": "\(kafkaError)"])
+        }
+    }
+
+    // MARK: - Finishing work (any thread)
+
+    /// Marks messages finished; stores the new committable offsets of their partitions.
+    public func complete(_ ids: some Sequence<KafkaMessageID>) {
+        condition.locked {
+            var store: [TopicPartition: Int64] = [:]
+            for id in ids {
+                let partition = TopicPartition(id.topic, id.partition)
+                if let next = tracker.completed(partition, offset: id.offset) {
+                    store[partition] = next
+                    stored[partition] = next
+                }
+            }
+            if !store.isEmpty {
+                // Under the lock: a revoke cannot slip in between the check above and the store.
+                let list = RDKafkaTopicPartitionList(store.map { ($0.key, $0.value) })
+                let status = rd_kafka_offsets_store(handle.pointer, list.pointer)
+                if status != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    logger.warning("storing offsets failed", metadata: ["error": "\(KafkaError(status))"])
+                }
+            }
+            condition.broadcast()
+        }
+    }
+
+    /// Messages handed out and not yet completed.
+    public var inFlight: Int { condition.locked { tracker.inFlight } }
+
+    /// The partitions this member owns now.
+    public var assignment: [TopicPartition] { condition.locked { tracker.assigned } }
+
+    /// Messages the next owner of a revoked (or lost) partition will receive again: work still
+    /// unfinished after the drain timeout, plus finished work whose offsets the broker refused to
+    /// commit during the rebalance. These are the only duplicates a rebalance causes.
+    public var redeliverableOnRevoke: Int { condition.locked { redeliverable } }
+
+    /// Every assigned partition reached its end, and every delivered message is complete.
+    public var isDrained: Bool { condition.locked { tracker.isDrained } }
+
+    // MARK: - Committing (consumer thread)
+
+    /// Commits the stored offsets synchronously.
+    public func commit() throws(KafkaError) {
+        lastCommit = Date()
+        let status = rd_kafka_commit(handle.pointer, nil, 0)
+        guard status == RD_KAFKA_RESP_ERR_NO_ERROR || status == RD_KAFKA_RESP_ERR__NO_OFFSET else {
+            throw KafkaError(status)
+        }
+        condition.locked { for (partition, offset) in stored { committed[partition] = offset } }
+    }
+
+    /// Asynchronous commit of whatever is stored, at most once per interval. librdkafka sends only
+    /// offsets newer than the committed ones, so a failed commit is simply retried by the next.
+    private func commitIfDue() {
+        guard Date().timeIntervalSince(lastCommit) >= configuration.commitInterval else { return }
+        lastCommit = Date()
+        _ = rd_kafka_commit(handle.pointer, nil, 1)
+    }
+
+    /// Commits what is stored and leaves the group (revoking runs the usual drain).
+    public func close() {
+        guard !closed else { return }
+        do { try commit() } catch { logger.warning("final commit failed", metadata: ["error": "\(error)"]) }
+        let status = rd_kafka_consumer_close(handle.pointer)
+        if status != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("consumer close reported an error", metadata: ["error": "\(KafkaError(status))"])
+        }
+        closed = true
+    }
+
+    // MARK: - Back-pressure (consumer thread)
+
+    private func applyBackPressure() {
+        let inFlight = self.inFlight
+        if !paused, inFlight >= configuration.maxInFlight {
+            setPaused(true)
+        } else if paused, inFlight <= configuration.maxInFlight / 2 {
+            setPaused(false)
+        }
+    }
+
+    private func setPaused(_ pause: Bool) {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = pause ? rd_kafka_pause_partitions(handle.pointer, list) : rd_kafka_resume_partitions(handle.pointer, list)
+        paused = pause
+        logger.info(pause ? "in-flight limit reached: fetching paused" : "in-flight work drained: fetching resumed",
+                    metadata: ["in_flight": "\(inFlight)"])
+    }
+
+    // MARK: - Rebalancing (consumer thread, inside poll or close)
+
+    private func rebalance(_ error: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let partitions = RDKafkaTopicPartitionList.partitions(of: list)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle.pointer)) == "COOPERATIVE"
+        switch error {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            condition.locked { tracker.assign(partitions) }
+            let status = cooperative ? errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
+            if status != RD_KAFKA_RESP_ERR_NO_ERROR {
+                logger.error("assign failed", metadata: ["error": "\(KafkaError(status))"])
+            }
+            if paused { _ = rd_kafka_pause_partitions(handle.pointer, list) }
+            logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).joined(separator: ","))"])
+
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let lost = rd_kafka_assignment_lost(handle.pointer) == 1
+            let unfinished = condition.locked {
+                tracker.beginRevoke(partitions)
+                if !lost {
+                    let deadline = Date(timeIntervalSinceNow: configuration.revokeDrainTimeout)
+                    while tracker.inFlight(of: partitions) > 0, condition.wait(until: deadline) {}
+                }
+                let unfinished = tracker.inFlight(of: partitions)
+                tracker.revoke(partitions)
+                return unfinished
+            }
+            var committedOnRevoke = false
+            if !lost {
+                do {
+                    try commit()
+                    committedOnRevoke = true
+                } catch {
+                    logger.warning("commit on revoke refused; finished work since the last commit will be redelivered", metadata: ["error": "\(error)"])
+                }
+            }
+            condition.locked {
+                var again = unfinished
+                for partition in partitions {
+                    if !committedOnRevoke, let done = stored[partition], let base = committed[partition] { again += Int(max(0, done - base)) }
+                    stored[partition] = nil
+                    committed[partition] = nil
+                }
+                redeliverable += again
+            }
+            let status = cooperative ? errorCode(rd_kafka_incremental_unassign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, nil)
+            if status != RD_KAFKA_RESP_ERR_NO_ERROR {
+                logger.error("unassign failed", metadata: ["error": "\(KafkaError(status))"])
+            }
+            logger.info(lost ? "partitions lost (not committed)" : "partitions revoked", metadata: [
+                "partitions": "\(partitions.map(\.description).joined(separator: ","))",
+                "unfinished_in_flight": "\(unfinished)",
+            ])
+
+        default:
+            logger.error("rebalance error", metadata: ["error": "\(KafkaError(error))"])
+            condition.locked {
+                tracker.revoke(tracker.assigned)
+                stored = [:]
+                committed = [:]
+            }
+            _ = rd_kafka_assign(handle.pointer, nil)
+        }
+    }
+
+    /// Turns an `rd_kafka_error_t` (owned, may be NULL) into a response code and frees it.
+    private func errorCode(_ error: OpaquePointer?) -> rd_kafka_resp_err_t {
+        guard let error else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+        defer { rd_kafka_error_destroy(error) }
+        return rd_kafka_error_code(error)
+    }
+}
+
+extension NSCondition {
+    func locked<R>(_ body: () throws -> R) rethrows -> R {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}

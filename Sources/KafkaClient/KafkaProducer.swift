@@ -1,0 +1,183 @@
+internal import CRDKafka
+public import Foundation
+public import Logging
+
+/// An idempotent producer whose sends return only when the broker acknowledged every record
+/// (its delivery report), or failed.
+///
+/// `enable.idempotence=true` (so `acks=all`, ordered retries without duplicates). A record that cannot
+/// be acknowledged within `message.timeout.ms` fails with `_MSG_TIMED_OUT` (retriable): never a
+/// silent success. A dedicated thread serves delivery reports; ``start()`` starts it, ``close()``
+/// flushes and stops it.
+public final class KafkaProducer: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var bootstrapServers: String
+        /// How long librdkafka keeps trying to deliver one record. Default: 30 s.
+        public var messageTimeout: TimeInterval = 30
+        /// Any librdkafka property (SASL, SSL, tuning); wins over the defaults above.
+        public var properties: [String: String] = [:]
+
+        public init(bootstrapServers: String) {
+            self.bootstrapServers = bootstrapServers
+        }
+
+        func dictionary() -> [String: String] {
+            var result = [
+                "bootstrap.servers": bootstrapServers,
+                "enable.idempotence": "true",
+                "message.timeout.ms": String(Int(messageTimeout * 1000)),
+                "linger.ms": "5",
+                "client.id": "decryptd",
+                "reconnect.backoff.ms": "100",
+                "reconnect.backoff.max.ms": "2000",
+            ]
+            result.merge(properties) { _, caller in caller }
+            return result
+        }
+    }
+
+    private let handle: RDKafkaHandle
+    private let logger: Logger
+    private let state = NSCondition()
+    private var running = false
+    private var pollThread: Thread?
+
+    public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
+        self.logger = logger
+        let context = RDKafkaCallbackContext(logger: logger)
+        handle = try RDKafkaHandle(RD_KAFKA_PRODUCER, properties: configuration.dictionary(), context: context) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
+                guard let message, let opaque = message.pointee._private else { return }
+                // The ticket was retained when the record was handed to librdkafka; take it back.
+                let ticket = Unmanaged<DeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
+                let error = message.pointee.err
+                ticket.resolve(error == RD_KAFKA_RESP_ERR_NO_ERROR ? .success(()) : .failure(KafkaError(error)))
+            }
+        }
+    }
+
+    deinit {
+        close(timeout: 5)
+    }
+
+    /// Starts the thread that serves delivery reports.
+    public func start() {
+        state.locked {
+            guard !running else { return }
+            running = true
+            let handle = self.handle
+            let thread = Thread { [weak self] in
+                while self?.isRunning ?? false {
+                    rd_kafka_poll(handle.pointer, 100)
+                }
+            }
+            thread.name = "decryptd-producer-poll"
+            pollThread = thread
+            thread.start()
+        }
+    }
+
+    private var isRunning: Bool { state.locked { running } }
+
+    /// Produces every record and waits for all delivery reports. One result per record, in order.
+    public func send(_ records: [KafkaRecord]) -> [Result<Void, KafkaError>] {
+        precondition(isRunning, "call start() before send()")
+        if let fatal = handle.context.fatalError { return records.map { _ in .failure(fatal) } }
+        let batch = DeliveryBatch(count: records.count)
+        for (index, record) in records.enumerated() {
+            let ticket = DeliveryTicket(batch: batch, index: index)
+            let opaque = Unmanaged.passRetained(ticket).toOpaque()
+            let status = produce(record, opaque: opaque)
+            if status != RD_KAFKA_RESP_ERR_NO_ERROR {
+                // librdkafka did not take the record: no delivery report will come.
+                Unmanaged<DeliveryTicket>.fromOpaque(opaque).release()
+                batch.resolve(index, .failure(KafkaError(status)))
+            }
+        }
+        return batch.wait()
+    }
+
+    /// Produces one record and waits for its delivery report.
+    public func send(_ record: KafkaRecord) -> Result<Void, KafkaError> {
+        send([record])[0]
+    }
+
+    private func produce(_ record: KafkaRecord, opaque: UnsafeMutableRawPointer) -> rd_kafka_resp_err_t {
+        var headers: OpaquePointer?
+        if !record.headers.isEmpty {
+            headers = rd_kafka_headers_new(record.headers.count)
+            for header in record.headers {
+                if let value = header.value {
+                    value.withUnsafeBytes { _ = rd_kafka_header_add(headers, header.name, -1, $0.baseAddress, $0.count) }
+                } else {
+                    _ = rd_kafka_header_add(headers, header.name, -1, nil, 0)
+                }
+            }
+        }
+        let partition = record.partition ?? CRDKafka_partitionUnassigned()
+        let status = withOptionalBytes(record.key) { key in
+            withOptionalBytes(record.value) { value in
+                CRDKafka_produce(handle.pointer, record.topic, partition,
+                                 key.baseAddress, key.count, value.baseAddress, value.count, headers, opaque)
+            }
+        }
+        // On success librdkafka owns the headers; on failure they are still ours.
+        if status != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }
+        return status
+    }
+
+    /// Waits for outstanding deliveries, then stops the poll thread.
+    public func close(timeout: TimeInterval = 30) {
+        guard isRunning else { return }
+        let status = rd_kafka_flush(handle.pointer, Int32(timeout * 1000))
+        if status != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("producer closed with undelivered records", metadata: ["error": "\(KafkaError(status))"])
+        }
+        state.locked { running = false }
+        while pollThread?.isFinished == false { usleep(1000) }
+    }
+}
+
+/// The results of one `send` call, filled in by delivery reports on the poll thread.
+private final class DeliveryBatch: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var results: [Result<Void, KafkaError>?]
+    private var remaining: Int
+
+    init(count: Int) {
+        results = Array(repeating: nil, count: count)
+        remaining = count
+    }
+
+    func resolve(_ index: Int, _ result: Result<Void, KafkaError>) {
+        condition.locked {
+            guard results[index] == nil else { return }
+            results[index] = result
+            remaining -= 1
+            if remaining == 0 { condition.broadcast() }
+        }
+    }
+
+    func wait() -> [Result<Void, KafkaError>] {
+        condition.locked {
+            while remaining > 0 { condition.wait() }
+            return results.map { $0! }
+        }
+    }
+}
+
+/// One record's slot in a batch; its retained pointer is the record's `msg_opaque`.
+private final class DeliveryTicket {
+    let batch: DeliveryBatch
+    let index: Int
+    init(batch: DeliveryBatch, index: Int) {
+        self.batch = batch
+        self.index = index
+    }
+    func resolve(_ result: Result<Void, KafkaError>) { batch.resolve(index, result) }
+}
+
+private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    guard let bytes else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    return bytes.withUnsafeBytes(body)
+}

@@ -1,0 +1,108 @@
+/// Which consumed offsets are finished, per partition, so that only work that is done is committed.
+///
+/// Work finishes out of order (a concurrent pool); the committable position of a partition is the
+/// lowest offset still unfinished, i.e. one past the contiguous run of finished offsets from the
+/// oldest delivered message. Not thread-safe: ``KafkaConsumer`` keeps it behind its lock.
+struct OffsetTracker {
+    struct Partition {
+        /// Offsets handed out, in increasing order; `done[i]` says whether `offsets[i]` finished.
+        var offsets: [Int64] = []
+        var done: [Bool] = []
+        /// Index of the oldest unfinished entry.
+        var head = 0
+        /// The broker reported end of partition and nothing was delivered since.
+        var atEnd = false
+        /// Being revoked: deliver nothing more, but let in-flight work finish and store.
+        var revoking = false
+
+        var inFlight: Int { done[head...].lazy.filter { !$0 }.count }
+    }
+
+    private(set) var partitions: [TopicPartition: Partition] = [:]
+    /// Messages delivered and not yet finished, over all partitions.
+    private(set) var inFlight = 0
+
+    var assigned: [TopicPartition] { partitions.keys.sorted() }
+
+    mutating func assign(_ added: [TopicPartition]) {
+        for partition in added where partitions[partition] == nil {
+            partitions[partition] = Partition()
+        }
+    }
+
+    mutating func beginRevoke(_ removed: [TopicPartition]) {
+        for partition in removed { partitions[partition]?.revoking = true }
+    }
+
+    /// Forgets the partitions: later completions for them are ignored and never stored.
+    mutating func revoke(_ removed: [TopicPartition]) {
+        for partition in removed {
+            if let state = partitions.removeValue(forKey: partition) { inFlight -= state.inFlight }
+        }
+    }
+
+    func isDeliverable(_ partition: TopicPartition) -> Bool {
+        partitions[partition].map { !$0.revoking } ?? false
+    }
+
+    /// Records a message handed to the application. Offsets must increase per partition.
+    mutating func delivered(_ partition: TopicPartition, offset: Int64) {
+        guard partitions[partition] != nil else { return }
+        // `partitions[key]!` as an inout access mutates in place; copying the value out and back
+        // would copy its arrays on every call.
+        Self.append(offset, to: &partitions[partition]!)
+        inFlight += 1
+    }
+
+    private static func append(_ offset: Int64, to state: inout Partition) {
+        precondition(state.offsets.last.map { $0 < offset } ?? true, "offsets must increase within a partition")
+        state.offsets.append(offset)
+        state.done.append(false)
+        state.atEnd = false
+    }
+
+    /// Marks an offset finished. Returns the new committable offset (next to consume) when the
+    /// contiguous finished run grew, `nil` otherwise (out-of-order completion, unknown partition,
+    /// unknown or repeated offset).
+    mutating func completed(_ partition: TopicPartition, offset: Int64) -> Int64? {
+        guard partitions[partition] != nil else { return nil }
+        let (found, next) = Self.complete(offset, in: &partitions[partition]!)
+        if found { inFlight -= 1 }
+        return next
+    }
+
+    /// Marks `offset` done in place. `found` is false for an unknown or repeated offset; `next` is
+    /// the new committable offset when the contiguous finished run grew.
+    private static func complete(_ offset: Int64, in state: inout Partition) -> (found: Bool, next: Int64?) {
+        // binary search for the offset among the unfinished window
+        var low = state.head, high = state.offsets.count
+        while low < high {
+            let mid = (low + high) / 2
+            if state.offsets[mid] < offset { low = mid + 1 } else { high = mid }
+        }
+        guard low < state.offsets.count, state.offsets[low] == offset, !state.done[low] else { return (false, nil) }
+        state.done[low] = true
+        let before = state.head
+        while state.head < state.offsets.count, state.done[state.head] { state.head += 1 }
+        let next: Int64? = state.head > before ? state.offsets[state.head - 1] + 1 : nil
+        if state.head > 4096, state.head * 2 > state.offsets.count {  // compact occasionally
+            state.offsets.removeFirst(state.head)
+            state.done.removeFirst(state.head)
+            state.head = 0
+        }
+        return (true, next)
+    }
+
+    func inFlight(of subset: [TopicPartition]) -> Int {
+        subset.reduce(0) { $0 + (partitions[$1]?.inFlight ?? 0) }
+    }
+
+    mutating func reachedEnd(_ partition: TopicPartition) {
+        partitions[partition]?.atEnd = true
+    }
+
+    /// Every assigned partition is at its end and nothing is in flight.
+    var isDrained: Bool {
+        !partitions.isEmpty && inFlight == 0 && partitions.values.allSatisfy(\.atEnd)
+    }
+}

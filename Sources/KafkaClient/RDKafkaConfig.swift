@@ -1,0 +1,35 @@
+internal import CRDKafka
+import Logging
+
+/// Builds an `rd_kafka_conf_t` from properties. The one place where settings become C.
+///
+/// Ownership: the returned conf is owned by the caller until `rd_kafka_new` succeeds (which takes
+/// it); if `rd_kafka_new` fails the caller must destroy it. ``RDKafkaHandle`` does both.
+enum RDKafkaConfig {
+    static func make(_ properties: [String: String]) throws(KafkaError) -> OpaquePointer {
+        let conf = rd_kafka_conf_new()!
+        var errorText = [CChar](repeating: 0, count: 512)
+        for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+            let result = rd_kafka_conf_set(conf, key, value, &errorText, errorText.count)
+            guard result == RD_KAFKA_CONF_OK else {
+                rd_kafka_conf_destroy(conf)
+                throw KafkaError.configuration("kafka property \(key): \(String(cString: errorText))")
+            }
+        }
+        return conf
+    }
+}
+
+/// Forwards librdkafka's log lines (syslog levels) to swift-log. Set on every client.
+enum RDKafkaLog {
+    static func level(_ syslog: Int32) -> Logger.Level {
+        switch syslog {
+        case ...2: .critical   // emerg, alert, crit
+        case 3: .error
+        case 4: .warning
+        case 5: .notice
+        case 6: .info
+        default: .debug
+        }
+    }
+}

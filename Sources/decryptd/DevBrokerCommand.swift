@@ -1,0 +1,73 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import KafkaClient
+import Logging
+
+/// `decryptd dev-broker`: an embedded Kafka-protocol cluster for local runs and tests.
+struct DevBrokerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-broker",
+        abstract: "Run an embedded Kafka broker (librdkafka's mock cluster) until SIGINT or SIGTERM.",
+        discussion: """
+        Prints the bootstrap address alone on the first line of stdout, for scripts (read that line; \
+        the process keeps running). The mock keeps about 5 MB per partition: give large loads more partitions. \
+        It is a real Kafka protocol server on loopback, with consumer groups and headers, but keeps \
+        everything in memory and is gone when it stops.
+        """
+    )
+
+    @Option(help: "Number of brokers.")
+    var brokers: Int32 = 1
+
+    @Option(name: .customLong("topic"), help: ArgumentHelp("A topic to create, NAME or NAME:PARTITIONS (repeatable).", valueName: "name[:partitions]"))
+    var topics: [String] = ["wechat.phone.jobs:8", "wechat.phone.dlq:2"]
+
+    func validate() throws {
+        guard (1...16).contains(brokers) else { throw ValidationError("--brokers must be 1 to 16") }
+        for topic in topics { _ = try Self.parse(topic) }
+    }
+
+    static func parse(_ spec: String) throws -> (name: String, partitions: Int32) {
+        let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
+        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else { throw ValidationError("bad --topic \(spec): use NAME or NAME:PARTITIONS") }
+        guard parts.count == 2 else { return (String(name), 1) }
+        guard let count = Int32(parts[1]), (1...1000).contains(count) else {
+            throw ValidationError("bad --topic \(spec): partitions must be 1 to 1000")
+        }
+        return (String(name), count)
+    }
+
+    func run() throws {
+        let cluster: KafkaMockCluster
+        do {
+            cluster = try KafkaMockCluster(brokers: brokers)
+            for spec in topics {
+                let topic = try Self.parse(spec)
+                try cluster.createTopic(topic.name, partitions: topic.partitions)
+            }
+        } catch {
+            throw RuntimeFailure("could not start the embedded broker: \(error)")
+        }
+        FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
+        FileHandle.standardError.write(Data("dev-broker: \(brokers) broker(s) at \(cluster.bootstrapServers), topics \(topics.joined(separator: ", ")); Ctrl-C stops it\n".utf8))
+        waitForTerminationSignal()
+        FileHandle.standardError.write(Data("dev-broker: stopped\n".utf8))
+        withExtendedLifetime(cluster) {}
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM arrives.
+func waitForTerminationSignal() {
+    let stop = DispatchSemaphore(value: 0)
+    var sources: [any DispatchSourceSignal] = []
+    for signalNumber in [SIGINT, SIGTERM] {
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+        source.setEventHandler { stop.signal() }
+        source.resume()
+        sources.append(source)
+    }
+    stop.wait()
+    sources.forEach { $0.cancel() }
+}

@@ -1,0 +1,76 @@
+@testable import KafkaClient
+import Testing
+
+@Suite("Offset tracker")
+struct OffsetTrackerTests {
+    let p0 = TopicPartition("t", 0)
+
+    @Test("out-of-order completion stores only the contiguous low watermark + 1")
+    func contiguous() {
+        var tracker = OffsetTracker()
+        tracker.assign([p0])
+        for offset in [10, 11, 12, 15, 16] as [Int64] { tracker.delivered(p0, offset: offset) }
+        #expect(tracker.inFlight == 5)
+        #expect(tracker.completed(p0, offset: 12) == nil)
+        #expect(tracker.completed(p0, offset: 11) == nil)
+        #expect(tracker.completed(p0, offset: 10) == 13)
+        #expect(tracker.completed(p0, offset: 16) == nil)
+        #expect(tracker.completed(p0, offset: 15) == 17)  // gaps in offsets (compaction, markers) are fine
+        #expect(tracker.inFlight == 0)
+        #expect(tracker.completed(p0, offset: 15) == nil)  // repeated completion is ignored
+    }
+
+    @Test("revoked partitions forget their work; completions after revoke are ignored")
+    func revoke() {
+        var tracker = OffsetTracker()
+        let p1 = TopicPartition("t", 1)
+        tracker.assign([p0, p1])
+        tracker.delivered(p0, offset: 0)
+        tracker.delivered(p1, offset: 0)
+        tracker.beginRevoke([p0])
+        #expect(!tracker.isDeliverable(p0))
+        #expect(tracker.isDeliverable(p1))
+        #expect(tracker.inFlight(of: [p0]) == 1)
+        #expect(tracker.completed(p0, offset: 0) == 1)  // still stored while revoking (drain)
+        tracker.delivered(p0, offset: 1)
+        tracker.revoke([p0])
+        #expect(tracker.inFlight == 1)
+        #expect(tracker.completed(p0, offset: 1) == nil)
+        #expect(tracker.assigned == [p1])
+    }
+
+    @Test("drained only when every partition is at its end and nothing is in flight")
+    func drained() {
+        var tracker = OffsetTracker()
+        #expect(!tracker.isDrained)
+        let p1 = TopicPartition("t", 1)
+        tracker.assign([p0, p1])
+        tracker.reachedEnd(p0)
+        #expect(!tracker.isDrained)
+        tracker.reachedEnd(p1)
+        #expect(tracker.isDrained)
+        tracker.delivered(p1, offset: 3)
+        #expect(!tracker.isDrained)
+        _ = tracker.completed(p1, offset: 3)
+        #expect(!tracker.isDrained)  // a message arrived after the end: wait for the next end
+        tracker.reachedEnd(p1)
+        #expect(tracker.isDrained)
+    }
+
+    @Test("200,000 completions in random order end at the right offset, in linear time")
+    func manyRandom() {
+        var tracker = OffsetTracker()
+        tracker.assign([p0])
+        let count: Int64 = 200_000
+        for offset in 0..<count { tracker.delivered(p0, offset: offset) }
+        var last: Int64?
+        for offset in (0..<count).shuffled() {
+            if let next = tracker.completed(p0, offset: offset) {
+                #expect(last.map { next > $0 } ?? true)
+                last = next
+            }
+        }
+        #expect(last == count)
+        #expect(tracker.inFlight == 0)
+    }
+}
