@@ -17,7 +17,8 @@ public final class KafkaMockCluster: @unchecked Sendable {
     public let brokerCount: Int32
 
     public init(brokers: Int32 = 1, logger: Logger = Logger(label: "decryptd.kafka.mock")) throws(KafkaError) {
-        owner = try RDKafkaHandle(RD_KAFKA_PRODUCER, properties: ["log_level": "3"]  // the owner never connects; mute its "no bootstrap.servers" notice, context: RDKafkaCallbackContext(logger: logger))
+        // The owner never connects anywhere: mute its "no bootstrap.servers" notice.
+        owner = try RDKafkaHandle(RD_KAFKA_PRODUCER, properties: ["log_level": "3"], context: RDKafkaCallbackContext(logger: logger))
         guard let cluster = rd_kafka_mock_cluster_new(owner.pointer, Int32(brokers)) else {
             throw KafkaError.configuration("could not start the mock cluster")
         }
