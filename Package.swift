@@ -24,6 +24,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // MARK: - C libraries
@@ -85,6 +88,22 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: - The worker
+        .target(
+            name: "DecryptdWorker",
+            dependencies: [
+                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .target(
+            name: "MetricsEndpoint",
+            swiftSettings: strict
+        ),
+
         // MARK: - Executables
         .executableTarget(
             name: "decryptd",
@@ -93,8 +112,13 @@ let package = Package(
                 "DecryptdStore",
                 "PostgresClient",
                 "KafkaClient",
+                "DecryptdWorker",
+                "MetricsEndpoint",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

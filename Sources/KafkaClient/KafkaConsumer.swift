@@ -210,6 +210,21 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Every assigned partition reached its end, and every delivered message is complete.
     public var isDrained: Bool { condition.locked { tracker.isDrained } }
 
+    /// Messages behind the end of each assigned partition: the broker's high watermark (as last
+    /// seen by the fetcher) minus the committed offset (or where this member started).
+    public func lag() -> [TopicPartition: Int64] {
+        let bases = condition.locked { (tracker.assigned, committed) }
+        var result: [TopicPartition: Int64] = [:]
+        for partition in bases.0 {
+            var low: Int64 = 0, high: Int64 = 0
+            guard rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                  high >= 0 else { continue }
+            let base = bases.1[partition] ?? low
+            result[partition] = max(0, high - base)
+        }
+        return result
+    }
+
     // MARK: - Committing (consumer thread)
 
     /// Commits the stored offsets synchronously.

@@ -51,7 +51,14 @@ public final class KafkaProducer: @unchecked Sendable {
                 // The ticket was retained when the record was handed to librdkafka; take it back.
                 let ticket = Unmanaged<DeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
                 let error = message.pointee.err
-                ticket.resolve(error == RD_KAFKA_RESP_ERR_NO_ERROR ? .success(()) : .failure(KafkaError(error)))
+                if error == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    ticket.resolve(.success(KafkaMessageID(
+                        topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
+                        partition: message.pointee.partition, offset: message.pointee.offset
+                    )))
+                } else {
+                    ticket.resolve(.failure(KafkaError(error)))
+                }
             }
         }
     }
@@ -79,8 +86,9 @@ public final class KafkaProducer: @unchecked Sendable {
 
     private var isRunning: Bool { state.locked { running } }
 
-    /// Produces every record and waits for all delivery reports. One result per record, in order.
-    public func send(_ records: [KafkaRecord]) -> [Result<Void, KafkaError>] {
+    /// Produces every record and waits for all delivery reports. One result per record, in order:
+    /// where the broker stored it, or why it could not.
+    public func send(_ records: [KafkaRecord]) -> [Result<KafkaMessageID, KafkaError>] {
         precondition(isRunning, "call start() before send()")
         if let fatal = handle.context.fatalError { return records.map { _ in .failure(fatal) } }
         let batch = DeliveryBatch(count: records.count)
@@ -98,7 +106,7 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Produces one record and waits for its delivery report.
-    public func send(_ record: KafkaRecord) -> Result<Void, KafkaError> {
+    public func send(_ record: KafkaRecord) -> Result<KafkaMessageID, KafkaError> {
         send([record])[0]
     }
 
@@ -141,7 +149,7 @@ public final class KafkaProducer: @unchecked Sendable {
 /// The results of one `send` call, filled in by delivery reports on the poll thread.
 private final class DeliveryBatch: @unchecked Sendable {
     private let condition = NSCondition()
-    private var results: [Result<Void, KafkaError>?]
+    private var results: [Result<KafkaMessageID, KafkaError>?]
     private var remaining: Int
 
     init(count: Int) {
@@ -149,7 +157,7 @@ private final class DeliveryBatch: @unchecked Sendable {
         remaining = count
     }
 
-    func resolve(_ index: Int, _ result: Result<Void, KafkaError>) {
+    func resolve(_ index: Int, _ result: Result<KafkaMessageID, KafkaError>) {
         condition.locked {
             guard results[index] == nil else { return }
             results[index] = result
@@ -158,7 +166,7 @@ private final class DeliveryBatch: @unchecked Sendable {
         }
     }
 
-    func wait() -> [Result<Void, KafkaError>] {
+    func wait() -> [Result<KafkaMessageID, KafkaError>] {
         condition.locked {
             while remaining > 0 { condition.wait() }
             return results.map { $0! }
@@ -174,7 +182,7 @@ private final class DeliveryTicket {
         self.batch = batch
         self.index = index
     }
-    func resolve(_ result: Result<Void, KafkaError>) { batch.resolve(index, result) }
+    func resolve(_ result: Result<KafkaMessageID, KafkaError>) { batch.resolve(index, result) }
 }
 
 private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer) -> R) -> R {

@@ -17,7 +17,7 @@ struct DatabaseOptions: ParsableArguments {
         do {
             return try PostgresConnection(url: url)
         } catch {
-            throw UsageError(error.message)
+            throw UsageError(error.description)
         }
     }
 
@@ -27,7 +27,7 @@ struct DatabaseOptions: ParsableArguments {
         do {
             try connection.connect()
         } catch {
-            throw UsageError("cannot connect to the database: \(error.message)")
+            throw UsageError("cannot connect to the database: \(error.description)")
         }
         return connection
     }

@@ -16,7 +16,7 @@ enum DecryptdMain {
             }
             code = 0
         } catch let error as UsageError {
-            printError(error.message)
+            for line in error.lines { printError(line) }
             code = 2
         } catch let error as RuntimeFailure {
             printError(error.message)
@@ -47,10 +47,11 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("decryptd: \(line)\n".utf8))
 }
 
-/// Bad usage or configuration: exit 2 with this one line.
+/// Bad usage or configuration: exit 2 with one line per problem.
 struct UsageError: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
+    var lines: [String]
+    init(_ message: String) { lines = [message] }
+    init(lines: [String]) { self.lines = lines }
 }
 
 /// A failure at run time: exit 1 with this one line.

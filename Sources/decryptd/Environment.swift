@@ -12,3 +12,16 @@ enum Environment {
         (value("WECHAT_APPIDS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 }
+
+extension Environment {
+    /// An integer variable; a value that is not one is bad configuration.
+    static func integer(_ name: String) throws -> Int? {
+        guard let text = value(name) else { return nil }
+        guard let number = Int(text) else { throw UsageError("\(name)=\(text) is not a whole number") }
+        return number
+    }
+
+    static func flag(_ name: String) -> Bool {
+        ["1", "true", "yes", "on"].contains(value(name)?.lowercased() ?? "")
+    }
+}

@@ -24,7 +24,7 @@ struct MigrateCommand: ParsableCommand {
         } catch let error as Migrator.ChangedMigrationError {
             throw RuntimeFailure(error.description)
         } catch let error as PostgresError {
-            throw RuntimeFailure("migration failed: \(error.message)")
+            throw RuntimeFailure("migration failed: \(error.description)")
         }
         var applied = 0
         for outcome in outcomes {
@@ -38,9 +38,4 @@ struct MigrateCommand: ParsableCommand {
         }
         print("database is at version \(Migration.embedded.last?.version ?? 0) (\(applied) applied now)")
     }
-}
-
-extension PostgresError {
-    /// The one-line message for users (no URL, no parameters).
-    var message: String { description }
 }

@@ -10,10 +10,6 @@ extension NotYetImplementedCommand {
     }
 }
 
-struct RunCommand: NotYetImplementedCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the worker (not implemented yet).")
-}
-
 struct ReprocessCommand: NotYetImplementedCommand {
     static let configuration = CommandConfiguration(commandName: "reprocess", abstract: "Replay the dead-letter topic (not implemented yet).")
 }
@@ -22,6 +18,3 @@ struct ReportCommand: NotYetImplementedCommand {
     static let configuration = CommandConfiguration(commandName: "report", abstract: "Failures by reason (not implemented yet).")
 }
 
-struct LoadgenCommand: NotYetImplementedCommand {
-    static let configuration = CommandConfiguration(commandName: "loadgen", abstract: "Seed sessions and produce synthetic jobs (not implemented yet).")
-}

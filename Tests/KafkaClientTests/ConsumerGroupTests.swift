@@ -89,7 +89,7 @@ struct ConsumerGroupTests {
         try cluster.setBroker(2, up: false)
         let secondHalf = Observed()
         let done = DispatchSemaphore(value: 0)
-        let sendResults = LockedBox<[Result<Void, KafkaError>]>([])
+        let sendResults = LockedBox<[Result<KafkaMessageID, KafkaError>]>([])
         Thread {
             sendResults.set(producer.send(records("jobs", count: 500, from: 500)))
             done.signal()

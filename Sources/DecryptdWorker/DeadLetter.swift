@@ -1,0 +1,68 @@
+public import Foundation
+public import KafkaClient
+public import PhoneDecryption
+
+/// Builds SPEC.md's dead-letter record: the original key, value and headers unchanged, plus the
+/// `decrypt.*` headers. Headers named `decrypt.*` on the original are replaced, not repeated.
+public enum DeadLetter {
+    public static let reason = "decrypt.error.reason"
+    public static let detail = "decrypt.error.detail"
+    public static let sourceTopic = "decrypt.source.topic"
+    public static let sourcePartition = "decrypt.source.partition"
+    public static let sourceOffset = "decrypt.source.offset"
+    public static let sourceTimestamp = "decrypt.source.timestamp"
+    public static let attempts = "decrypt.attempts"
+    public static let failedAt = "decrypt.failed.at"
+    public static let consumerGroup = "decrypt.consumer.group"
+
+    /// Where the job originally came from, and when.
+    public struct Source: Sendable, Hashable {
+        public var topic: String
+        public var partition: Int32
+        public var offset: Int64
+        /// Milliseconds since the epoch; `nil` when the broker gave none (the header is left out).
+        public var timestamp: Int64?
+
+        public init(topic: String, partition: Int32, offset: Int64, timestamp: Int64?) {
+            self.topic = topic
+            self.partition = partition
+            self.offset = offset
+            self.timestamp = timestamp
+        }
+    }
+
+    public static func record(
+        for message: KafkaMessage, failure: DecryptFailure, source: Source, attempts: Int,
+        topic: String, group: String, now: Date = Date()
+    ) -> KafkaRecord {
+        var headers = message.headers.filter { !$0.name.hasPrefix("decrypt.") }
+        headers.append(KafkaHeader(Self.reason, failure.reason.rawValue))
+        headers.append(KafkaHeader(Self.detail, failure.detail))
+        headers.append(KafkaHeader(Self.sourceTopic, source.topic))
+        headers.append(KafkaHeader(Self.sourcePartition, String(source.partition)))
+        headers.append(KafkaHeader(Self.sourceOffset, String(source.offset)))
+        if let timestamp = source.timestamp { headers.append(KafkaHeader(Self.sourceTimestamp, String(timestamp))) }
+        headers.append(KafkaHeader(Self.attempts, String(attempts)))
+        headers.append(KafkaHeader(Self.failedAt, rfc3339(now)))
+        headers.append(KafkaHeader(Self.consumerGroup, group))
+        return KafkaRecord(topic: topic, key: message.key, value: message.value, headers: headers)
+    }
+
+
+    /// `2026-11-21T18:07:41.123Z`.
+    public static func rfc3339(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var time = time_t(milliseconds / 1000)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let fraction = String(milliseconds % 1000)
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))."
+            + String(repeating: "0", count: 3 - fraction.count) + fraction + "Z"
+    }
+
+    /// The value of a header, as text.
+    public static func header(_ name: String, in headers: [KafkaHeader]) -> String? {
+        headers.last { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,51 @@
+import DecryptdStore
+import KafkaClient
+public import Logging
+import PostgresClient
+
+/// Start-up checks: everything that would make a run fail for configuration reasons, found before
+/// consuming anything, each as one line for the user (`decryptd run` exits 2 with them).
+public enum Preflight {
+    /// `brokerTimeout`/`databaseTimeout` bound the waits for unreachable services.
+    public static func problems(
+        _ configuration: WorkerConfiguration, topics required: [String], brokerTimeout: Double = 10, logger: Logger
+    ) -> [String] {
+        var problems: [String] = []
+        if configuration.appids.isEmpty { problems.append("no appid: give --appid (repeatable) or set WECHAT_APPIDS") }
+        if configuration.brokers.isEmpty { problems.append("no brokers: give --brokers or set KAFKA_BROKERS") }
+        if configuration.concurrency < 1 || configuration.concurrency > 512 { problems.append("--concurrency must be 1 to 512") }
+        if configuration.batchSize < 1 || configuration.batchSize > 100_000 { problems.append("--batch-size must be 1 to 100000") }
+        if configuration.maxSessionKeys < 1 || configuration.maxSessionKeys > 50 { problems.append("--max-session-keys must be 1 to 50") }
+
+        do {
+            let connection = try PostgresConnection(url: configuration.databaseURL)
+            try connection.connect()
+            let tables: [String] = ["wechat_sessions", "members", "decrypt_failures"]
+            let missing = try tables.filter {
+                try connection.query("SELECT to_regclass($1) IS NULL", [$0])[0][0] == "t"
+            }
+            if !missing.isEmpty {
+                problems.append("database is not migrated (no \(missing.joined(separator: ", "))): run decryptd migrate")
+            }
+        } catch let error as PostgresError {
+            problems.append(error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)")
+        } catch {
+            problems.append("cannot reach the database: \(error)")
+        }
+
+        if !configuration.brokers.isEmpty {
+            do {
+                let topics = try KafkaClusterProbe.topics(
+                    bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
+                    timeout: brokerTimeout, logger: logger
+                )
+                for topic in required where topics[topic] == nil {
+                    problems.append("topic \(topic) does not exist on \(configuration.brokers)")
+                }
+            } catch {
+                problems.append("cannot reach Kafka: \(error.message)")
+            }
+        }
+        return problems.map { $0.split(whereSeparator: \.isNewline).joined(separator: " ") }
+    }
+}

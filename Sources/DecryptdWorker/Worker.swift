@@ -1,0 +1,299 @@
+import DecryptdStore
+import Dispatch
+public import Foundation
+import KafkaClient
+public import Logging
+import PhoneDecryption
+import PostgresClient
+
+/// The Kafka → PostgreSQL decryption worker, at least once.
+///
+/// Threads (all dedicated; nothing blocking runs on Swift's cooperative pool):
+/// - the caller of ``run()``: polls Kafka, parses jobs, hands batches on. It never waits for the
+///   pipeline, so rebalances stay served; back-pressure is the consumer's in-flight pause.
+/// - lookup: one session-key round trip per batch, on its own PostgreSQL connection.
+/// - decrypt: the batch over a Dispatch pool of `concurrency` slots, one decryptor per slot.
+/// - persist: dead letters produced and acknowledged, then members and failures in one statement
+///   on a second connection, then (and only then) the batch's offsets are marked done.
+/// The stages overlap: batch N+1 is looked up and decrypted while batch N is written. That is
+/// safe because every write is order-independent (watermark rule, idempotent failure rows,
+/// out-of-order completion). Transient errors are retried in place with backoff; nothing is
+/// dead-lettered or completed because of them.
+public final class Worker: @unchecked Sendable {
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let metrics: WorkerMetrics
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let lookupDatabase: DecryptdDatabase
+    private let writeDatabase: DecryptdDatabase
+    private let backoff: Backoff
+    private let stats = WorkerStats()
+
+    private let lookupQueue = BlockingQueue<WorkBatch>()
+    private let decryptQueue = BlockingQueue<WorkBatch>()
+    private let persistQueue = BlockingQueue<WorkBatch>()
+    private let state = NSCondition()
+    private var stopRequested = false
+    private var abandonRequested = false
+    private var fatalError: (any Error)?
+    private var lastPoll = Date()
+
+    /// Creates the clients; connects nothing and starts no thread (``run()`` does).
+    public init(configuration: WorkerConfiguration, logger: Logger, metrics: WorkerMetrics = WorkerMetrics()) throws {
+        precondition(!configuration.appids.isEmpty, "validated by the caller")
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        backoff = Backoff(maximumDelay: configuration.maxRetryDelay)
+        var consumerConfiguration = KafkaConsumer.Configuration(
+            bootstrapServers: configuration.brokers, groupID: configuration.group, topics: [configuration.jobsTopic]
+        )
+        consumerConfiguration.maxInFlight = configuration.maxInFlight
+        consumerConfiguration.properties = configuration.kafkaProperties
+        consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
+        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: configuration.brokers)
+        producerConfiguration.properties = configuration.kafkaProperties
+        producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        lookupDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        writeDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+    }
+
+    // MARK: - Control
+
+    /// Asks for a graceful stop: no more fetching; in-flight work finishes (bounded by
+    /// `shutdownTimeout`), offsets are committed, the group is left. Safe from any thread.
+    public func stop() {
+        state.lock()
+        stopRequested = true
+        state.unlock()
+    }
+
+    private var isStopping: Bool { state.lock(); defer { state.unlock() }; return stopRequested || fatalError != nil }
+    private var shouldAbandon: Bool { state.lock(); defer { state.unlock() }; return abandonRequested || fatalError != nil }
+
+    private func fail(_ error: any Error) {
+        state.lock()
+        if fatalError == nil { fatalError = error }
+        state.unlock()
+    }
+
+    /// Liveness: the polling loop ran recently. Readiness: live, partitions assigned, not stopping.
+    public var health: (live: Bool, ready: Bool) {
+        state.lock()
+        let recent = Date().timeIntervalSince(lastPoll) < 60
+        let stopping = stopRequested || fatalError != nil
+        state.unlock()
+        return (recent, recent && !stopping && !consumer.assignment.isEmpty)
+    }
+
+    // MARK: - Running
+
+    /// Runs until ``stop()``, until drained with `exitAtEnd`, or until a permanent error.
+    /// Blocks the calling thread, which must be a dedicated one. Throws the permanent error.
+    public func run() throws -> WorkerSummary {
+        let started = Date()
+        producer.start()
+        let stages = [
+            startStage("decryptd-lookup", lookupQueue) { [self] batch in try lookUp(batch) },
+            startStage("decryptd-decrypt", decryptQueue) { [self] batch in decrypt(batch) },
+            startStage("decryptd-persist", persistQueue) { [self] batch in try persist(batch) },
+        ]
+        logger.info("worker started", metadata: [
+            "topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
+            "concurrency": "\(configuration.concurrency)", "batch_size": "\(configuration.batchSize)",
+        ])
+        let progress = ProgressReporter(interval: configuration.progressInterval, stats: stats, logger: logger)
+        var drained = false
+        do {
+            while !isStopping {
+                let messages = try consumer.poll(maxMessages: configuration.batchSize, timeout: 0.2)
+                state.lock(); lastPoll = Date(); state.unlock()
+                if !messages.isEmpty {
+                    lookupQueue.put(WorkBatch(messages, appids: configuration.appids))
+                }
+                metrics.inFlight.record(consumer.inFlight)
+                progress.tick(inFlight: consumer.inFlight, lag: consumer.lag(), metrics: metrics)
+                if configuration.exitAtEnd, consumer.isDrained {
+                    drained = true
+                    break
+                }
+            }
+        } catch {
+            fail(error)
+        }
+        let abandoned = finish(stages)
+        let summary = stats.summary(since: started, drained: drained, abandoned: abandoned)
+        logger.info("worker stopped", metadata: summary.metadata)
+        state.lock(); let fatal = fatalError; state.unlock()
+        if let fatal { throw fatal }
+        return summary
+    }
+
+    /// Lets in-flight work finish (bounded), then stops the stages, commits and leaves the group.
+    private func finish(_ stages: [Thread]) -> Int {
+        let deadline = Date(timeIntervalSinceNow: configuration.shutdownTimeout)
+        while consumer.inFlight > 0, Date() < deadline, !shouldAbandon {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let abandoned = consumer.inFlight
+        if abandoned > 0 {
+            logger.warning("stopping with unfinished jobs; they were not committed and will be redelivered", metadata: ["jobs": "\(abandoned)"])
+        }
+        state.lock(); abandonRequested = true; state.unlock()
+        for queue in [lookupQueue, decryptQueue, persistQueue] { queue.close() }
+        while stages.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.01) }
+        consumer.close()
+        producer.close(timeout: 10)
+        return abandoned
+    }
+
+    private func startStage(_ name: String, _ queue: BlockingQueue<WorkBatch>, _ body: @escaping @Sendable (WorkBatch) throws -> Void) -> Thread {
+        let thread = Thread { [self] in
+            while let batch = queue.take() {
+                guard !shouldAbandon else { continue }  // drain the queue without working
+                do {
+                    try body(batch)
+                } catch is Backoff.GaveUp {
+                    continue  // shutting down: the batch stays uncommitted and is redelivered
+                } catch {
+                    logger.critical("permanent error: the worker stops; the batch is not committed", metadata: ["stage": "\(name)", "error": "\(error)"])
+                    fail(error)
+                }
+            }
+        }
+        thread.name = name
+        thread.start()
+        return thread
+    }
+
+    // MARK: - Stages
+
+    private func lookUp(_ batch: WorkBatch) throws {
+        var batch = batch
+        let users = batch.usersToLookUp
+        if !users.isEmpty {
+            batch.sessionKeys = try retryingPostgres("session lookup") {
+                try lookupDatabase.sessionKeys(for: users, limit: configuration.maxSessionKeys)
+            }
+        }
+        decryptQueue.put(batch)
+    }
+
+    private let decryptors = DecryptorPool()
+
+    private func decrypt(_ batch: WorkBatch) {
+        var batch = batch
+        let width = max(1, min(configuration.concurrency, batch.jobs.count / 64 + 1))
+        let pool = decryptors.slots(width)
+        batch.jobs.withUnsafeMutableBufferPointer { jobs in
+            let shared = UnsafeSendable(jobs)
+            let keys = batch.sessionKeys
+            // Iteration `slot` touches only jobs slot, slot+width, ... and decryptor `slot`.
+            DispatchQueue.concurrentPerform(iterations: width) { slot in
+                let decryptor = pool.decryptor(slot)
+                for index in stride(from: slot, to: shared.value.count, by: width) where shared.value[index].outcome == nil {
+                    let pending = shared.value[index]
+                    let job = pending.job!
+                    shared.value[index].outcome = decryptor.decrypt(
+                        appid: pending.appid!, sessionKeys: keys[pending.user!] ?? [],
+                        iv: job.iv, encryptedData: job.encryptedData
+                    )
+                }
+            }
+        }
+        persistQueue.put(batch)
+    }
+
+    private func persist(_ batch: WorkBatch) throws {
+        var outcome = OutcomeBatch()
+        var deadLetters: [KafkaRecord] = []
+        let now = Date()
+        for pending in batch.jobs {
+            switch pending.outcome! {
+            case .success(let payload):
+                outcome.members.append(MemberRecord(
+                    user: pending.user!, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
+                    countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp
+                ))
+            case .failure(let failure):
+                let message = pending.message
+                outcome.failures.append(FailureRecord(
+                    appid: pending.appid, openid: pending.job?.openid, reason: failure.reason.rawValue, detail: failure.detail,
+                    source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset)
+                ))
+                deadLetters.append(DeadLetter.record(
+                    for: message, failure: failure,
+                    source: .init(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp),
+                    attempts: 1, topic: configuration.deadLetterTopic, group: configuration.group, now: now
+                ))
+            }
+        }
+        try produceDeadLetters(deadLetters)
+        try retryingPostgres("outcome write") { try writeDatabase.write(outcome) }
+        consumer.complete(batch.jobs.map(\.message.id))
+        record(batch)
+    }
+
+    /// Produces and waits for every acknowledgement; retries only the records that failed
+    /// transiently (the acknowledged ones are not sent twice). A permanent rejection stops the worker.
+    private func produceDeadLetters(_ records: [KafkaRecord]) throws {
+        var pending = records
+        try backoff.run("dead-letter produce", logger: logger, isTransient: { ($0 as? KafkaError)?.isRetriable ?? false },
+                        shouldStop: { shouldAbandon }, onRetry: { metrics.kafkaRetries.increment() }) {
+            guard !pending.isEmpty else { return }
+            let results = producer.send(pending)
+            var failed: [KafkaRecord] = []
+            var firstError: KafkaError?
+            for (record, result) in zip(pending, results) {
+                if case .failure(let error) = result {
+                    failed.append(record)
+                    if firstError == nil || !error.isRetriable { firstError = error }
+                }
+            }
+            pending = failed
+            if let firstError { throw firstError }
+        }
+    }
+
+    private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
+        try backoff.run(what, logger: logger, isTransient: { ($0 as? PostgresError)?.isTransient ?? false },
+                        shouldStop: { shouldAbandon }, onRetry: { metrics.postgresRetries.increment() }, body)
+    }
+
+    private func record(_ batch: WorkBatch) {
+        var counts: [String: Int] = [:]
+        for pending in batch.jobs {
+            switch pending.outcome! {
+            case .success(let payload):
+                counts["ok", default: 0] += 1
+                if payload.keyIndex > 0 { metrics.fallbacks.increment() }
+                for (kind, counter) in metrics.repairs where payload.repairs.contains(kind) { counter.increment() }
+            case .failure(let failure):
+                counts[failure.reason.rawValue, default: 0] += 1
+            }
+        }
+        for (outcome, count) in counts { metrics.jobs[outcome]?.increment(by: count) }
+        metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
+        stats.add(counts)
+    }
+}
+
+/// A value handed to `concurrentPerform` iterations that each touch a disjoint part of it.
+struct UnsafeSendable<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// One `PhoneDecryptor` per pool slot, created on first use and kept (their OpenSSL contexts and
+/// buffers are reused across batches). Slot `i` is only ever used by one iteration at a time.
+final class DecryptorPool: @unchecked Sendable {
+    private var decryptors: [PhoneDecryptor] = []
+
+    func slots(_ count: Int) -> DecryptorPool {
+        while decryptors.count < count { decryptors.append(PhoneDecryptor()) }
+        return self
+    }
+
+    func decryptor(_ slot: Int) -> PhoneDecryptor { decryptors[slot] }
+}

@@ -1,0 +1,41 @@
+public import Foundation
+
+/// Everything `decryptd run` is told, already validated. Flags and environment variables map onto
+/// it in the command-line layer; librdkafka and libpq settings are built from it in one place each.
+public struct WorkerConfiguration: Sendable {
+    /// `bootstrap.servers`.
+    public var brokers: String
+    /// Consumer group. Default: "decryptd".
+    public var group = "decryptd"
+    /// Default: "wechat.phone.jobs".
+    public var jobsTopic = "wechat.phone.jobs"
+    /// Default: "wechat.phone.dlq".
+    public var deadLetterTopic = "wechat.phone.dlq"
+    public var databaseURL: String
+    /// Accepted appids; the first is the default for jobs that name none.
+    public var appids: [String]
+    /// Width of the decryption pool. Default: active cores.
+    public var concurrency = ProcessInfo.processInfo.activeProcessorCount
+    /// Jobs per batch (one lookup round trip, one outcome transaction). Default: 1000.
+    public var batchSize = 1000
+    /// Session keys tried per user, newest first. Default: 3.
+    public var maxSessionKeys = 3
+    /// Unfinished jobs at which fetching pauses (resumes at half). Bounds memory. Default: 20,000.
+    public var maxInFlight = 20_000
+    /// Extra librdkafka properties (SASL, SSL, tuning), for consumer and producer alike.
+    public var kafkaProperties: [String: String] = [:]
+    /// Batch mode: stop once every assigned partition is drained. Default: false.
+    public var exitAtEnd = false
+    /// How long a graceful stop may take to finish in-flight work. Default: 30 s.
+    public var shutdownTimeout: TimeInterval = 30
+    /// Seconds between progress log lines; 0 turns them off. Default: 10.
+    public var progressInterval: TimeInterval = 10
+    /// Longest pause between retries of a transient error. Default: 5 s.
+    public var maxRetryDelay: TimeInterval = 5
+
+    public init(brokers: String, databaseURL: String, appids: [String]) {
+        self.brokers = brokers
+        self.databaseURL = databaseURL
+        self.appids = appids
+    }
+}

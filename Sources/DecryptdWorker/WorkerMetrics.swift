@@ -1,0 +1,34 @@
+import CoreMetrics
+import PhoneDecryption
+
+/// The worker's metrics, created once (the labels are known up front) and reused on the hot path.
+/// Names are the Prometheus ones; the executable bootstraps the metrics backend.
+public final class WorkerMetrics: Sendable {
+    /// `decryptd_jobs_total{outcome}`: "ok" or a failure code, counted when the outcome is durable.
+    let jobs: [String: Counter]
+    /// `decryptd_base64_repairs_total{kind}`.
+    let repairs: [(Base64Repairs, Counter)]
+    /// `decryptd_session_key_fallbacks_total`: a payload decrypted with an older key.
+    let fallbacks = Counter(label: "decryptd_session_key_fallbacks_total")
+    /// `decryptd_batch_duration_seconds`: from fetch to durable outcome.
+    let batchDuration = Timer(label: "decryptd_batch_duration_seconds", preferredDisplayUnit: .seconds)
+    /// `decryptd_in_flight_jobs`.
+    let inFlight = Gauge(label: "decryptd_in_flight_jobs")
+    /// `decryptd_transient_retries_total{component}`.
+    let postgresRetries = Counter(label: "decryptd_transient_retries_total", dimensions: [("component", "postgres")])
+    let kafkaRetries = Counter(label: "decryptd_transient_retries_total", dimensions: [("component", "kafka")])
+
+    public init() {
+        var jobs = ["ok": Counter(label: "decryptd_jobs_total", dimensions: [("outcome", "ok")])]
+        for reason in FailureReason.allCases {
+            jobs[reason.rawValue] = Counter(label: "decryptd_jobs_total", dimensions: [("outcome", reason.rawValue)])
+        }
+        self.jobs = jobs
+        repairs = Base64Repairs.named.map { ($0.0, Counter(label: "decryptd_base64_repairs_total", dimensions: [("kind", $0.1)])) }
+    }
+
+    /// `decryptd_partition_lag{topic,partition}`; gauges are cached by the backend per label set.
+    func lag(topic: String, partition: Int32) -> Gauge {
+        Gauge(label: "decryptd_partition_lag", dimensions: [("topic", topic), ("partition", String(partition))])
+    }
+}

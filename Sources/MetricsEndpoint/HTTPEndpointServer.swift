@@ -1,0 +1,137 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A minimal HTTP/1.1 server for `/metrics` and health probes: GET only, one request per
+/// connection, bounded request size and read time. It serves scrapers and orchestrators, not users.
+public final class HTTPEndpointServer: @unchecked Sendable {
+    public struct Response: Sendable {
+        public var status: Int
+        public var contentType: String
+        public var body: [UInt8]
+
+        public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+            self.status = status
+            self.contentType = contentType
+            self.body = Array(body.utf8)
+        }
+    }
+
+    public typealias Handler = @Sendable (_ path: String) -> Response
+
+    private let host: String
+    private let requestedPort: Int
+    private let handler: Handler
+    private let lock = NSLock()
+    private var listener: Int32 = -1
+    private var stopping = false
+    private var thread: Thread?
+
+    public init(host: String = "0.0.0.0", port: Int, handler: @escaping Handler) {
+        self.host = host
+        self.requestedPort = port
+        self.handler = handler
+    }
+
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Binds and starts serving on a dedicated thread. Returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StartError(description: "socket: \(String(cString: strerror(errno)))") }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(requestedPort).bigEndian)
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+            close(fd)
+            throw StartError(description: "bad listen address \(host)")
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw StartError(description: "cannot listen on \(host):\(requestedPort): \(reason)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        lock.lock(); listener = fd; lock.unlock()
+        let thread = Thread { [self] in serve(fd) }
+        thread.name = "decryptd-http"
+        self.thread = thread
+        thread.start()
+        return Int(UInt16(bigEndian: actual.sin_port))
+    }
+
+    public func stop() {
+        lock.lock(); stopping = true; lock.unlock()
+        while thread?.isFinished == false { usleep(5000) }
+    }
+
+    private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        while !isStopping {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 200) > 0 else { continue }
+            let client = accept(fd, nil, nil)
+            guard client >= 0 else { continue }
+            respond(client)
+            close(client)
+        }
+    }
+
+    private func respond(_ client: Int32) {
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var request: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while request.count < 8192, !request.containsHeaderEnd {
+            let count = recv(client, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            request.append(contentsOf: buffer[0..<count])
+        }
+        let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+        let parts = line.split(separator: " ")
+        let response: Response
+        if parts.count >= 2, parts[0] == "GET" || parts[0] == "HEAD" {
+            let path = String(parts[1].prefix { $0 != "?" })
+            response = handler(path)
+        } else {
+            response = Response(status: 405, body: "method not allowed\n")
+        }
+        let reason = [200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status] ?? "Status"
+        var head = "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\n"
+        head += "Content-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
+        var bytes = Array(head.utf8)
+        if parts.first != "HEAD" { bytes += response.body }
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard count > 0 else { return }
+            sent += count
+        }
+    }
+}
+
+private extension [UInt8] {
+    var containsHeaderEnd: Bool {
+        guard count >= 4 else { return false }
+        for index in 0...(count - 4) where self[index] == 13 && self[index + 1] == 10 && self[index + 2] == 13 && self[index + 3] == 10 {
+            return true
+        }
+        return false
+    }
+}

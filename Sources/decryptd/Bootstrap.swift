@@ -1,0 +1,28 @@
+import Logging
+import Metrics
+import Prometheus
+
+/// The logging and metrics backends. Only the executable bootstraps them, and only once.
+enum Bootstrap {
+    nonisolated(unsafe) private static var done = false
+    nonisolated(unsafe) static var registry = PrometheusCollectorRegistry()
+
+    static func logging(level: String?) throws -> Logger {
+        let name = (level ?? Environment.value("DECRYPTD_LOG_LEVEL") ?? "info").lowercased()
+        guard let parsed = Logger.Level(rawValue: name) else {
+            throw UsageError("bad log level \(name): use trace, debug, info, notice, warning, error or critical")
+        }
+        if !done {
+            done = true
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = parsed
+                return handler
+            }
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        }
+        var logger = Logger(label: "decryptd")
+        logger.logLevel = parsed
+        return logger
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import DecryptdStore
+import DecryptdWorker
+import Foundation
+import KafkaClient
+import PostgresClient
+
+/// `decryptd loadgen`: seed sessions and produce synthetic jobs with a chosen fault mix.
+struct LoadgenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loadgen",
+        abstract: "Seed session keys and produce N synthetic jobs with a chosen mix of faults.",
+        discussion: """
+        Users get several jobs each (some out of order); some users have a newer, unrelated session \
+        key stored, so decryption falls back to the older one; some ok payloads have damaged base64. \
+        Faults: malformed_job, session_not_found, invalid_session_key, invalid_iv, invalid_ciphertext, \
+        bad_padding, invalid_plaintext, appid_mismatch. \
+        The same --seed gives the same load. The embedded broker keeps about 5 MB per partition \
+        (roughly 14,000 jobs): create the topic with enough partitions for large loads.
+        """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "Jobs to produce.")
+    var jobs = 10_000
+
+    @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Default: a little of everything.")
+    var faults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005"
+
+    @Option(name: .customLong("jobs-per-user"), help: "Average jobs per user.")
+    var jobsPerUser = 3.0
+
+    @Option(name: .customLong("stale-key-share"), help: "Share of users whose newest stored key is not the one their payloads used.")
+    var staleKeyShare = 0.2
+
+    @Option(help: "Seed; the same seed gives the same users, keys and jobs.")
+    var seed: UInt64 = 1
+
+    func run() throws {
+        let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
+        let configuration = try connection.configuration()
+        guard let appid = configuration.appids.first else { throw UsageError("no appid: give --appid or set WECHAT_APPIDS") }
+        guard jobs > 0 else { throw UsageError("--jobs must be positive") }
+        var plan = LoadGenerator.Plan(jobs: jobs, appid: appid)
+        do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { throw UsageError("\(error)") }
+        plan.jobsPerUser = jobsPerUser
+        plan.staleKeyShare = staleKeyShare
+        plan.seed = seed
+        plan.topic = configuration.jobsTopic
+
+        let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], logger: logger)
+        guard problems.isEmpty else { throw UsageError(lines: problems) }
+        let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: configuration.brokers)
+        producerConfiguration.properties = configuration.kafkaProperties
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        producer.start()
+        defer { producer.close() }
+
+        let bar = ProgressBar(total: jobs, label: "producing jobs")
+        let expectation: LoadGenerator.Expectation
+        do {
+            expectation = try LoadGenerator(plan: plan).run(database: database, producer: producer) { bar.update($0) }
+        } catch {
+            throw RuntimeFailure("load generation failed: \(error)")
+        }
+        bar.finish()
+        print("loadgen: produced \(expectation.jobs) jobs to \(plan.topic) for \(expectation.members.count) users with a phone number to store")
+        for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
+            print("  " + kind.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
+        }
+    }
+}
+
+/// A one-line progress bar on stderr (redrawn in place on a terminal, a few lines otherwise).
+final class ProgressBar {
+    private let total: Int
+    private let label: String
+    private let terminal = isatty(STDERR_FILENO) == 1
+    private var lastShown = -1
+
+    init(total: Int, label: String) {
+        self.total = max(total, 1)
+        self.label = label
+    }
+
+    func update(_ done: Int) {
+        let percent = min(100, done * 100 / total)
+        guard percent != lastShown, terminal || percent / 25 != lastShown / 25 || percent == 100 else { return }
+        lastShown = percent
+        let width = 30
+        let filled = percent * width / 100
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let line = "\(label) [\(bar)] \(percent)% (\(done)/\(total))"
+        FileHandle.standardError.write(Data((terminal ? "\r" + line : line + "\n").utf8))
+    }
+
+    func finish() {
+        if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import DecryptdWorker
+import Foundation
+import Logging
+import MetricsEndpoint
+import ServiceLifecycle
+
+/// `decryptd run`: the worker.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Consume jobs, decrypt, upsert members, dead-letter failures (at least once).",
+        discussion: """
+        A job's offset is committed only after its outcome is durable: the members upsert committed in \
+        PostgreSQL, or the dead-letter record acknowledged and its failure row committed. Transient \
+        errors (PostgreSQL down, a dead-letter produce not acknowledged) are retried with backoff and \
+        never dead-lettered. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
+        (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
+        Start-up problems (unreachable broker or database, missing topics, no appid, bad values) exit 2 \
+        with one line each. Memory is bounded by --max-in-flight: fetching pauses there.
+        """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "Consumer group. Env: DECRYPTD_GROUP. Default: decryptd.")
+    var group: String?
+
+    @Option(help: "Decryption threads. Env: DECRYPTD_CONCURRENCY. Default: active cores.")
+    var concurrency: Int?
+
+    @Option(name: .customLong("batch-size"), help: "Jobs per batch. Env: DECRYPTD_BATCH_SIZE. Default: 1000.")
+    var batchSize: Int?
+
+    @Option(name: .customLong("max-in-flight"), help: "Unfinished jobs at which fetching pauses. Env: DECRYPTD_MAX_IN_FLIGHT. Default: 20000.")
+    var maxInFlight: Int?
+
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus text at /metrics, and /healthz, /readyz. Env: DECRYPTD_METRICS_PORT. Default: off.")
+    var metricsPort: Int?
+
+    @Option(name: .customLong("progress-interval"), help: "Seconds between progress log lines (0: none). Env: DECRYPTD_PROGRESS_INTERVAL. Default: 10.")
+    var progressInterval: Double?
+
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds a graceful stop may take. Env: DECRYPTD_SHUTDOWN_TIMEOUT. Default: 30.")
+    var shutdownTimeout: Double?
+
+    @Option(name: .customLong("startup-timeout"), help: "Seconds to wait for the brokers at start-up. Default: 10.")
+    var startupTimeout: Double = 10
+
+    @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")
+    var exitAtEnd = false
+
+    func run() async throws {
+        let logger = try Bootstrap.logging(level: connection.logLevel)
+        var configuration = try connection.configuration()
+        configuration.group = group ?? Environment.value("DECRYPTD_GROUP") ?? configuration.group
+        configuration.concurrency = try concurrency ?? Environment.integer("DECRYPTD_CONCURRENCY") ?? configuration.concurrency
+        configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize
+        configuration.maxInFlight = try maxInFlight ?? Environment.integer("DECRYPTD_MAX_IN_FLIGHT") ?? configuration.maxInFlight
+        configuration.progressInterval = progressInterval ?? Environment.value("DECRYPTD_PROGRESS_INTERVAL").flatMap(Double.init) ?? configuration.progressInterval
+        configuration.shutdownTimeout = shutdownTimeout ?? Environment.value("DECRYPTD_SHUTDOWN_TIMEOUT").flatMap(Double.init) ?? configuration.shutdownTimeout
+        configuration.exitAtEnd = exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
+        let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
+        var problems = Preflight.problems(
+            configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], brokerTimeout: startupTimeout, logger: logger
+        )
+        if configuration.maxInFlight < configuration.batchSize { problems.append("--max-in-flight must be at least --batch-size") }
+        if let port, !(0...65535).contains(port) { problems.append("--metrics-port must be 0 to 65535") }
+        guard problems.isEmpty else { throw UsageError(lines: problems) }
+
+        let worker: Worker
+        do {
+            worker = try Worker(configuration: configuration, logger: logger)
+        } catch {
+            throw UsageError("\(error)")
+        }
+        var services: [any Service] = [WorkerService(worker: worker)]
+        if let port {
+            let server = HTTPEndpointServer(port: port) { path in
+                switch path {
+                case "/metrics":
+                    return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Bootstrap.registry.emitToString())
+                case "/healthz":
+                    return worker.health.live ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "stalled\n")
+                case "/readyz":
+                    return worker.health.ready ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not ready\n")
+                default:
+                    return .init(status: 404, body: "not found: try /metrics, /healthz or /readyz\n")
+                }
+            }
+            do {
+                let bound = try server.start()
+                logger.info("serving metrics", metadata: ["port": "\(bound)"])
+            } catch {
+                throw UsageError("\(error)")
+            }
+            services.append(EndpointService(server: server))
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        guard let summary = WorkerService.lastSummary.value else { return }
+        print(SummaryTable.render(summary))
+        if summary.abandoned > 0 {
+            throw RuntimeFailure("\(summary.abandoned) jobs were unfinished at shutdown; they were not committed and will be redelivered")
+        }
+    }
+}
+
+/// Runs the worker on a dedicated thread as a service; a graceful shutdown asks it to stop.
+struct WorkerService: Service {
+    let worker: Worker
+    static let lastSummary = SummaryBox()
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let thread = Thread {
+                    do {
+                        Self.lastSummary.value = try worker.run()
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: RuntimeFailure("worker stopped: \(error)"))
+                    }
+                }
+                thread.name = "decryptd-consumer"
+                thread.start()
+            }
+        } onGracefulShutdown: {
+            worker.stop()
+        }
+    }
+}
+
+/// Serves /metrics until the group shuts down.
+struct EndpointService: Service {
+    let server: HTTPEndpointServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.stop()
+    }
+}
+
+final class SummaryBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: WorkerSummary?
+    var value: WorkerSummary? {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
+
+/// The end-of-run summary, for people: jobs by outcome with shares.
+enum SummaryTable {
+    static func render(_ summary: WorkerSummary) -> String {
+        var lines = ["decryptd run: \(summary.total) jobs in \(String(format: "%.1f", summary.elapsed)) s (\(Int(summary.perSecond)) jobs/s)\(summary.drained ? ", all partitions drained" : "")"]
+        for (outcome, count) in summary.outcomes.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
+            let share = summary.total > 0 ? Double(count) / Double(summary.total) * 100 : 0
+            lines.append("  " + outcome.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8) + String(format: "%7.1f%%", share))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import DecryptdWorker
+import Foundation
+
+/// The connection options `run` and `reprocess` share. Every option also reads an environment
+/// variable (named in its help); flags win.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Kafka bootstrap servers, host:port[,host:port]. Env: KAFKA_BROKERS.")
+    var brokers: String?
+
+    @Option(name: .customLong("database-url"), help: ArgumentHelp("PostgreSQL URL; every libpq parameter is honoured. Env: DATABASE_URL.", valueName: "url"))
+    var databaseURL: String?
+
+    @Option(name: .customLong("appid"), help: "An appid this worker serves (repeatable; the first is the default for jobs without one). Env: WECHAT_APPIDS, comma-separated.")
+    var appids: [String] = []
+
+    @Option(name: .customLong("jobs-topic"), help: "Input topic. Env: DECRYPTD_JOBS_TOPIC. Default: wechat.phone.jobs.")
+    var jobsTopic: String?
+
+    @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: DECRYPTD_DLQ_TOPIC. Default: wechat.phone.dlq.")
+    var deadLetterTopic: String?
+
+    @Option(name: .customLong("max-session-keys"), help: "Session keys tried per user, newest first. Env: DECRYPTD_MAX_SESSION_KEYS. Default: 3.")
+    var maxSessionKeys: Int?
+
+    @Option(name: .customLong("kafka-property"), help: ArgumentHelp("A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.", valueName: "key=value"))
+    var kafkaProperties: [String] = []
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: DECRYPTD_LOG_LEVEL. Default: info.")
+    var logLevel: String?
+
+    /// The worker configuration these options describe (numbers and lists still to be validated).
+    func configuration() throws -> WorkerConfiguration {
+        let appidList = appids.isEmpty ? Environment.appids : appids.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        var configuration = WorkerConfiguration(
+            brokers: brokers ?? Environment.value("KAFKA_BROKERS") ?? "",
+            databaseURL: databaseURL ?? Environment.value("DATABASE_URL") ?? "",
+            appids: appidList.filter { !$0.isEmpty }
+        )
+        if configuration.databaseURL.isEmpty { throw UsageError("no database: give --database-url or set DATABASE_URL") }
+        configuration.jobsTopic = jobsTopic ?? Environment.value("DECRYPTD_JOBS_TOPIC") ?? configuration.jobsTopic
+        configuration.deadLetterTopic = deadLetterTopic ?? Environment.value("DECRYPTD_DLQ_TOPIC") ?? configuration.deadLetterTopic
+        configuration.maxSessionKeys = try maxSessionKeys ?? Environment.integer("DECRYPTD_MAX_SESSION_KEYS") ?? configuration.maxSessionKeys
+        let properties = kafkaProperties.isEmpty
+            ? (Environment.value("DECRYPTD_KAFKA_PROPERTIES") ?? "").split(separator: ";").map(String.init)
+            : kafkaProperties
+        for property in properties where !property.trimmingCharacters(in: .whitespaces).isEmpty {
+            guard let equals = property.firstIndex(of: "="), equals != property.startIndex else {
+                throw UsageError("bad --kafka-property \(property): use key=value")
+            }
+            configuration.kafkaProperties[String(property[..<equals]).trimmingCharacters(in: .whitespaces)] = String(property[property.index(after: equals)...])
+        }
+        return configuration
+    }
+}
