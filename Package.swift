@@ -135,6 +135,20 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        .target(
+            name: "DecryptdTestSupport",
+            dependencies: ["DecryptdStore", "PostgresClient"],
+            path: "Tests/Support",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DecryptdWorkerTests",
+            dependencies: [
+                "DecryptdWorker", "DecryptdTestSupport", "DecryptdStore", "PostgresClient", "KafkaClient", "PhoneDecryption",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "KafkaClientTests",
             dependencies: ["KafkaClient", .product(name: "Logging", package: "swift-log")],
@@ -142,7 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DecryptdStoreTests",
-            dependencies: ["DecryptdStore", "PostgresClient"],
+            dependencies: ["DecryptdStore", "PostgresClient", "DecryptdTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

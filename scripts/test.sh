@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what is missing, starts a throwaway
-# PostgreSQL server, builds, runs every test (unit, integration, fuzz), and stops the server.
+# The whole test suite, on a fresh machine: installs what is missing, starts two throwaway
+# PostgreSQL servers (one is stopped and restarted by the outage test), builds, runs every test
+# (unit, integration, end to end, fuzz), and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
-pg_start
-trap pg_stop EXIT
+trap 'pg_stop OUTAGE; pg_stop MAIN' EXIT
+pg_start MAIN
+pg_start OUTAGE
 
 # Integration tests read these; in CI (CI=true) a test that needs them fails rather than skips.
-export DECRYPTD_TEST_DATABASE_URL="$DATABASE_URL"
-export DECRYPTD_TEST_PG_CONTROL="$PWD/scripts/pg-control.sh"
+export DECRYPTD_TEST_DATABASE_URL="$MAIN_URL"
+export DECRYPTD_TEST_OUTAGE_DATABASE_URL="$OUTAGE_URL"
+export DECRYPTD_TEST_OUTAGE_PG_CONTROL="$PWD/scripts/pg-control.sh $OUTAGE_DIR $OUTAGE_PORT"
 
 swift build --build-tests
 swift test

@@ -1,7 +1,7 @@
 import DecryptdStore
 import Dispatch
 public import Foundation
-import KafkaClient
+public import KafkaClient
 public import Logging
 import PhoneDecryption
 import PostgresClient
@@ -86,6 +86,15 @@ public final class Worker: @unchecked Sendable {
         state.unlock()
         return (recent, recent && !stopping && !consumer.assignment.isEmpty)
     }
+
+    /// The partitions this worker owns now.
+    public var consumerAssignment: [TopicPartition] { consumer.assignment }
+
+    /// Jobs fetched and not yet durable.
+    public var consumerInFlight: Int { consumer.inFlight }
+
+    /// Every assigned partition is at its end and every fetched job is durable.
+    public var isDrained: Bool { consumer.isDrained }
 
     // MARK: - Running
 

@@ -8,7 +8,7 @@ public enum KafkaClusterProbe {
     public static func topics(
         bootstrapServers: String, properties: [String: String], timeout: Double, logger: Logger
     ) throws(KafkaError) -> [String: Int] {
-        var settings = properties
+        var settings = KafkaPropertyScope.forProducer(properties)
         settings["bootstrap.servers"] = bootstrapServers
         let handle = try RDKafkaHandle(RD_KAFKA_PRODUCER, properties: settings, context: RDKafkaCallbackContext(logger: logger))
         var metadata: UnsafePointer<rd_kafka_metadata>?

@@ -59,7 +59,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
             ]
-            result.merge(properties) { _, caller in caller }
+            result.merge(KafkaPropertyScope.forConsumer(properties)) { _, caller in caller }
             result["enable.auto.offset.store"] = "false"
             result["enable.auto.commit"] = "false"
             result["enable.partition.eof"] = "true"

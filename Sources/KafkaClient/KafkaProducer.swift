@@ -31,7 +31,7 @@ public final class KafkaProducer: @unchecked Sendable {
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
             ]
-            result.merge(properties) { _, caller in caller }
+            result.merge(KafkaPropertyScope.forProducer(properties)) { _, caller in caller }
             return result
         }
     }

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# A throwaway PostgreSQL cluster for tests and the demo. Source this file, then:
-#   pg_start   initdb + start on a free loopback port; exports DATABASE_URL and PG_* variables
-#   pg_stop    stop the server and delete its files
-#   pg_server stop|start   stop or start the same server again (outage tests)
+# Throwaway PostgreSQL servers for tests and the demo. Source this file, then:
+#   pg_start NAME          initdb + start on a free loopback port; sets NAME_DIR, NAME_PORT, NAME_URL
+#   pg_stop NAME           stop that server and delete its files
+#   pg_server DIR PORT stop|start   stop or start a server again (outage tests; scripts/pg-control.sh)
 # Works as root (the server runs as the postgres user; initdb refuses root) and as non-root.
 
 pg_bin_dir() {
@@ -26,34 +26,40 @@ pg_as_owner() {
 }
 
 pg_server() {
-    case "$1" in
-        stop) pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null ;;
+    local dir=$1 port=$2 action=$3 bin
+    bin=$(pg_bin_dir) || return 2
+    case "$action" in
+        stop) pg_as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null ;;
         start)
-            pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-                -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+            pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+                -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
             ;;
-        *) echo "usage: pg_server stop|start" >&2; return 2 ;;
+        *) echo "usage: pg_server DIR PORT stop|start" >&2; return 2 ;;
     esac
 }
 
 pg_start() {
-    PG_BIN=$(pg_bin_dir) || return 2
-    PG_DIR=$(mktemp -d /tmp/decryptd-pg.XXXXXX)
-    PG_PORT=$(pg_free_port)
-    chmod 755 "$PG_DIR"
-    if [ "$(id -u)" = 0 ]; then chown postgres: "$PG_DIR"; fi
-    pg_as_owner "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 \
-        || { cat "$PG_DIR/initdb.log" >&2; return 1; }
-    pg_server start || { cat "$PG_DIR/server.log" >&2; return 1; }
-    "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres decryptd
-    export PG_BIN PG_DIR PG_PORT
-    export DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/decryptd"
-    echo "postgres: throwaway server on 127.0.0.1:$PG_PORT ($PG_DIR)"
+    local name=${1:?usage: pg_start NAME} bin dir port
+    bin=$(pg_bin_dir) || return 2
+    dir=$(mktemp -d /tmp/decryptd-pg.XXXXXX)
+    port=$(pg_free_port)
+    chmod 755 "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+    pg_as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log" >&2; return 1; }
+    pg_server "$dir" "$port" start || { cat "$dir/server.log" >&2; return 1; }
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres decryptd
+    declare -g "${name}_DIR=$dir" "${name}_PORT=$port" "${name}_URL=postgresql://postgres@127.0.0.1:$port/decryptd"
+    echo "postgres: throwaway server $name on 127.0.0.1:$port ($dir)"
 }
 
 pg_stop() {
-    [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR" ] || return 0
-    pg_server stop 2>/dev/null || true
-    rm -rf "$PG_DIR"
-    echo "postgres: stopped and removed"
+    local name=${1:?usage: pg_stop NAME} dir_var port_var
+    dir_var="${name}_DIR"
+    port_var="${name}_PORT"
+    local dir=${!dir_var:-} port=${!port_var:-}
+    [ -n "$dir" ] && [ -d "$dir" ] || return 0
+    pg_server "$dir" "$port" stop 2>/dev/null || true
+    rm -rf "$dir"
+    echo "postgres: $name stopped and removed"
 }

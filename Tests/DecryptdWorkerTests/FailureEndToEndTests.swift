@@ -1,0 +1,79 @@
+import DecryptdStore
+import DecryptdTestSupport
+import DecryptdWorker
+import Foundation
+import Testing
+
+/// The `decryptd` binary built beside the tests (or $DECRYPTD_BINARY).
+let decryptdBinary: URL = {
+    if let path = ProcessInfo.processInfo.environment["DECRYPTD_BINARY"] { return URL(fileURLWithPath: path) }
+    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("decryptd")
+    if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/decryptd")
+}()
+
+/// `decryptd run` as a child process, its output in a file (a pipe could fill and block it).
+func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = []) throws -> ChildProcess {
+    var environment = ProcessInfo.processInfo.environment
+    environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
+    environment["DATABASE_URL"] = pipeline.url
+    environment["WECHAT_APPIDS"] = Pipeline.appid
+    environment["DECRYPTD_LOG_LEVEL"] = "warning"
+    let arguments = [decryptdBinary.path, "run", "--group", group, "--batch-size", "100", "--progress-interval", "0",
+                     "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=300"] + extra
+    return try ChildProcess(arguments, environment: environment, logPath: NSTemporaryDirectory() + "decryptd-child-\(group).log")
+}
+
+@Suite("Worker under failure (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
+struct FailureEndToEndTests {
+    @Test("kill -9 mid-run, restart: nothing lost, nothing duplicated in the tables")
+    func crash() throws {
+        let pipeline = try Pipeline(partitions: 4)
+        let expectation = try pipeline.generate(jobs: 8000, seed: 21)
+        let first = try launchWorker(pipeline, group: "crash")
+        try waitUntil(timeout: 90, "the worker made progress") { try pipeline.members().count >= 300 }
+        first.kill(SIGKILL)
+        #expect(try first.wait(timeout: 30) == 128 + SIGKILL)
+        #expect(try pipeline.members().count < expectation.members.count, "it was killed mid-run")
+
+        let second = try launchWorker(pipeline, group: "crash", extra: ["--exit-at-end"])
+        #expect(try second.wait(timeout: 180) == 0)
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "crash", exactly: false)
+        try pipeline.expectCommitted(group: "crash")
+    }
+
+    static let outageURL = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_DATABASE_URL"]
+    static let outageControl = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_PG_CONTROL"]
+
+    func control(_ action: String) throws {
+        let control = try #require(Self.outageControl, "DECRYPTD_TEST_OUTAGE_PG_CONTROL is not set: run scripts/test.sh")
+        #expect(try ChildProcess.run(["/bin/sh", "-c", "\(control) \(action)"]) == 0, "pg-control \(action)")
+    }
+
+    @Test("PostgreSQL stopped and restarted mid-run: nothing dead-lettered because of it, everything processed after",
+          .enabled(if: outageURL != nil || ProcessInfo.processInfo.environment["CI"] == "true"))
+    func databaseOutage() throws {
+        let url = try #require(Self.outageURL, "DECRYPTD_TEST_OUTAGE_DATABASE_URL is not set: run scripts/test.sh")
+        let pipeline = try Pipeline(partitions: 4, databaseURL: url)
+        let expectation = try pipeline.generate(jobs: 6000, seed: 31)
+        var configuration = pipeline.configuration(group: "outage")
+        configuration.batchSize = 100
+        let run = try WorkerRun(configuration)
+        try waitUntil(timeout: 90, "the worker made progress") { try pipeline.members().count >= 200 }
+
+        try control("stop")
+        Thread.sleep(forTimeInterval: 4)
+        #expect(run.result == nil, "the worker keeps running through the outage")
+        try control("start")
+        pipeline.database.connection.disconnect()
+
+        let summary = try run.wait(timeout: 180)
+        #expect(summary.abandoned == 0)
+        #expect(summary.total >= 6000)
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "outage", exactly: true)
+        try pipeline.expectCommitted(group: "outage")
+    }
+}

@@ -1,0 +1,166 @@
+import DecryptdStore
+import DecryptdTestSupport
+import DecryptdWorker
+import Foundation
+import KafkaClient
+import Logging
+import PostgresClient
+import Testing
+
+let logger: Logger = {
+    var logger = Logger(label: "decryptd.e2e")
+    logger.logLevel = ProcessInfo.processInfo.environment["DECRYPTD_TEST_LOG"] == nil ? .critical : .info
+    return logger
+}()
+
+/// An embedded broker with the two topics, an isolated migrated schema, and helpers to generate
+/// a load and check every table and topic against what the load must produce.
+struct Pipeline {
+    static let appid = "wx6ede2086ee29a89f"
+    let cluster: KafkaMockCluster
+    let url: String
+    let database: DecryptdDatabase
+
+    init(partitions: Int32 = 4, databaseURL: String? = IsolatedDatabase.baseURL) throws {
+        cluster = try KafkaMockCluster(brokers: 1, logger: logger)
+        try cluster.createTopic("wechat.phone.jobs", partitions: partitions)
+        try cluster.createTopic("wechat.phone.dlq", partitions: 2)
+        (url, database) = try IsolatedDatabase.create(on: databaseURL)
+    }
+
+    func configuration(group: String = "decryptd", exitAtEnd: Bool = true) -> WorkerConfiguration {
+        var configuration = WorkerConfiguration(brokers: cluster.bootstrapServers, databaseURL: url, appids: [Self.appid])
+        configuration.group = group
+        configuration.exitAtEnd = exitAtEnd
+        configuration.progressInterval = 0
+        configuration.batchSize = 250
+        configuration.maxRetryDelay = 0.5
+        configuration.kafkaProperties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "300"]
+        return configuration
+    }
+
+    /// Every failure code, several jobs per user, some out of order.
+    static let everyFault: [LoadGenerator.Kind: Double] = [
+        .malformedJob: 0.03, .sessionNotFound: 0.03, .invalidSessionKey: 0.03, .invalidIV: 0.03,
+        .invalidCiphertext: 0.03, .badPadding: 0.04, .invalidPlaintext: 0.03, .appidMismatch: 0.03,
+    ]
+
+    func generate(jobs: Int, seed: UInt64 = 7) throws -> LoadGenerator.Expectation {
+        var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)
+        plan.faults = Self.everyFault
+        plan.seed = seed
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
+        producer.start()
+        defer { producer.close() }
+        return try LoadGenerator(plan: plan).run(database: database, producer: producer)
+    }
+
+    // MARK: - Reading back
+
+    func members() throws -> [UserKey: (phone: String, watermark: Int64)] {
+        var result: [UserKey: (String, Int64)] = [:]
+        for row in try database.connection.query("SELECT appid, openid, phone_number, watermark_ts FROM members") {
+            result[UserKey(appid: row[0]!, openid: row[1]!)] = (row[2]!, Int64(row[3]!)!)
+        }
+        return result
+    }
+
+    func failureRows() throws -> [(id: KafkaMessageID, reason: String)] {
+        try database.connection.query("SELECT source_topic, source_partition, source_offset, reason FROM decrypt_failures").map {
+            (KafkaMessageID(topic: $0[0]!, partition: Int32($0[1]!)!, offset: Int64($0[2]!)!), $0[3]!)
+        }
+    }
+
+    /// Every record of a topic, read with a fresh group until all partitions are drained.
+    func readAll(_ topic: String, group: String = "reader-\(UUID().uuidString)") throws -> [KafkaMessage] {
+        var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: [topic])
+        configuration.properties = ["session.timeout.ms": "6000"]
+        let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        defer { consumer.close() }
+        var messages: [KafkaMessage] = []
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while !consumer.isDrained, Date() < deadline {
+            let batch = try consumer.poll(maxMessages: 500, timeout: 0.1)
+            messages += batch
+            consumer.complete(batch.map(\.id))
+        }
+        return messages
+    }
+
+    // MARK: - Checking
+
+    /// members holds exactly the newest numbers; decrypt_failures exactly one row per failed job.
+    func expectTables(_ expectation: LoadGenerator.Expectation, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let stored = try members()
+        #expect(stored.count == expectation.members.count, sourceLocation: sourceLocation)
+        for (user, expected) in expectation.members {
+            #expect(stored[user]?.phone == expected.phone && stored[user]?.watermark == expected.watermark,
+                    "member \(user.openid)", sourceLocation: sourceLocation)
+        }
+        let rows = try failureRows()
+        #expect(rows.count == expectation.failures.count, "one failure row per failed job", sourceLocation: sourceLocation)
+        #expect(Dictionary(rows.map { ($0.id, $0.reason) }, uniquingKeysWith: { a, _ in a }) == expectation.failures, sourceLocation: sourceLocation)
+    }
+
+    /// The dead-letter topic: a record per failed job (at least one; exactly one when `exactly`),
+    /// with the original key, value and headers and SPEC's headers.
+    func expectDeadLetters(_ expectation: LoadGenerator.Expectation, group: String, exactly: Bool, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let originals = Dictionary(uniqueKeysWithValues: try readAll("wechat.phone.jobs").map { ($0.id, $0) })
+        let letters = try readAll("wechat.phone.dlq")
+        var seen: [KafkaMessageID: Int] = [:]
+        for letter in letters {
+            func header(_ name: String) -> String? { DeadLetter.header(name, in: letter.headers) }
+            let source = KafkaMessageID(
+                topic: header(DeadLetter.sourceTopic) ?? "", partition: Int32(header(DeadLetter.sourcePartition) ?? "") ?? -1,
+                offset: Int64(header(DeadLetter.sourceOffset) ?? "") ?? -1
+            )
+            seen[source, default: 0] += 1
+            #expect(header(DeadLetter.reason) == expectation.failures[source], "dead letter for \(source)", sourceLocation: sourceLocation)
+            guard let original = originals[source] else {
+                Issue.record("dead letter names an unknown job \(source)", sourceLocation: sourceLocation)
+                continue
+            }
+            #expect(letter.key == original.key && letter.value == original.value, sourceLocation: sourceLocation)
+            #expect(Array(letter.headers.prefix(original.headers.count)) == original.headers, "original headers first, unchanged", sourceLocation: sourceLocation)
+            #expect(header(DeadLetter.attempts) == "1", sourceLocation: sourceLocation)
+            #expect(header(DeadLetter.consumerGroup) == group, sourceLocation: sourceLocation)
+            #expect(header(DeadLetter.sourceTimestamp).flatMap { Int64($0) } == original.timestamp, sourceLocation: sourceLocation)
+            #expect(header(DeadLetter.failedAt)?.hasSuffix("Z") == true && header(DeadLetter.failedAt)?.count == 24, sourceLocation: sourceLocation)
+            let detail = header(DeadLetter.detail) ?? ""
+            #expect(!detail.isEmpty && detail.count < 200, sourceLocation: sourceLocation)
+            let value = String(decoding: original.value ?? [], as: UTF8.self)
+            #expect(value.count < 60 || !detail.contains(value.suffix(40)), "no payload in the detail", sourceLocation: sourceLocation)
+        }
+        #expect(Set(seen.keys) == Set(expectation.failures.keys), "a dead letter for every failed job", sourceLocation: sourceLocation)
+        if exactly { #expect(seen.values.allSatisfy { $0 == 1 }, "exactly one dead letter per failed job", sourceLocation: sourceLocation) }
+    }
+
+    /// All of the group's offsets are committed: a new member of the group receives nothing.
+    func expectCommitted(group: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let leftovers = try readAll("wechat.phone.jobs", group: group).count
+        #expect(leftovers == 0, "jobs not committed by the group", sourceLocation: sourceLocation)
+    }
+}
+
+/// A worker running in this process on its own thread.
+final class WorkerRun: @unchecked Sendable {
+    let worker: Worker
+    private let lock = NSLock()
+    private var outcome: Result<WorkerSummary, any Error>?
+
+    init(_ configuration: WorkerConfiguration) throws {
+        worker = try Worker(configuration: configuration, logger: logger)
+        let thread = Thread { [self] in
+            let result = Result { try worker.run() }
+            lock.lock(); outcome = result; lock.unlock()
+        }
+        thread.start()
+    }
+
+    var result: Result<WorkerSummary, any Error>? { lock.lock(); defer { lock.unlock() }; return outcome }
+
+    func wait(timeout: TimeInterval = 180) throws -> WorkerSummary {
+        try waitUntil(timeout: timeout, "worker finished") { result != nil }
+        return try result!.get()
+    }
+}

@@ -1,0 +1,56 @@
+public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with `posix_spawn` and reaped with `waitpid`. (Foundation's
+/// `Process.waitUntilExit` can hang on Linux when called from a Swift-concurrency thread.)
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    private var status: Int32?
+
+    /// Starts `arguments[0]` (searched in PATH) with `environment`; stdout and stderr go to `logPath`.
+    public init(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment, logPath: String = "/dev/null") throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawnp(&child, arguments[0], &actions, nil, argv, envp)
+        guard result == 0 else { throw SpawnError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
+        pid = child
+    }
+
+    public struct SpawnError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs a command to completion and returns its exit status.
+    public static func run(_ arguments: [String], timeout: TimeInterval = 120) throws -> Int32 {
+        let child = try ChildProcess(arguments)
+        return try child.wait(timeout: timeout)
+    }
+
+    public func kill(_ signal: Int32) {
+        _ = Glibc.kill(pid, signal)
+    }
+
+    /// `nil` while running; afterwards the exit status, or 128 + signal number.
+    public var exitStatus: Int32? {
+        if let status { return status }
+        var raw: Int32 = 0
+        guard waitpid(pid, &raw, WNOHANG) == pid else { return nil }
+        let signal = raw & 0x7F
+        status = signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
+        return status
+    }
+
+    public func wait(timeout: TimeInterval) throws -> Int32 {
+        try waitUntil(timeout: timeout, "process \(pid) exited") { exitStatus != nil }
+        return exitStatus!
+    }
+}
