@@ -1,5 +1,6 @@
 import DecryptdStore
 import Dispatch
+import Foundation
 import KafkaClient
 import PhoneDecryption
 
@@ -45,6 +46,7 @@ struct WorkBatch: Sendable {
     /// Session keys for the batch's users, newest first (filled by the lookup stage).
     var sessionKeys: [UserKey: [String]] = [:]
     let fetchedAt: DispatchTime
+    let fetchedDate = Date()
 
     init(_ messages: [KafkaMessage], appids: [String]) {
         jobs = messages.map { PendingJob($0, appids: appids) }

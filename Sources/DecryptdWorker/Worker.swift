@@ -193,24 +193,7 @@ public final class Worker: @unchecked Sendable {
 
     private func decrypt(_ batch: WorkBatch) {
         var batch = batch
-        let width = max(1, min(configuration.concurrency, batch.jobs.count / 64 + 1))
-        let pool = decryptors.slots(width)
-        batch.jobs.withUnsafeMutableBufferPointer { jobs in
-            let shared = UnsafeSendable(jobs)
-            let keys = batch.sessionKeys
-            // Iteration `slot` touches only jobs slot, slot+width, ... and decryptor `slot`.
-            DispatchQueue.concurrentPerform(iterations: width) { slot in
-                let decryptor = pool.decryptor(slot)
-                for index in stride(from: slot, to: shared.value.count, by: width) where shared.value[index].outcome == nil {
-                    let pending = shared.value[index]
-                    let job = pending.job!
-                    shared.value[index].outcome = decryptor.decrypt(
-                        appid: pending.appid!, sessionKeys: keys[pending.user!] ?? [],
-                        iv: job.iv, encryptedData: job.encryptedData
-                    )
-                }
-            }
-        }
+        batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
         persistQueue.put(batch)
     }
 
@@ -244,24 +227,9 @@ public final class Worker: @unchecked Sendable {
         record(batch)
     }
 
-    /// Produces and waits for every acknowledgement; retries only the records that failed
-    /// transiently (the acknowledged ones are not sent twice). A permanent rejection stops the worker.
     private func produceDeadLetters(_ records: [KafkaRecord]) throws {
-        var pending = records
-        try backoff.run("dead-letter produce", logger: logger, isTransient: { ($0 as? KafkaError)?.isRetriable ?? false },
-                        shouldStop: { shouldAbandon }, onRetry: { metrics.kafkaRetries.increment() }) {
-            guard !pending.isEmpty else { return }
-            let results = producer.send(pending)
-            var failed: [KafkaRecord] = []
-            var firstError: KafkaError?
-            for (record, result) in zip(pending, results) {
-                if case .failure(let error) = result {
-                    failed.append(record)
-                    if firstError == nil || !error.isRetriable { firstError = error }
-                }
-            }
-            pending = failed
-            if let firstError { throw firstError }
+        try producer.sendAll(records, backoff: backoff, logger: logger, shouldStop: { shouldAbandon }) {
+            metrics.kafkaRetries.increment()
         }
     }
 
@@ -284,25 +252,6 @@ public final class Worker: @unchecked Sendable {
         }
         for (outcome, count) in counts { metrics.jobs[outcome]?.increment(by: count) }
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
-        stats.add(counts)
+        stats.add(counts, fetchedAt: batch.fetchedDate)
     }
-}
-
-/// A value handed to `concurrentPerform` iterations that each touch a disjoint part of it.
-struct UnsafeSendable<Value>: @unchecked Sendable {
-    var value: Value
-    init(_ value: Value) { self.value = value }
-}
-
-/// One `PhoneDecryptor` per pool slot, created on first use and kept (their OpenSSL contexts and
-/// buffers are reused across batches). Slot `i` is only ever used by one iteration at a time.
-final class DecryptorPool: @unchecked Sendable {
-    private var decryptors: [PhoneDecryptor] = []
-
-    func slots(_ count: Int) -> DecryptorPool {
-        while decryptors.count < count { decryptors.append(PhoneDecryptor()) }
-        return self
-    }
-
-    func decryptor(_ slot: Int) -> PhoneDecryptor { decryptors[slot] }
 }

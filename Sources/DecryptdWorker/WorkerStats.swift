@@ -11,14 +11,20 @@ public struct WorkerSummary: Sendable {
     public var drained: Bool
     /// Jobs left unfinished at shutdown (uncommitted: they will be redelivered).
     public var abandoned: Int
+    /// From the first job fetched to the last outcome made durable (excludes joining the group
+    /// and waiting at the end): the figure throughput is measured over.
+    public var processingElapsed: TimeInterval
+    /// The process's peak resident set size (VmHWM), in bytes; 0 where unknown.
+    public var peakResidentBytes: Int
 
     public var total: Int { outcomes.values.reduce(0, +) }
-    public var perSecond: Double { elapsed > 0 ? Double(total) / elapsed : 0 }
+    /// Jobs per second over the processing window.
+    public var perSecond: Double { processingElapsed > 0 ? Double(total) / processingElapsed : 0 }
 
     public var metadata: Logger.Metadata {
         var metadata: Logger.Metadata = [
             "jobs": "\(total)", "jobs_per_s": "\(Int(perSecond))", "seconds": "\(Int(elapsed))",
-            "drained": "\(drained)", "abandoned": "\(abandoned)",
+            "drained": "\(drained)", "abandoned": "\(abandoned)", "peak_rss_mb": "\(peakResidentBytes >> 20)",
         ]
         for (outcome, count) in outcomes { metadata["outcome.\(outcome)"] = "\(count)" }
         return metadata
@@ -29,16 +35,34 @@ public struct WorkerSummary: Sendable {
 final class WorkerStats: @unchecked Sendable {
     private let lock = NSLock()
     private var outcomes: [String: Int] = [:]
+    private var firstFetch: Date?
+    private var lastDurable: Date?
 
-    func add(_ counts: [String: Int]) {
+    func add(_ counts: [String: Int], fetchedAt: Date) {
         lock.lock(); defer { lock.unlock() }
         for (outcome, count) in counts { outcomes[outcome, default: 0] += count }
+        firstFetch = min(firstFetch ?? fetchedAt, fetchedAt)
+        lastDurable = Date()
     }
 
     var snapshot: [String: Int] { lock.lock(); defer { lock.unlock() }; return outcomes }
 
     func summary(since start: Date, drained: Bool, abandoned: Int) -> WorkerSummary {
-        WorkerSummary(outcomes: snapshot, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned)
+        lock.lock(); defer { lock.unlock() }
+        let window = firstFetch.flatMap { first in lastDurable.map { $0.timeIntervalSince(first) } } ?? 0
+        return WorkerSummary(
+            outcomes: outcomes, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned,
+            processingElapsed: window, peakResidentBytes: Self.peakResidentBytes()
+        )
+    }
+
+    /// VmHWM from /proc/self/status (Linux); 0 elsewhere.
+    static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes * 1024
     }
 }
 

@@ -210,6 +210,23 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Every assigned partition reached its end, and every delivered message is complete.
     public var isDrained: Bool { condition.locked { tracker.isDrained } }
 
+    /// Assigned partitions whose end was reached with nothing delivered since.
+    public var partitionsAtEnd: Set<TopicPartition> {
+        condition.locked { Set(tracker.partitions.filter { $0.value.atEnd }.keys) }
+    }
+
+    /// The current end (high watermark) of each partition of `topic`, asked of the brokers.
+    public func highWatermarks(topic: String, partitions: Int, timeout: TimeInterval) throws(KafkaError) -> [Int32: Int64] {
+        var result: [Int32: Int64] = [:]
+        for partition in 0..<Int32(partitions) {
+            var low: Int64 = 0, high: Int64 = 0
+            let status = rd_kafka_query_watermark_offsets(handle.pointer, topic, partition, &low, &high, Int32(timeout * 1000))
+            guard status == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(status) }
+            result[partition] = high
+        }
+        return result
+    }
+
     /// Messages behind the end of each assigned partition: the broker's high watermark (as last
     /// seen by the fetcher) minus the committed offset (or where this member started).
     public func lag() -> [TopicPartition: Int64] {

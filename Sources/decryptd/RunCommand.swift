@@ -157,7 +157,7 @@ final class SummaryBox: @unchecked Sendable {
 /// The end-of-run summary, for people: jobs by outcome with shares.
 enum SummaryTable {
     static func render(_ summary: WorkerSummary) -> String {
-        var lines = ["decryptd run: \(summary.total) jobs in \(String(format: "%.1f", summary.elapsed)) s (\(Int(summary.perSecond)) jobs/s)\(summary.drained ? ", all partitions drained" : "")"]
+        var lines = ["decryptd run: \(summary.total) jobs, \(Int(summary.perSecond)) jobs/s over \(String(format: "%.1f", summary.processingElapsed)) s of processing (\(String(format: "%.1f", summary.elapsed)) s in all), peak RSS \(summary.peakResidentBytes >> 20) MB\(summary.drained ? ", all partitions drained" : "")"]
         for (outcome, count) in summary.outcomes.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
             let share = summary.total > 0 ? Double(count) / Double(summary.total) * 100 : 0
             lines.append("  " + outcome.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8) + String(format: "%7.1f%%", share))

@@ -1,0 +1,178 @@
+public import DecryptdStore
+public import Foundation
+public import KafkaClient
+public import Logging
+import PhoneDecryption
+import PostgresClient
+
+/// `decryptd reprocess`: replays the dead-letter topic from the reprocess group's position up to
+/// its end as of start, with fresh session-key lookups. Successes are upserted (the newest-watermark
+/// rule still holds) and resolve their failure row; failures are dead-lettered again with
+/// `decrypt.attempts` + 1 and their original `decrypt.source.*` headers. Records produced while it
+/// runs (including its own re-dead-letters) are left for the next run.
+///
+/// With `reasons`, other records are passed over: the group's position moves past them (replay them
+/// later with a fresh group). Records at `maxAttempts` are skipped and counted. A dry run reads,
+/// decrypts and counts, but writes, produces and commits nothing.
+public final class Reprocessor {
+    public struct Options: Sendable {
+        public var group = "decryptd-reprocess"
+        public var reasons: Set<String> = []
+        public var dryRun = false
+        public var maxAttempts = 5
+        public init() {}
+    }
+
+    /// Per original reason: what happened to its records.
+    public struct Counts: Sendable, Hashable {
+        public var replayed = 0
+        public var recovered = 0
+        public var failedAgain = 0
+        public var skipped = 0
+    }
+
+    public struct Summary: Sendable {
+        public var byReason: [String: Counts] = [:]
+        public var dryRun = false
+        public var total: Counts {
+            byReason.values.reduce(into: Counts()) {
+                $0.replayed += $1.replayed; $0.recovered += $1.recovered
+                $0.failedAgain += $1.failedAgain; $0.skipped += $1.skipped
+            }
+        }
+    }
+
+    private let configuration: WorkerConfiguration
+    private let options: Options
+    private let logger: Logger
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let database: DecryptdDatabase
+    private let decryptors = DecryptorPool()
+    private let backoff: Backoff
+
+    public init(configuration: WorkerConfiguration, options: Options, logger: Logger) throws {
+        self.configuration = configuration
+        self.options = options
+        self.logger = logger
+        backoff = Backoff(maximumDelay: configuration.maxRetryDelay)
+        var consumerConfiguration = KafkaConsumer.Configuration(
+            bootstrapServers: configuration.brokers, groupID: options.group, topics: [configuration.deadLetterTopic]
+        )
+        consumerConfiguration.properties = configuration.kafkaProperties
+        consumerConfiguration.revokeDrainTimeout = 1  // only records past the end are ever left unfinished
+        consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
+        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: configuration.brokers)
+        producerConfiguration.properties = configuration.kafkaProperties
+        producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+    }
+
+    /// Runs to the end as of start. `partitions` is the dead-letter topic's partition count.
+    public func run(partitions: Int, timeout: TimeInterval = 600) throws -> Summary {
+        producer.start()
+        defer { producer.close(timeout: 10) }
+        let ends = try consumer.highWatermarks(topic: configuration.deadLetterTopic, partitions: partitions, timeout: 10)
+        logger.info("reprocessing up to the end as of now", metadata: ["records_at_most": "\(ends.values.reduce(0, +))"])
+        var summary = Summary(dryRun: options.dryRun)
+        var lastDelivered: [Int32: Int64] = [:]
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        func finished() -> Bool {
+            let assigned = consumer.assignment
+            guard assigned.count == partitions else { return false }
+            let atEnd = consumer.partitionsAtEnd
+            return assigned.allSatisfy { partition in
+                let end = ends[partition.partition] ?? 0
+                return end == 0 || atEnd.contains(partition) || (lastDelivered[partition.partition] ?? -1) >= end - 1
+            }
+        }
+        while !finished() {
+            guard Date() < deadline else { throw ReprocessTimeout() }
+            let messages = try consumer.poll(maxMessages: configuration.batchSize, timeout: 0.2)
+            for message in messages { lastDelivered[message.partition] = max(lastDelivered[message.partition] ?? -1, message.offset) }
+            // Records past the end as of start stay unfinished, so they are not committed.
+            let replayable = messages.filter { $0.offset < (ends[$0.partition] ?? 0) }
+            if !replayable.isEmpty { try replay(replayable, into: &summary) }
+        }
+        consumer.close()
+        return summary
+    }
+
+    public struct ReprocessTimeout: Error, CustomStringConvertible {
+        public var description: String { "reprocessing did not reach the end in time (another member of the group may hold partitions)" }
+    }
+
+    // MARK: - One batch
+
+    private func replay(_ messages: [KafkaMessage], into summary: inout Summary) throws {
+        var batch = WorkBatch([], appids: configuration.appids)
+        var sources: [DeadLetter.Source] = []
+        var attempts: [Int] = []
+        var reasons: [String] = []
+        var passedOver: [KafkaMessageID] = []
+        for message in messages {
+            let reason = DeadLetter.header(DeadLetter.reason, in: message.headers) ?? "unknown"
+            let attempt = Int(DeadLetter.header(DeadLetter.attempts, in: message.headers) ?? "") ?? 1
+            if (!options.reasons.isEmpty && !options.reasons.contains(reason)) || attempt >= options.maxAttempts {
+                summary.byReason[reason, default: Counts()].skipped += 1
+                passedOver.append(message.id)
+                continue
+            }
+            batch.jobs.append(PendingJob(message, appids: configuration.appids))
+            sources.append(Self.source(of: message))
+            attempts.append(attempt)
+            reasons.append(reason)
+        }
+        let users = batch.usersToLookUp
+        if !users.isEmpty {
+            batch.sessionKeys = try retryingPostgres("session lookup") { try database.sessionKeys(for: users, limit: configuration.maxSessionKeys) }
+        }
+        batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
+
+        var outcome = OutcomeBatch()
+        var deadLetters: [KafkaRecord] = []
+        for (index, pending) in batch.jobs.enumerated() {
+            let source = sources[index]
+            let coordinates = SourceCoordinates(topic: source.topic, partition: source.partition, offset: source.offset)
+            summary.byReason[reasons[index], default: Counts()].replayed += 1
+            switch pending.outcome! {
+            case .success(let payload):
+                summary.byReason[reasons[index], default: Counts()].recovered += 1
+                outcome.members.append(MemberRecord(
+                    user: pending.user!, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
+                    countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp
+                ))
+                outcome.resolved.append(coordinates)
+            case .failure(let failure):
+                summary.byReason[reasons[index], default: Counts()].failedAgain += 1
+                outcome.failures.append(FailureRecord(
+                    appid: pending.appid, openid: pending.job?.openid, reason: failure.reason.rawValue, detail: failure.detail, source: coordinates
+                ))
+                deadLetters.append(DeadLetter.record(
+                    for: pending.message, failure: failure, source: source, attempts: attempts[index] + 1,
+                    topic: configuration.deadLetterTopic, group: options.group
+                ))
+            }
+        }
+        guard !options.dryRun else { return }
+        try producer.sendAll(deadLetters, backoff: backoff, logger: logger, shouldStop: { false }, onRetry: {})
+        try retryingPostgres("outcome write") { try database.write(outcome) }
+        consumer.complete(batch.jobs.map(\.message.id) + passedOver)
+    }
+
+    /// The original job's coordinates from the `decrypt.source.*` headers (a record without them
+    /// is treated as its own source).
+    static func source(of message: KafkaMessage) -> DeadLetter.Source {
+        let headers = message.headers
+        guard let topic = DeadLetter.header(DeadLetter.sourceTopic, in: headers),
+              let partition = DeadLetter.header(DeadLetter.sourcePartition, in: headers).flatMap({ Int32($0) }),
+              let offset = DeadLetter.header(DeadLetter.sourceOffset, in: headers).flatMap({ Int64($0) })
+        else { return DeadLetter.Source(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp) }
+        let timestamp = DeadLetter.header(DeadLetter.sourceTimestamp, in: headers).flatMap { Int64($0) }
+        return DeadLetter.Source(topic: topic, partition: partition, offset: offset, timestamp: timestamp)
+    }
+
+    private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
+        try backoff.run(what, logger: logger, isTransient: { ($0 as? PostgresError)?.isTransient ?? false }, shouldStop: { false }, body)
+    }
+}

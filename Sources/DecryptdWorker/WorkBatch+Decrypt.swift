@@ -1,0 +1,74 @@
+import Dispatch
+import KafkaClient
+import Logging
+import PhoneDecryption
+
+extension WorkBatch {
+    /// Decrypts every job that still has no outcome, over a Dispatch pool of up to `concurrency`
+    /// slots (fewer for small batches). Iteration `slot` touches only jobs slot, slot+width, ...
+    /// and decryptor `slot`, so no two threads share a job or an OpenSSL context.
+    mutating func decrypt(using decryptors: DecryptorPool, concurrency: Int) {
+        let width = max(1, min(concurrency, jobs.count / 64 + 1))
+        let pool = decryptors.slots(width)
+        let keys = sessionKeys
+        jobs.withUnsafeMutableBufferPointer { buffer in
+            let shared = UnsafeSendable(buffer)
+            DispatchQueue.concurrentPerform(iterations: width) { slot in
+                let decryptor = pool.decryptor(slot)
+                for index in stride(from: slot, to: shared.value.count, by: width) where shared.value[index].outcome == nil {
+                    let pending = shared.value[index]
+                    let job = pending.job!
+                    shared.value[index].outcome = decryptor.decrypt(
+                        appid: pending.appid!, sessionKeys: keys[pending.user!] ?? [],
+                        iv: job.iv, encryptedData: job.encryptedData
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// A value handed to `concurrentPerform` iterations that each touch a disjoint part of it.
+struct UnsafeSendable<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// One `PhoneDecryptor` per pool slot, created on first use and kept (their OpenSSL contexts and
+/// buffers are reused across batches). Slot `i` is only ever used by one iteration at a time, and
+/// the pool is grown only by the one stage thread that owns it.
+final class DecryptorPool: @unchecked Sendable {
+    private var decryptors: [PhoneDecryptor] = []
+
+    func slots(_ count: Int) -> DecryptorPool {
+        while decryptors.count < count { decryptors.append(PhoneDecryptor()) }
+        return self
+    }
+
+    func decryptor(_ slot: Int) -> PhoneDecryptor { decryptors[slot] }
+}
+
+extension KafkaProducer {
+    /// Produces and waits for every acknowledgement; retries only the records that failed
+    /// transiently (the acknowledged ones are not sent twice). A permanent rejection is thrown.
+    func sendAll(
+        _ records: [KafkaRecord], backoff: Backoff, logger: Logger, shouldStop: () -> Bool, onRetry: () -> Void
+    ) throws {
+        var pending = records
+        try backoff.run("dead-letter produce", logger: logger, isTransient: { ($0 as? KafkaError)?.isRetriable ?? false },
+                        shouldStop: shouldStop, onRetry: onRetry) {
+            guard !pending.isEmpty else { return }
+            let results = send(pending)
+            var failed: [KafkaRecord] = []
+            var firstError: KafkaError?
+            for (record, result) in zip(pending, results) {
+                if case .failure(let error) = result {
+                    failed.append(record)
+                    if firstError == nil || !error.isRetriable { firstError = error }
+                }
+            }
+            pending = failed
+            if let firstError { throw firstError }
+        }
+    }
+}

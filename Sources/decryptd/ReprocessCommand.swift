@@ -1,0 +1,79 @@
+import ArgumentParser
+import DecryptdWorker
+import Foundation
+import KafkaClient
+
+/// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
+struct ReprocessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reprocess",
+        abstract: "Replay the dead-letter topic up to its end as of start, then print a summary.",
+        discussion: """
+        Typical use: the login service refreshed session keys, so bad_padding and session_not_found \
+        jobs now succeed. Successes are upserted into members (a newer number already stored wins) and \
+        their failure rows resolved; failures are dead-lettered again with decrypt.attempts + 1 and \
+        their original decrypt.source.* headers. The group (default decryptd-reprocess) remembers how \
+        far it got: a second run replays only what was dead-lettered since. Records that do not match \
+        --reason are passed over (use a fresh --group to replay the whole topic again). Run one \
+        reprocess per group at a time.
+        """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "Consumer group of the reprocessor. Env: DECRYPTD_REPROCESS_GROUP. Default: decryptd-reprocess.")
+    var group: String?
+
+    @Option(name: .customLong("reason"), help: "Only replay records with this reason code (repeatable).")
+    var reasons: [String] = []
+
+    @Flag(name: .customLong("dry-run"), help: "Read, decrypt and count; write, produce and commit nothing.")
+    var dryRun = false
+
+    @Option(name: .customLong("max-attempts"), help: "Skip (and count) records already tried this many times. Default: 5.")
+    var maxAttempts = 5
+
+    func run() throws {
+        let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
+        let configuration = try connection.configuration()
+        for reason in reasons where !Self.knownReasons.contains(reason) {
+            throw UsageError("unknown --reason \(reason): use one of \(Self.knownReasons.sorted().joined(separator: ", "))")
+        }
+        guard maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
+        let problems = Preflight.problems(configuration, topics: [configuration.deadLetterTopic], logger: logger)
+        guard problems.isEmpty else { throw UsageError(lines: problems) }
+        let partitions = try KafkaClusterProbe.topics(
+            bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, timeout: 10, logger: logger
+        )[configuration.deadLetterTopic] ?? 0
+
+        var options = Reprocessor.Options()
+        options.group = group ?? Environment.value("DECRYPTD_REPROCESS_GROUP") ?? options.group
+        options.reasons = Set(reasons)
+        options.dryRun = dryRun
+        options.maxAttempts = maxAttempts
+        let summary: Reprocessor.Summary
+        do {
+            summary = try Reprocessor(configuration: configuration, options: options, logger: logger).run(partitions: partitions)
+        } catch {
+            throw RuntimeFailure("reprocess failed: \(error)")
+        }
+        print(Self.render(summary))
+    }
+
+    static let knownReasons: Set<String> = [
+        "malformed_job", "session_not_found", "invalid_session_key", "invalid_iv", "invalid_ciphertext",
+        "bad_padding", "invalid_plaintext", "appid_mismatch",
+    ]
+
+    static func render(_ summary: Reprocessor.Summary) -> String {
+        var lines = [summary.dryRun ? "decryptd reprocess (dry run: nothing written, produced or committed)" : "decryptd reprocess"]
+        func row(_ name: String, _ counts: Reprocessor.Counts) -> String {
+            name.padding(toLength: 22, withPad: " ", startingAt: 0) + [counts.replayed, counts.recovered, counts.failedAgain, counts.skipped]
+                .map { String($0).leftPadded(13) }.joined()
+        }
+        lines.append("reason".padding(toLength: 22, withPad: " ", startingAt: 0) + ["replayed", "recovered", "failed again", "skipped"].map { $0.leftPadded(13) }.joined())
+        for (reason, counts) in summary.byReason.sorted(by: { $0.key < $1.key }) { lines.append(row(reason, counts)) }
+        lines.append(row("total", summary.total))
+        return lines.joined(separator: "\n")
+    }
+}

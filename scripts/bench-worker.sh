@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# End-to-end worker benchmark: starts a throwaway PostgreSQL and the embedded broker, seeds
+# sessions and produces N jobs (mixed outcomes) on enough partitions, runs
+# `decryptd run --exit-at-end` (release build), and prints jobs/s and peak RSS as text and JSON.
+# Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${1:-300000}
+# The embedded broker keeps ~5 MB per partition, about 14,000 of these jobs: leave headroom.
+partitions=${PARTITIONS:-$(( jobs / 8000 + 4 ))}
+
+scripts/setup.sh
+echo "bench: building (release)" >&2
+swift build -c release --product decryptd 2>&1 | tail -n 1 >&2
+bin="$(swift build -c release --show-bin-path)/decryptd"
+
+work=$(mktemp -d /tmp/decryptd-bench.XXXXXX)
+# shellcheck source=lib/postgres.sh
+source scripts/lib/postgres.sh
+broker_pid=""
+cleanup() {
+    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+    pg_stop BENCH >&2
+    rm -rf "$work"
+}
+trap cleanup EXIT
+pg_start BENCH >&2
+
+"$bin" dev-broker --brokers 3 --topic "wechat.phone.jobs:$partitions" --topic wechat.phone.dlq:4 >"$work/broker.out" 2>"$work/broker.err" &
+broker_pid=$!
+for _ in $(seq 100); do [ -s "$work/broker.out" ] && break; sleep 0.1; done
+export KAFKA_BROKERS; KAFKA_BROKERS=$(head -n 1 "$work/broker.out")
+export DATABASE_URL=$BENCH_URL WECHAT_APPIDS=wx6ede2086ee29a89f DECRYPTD_LOG_LEVEL=warning
+
+"$bin" migrate >/dev/null
+echo "bench: producing $jobs jobs on $partitions partitions" >&2
+"$bin" loadgen --jobs "$jobs" >"$work/loadgen.out"
+echo "bench: running the worker" >&2
+"$bin" run --exit-at-end --progress-interval 0 >"$work/run.out"
+
+summary=$(head -n 1 "$work/run.out")
+rate=$(sed -E 's/.* ([0-9]+) jobs\/s .*/\1/' <<<"$summary")
+window=$(sed -E 's/.* over ([0-9.]+) s of processing.*/\1/' <<<"$summary")
+rss=$(sed -E 's/.*peak RSS ([0-9]+) MB.*/\1/' <<<"$summary")
+cat "$work/run.out"
+echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"cores\":$(nproc)}"
