@@ -150,6 +150,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DecryptdCLITests",
+            dependencies: ["DecryptdTestSupport", "decryptd"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "KafkaClientTests",
             dependencies: ["KafkaClient", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict

@@ -1,4 +1,5 @@
 import DecryptdStore
+import Foundation
 import KafkaClient
 public import Logging
 import PostgresClient
@@ -35,9 +36,12 @@ public enum Preflight {
 
         if !configuration.brokers.isEmpty {
             do {
+                // The probe's own connection errors would repeat what the one line below says.
+                var quiet = logger
+                quiet.logLevel = .critical
                 let topics = try KafkaClusterProbe.topics(
                     bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
-                    timeout: brokerTimeout, logger: logger
+                    timeout: brokerTimeout, logger: quiet
                 )
                 for topic in required where topics[topic] == nil {
                     problems.append("topic \(topic) does not exist on \(configuration.brokers)")
@@ -46,6 +50,6 @@ public enum Preflight {
                 problems.append("cannot reach Kafka: \(error.message)")
             }
         }
-        return problems.map { $0.split(whereSeparator: \.isNewline).joined(separator: " ") }
+        return problems.map { $0.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") }
     }
 }

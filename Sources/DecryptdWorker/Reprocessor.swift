@@ -29,6 +29,10 @@ public final class Reprocessor {
         public var recovered = 0
         public var failedAgain = 0
         public var skipped = 0
+
+        public init(replayed: Int = 0, recovered: Int = 0, failedAgain: Int = 0, skipped: Int = 0) {
+            (self.replayed, self.recovered, self.failedAgain, self.skipped) = (replayed, recovered, failedAgain, skipped)
+        }
     }
 
     public struct Summary: Sendable {

@@ -88,7 +88,7 @@ enum ReportRendering {
         let hours = Dictionary(grouping: report.hourly, by: \.hour).sorted { $0.key < $1.key }
         let peak = max(1, hours.map { $0.value.reduce(0) { $0 + $1.count } }.max() ?? 1)
         let width = 760, height = 260, left = 50, bottom = 40
-        let slot = hours.isEmpty ? 0 : Double(width - left - 10) / Double(hours.count)
+        let slot = hours.isEmpty ? 0 : min(48, Double(width - left - 10) / Double(hours.count))
         var bars = ""
         for (index, (hour, buckets)) in hours.enumerated() {
             var y = Double(height - bottom)

@@ -1,0 +1,119 @@
+import DecryptdTestSupport
+import Foundation
+import Testing
+
+/// The command-line contract of SPEC.md, through the real binary.
+@Suite("decryptd command line")
+struct CLITests {
+    static let binary: String = {
+        if let path = ProcessInfo.processInfo.environment["DECRYPTD_BINARY"] { return path }
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("decryptd").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/decryptd").path
+    }()
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `decryptd ARGS` through sh (for stdin redirection), with a clean configuration environment.
+    func decryptd(_ arguments: String, stdin: String? = nil, environment: [String: String] = [:]) throws -> Output {
+        let directory = NSTemporaryDirectory() + "cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        if let stdin { try stdin.write(toFile: directory + "/in", atomically: true, encoding: .utf8) }
+        var env = ProcessInfo.processInfo.environment.filter { !["DATABASE_URL", "KAFKA_BROKERS", "WECHAT_APPIDS"].contains($0.key) && !$0.key.hasPrefix("DECRYPTD_") }
+        env.merge(environment) { _, new in new }
+        let command = "'\(Self.binary)' \(arguments) < \(stdin == nil ? "/dev/null" : "'\(directory)/in'") > '\(directory)/out' 2> '\(directory)/err'"
+        let status = try ChildProcess(["/bin/sh", "-c", command], environment: env).wait(timeout: 60)
+        return Output(
+            status: status,
+            stdout: (try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: directory + "/err", encoding: .utf8)) ?? ""
+        )
+    }
+
+    @Test("--help lists every subcommand and exits 0")
+    func help() throws {
+        let output = try decryptd("--help")
+        #expect(output.status == 0)
+        for command in ["run", "migrate", "reprocess", "report", "dev-broker", "loadgen", "decrypt"] {
+            #expect(output.stdout.contains(command))
+        }
+    }
+
+    @Test("bad usage exits 2 with one line saying what is wrong", arguments: [
+        "run --no-such-flag", "decrypt --iv AAAA", "report --since 5x --database-url postgresql://x@127.0.0.1:1/x",
+        "dev-broker --topic bad:0", "migrate", "frobnicate",
+    ])
+    func badUsage(_ arguments: String) throws {
+        let output = try decryptd(arguments)
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "one line: \(output.stderr)")
+        #expect(lines.first?.hasPrefix("decryptd: ") == true)
+    }
+
+    @Test("run with nothing reachable: exit 2, one line per problem")
+    func startupProblems() throws {
+        let output = try decryptd("run --brokers 127.0.0.1:1 --startup-timeout 2 --database-url postgresql://x@127.0.0.1:1/x")
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.contains("no appid") })
+        #expect(lines.contains { $0.contains("cannot reach the database") })
+        #expect(lines.contains { $0.contains("cannot reach Kafka") })
+        #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") })
+    }
+
+    @Test("decrypt: JSON lines in, one JSON line out per input, the run goes on after bad lines")
+    func decryptLines() throws {
+        let vectors = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("../shared/testdata/decrypt-vectors.json").standardized)) as! [String: Any]
+        let cases = vectors["cases"] as! [[String: Any]]
+        var input = ""
+        for item in cases {
+            let line: [String: Any] = ["appid": item["appid"]!, "session_key": item["session_key"]!, "iv": item["iv"]!, "encryptedData": item["encryptedData"]!]
+            input += String(decoding: try JSONSerialization.data(withJSONObject: line), as: UTF8.self) + "\n"
+            input += "this is not json\n"
+        }
+        let output = try decryptd("decrypt", stdin: input)
+        #expect(output.status == 0)
+        let lines = output.stdout.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(lines.count == cases.count * 2)
+        for (index, item) in cases.enumerated() {
+            let result = lines[index * 2]
+            let expect = item["expect"] as! [String: Any]
+            if let ok = expect["ok"] as? [String: Any] {
+                #expect(result["ok"] as? Bool == true)
+                #expect(result["phoneNumber"] as? String == ok["phoneNumber"] as? String)
+                #expect(result["keyIndex"] as? Int == 0)
+            } else {
+                #expect(result["ok"] as? Bool == false)
+                #expect(result["reason"] as? String == expect["error"] as? String)
+            }
+            #expect(lines[index * 2 + 1]["reason"] as? String == "malformed_job")
+        }
+    }
+
+    @Test("migrate twice, then report as JSON", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
+    func migrateAndReport() throws {
+        let url = try IsolatedDatabase.create(migrated: false).url
+        let first = try decryptd("migrate", environment: ["DATABASE_URL": url])
+        #expect(first.status == 0)
+        #expect(first.stdout.contains("applied          001_create_tables.sql"))
+        let second = try decryptd("migrate", environment: ["DATABASE_URL": url])
+        #expect(second.status == 0)
+        #expect(second.stdout.contains("already applied  001_create_tables.sql"))
+        let report = try decryptd("report --format json --since 7d", environment: ["DATABASE_URL": url])
+        #expect(report.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any]
+        #expect(json?["total"] as? Int == 0)
+        #expect(json?["window_seconds"] as? Int == 7 * 86400)
+        let html = try decryptd("report --format html", environment: ["DATABASE_URL": url])
+        #expect(html.status == 0 && html.stdout.hasPrefix("<!doctype html>") && html.stdout.contains("</svg>"))
+    }
+}
