@@ -11,7 +11,7 @@ partitions=${PARTITIONS:-$(( jobs / 8000 + 4 ))}
 
 scripts/setup.sh
 echo "bench: building (release)" >&2
-swift build -c release --product decryptd 2>&1 | tail -n 1 >&2
+swift build -c release --product decryptd >/tmp/decryptd-bench-build.log 2>&1 || { cat /tmp/decryptd-bench-build.log >&2; exit 1; }
 bin="$(swift build -c release --show-bin-path)/decryptd"
 
 work=$(mktemp -d /tmp/decryptd-bench.XXXXXX)

@@ -10,7 +10,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 scripts/setup.sh
 step "building decryptd"
-swift build --product decryptd 2>&1 | tail -n 1
+swift build --product decryptd >/tmp/decryptd-demo-build.log 2>&1 || { cat /tmp/decryptd-demo-build.log >&2; exit 1; }
+tail -n 1 /tmp/decryptd-demo-build.log
 bin="$(swift build --show-bin-path)/decryptd"
 
 work=$(mktemp -d /tmp/decryptd-demo.XXXXXX)

@@ -60,15 +60,10 @@ public final class Reprocessor {
         self.options = options
         self.logger = logger
         backoff = Backoff(maximumDelay: configuration.maxRetryDelay)
-        var consumerConfiguration = KafkaConsumer.Configuration(
-            bootstrapServers: configuration.brokers, groupID: options.group, topics: [configuration.deadLetterTopic]
-        )
-        consumerConfiguration.properties = configuration.kafkaProperties
+        var consumerConfiguration = configuration.consumerConfiguration(group: options.group, topic: configuration.deadLetterTopic)
         consumerConfiguration.revokeDrainTimeout = 1  // only records past the end are ever left unfinished
         consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
-        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: configuration.brokers)
-        producerConfiguration.properties = configuration.kafkaProperties
-        producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
     }
 

@@ -25,8 +25,9 @@ public final class Worker: @unchecked Sendable {
     private let metrics: WorkerMetrics
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
-    private let lookupDatabase: DecryptdDatabase
-    private let writeDatabase: DecryptdDatabase
+    /// One connection per lookup slot and per persist slot (a connection is used by one thread only).
+    private let lookupDatabases: [DecryptdDatabase]
+    private let writeDatabases: [DecryptdDatabase]
     private let backoff: Backoff
     private let stats = WorkerStats()
 
@@ -46,17 +47,13 @@ public final class Worker: @unchecked Sendable {
         self.logger = logger
         self.metrics = metrics
         backoff = Backoff(maximumDelay: configuration.maxRetryDelay)
-        var consumerConfiguration = KafkaConsumer.Configuration(
-            bootstrapServers: configuration.brokers, groupID: configuration.group, topics: [configuration.jobsTopic]
+        consumer = try KafkaConsumer(
+            configuration: configuration.consumerConfiguration(group: configuration.group, topic: configuration.jobsTopic), logger: logger
         )
-        consumerConfiguration.maxInFlight = configuration.maxInFlight
-        consumerConfiguration.properties = configuration.kafkaProperties
-        consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
-        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: configuration.brokers)
-        producerConfiguration.properties = configuration.kafkaProperties
-        producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
-        lookupDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
-        writeDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
+        let slots = max(1, configuration.databaseConnections / 2)
+        lookupDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
+        writeDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
     }
 
     // MARK: - Control
@@ -103,11 +100,15 @@ public final class Worker: @unchecked Sendable {
     public func run() throws -> WorkerSummary {
         let started = Date()
         producer.start()
-        let stages = [
-            startStage("decryptd-lookup", lookupQueue) { [self] batch in try lookUp(batch) },
+        // Lookup and persist run in several slots (batches in parallel, one connection each): their
+        // cost is round-trip latency, not CPU. Decryption is one slot that fans out over the pool.
+        let stages = lookupDatabases.indices.map { slot in
+            startStage("decryptd-lookup-\(slot)", lookupQueue) { [self] batch in try lookUp(batch, lookupDatabases[slot]) }
+        } + [
             startStage("decryptd-decrypt", decryptQueue) { [self] batch in decrypt(batch) },
-            startStage("decryptd-persist", persistQueue) { [self] batch in try persist(batch) },
-        ]
+        ] + writeDatabases.indices.map { slot in
+            startStage("decryptd-persist-\(slot)", persistQueue) { [self] batch in try persist(batch, writeDatabases[slot]) }
+        }
         logger.info("worker started", metadata: [
             "topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
             "concurrency": "\(configuration.concurrency)", "batch_size": "\(configuration.batchSize)",
@@ -178,12 +179,12 @@ public final class Worker: @unchecked Sendable {
 
     // MARK: - Stages
 
-    private func lookUp(_ batch: WorkBatch) throws {
+    private func lookUp(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
         var batch = batch
         let users = batch.usersToLookUp
         if !users.isEmpty {
             batch.sessionKeys = try retryingPostgres("session lookup") {
-                try lookupDatabase.sessionKeys(for: users, limit: configuration.maxSessionKeys)
+                try database.sessionKeys(for: users, limit: configuration.maxSessionKeys)
             }
         }
         decryptQueue.put(batch)
@@ -197,7 +198,7 @@ public final class Worker: @unchecked Sendable {
         persistQueue.put(batch)
     }
 
-    private func persist(_ batch: WorkBatch) throws {
+    private func persist(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
         var outcome = OutcomeBatch()
         var deadLetters: [KafkaRecord] = []
         let now = Date()
@@ -221,8 +222,12 @@ public final class Worker: @unchecked Sendable {
                 ))
             }
         }
-        try produceDeadLetters(deadLetters)
-        try retryingPostgres("outcome write") { try writeDatabase.write(outcome) }
+        // The dead letters and the outcome statement are independent; both must be durable before
+        // the offsets are completed, so they run side by side.
+        let letters = deadLetters
+        let produced = letters.isEmpty ? nil : DispatchQueue.global().asyncResult { [self] in try produceDeadLetters(letters) }
+        try retryingPostgres("outcome write") { try database.write(outcome) }
+        try produced?.wait()
         consumer.complete(batch.jobs.map(\.message.id))
         record(batch)
     }

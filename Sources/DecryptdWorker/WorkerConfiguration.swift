@@ -1,4 +1,5 @@
 public import Foundation
+public import KafkaClient
 
 /// Everything `decryptd run` is told, already validated. Flags and environment variables map onto
 /// it in the command-line layer; librdkafka and libpq settings are built from it in one place each.
@@ -22,6 +23,9 @@ public struct WorkerConfiguration: Sendable {
     public var maxSessionKeys = 3
     /// Unfinished jobs at which fetching pauses (resumes at half). Bounds memory. Default: 20,000.
     public var maxInFlight = 20_000
+    /// PostgreSQL connections: half for session lookups, half for outcome writes, each running
+    /// batches in parallel. Default: 4.
+    public var databaseConnections = 4
     /// Extra librdkafka properties (SASL, SSL, tuning), for consumer and producer alike.
     public var kafkaProperties: [String: String] = [:]
     /// Batch mode: stop once every assigned partition is drained. Default: false.
@@ -37,5 +41,22 @@ public struct WorkerConfiguration: Sendable {
         self.brokers = brokers
         self.databaseURL = databaseURL
         self.appids = appids
+    }
+}
+
+extension WorkerConfiguration {
+    /// The consumer settings for `topic` in `group`, with this configuration's brokers and properties.
+    public func consumerConfiguration(group: String, topic: String) -> KafkaConsumer.Configuration {
+        var consumer = KafkaConsumer.Configuration(bootstrapServers: brokers, groupID: group, topics: [topic])
+        consumer.maxInFlight = maxInFlight
+        consumer.properties = kafkaProperties
+        return consumer
+    }
+
+    /// The dead-letter producer's settings.
+    public var producerConfiguration: KafkaProducer.Configuration {
+        var producer = KafkaProducer.Configuration(bootstrapServers: brokers)
+        producer.properties = kafkaProperties
+        return producer
     }
 }

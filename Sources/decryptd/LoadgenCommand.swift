@@ -52,9 +52,7 @@ struct LoadgenCommand: ParsableCommand {
         let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
-        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: configuration.brokers)
-        producerConfiguration.properties = configuration.kafkaProperties
-        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        let producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         producer.start()
         defer { producer.close() }
 

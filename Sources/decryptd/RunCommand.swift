@@ -35,6 +35,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-in-flight"), help: "Unfinished jobs at which fetching pauses. Env: DECRYPTD_MAX_IN_FLIGHT. Default: 20000.")
     var maxInFlight: Int?
 
+    @Option(name: .customLong("database-connections"), help: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel). Env: DECRYPTD_DATABASE_CONNECTIONS. Default: 4.")
+    var databaseConnections: Int?
+
     @Option(name: .customLong("metrics-port"), help: "Serve Prometheus text at /metrics, and /healthz, /readyz. Env: DECRYPTD_METRICS_PORT. Default: off.")
     var metricsPort: Int?
 
@@ -57,6 +60,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.concurrency = try concurrency ?? Environment.integer("DECRYPTD_CONCURRENCY") ?? configuration.concurrency
         configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize
         configuration.maxInFlight = try maxInFlight ?? Environment.integer("DECRYPTD_MAX_IN_FLIGHT") ?? configuration.maxInFlight
+        configuration.databaseConnections = try databaseConnections ?? Environment.integer("DECRYPTD_DATABASE_CONNECTIONS") ?? configuration.databaseConnections
         configuration.progressInterval = progressInterval ?? Environment.value("DECRYPTD_PROGRESS_INTERVAL").flatMap(Double.init) ?? configuration.progressInterval
         configuration.shutdownTimeout = shutdownTimeout ?? Environment.value("DECRYPTD_SHUTDOWN_TIMEOUT").flatMap(Double.init) ?? configuration.shutdownTimeout
         configuration.exitAtEnd = exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
@@ -66,6 +70,7 @@ struct RunCommand: AsyncParsableCommand {
         )
         if configuration.maxInFlight < configuration.batchSize { problems.append("--max-in-flight must be at least --batch-size") }
         if let port, !(0...65535).contains(port) { problems.append("--metrics-port must be 0 to 65535") }
+        if !(2...64).contains(configuration.databaseConnections) { problems.append("--database-connections must be 2 to 64") }
         guard problems.isEmpty else { throw UsageError(lines: problems) }
 
         let worker: Worker
