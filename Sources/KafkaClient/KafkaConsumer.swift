@@ -58,6 +58,9 @@ public final class KafkaConsumer: @unchecked Sendable {
                 "client.id": "decryptd",
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
+                // Prefetch at most 16 MB (librdkafka's default is 64 MB): the in-flight limit, not
+                // the fetch queue, is what should bound memory.
+                "queued.max.messages.kbytes": "16384",
             ]
             result.merge(KafkaPropertyScope.forConsumer(properties)) { _, caller in caller }
             result["enable.auto.offset.store"] = "false"

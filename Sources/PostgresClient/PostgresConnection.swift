@@ -150,6 +150,14 @@ public final class PostgresConnection {
 
     // MARK: - Errors
 
+    /// Data exceptions (SQLSTATE class 22: invalid input syntax, malformed array literal, ...) quote
+    /// the offending input, which for decryptd's statements could be phone numbers or keys: the
+    /// quoted part is replaced, so the message is safe to log.
+    static func redacted(_ message: String, sqlState: String?) -> String {
+        guard sqlState?.hasPrefix("22") == true, let open = message.firstIndex(of: "\"") else { return message }
+        return String(message[..<open]) + "\"<value redacted>\""
+    }
+
     /// Turns a failed result into an error; drops the session when it is no longer usable.
     @discardableResult
     private func check(_ result: PQResult?, on session: PQConnection) throws(PostgresError) -> PQResult {
@@ -164,7 +172,7 @@ public final class PostgresConnection {
             disconnect()
             throw PostgresError(kind: .connection, sqlState: result.sqlState, message: message.isEmpty ? result.primaryMessage : message)
         }
-        let error = PostgresError(kind: .server, sqlState: result.sqlState, message: result.primaryMessage)
+        let error = PostgresError(kind: .server, sqlState: result.sqlState, message: Self.redacted(result.primaryMessage, sqlState: result.sqlState))
         if let state = error.sqlState, state.hasPrefix("08") || state.hasPrefix("57P") { disconnect() }
         throw error
     }

@@ -161,6 +161,17 @@ struct ConnectionFailureTests {
         }
     }
 
+    @Test("data-exception messages do not echo the input values")
+    func redaction() throws {
+        let connection = try TestDatabase.isolatedConnection()
+        #expect {
+            try connection.query("SELECT $1::bigint", ["13800138000-secret"])
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.sqlState == "22P02" && !error.description.contains("13800138000") && error.description.contains("redacted")
+        }
+    }
+
     @Test("SQLSTATE classification", arguments: [
         ("08006", true), ("40001", true), ("40P01", true), ("57P01", true), ("53300", true),
         ("42601", false), ("23505", false), ("22P02", false), ("23514", false),
