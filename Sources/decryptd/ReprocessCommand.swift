@@ -2,6 +2,7 @@ import ArgumentParser
 import DecryptdWorker
 import Foundation
 import KafkaClient
+import PhoneDecryption
 
 /// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
 struct ReprocessCommand: ParsableCommand {
@@ -60,10 +61,7 @@ struct ReprocessCommand: ParsableCommand {
         print(Self.render(summary))
     }
 
-    static let knownReasons: Set<String> = [
-        "malformed_job", "session_not_found", "invalid_session_key", "invalid_iv", "invalid_ciphertext",
-        "bad_padding", "invalid_plaintext", "appid_mismatch",
-    ]
+    static let knownReasons = Set(FailureReason.allCases.map(\.rawValue))
 
     static func render(_ summary: Reprocessor.Summary) -> String {
         var lines = [summary.dryRun ? "decryptd reprocess (dry run: nothing written, produced or committed)" : "decryptd reprocess"]

@@ -3,6 +3,7 @@ import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
 import KafkaClient
+import PhoneDecryption
 import Testing
 
 @Suite("Worker end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
@@ -11,6 +12,7 @@ struct WorkerEndToEndTests {
     func generatedLoad() throws {
         let pipeline = try Pipeline()
         let expectation = try pipeline.generate(jobs: 3000)
+        #expect(Set(LoadGenerator.Kind.allCases.map(\.rawValue)) == Set(FailureReason.allCases.map(\.rawValue) + ["ok"]), "the generator knows every code")
         #expect(Set(expectation.counts.keys) == Set(LoadGenerator.Kind.allCases.map(\.rawValue)), "the load has every code")
 
         let summary = try WorkerRun(pipeline.configuration(group: "g1")).wait()
