@@ -4,7 +4,9 @@ import Foundation
 /// or the queue is closed and empty. Unbounded on purpose: the consumer's in-flight limit bounds it.
 final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var items: [Element] = []
+    /// Taken slots are set to nil, so a taken item is uniquely owned by its taker (mutating it
+    /// then needs no copy-on-write copy of what it holds).
+    private var items: [Element?] = []
     private var head = 0
     private var closed = false
 
@@ -20,7 +22,7 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         defer { condition.unlock() }
         while head == items.count, !closed { condition.wait() }
         guard head < items.count else { return nil }
-        let item = items[head]
+        let item = items[head].take()
         head += 1
         if head > 64, head * 2 > items.count {
             items.removeFirst(head)

@@ -15,12 +15,14 @@ extension WorkBatch {
             let shared = UnsafeSendable(buffer)
             DispatchQueue.concurrentPerform(iterations: width) { slot in
                 let decryptor = pool.decryptor(slot)
-                for index in stride(from: slot, to: shared.value.count, by: width) where shared.value[index].outcome == nil {
-                    let pending = shared.value[index]
-                    let job = pending.job!
-                    shared.value[index].outcome = decryptor.decrypt(
-                        appid: pending.appid!, sessionKeys: keys[pending.user!] ?? [],
-                        iv: job.iv, encryptedData: job.encryptedData
+                // Read through the buffer's addressors: copying a whole PendingJob out would retain
+                // every string and array it holds, twice per job.
+                let jobs = shared.value
+                for index in stride(from: slot, to: jobs.count, by: width) where jobs[index].outcome == nil {
+                    let user = jobs[index].user!
+                    jobs[index].outcome = decryptor.decrypt(
+                        appid: user.appid, sessionKeys: keys[user] ?? [],
+                        iv: jobs[index].job!.iv, encryptedData: jobs[index].job!.encryptedData
                     )
                 }
             }

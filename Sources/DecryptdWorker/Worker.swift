@@ -103,9 +103,9 @@ public final class Worker: @unchecked Sendable {
         // Lookup and persist run in several slots (batches in parallel, one connection each): their
         // cost is round-trip latency, not CPU. Decryption is one slot that fans out over the pool.
         let stages = lookupDatabases.indices.map { slot in
-            startStage("decryptd-lookup-\(slot)", lookupQueue) { [self] batch in try lookUp(batch, lookupDatabases[slot]) }
+            startStage("decryptd-lookup-\(slot)", lookupQueue) { [self] batch in try lookUp(&batch, lookupDatabases[slot]) }
         } + [
-            startStage("decryptd-decrypt", decryptQueue) { [self] batch in decrypt(batch) },
+            startStage("decryptd-decrypt", decryptQueue) { [self] batch in decrypt(&batch) },
         ] + writeDatabases.indices.map { slot in
             startStage("decryptd-persist-\(slot)", persistQueue) { [self] batch in try persist(batch, writeDatabases[slot]) }
         }
@@ -158,12 +158,12 @@ public final class Worker: @unchecked Sendable {
         return abandoned
     }
 
-    private func startStage(_ name: String, _ queue: BlockingQueue<WorkBatch>, _ body: @escaping @Sendable (WorkBatch) throws -> Void) -> Thread {
+    private func startStage(_ name: String, _ queue: BlockingQueue<WorkBatch>, _ body: @escaping @Sendable (inout WorkBatch) throws -> Void) -> Thread {
         let thread = Thread { [self] in
-            while let batch = queue.take() {
+            while var batch = queue.take() {
                 guard !shouldAbandon else { continue }  // drain the queue without working
                 do {
-                    try body(batch)
+                    try body(&batch)
                 } catch is Backoff.GaveUp {
                     continue  // shutting down: the batch stays uncommitted and is redelivered
                 } catch {
@@ -179,8 +179,7 @@ public final class Worker: @unchecked Sendable {
 
     // MARK: - Stages
 
-    private func lookUp(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
-        var batch = batch
+    private func lookUp(_ batch: inout WorkBatch, _ database: DecryptdDatabase) throws {
         let users = batch.usersToLookUp
         if !users.isEmpty {
             batch.sessionKeys = try retryingPostgres("session lookup") {
@@ -192,8 +191,7 @@ public final class Worker: @unchecked Sendable {
 
     private let decryptors = DecryptorPool()
 
-    private func decrypt(_ batch: WorkBatch) {
-        var batch = batch
+    private func decrypt(_ batch: inout WorkBatch) {
         batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
         persistQueue.put(batch)
     }

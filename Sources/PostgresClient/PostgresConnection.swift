@@ -1,4 +1,7 @@
 internal import CLibPQ
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A named statement that is prepared once per connection and re-prepared after a reconnect.
 public struct PreparedStatement: Sendable, Hashable {
@@ -64,9 +67,17 @@ public final class PostgresConnection {
     /// libpq takes C strings: a NUL would silently cut a value short (and could make two openids
     /// equal), so such a value is refused before anything is sent.
     private static func checkParameters(_ parameters: [String?]) throws(PostgresError) {
-        for (index, value) in parameters.enumerated() where value?.utf8.contains(0) == true {
+        for (index, value) in parameters.enumerated() where value.map(containsNUL) == true {
             throw PostgresError(kind: .invalidParameter, message: "parameter $\(index + 1) contains a NUL character")
         }
+    }
+
+    /// memchr over the UTF-8 bytes (array literals are large; a generic scan was measurable).
+    private static func containsNUL(_ value: String) -> Bool {
+        if let found = value.utf8.withContiguousStorageIfAvailable({ bytes in
+            bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false
+        }) { return found }
+        return value.utf8.contains(0)
     }
 
     private func liveSession() throws(PostgresError) -> PQConnection {
