@@ -156,7 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KafkaClientTests",
-            dependencies: ["KafkaClient", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KafkaClient", "DecryptdTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import DecryptdTestSupport
 import Foundation
 @testable import KafkaClient
 import Testing

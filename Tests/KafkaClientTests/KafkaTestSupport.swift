@@ -1,3 +1,4 @@
+import DecryptdTestSupport
 import Foundation
 @testable import KafkaClient
 import Logging
@@ -79,18 +80,6 @@ final class ConsumerRunner: @unchecked Sendable {
 
     func waitUntilFinished(timeout: TimeInterval = 60) throws {
         try waitUntil(timeout: timeout) { self.isFinished }
-    }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    var description: String
-}
-
-func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) throws {
-    let deadline = Date(timeIntervalSinceNow: timeout)
-    while !condition() {
-        guard Date() < deadline else { throw TimedOut(description: "condition not met within \(timeout) s") }
-        usleep(20_000)
     }
 }
 
