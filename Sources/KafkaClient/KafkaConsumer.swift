@@ -14,8 +14,15 @@ public import Logging
 ///   such late stores and may commit them after a later re-assignment).
 /// - Batches come from `rd_kafka_consumer_poll`, not the 2.0.x batch APIs, which could skip
 ///   messages around pause/resume (fixed only in 2.1.0).
-/// - Back-pressure: when ``Configuration/maxInFlight`` messages are unfinished, fetching pauses;
-///   it resumes at half. Keep calling ``poll(maxMessages:timeout:)`` meanwhile: it serves rebalances.
+/// - Back-pressure, in two steps. At ``Configuration/maxInFlight`` unfinished messages, `poll`
+///   first just waits (up to its timeout) for work to finish and hands out nothing, leaving
+///   librdkafka's prefetched messages where they are. Only when the limit has held for
+///   ``Configuration/pauseAfter`` (a stalled database, say) are the partitions paused, which lets
+///   `poll` serve rebalances again; fetching resumes at half the limit. Pausing discards the
+///   prefetched messages and refetching them stalls the pipeline for up to a second, so brief
+///   saturation, the normal state of a busy worker, must not pause. Memory is bounded either way:
+///   the in-flight limit plus librdkafka's prefetch queue (`queued.max.messages.kbytes`).
+///   Keep calling ``poll(maxMessages:timeout:)`` meanwhile.
 /// - ``isDrained`` tells batch mode when every assigned partition is at its end and all is done.
 ///
 /// Threading: ``poll(maxMessages:timeout:)``, ``commit()`` and ``close()`` belong to one dedicated
@@ -27,8 +34,11 @@ public final class KafkaConsumer: @unchecked Sendable {
         public var topics: [String]
         /// `cooperative-sticky` (default) or an eager assignor such as `range` or `roundrobin`.
         public var assignmentStrategy = "cooperative-sticky"
-        /// Pause fetching at this many unfinished messages; resume at half. Default: 20,000.
+        /// Hand out no more messages at this many unfinished ones. Default: 20,000.
         public var maxInFlight = 20_000
+        /// How long the in-flight limit may hold before the partitions are paused (resumed at
+        /// half the limit). Default: 2 s.
+        public var pauseAfter: TimeInterval = 2
         /// How long a revoke waits for the revoked partitions' in-flight work. Default: 15 s.
         public var revokeDrainTimeout: TimeInterval = 15
         /// How often stored offsets are committed (asynchronously). Default: 1 s.
@@ -83,6 +93,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var committed: [TopicPartition: Int64] = [:]
     // Consumer-thread state (touched only by poll/commit/close and the rebalance callback).
     private var paused = false
+    /// librdkafka's topic handles live as long as the client, so a handle identifies its name.
+    private var lastTopic: (handle: OpaquePointer, name: String)?
+    /// When the in-flight limit was reached, while it holds and fetching is not paused.
+    private var saturatedSince: Date?
     private var lastCommit = Date()
     private var closed = false
     private var redeliverable = 0
@@ -121,8 +135,21 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard status == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(status) }
     }
 
+    /// Without ``close()``, leaves the group without committing (at least once: the next owner
+    /// gets the uncommitted work again).
     deinit {
-        if !closed { rd_kafka_consumer_close(handle.pointer) }
+        guard !closed else { return }
+        // Closing runs the rebalance callback, whose closure reaches this object, which is going
+        // away: hand librdkafka a plain unassign instead.
+        handle.context.committed = nil
+        handle.context.rebalance = { handle, _, list in
+            if String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE" {
+                if let error = rd_kafka_incremental_unassign(handle, list) { rd_kafka_error_destroy(error) }
+            } else {
+                rd_kafka_assign(handle, nil)
+            }
+        }
+        rd_kafka_consumer_close(handle.pointer)
     }
 
     // MARK: - Consuming (consumer thread)
@@ -131,8 +158,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Also serves rebalances, commits stored offsets periodically, and applies back-pressure.
     public func poll(maxMessages: Int, timeout: TimeInterval) throws(KafkaError) -> [KafkaMessage] {
         if let fatal = handle.context.fatalError { throw fatal }
-        applyBackPressure()
         commitIfDue()
+        guard applyBackPressure(waiting: timeout) else { return [] }
         var batch: [KafkaMessage] = []
         var waitMilliseconds = Int32(max(0, timeout * 1000))
         while batch.count < max(1, maxMessages) {
@@ -144,17 +171,30 @@ public final class KafkaConsumer: @unchecked Sendable {
                 try handle(error, in: message)
                 continue
             }
-            let partition = TopicPartition(String(cString: rd_kafka_topic_name(message.pointee.rkt)), message.pointee.partition)
+            let topic = topicName(message.pointee.rkt)
+            let partition = TopicPartition(topic, message.pointee.partition)
+            let offset = message.pointee.offset
             let deliverable = condition.locked {
-                guard tracker.isDeliverable(partition) else { return false }
-                tracker.delivered(partition, offset: message.pointee.offset)
-                if committed[partition] == nil { committed[partition] = message.pointee.offset }
-                return true
+                switch tracker.deliver(partition, offset: offset) {
+                case .refused: return false
+                case .first:
+                    if committed[partition] == nil { committed[partition] = offset }
+                    return true
+                case .delivered: return true
+                }
             }
             // A message of a partition being revoked is not handed out: its new owner gets it.
-            if deliverable { batch.append(KafkaMessage(copying: message)) }
+            if deliverable { batch.append(KafkaMessage(copying: message, topic: topic)) }
         }
         return batch
+    }
+
+    /// The topic's name, without a new string per message (a batch mostly comes from one topic).
+    private func topicName(_ topic: OpaquePointer) -> String {
+        if let last = lastTopic, last.handle == topic { return last.name }
+        let name = String(cString: rd_kafka_topic_name(topic))
+        lastTopic = (topic, name)
+        return name
     }
 
     private func handle(_ error: rd_kafka_resp_err_t, in message: UnsafeMutablePointer<rd_kafka_message_t>) throws(KafkaError) {
@@ -178,13 +218,21 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Marks messages finished; stores the new committable offsets of their partitions.
     public func complete(_ ids: some Sequence<KafkaMessageID>) {
+        // A batch holds long runs of one partition: one lookup per run, not per message.
+        var runs: [(partition: TopicPartition, offsets: [Int64])] = []
+        for id in ids {
+            if let last = runs.last?.partition, last.partition == id.partition, last.topic == id.topic {
+                runs[runs.count - 1].offsets.append(id.offset)
+            } else {
+                runs.append((TopicPartition(id.topic, id.partition), [id.offset]))
+            }
+        }
         condition.locked {
             var store: [TopicPartition: Int64] = [:]
-            for id in ids {
-                let partition = TopicPartition(id.topic, id.partition)
-                if let next = tracker.completed(partition, offset: id.offset) {
-                    store[partition] = next
-                    stored[partition] = next
+            for run in runs {
+                if let next = tracker.completed(run.partition, offsets: run.offsets) {
+                    store[run.partition] = next
+                    stored[run.partition] = next
                 }
             }
             if !store.isEmpty {
@@ -201,6 +249,9 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Messages handed out and not yet completed.
     public var inFlight: Int { condition.locked { tracker.inFlight } }
+
+    /// Fetching is paused by back-pressure (consumer thread; for tests).
+    var isFetchPaused: Bool { paused }
 
     /// The partitions this member owns now.
     public var assignment: [TopicPartition] { condition.locked { tracker.assigned } }
@@ -278,13 +329,30 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     // MARK: - Back-pressure (consumer thread)
 
-    private func applyBackPressure() {
-        let inFlight = self.inFlight
-        if !paused, inFlight >= configuration.maxInFlight {
-            setPaused(true)
-        } else if paused, inFlight <= configuration.maxInFlight / 2 {
-            setPaused(false)
+    /// Whether `poll` may call into librdkafka now. At the limit it waits up to `timeout` for room;
+    /// if the limit has held for `pauseAfter`, it pauses the partitions and lets `poll` go on
+    /// serving events (a paused consumer fetches nothing). See the type's documentation.
+    private func applyBackPressure(waiting timeout: TimeInterval) -> Bool {
+        let limit = configuration.maxInFlight
+        if paused {
+            if inFlight <= limit / 2 { setPaused(false) }
+            return true
         }
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        let hasRoom = condition.locked {
+            while tracker.inFlight >= limit, condition.wait(until: deadline) {}
+            return tracker.inFlight < limit
+        }
+        if hasRoom {
+            saturatedSince = nil
+            return true
+        }
+        let since = saturatedSince ?? Date()
+        saturatedSince = since
+        guard Date().timeIntervalSince(since) >= configuration.pauseAfter else { return false }
+        saturatedSince = nil
+        setPaused(true)
+        return true
     }
 
     private func setPaused(_ pause: Bool) {

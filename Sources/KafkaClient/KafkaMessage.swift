@@ -52,9 +52,8 @@ public struct KafkaMessage: Sendable, Hashable {
     }
 
     /// Copies a message out; the caller keeps ownership of `message` (and destroys it).
-    init(copying message: UnsafePointer<rd_kafka_message_t>) {
+    init(copying message: UnsafePointer<rd_kafka_message_t>, topic: String) {
         let raw = message.pointee
-        let topic = String(cString: rd_kafka_topic_name(raw.rkt))
         func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8]? {
             guard let pointer else { return nil }
             return Array(UnsafeRawBufferPointer(start: pointer, count: count))

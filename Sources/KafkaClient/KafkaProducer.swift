@@ -89,9 +89,25 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Produces every record and waits for all delivery reports. One result per record, in order:
     /// where the broker stored it, or why it could not.
     public func send(_ records: [KafkaRecord]) -> [Result<KafkaMessageID, KafkaError>] {
+        let batch = DeliveryBatch(count: records.count, completion: nil)
+        enqueue(records, into: batch)
+        return batch.wait()
+    }
+
+    /// Produces every record without waiting; `completion` gets one result per record, in order,
+    /// once every delivery report is in. It runs on the thread that serves delivery reports (or
+    /// on the caller's, when nothing could be handed to librdkafka): keep it short.
+    public func send(_ records: [KafkaRecord], completion: @escaping @Sendable ([Result<KafkaMessageID, KafkaError>]) -> Void) {
+        let batch = DeliveryBatch(count: records.count, completion: completion)
+        enqueue(records, into: batch)
+    }
+
+    private func enqueue(_ records: [KafkaRecord], into batch: DeliveryBatch) {
         precondition(isRunning, "call start() before send()")
-        if let fatal = handle.context.fatalError { return records.map { _ in .failure(fatal) } }
-        let batch = DeliveryBatch(count: records.count)
+        if let fatal = handle.context.fatalError {
+            for index in records.indices { batch.resolve(index, .failure(fatal)) }
+            return
+        }
         for (index, record) in records.enumerated() {
             let ticket = DeliveryTicket(batch: batch, index: index)
             let opaque = Unmanaged.passRetained(ticket).toOpaque()
@@ -102,7 +118,6 @@ public final class KafkaProducer: @unchecked Sendable {
                 batch.resolve(index, .failure(KafkaError(status)))
             }
         }
-        return batch.wait()
     }
 
     /// Produces one record and waits for its delivery report.
@@ -151,19 +166,25 @@ private final class DeliveryBatch: @unchecked Sendable {
     private let condition = NSCondition()
     private var results: [Result<KafkaMessageID, KafkaError>?]
     private var remaining: Int
+    private let completion: (@Sendable ([Result<KafkaMessageID, KafkaError>]) -> Void)?
 
-    init(count: Int) {
+    init(count: Int, completion: (@Sendable ([Result<KafkaMessageID, KafkaError>]) -> Void)?) {
         results = Array(repeating: nil, count: count)
         remaining = count
+        self.completion = completion
+        if count == 0 { completion?([]) }
     }
 
     func resolve(_ index: Int, _ result: Result<KafkaMessageID, KafkaError>) {
-        condition.locked {
-            guard results[index] == nil else { return }
+        let finished: [Result<KafkaMessageID, KafkaError>]? = condition.locked {
+            guard results[index] == nil else { return nil }
             results[index] = result
             remaining -= 1
-            if remaining == 0 { condition.broadcast() }
+            guard remaining == 0 else { return nil }
+            condition.broadcast()
+            return completion == nil ? nil : results.map { $0! }
         }
+        if let finished { completion?(finished) }
     }
 
     func wait() -> [Result<KafkaMessageID, KafkaError>] {

@@ -14,6 +14,8 @@ struct OffsetTracker {
         var atEnd = false
         /// Being revoked: deliver nothing more, but let in-flight work finish and store.
         var revoking = false
+        /// Something was delivered in this assignment.
+        var started = false
 
         var inFlight: Int { done[head...].lazy.filter { !$0 }.count }
     }
@@ -41,34 +43,53 @@ struct OffsetTracker {
         }
     }
 
-    func isDeliverable(_ partition: TopicPartition) -> Bool {
-        partitions[partition].map { !$0.revoking } ?? false
+    enum Delivery: Equatable {
+        /// Not assigned, or being revoked: the message must not be handed out.
+        case refused
+        /// Recorded; the first message of this assignment of the partition.
+        case first
+        case delivered
     }
 
-    /// Records a message handed to the application. Offsets must increase per partition.
-    mutating func delivered(_ partition: TopicPartition, offset: Int64) {
-        guard partitions[partition] != nil else { return }
-        // `partitions[key]!` as an inout access mutates in place; copying the value out and back
-        // would copy its arrays on every call.
-        Self.append(offset, to: &partitions[partition]!)
+    /// Records a message handed to the application, unless its partition is not (or no longer)
+    /// deliverable. Offsets must increase per partition. One hash lookup: this runs per message.
+    mutating func deliver(_ partition: TopicPartition, offset: Int64) -> Delivery {
+        guard let index = partitions.index(forKey: partition), !partitions.values[index].revoking else { return .refused }
+        // Mutating through `values[index]` works in place; copying the value out and back would
+        // copy its arrays on every call.
+        let first = Self.append(offset, to: &partitions.values[index])
         inFlight += 1
+        return first ? .first : .delivered
     }
 
-    private static func append(_ offset: Int64, to state: inout Partition) {
+    private static func append(_ offset: Int64, to state: inout Partition) -> Bool {
         precondition(state.offsets.last.map { $0 < offset } ?? true, "offsets must increase within a partition")
+        let first = !state.started
+        state.started = true
         state.offsets.append(offset)
         state.done.append(false)
         state.atEnd = false
+        return first
     }
 
     /// Marks an offset finished. Returns the new committable offset (next to consume) when the
     /// contiguous finished run grew, `nil` otherwise (out-of-order completion, unknown partition,
     /// unknown or repeated offset).
     mutating func completed(_ partition: TopicPartition, offset: Int64) -> Int64? {
-        guard partitions[partition] != nil else { return nil }
-        let (found, next) = Self.complete(offset, in: &partitions[partition]!)
-        if found { inFlight -= 1 }
-        return next
+        completed(partition, offsets: CollectionOfOne(offset))
+    }
+
+    /// ``completed(_:offset:)`` for several offsets of one partition: the highest new committable
+    /// offset, if any.
+    mutating func completed(_ partition: TopicPartition, offsets: some Sequence<Int64>) -> Int64? {
+        guard let index = partitions.index(forKey: partition) else { return nil }
+        var highest: Int64?
+        for offset in offsets {
+            let (found, next) = Self.complete(offset, in: &partitions.values[index])
+            if found { inFlight -= 1 }
+            if let next { highest = max(highest ?? next, next) }
+        }
+        return highest
     }
 
     /// Marks `offset` done in place. `found` is false for an unknown or repeated offset; `next` is

@@ -9,7 +9,8 @@ struct OffsetTrackerTests {
     func contiguous() {
         var tracker = OffsetTracker()
         tracker.assign([p0])
-        for offset in [10, 11, 12, 15, 16] as [Int64] { tracker.delivered(p0, offset: offset) }
+        #expect(tracker.deliver(p0, offset: 10) == .first)
+        for offset in [11, 12, 15, 16] as [Int64] { #expect(tracker.deliver(p0, offset: offset) == .delivered) }
         #expect(tracker.inFlight == 5)
         #expect(tracker.completed(p0, offset: 12) == nil)
         #expect(tracker.completed(p0, offset: 11) == nil)
@@ -20,23 +21,37 @@ struct OffsetTrackerTests {
         #expect(tracker.completed(p0, offset: 15) == nil)  // repeated completion is ignored
     }
 
+    @Test("completing a run of offsets at once gives the highest new committable offset")
+    func runs() {
+        var tracker = OffsetTracker()
+        tracker.assign([p0])
+        for offset in 0..<10 as Range<Int64> { _ = tracker.deliver(p0, offset: offset) }
+        #expect(tracker.completed(p0, offsets: [5, 3, 4]) == nil)
+        #expect(tracker.completed(p0, offsets: [1, 0, 9]) == 2)
+        #expect(tracker.completed(p0, offsets: [2, 2, 6, 7, 8]) == 10)  // a repeat within a run is ignored
+        #expect(tracker.inFlight == 0)
+        #expect(tracker.completed(TopicPartition("t", 9), offsets: [0]) == nil)
+    }
+
     @Test("revoked partitions forget their work; completions after revoke are ignored")
     func revoke() {
         var tracker = OffsetTracker()
         let p1 = TopicPartition("t", 1)
         tracker.assign([p0, p1])
-        tracker.delivered(p0, offset: 0)
-        tracker.delivered(p1, offset: 0)
+        #expect(tracker.deliver(TopicPartition("t", 2), offset: 0) == .refused)  // not assigned
+        #expect(tracker.deliver(p0, offset: 0) == .first)
+        #expect(tracker.deliver(p1, offset: 0) == .first)
         tracker.beginRevoke([p0])
-        #expect(!tracker.isDeliverable(p0))
-        #expect(tracker.isDeliverable(p1))
+        #expect(tracker.deliver(p0, offset: 1) == .refused)
+        #expect(tracker.deliver(p1, offset: 1) == .delivered)
         #expect(tracker.inFlight(of: [p0]) == 1)
         #expect(tracker.completed(p0, offset: 0) == 1)  // still stored while revoking (drain)
-        tracker.delivered(p0, offset: 1)
         tracker.revoke([p0])
-        #expect(tracker.inFlight == 1)
+        #expect(tracker.inFlight == 2)
         #expect(tracker.completed(p0, offset: 1) == nil)
         #expect(tracker.assigned == [p1])
+        tracker.assign([p0])
+        #expect(tracker.deliver(p0, offset: 1) == .first)  // a new assignment starts afresh
     }
 
     @Test("drained only when every partition is at its end and nothing is in flight")
@@ -49,7 +64,7 @@ struct OffsetTrackerTests {
         #expect(!tracker.isDrained)
         tracker.reachedEnd(p1)
         #expect(tracker.isDrained)
-        tracker.delivered(p1, offset: 3)
+        _ = tracker.deliver(p1, offset: 3)
         #expect(!tracker.isDrained)
         _ = tracker.completed(p1, offset: 3)
         #expect(!tracker.isDrained)  // a message arrived after the end: wait for the next end
@@ -62,7 +77,7 @@ struct OffsetTrackerTests {
         var tracker = OffsetTracker()
         tracker.assign([p0])
         let count: Int64 = 200_000
-        for offset in 0..<count { tracker.delivered(p0, offset: offset) }
+        for offset in 0..<count { _ = tracker.deliver(p0, offset: offset) }
         var last: Int64?
         for offset in (0..<count).shuffled() {
             if let next = tracker.completed(p0, offset: offset) {
