@@ -45,6 +45,13 @@ public final class DecryptdDatabase {
         ])
     }
 
+    /// Refreshes the planner's statistics of `wechat_sessions` after a bulk load, as autovacuum
+    /// would within a minute or so. Without them, lookups right after seeding are planned for
+    /// an empty table. Only the table's owner can do this; for anyone else it does nothing.
+    public func analyzeSessionKeys() throws(PostgresError) {
+        _ = try connection.execute("ANALYZE wechat_sessions")
+    }
+
     // MARK: - Outcomes
 
     /// What one outcome write changed.
@@ -65,7 +72,7 @@ public final class DecryptdDatabase {
     public func write(_ batch: OutcomeBatch) throws(PostgresError) -> WriteCounts {
         guard !batch.isEmpty else { return WriteCounts(membersChanged: 0, failuresRecorded: 0, failuresResolved: 0) }
         let members = batch.members, failures = batch.failures, resolved = batch.resolved
-        let rows = try connection.query(Statements.writeOutcomes, [
+        var parameters = [
             PostgresArray.text(members.map(\.user.appid)),
             PostgresArray.text(members.map(\.user.openid)),
             PostgresArray.text(members.map(\.phoneNumber)),
@@ -79,10 +86,17 @@ public final class DecryptdDatabase {
             PostgresArray.text(failures.map(\.source.topic)),
             PostgresArray.integers(failures.map(\.source.partition)),
             PostgresArray.integers(failures.map(\.source.offset)),
-            PostgresArray.text(resolved.map(\.topic)),
-            PostgresArray.integers(resolved.map(\.partition)),
-            PostgresArray.integers(resolved.map(\.offset)),
-        ])
+        ]
+        var statement = Statements.writeOutcomes
+        if !resolved.isEmpty {
+            statement = Statements.writeOutcomesResolving
+            parameters += [
+                PostgresArray.text(resolved.map(\.topic)),
+                PostgresArray.integers(resolved.map(\.partition)),
+                PostgresArray.integers(resolved.map(\.offset)),
+            ]
+        }
+        let rows = try connection.query(statement, parameters)
         guard rows.count == 1, rows[0].count == 3, let counts = rows.first?.compactMap({ $0.flatMap { Int($0) } }), counts.count == 3 else {
             throw PostgresError(kind: .protocolViolation, message: "unexpected outcome write result")
         }

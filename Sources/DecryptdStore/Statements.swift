@@ -30,9 +30,29 @@ enum Statements {
     /// Failures ($7 appids, $8 openids, $9 reasons, $10 details, $11 topics, $12 partitions,
     /// $13 offsets): a redelivered job (same coordinates) is recorded once.
     ///
-    /// Resolutions ($14 topics, $15 partitions, $16 offsets): set resolved_at once.
+    /// Returns (members changed, failures recorded, failures resolved).
     static let writeOutcomes = PreparedStatement(name: "decryptd_write_outcomes", sql: """
-        WITH upserted AS (
+        WITH \(upsertMembers), \(recordFailures)
+        SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), 0
+        """, parameterCount: 13)
+
+    /// ``writeOutcomes`` plus resolutions ($14 topics, $15 partitions, $16 offsets: set resolved_at
+    /// once), for reprocessing. A separate statement, so that the worker's hot path never plans a
+    /// join against decrypt_failures: with the statistics of a table that has just grown from
+    /// empty, a cached plan for it scans every unresolved failure once per batch.
+    static let writeOutcomesResolving = PreparedStatement(name: "decryptd_write_outcomes_resolving", sql: """
+        WITH \(upsertMembers), \(recordFailures), resolved AS (
+            UPDATE decrypt_failures f SET resolved_at = now()
+            FROM unnest($14::text[], $15::integer[], $16::bigint[]) AS r(topic, part, off)
+            WHERE f.source_topic = r.topic AND f.source_partition = r.part AND f.source_offset = r.off
+              AND f.resolved_at IS NULL
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), (SELECT count(*) FROM resolved)
+        """, parameterCount: 16)
+
+    private static let upsertMembers = """
+        upserted AS (
             INSERT INTO members AS m (appid, openid, phone_number, pure_phone_number, country_code, watermark_ts, decrypted_at)
             SELECT DISTINCT ON (u.appid COLLATE "C", u.openid COLLATE "C") u.appid, u.openid, u.phone, u.pure, u.country, u.ts, now()
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
@@ -49,20 +69,17 @@ enum Statements {
                    AND (m.phone_number, m.pure_phone_number, m.country_code)
                        IS DISTINCT FROM (EXCLUDED.phone_number, EXCLUDED.pure_phone_number, EXCLUDED.country_code))
             RETURNING 1
-        ), recorded AS (
+        )
+        """
+
+    private static let recordFailures = """
+        recorded AS (
             INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset)
             SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::integer[], $13::bigint[])
             ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
             RETURNING 1
-        ), resolved AS (
-            UPDATE decrypt_failures f SET resolved_at = now()
-            FROM unnest($14::text[], $15::integer[], $16::bigint[]) AS r(topic, part, off)
-            WHERE f.source_topic = r.topic AND f.source_partition = r.part AND f.source_offset = r.off
-              AND f.resolved_at IS NULL
-            RETURNING 1
         )
-        SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), (SELECT count(*) FROM resolved)
-        """, parameterCount: 16)
+        """
 
     /// $1 appids, $2 openids, $3 keys, $4 issued_at as epoch seconds.
     static let insertSessionKeys = PreparedStatement(name: "decryptd_insert_session_keys", sql: """

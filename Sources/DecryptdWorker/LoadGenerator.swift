@@ -182,6 +182,7 @@ public struct LoadGenerator {
         for start in stride(from: 0, to: sessions.count, by: 5000) {
             try database.insertSessionKeys(Array(sessions[start..<min(sessions.count, start + 5000)]))
         }
+        try database.analyzeSessionKeys()
         var expectation = Expectation()
         expectation.jobs = jobs.count
         for start in stride(from: 0, to: jobs.count, by: 2000) {
