@@ -128,8 +128,10 @@ let package = Package(
                 "PhoneDecryption",
                 "DecryptdStore",
                 "PostgresClient",
+                "KafkaClient",
                 "CLibCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

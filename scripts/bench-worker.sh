@@ -2,7 +2,8 @@
 # End-to-end worker benchmark: starts a throwaway PostgreSQL and the embedded broker, seeds
 # sessions and produces N jobs (mixed outcomes) on enough partitions, runs
 # `decryptd run --exit-at-end` (release build), and prints jobs/s and peak RSS as text and JSON.
-# Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override)
+# Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override the partition
+# count, RUN_ARGS="--database-connections 4 ..." to pass options to `decryptd run`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${1:-300000}
@@ -36,7 +37,8 @@ export DATABASE_URL=$BENCH_URL WECHAT_APPIDS=wx6ede2086ee29a89f DECRYPTD_LOG_LEV
 echo "bench: producing $jobs jobs on $partitions partitions" >&2
 "$bin" loadgen --jobs "$jobs" >"$work/loadgen.out"
 echo "bench: running the worker" >&2
-"$bin" run --exit-at-end --progress-interval 0 >"$work/run.out"
+# shellcheck disable=SC2086  # RUN_ARGS is a list of options
+"$bin" run --exit-at-end --progress-interval 0 ${RUN_ARGS:-} >"$work/run.out"
 
 summary=$(head -n 1 "$work/run.out")
 rate=$(sed -E 's/.* ([0-9]+) jobs\/s .*/\1/' <<<"$summary")

@@ -5,6 +5,6 @@ struct DecryptdBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decryptd-bench",
         abstract: "Benchmarks that print figures. Build with -c release: swift run -c release decryptd-bench decrypt",
-        subcommands: [DecryptBenchmark.self, StoreBenchmark.self]
+        subcommands: [DecryptBenchmark.self, StoreBenchmark.self, ConsumeBenchmark.self, ProduceBenchmark.self]
     )
 }
