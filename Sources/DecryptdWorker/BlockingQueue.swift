@@ -17,6 +17,14 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Queues `item` ahead of everything waiting.
+    func putFirst(_ item: Element) {
+        condition.lock()
+        items.insert(item, at: head)
+        condition.signal()
+        condition.unlock()
+    }
+
     func take() -> Element? {
         condition.lock()
         defer { condition.unlock() }
@@ -29,6 +37,18 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
             head = 0
         }
         return item
+    }
+
+    /// Everything queued, waiting until there is something; `nil` once closed and empty.
+    func takeAll() -> [Element]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while head == items.count, !closed { condition.wait() }
+        guard head < items.count else { return nil }
+        let all = items[head...].map { $0! }
+        items.removeAll(keepingCapacity: true)
+        head = 0
+        return all
     }
 
     /// Lets `take` return `nil` once the remaining items are taken.

@@ -40,17 +40,69 @@ struct PendingJob: Sendable {
     }
 }
 
+/// What one poll returned, on its way to the lookup stage (which parses it).
+struct FetchedMessages: Sendable {
+    var messages: [KafkaMessage]
+    let fetchedAt = DispatchTime.now()
+    let fetchedDate = Date()
+}
+
 /// A batch on its way through lookup → decrypt → persist.
 struct WorkBatch: Sendable {
     var jobs: [PendingJob]
+    /// The persist slot that writes this batch. Every job of one user goes to the same lane, so
+    /// transactions running side by side never wait on each other's member rows.
+    var lane = 0
     /// Session keys for the batch's users, newest first (filled by the lookup stage).
     var sessionKeys: [UserKey: [String]] = [:]
     let fetchedAt: DispatchTime
-    let fetchedDate = Date()
+    var fetchedDate = Date()
 
     init(_ messages: [KafkaMessage], appids: [String]) {
         jobs = messages.map { PendingJob($0, appids: appids) }
         fetchedAt = .now()
+    }
+
+    private init(jobs: [PendingJob], lane: Int, fetchedAt: DispatchTime, fetchedDate: Date) {
+        self.jobs = jobs
+        self.lane = lane
+        self.fetchedAt = fetchedAt
+        self.fetchedDate = fetchedDate
+    }
+
+    /// Parses `messages` and deals them into batches of at most `batchSize` jobs per lane: a
+    /// user's jobs by a hash of the openid, jobs without a user (malformed) round-robin.
+    static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> [WorkBatch] {
+        let messages = fetched.messages
+        var byLane = [[PendingJob]](repeating: [], count: lanes)
+        for (index, message) in messages.enumerated() {
+            let job = PendingJob(message, appids: appids)
+            let lane = job.job.map { Int(Self.laneHash($0.openid) % UInt64(lanes)) } ?? index % lanes
+            byLane[lane].append(job)
+        }
+        var batches: [WorkBatch] = []
+        for (lane, jobs) in byLane.enumerated() {
+            for start in stride(from: 0, to: jobs.count, by: batchSize) {
+                batches.append(WorkBatch(
+                    jobs: Array(jobs[start..<min(jobs.count, start + batchSize)]), lane: lane,
+                    fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate
+                ))
+            }
+        }
+        return batches
+    }
+
+    /// FNV-1a over the openid's bytes (the openid alone keeps every job of a user in one lane),
+    /// finished with a 64-bit mixer: FNV's low bits barely depend on anything but the low bits of
+    /// the bytes, so `% lanes` of the raw value would fill the lanes unevenly.
+    static func laneHash(_ openid: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in openid.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        hash = (hash ^ (hash >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        hash = (hash ^ (hash >> 27)) &* 0x94d0_49bb_1331_11eb
+        return hash ^ (hash >> 31)
     }
 
     /// Users whose jobs still need decrypting.

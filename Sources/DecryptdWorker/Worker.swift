@@ -9,12 +9,15 @@ import PostgresClient
 /// The Kafka → PostgreSQL decryption worker, at least once.
 ///
 /// Threads (all dedicated; nothing blocking runs on Swift's cooperative pool):
-/// - the caller of ``run()``: polls Kafka, parses jobs, hands batches on. It never waits for the
-///   pipeline, so rebalances stay served; back-pressure is the consumer's in-flight pause.
-/// - lookup: one session-key round trip per batch, on its own PostgreSQL connection.
+/// - the caller of ``run()``: polls Kafka, parses jobs, deals them into batches by lane (a hash
+///   of the openid, one lane per persist slot), hands them on. It never waits for the pipeline
+///   for long, so rebalances stay served; back-pressure is the consumer's in-flight limit.
+/// - lookup slots: one session-key round trip per batch, each on its own PostgreSQL connection.
 /// - decrypt: the batch over a Dispatch pool of `concurrency` slots, one decryptor per slot.
-/// - persist: dead letters produced and acknowledged, then members and failures in one statement
-///   on a second connection, then (and only then) the batch's offsets are marked done.
+/// - persist slots, one per lane: dead letters produced and acknowledged, then members and
+///   failures in one statement on the slot's connection, then (and only then) the batch's
+///   offsets are marked done. A user's jobs are always written by the same slot, so the slots'
+///   transactions never wait on each other's row locks.
 /// The stages overlap: batch N+1 is looked up and decrypted while batch N is written. That is
 /// safe because every write is order-independent (watermark rule, idempotent failure rows,
 /// out-of-order completion). Transient errors are retried in place with backoff; nothing is
@@ -31,9 +34,12 @@ public final class Worker: @unchecked Sendable {
     private let backoff: Backoff
     private let stats = WorkerStats()
 
-    private let lookupQueue = BlockingQueue<WorkBatch>()
+    private let lookupQueue = BlockingQueue<FetchedMessages>()
     private let decryptQueue = BlockingQueue<WorkBatch>()
-    private let persistQueue = BlockingQueue<WorkBatch>()
+    /// One per persist slot (lane); see ``WorkBatch/lane``.
+    private let persistQueues: [BlockingQueue<PersistWork>]
+    /// Dead letters that were not acknowledged, to retry with backoff.
+    private let deadLetterQueue = BlockingQueue<DeadLetterBatch>()
     private let state = NSCondition()
     private var stopRequested = false
     private var abandonRequested = false
@@ -54,6 +60,7 @@ public final class Worker: @unchecked Sendable {
         let slots = max(1, configuration.databaseConnections / 2)
         lookupDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
         writeDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
+        persistQueues = (0..<slots).map { _ in BlockingQueue<PersistWork>() }
     }
 
     // MARK: - Control
@@ -103,12 +110,19 @@ public final class Worker: @unchecked Sendable {
         // Lookup and persist run in several slots (batches in parallel, one connection each): their
         // cost is round-trip latency, not CPU. Decryption is one slot that fans out over the pool.
         let stages = lookupDatabases.indices.map { slot in
-            startStage("decryptd-lookup-\(slot)", lookupQueue) { [self] batch in try lookUp(&batch, lookupDatabases[slot]) }
+            startStage("decryptd-lookup-\(slot)", lookupQueue) { [self] fetched in try lookUp(fetched, lookupDatabases[slot]) }
         } + [
             startStage("decryptd-decrypt", decryptQueue) { [self] batch in decrypt(&batch) },
         ] + writeDatabases.indices.map { slot in
-            startStage("decryptd-persist-\(slot)", persistQueue) { [self] batch in try persist(batch, writeDatabases[slot]) }
-        }
+            startStage("decryptd-persist-\(slot)", persistQueues[slot]) { [self] work in
+                switch work {
+                case .write(let batch): try persist(batch, writeDatabases[slot])
+                case .finish(let batch): finish(batch)
+                }
+            }
+        } + [
+            startDeadLetterRetryStage(),
+        ]
         logger.info("worker started", metadata: [
             "topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
             "concurrency": "\(configuration.concurrency)", "batch_size": "\(configuration.batchSize)",
@@ -117,11 +131,10 @@ public final class Worker: @unchecked Sendable {
         var drained = false
         do {
             while !isStopping {
-                let messages = try consumer.poll(maxMessages: configuration.batchSize, timeout: 0.2)
+                // One poll fills about a batch per lane. Parsing is left to the lookup slots.
+                let messages = try consumer.poll(maxMessages: configuration.batchSize * persistQueues.count, timeout: 0.2)
                 state.lock(); lastPoll = Date(); state.unlock()
-                if !messages.isEmpty {
-                    lookupQueue.put(WorkBatch(messages, appids: configuration.appids))
-                }
+                if !messages.isEmpty { lookupQueue.put(FetchedMessages(messages: messages)) }
                 metrics.inFlight.record(consumer.inFlight)
                 progress.tick(inFlight: consumer.inFlight, lag: consumer.lag(), metrics: metrics)
                 if configuration.exitAtEnd, consumer.isDrained {
@@ -151,14 +164,17 @@ public final class Worker: @unchecked Sendable {
             logger.warning("stopping with unfinished jobs; they were not committed and will be redelivered", metadata: ["jobs": "\(abandoned)"])
         }
         state.lock(); abandonRequested = true; state.unlock()
-        for queue in [lookupQueue, decryptQueue, persistQueue] { queue.close() }
+        lookupQueue.close()
+        decryptQueue.close()
+        for queue in persistQueues { queue.close() }
+        deadLetterQueue.close()
         while stages.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.01) }
         consumer.close()
         producer.close(timeout: 10)
         return abandoned
     }
 
-    private func startStage(_ name: String, _ queue: BlockingQueue<WorkBatch>, _ body: @escaping @Sendable (inout WorkBatch) throws -> Void) -> Thread {
+    private func startStage<Item: Sendable>(_ name: String, _ queue: BlockingQueue<Item>, _ body: @escaping @Sendable (inout Item) throws -> Void) -> Thread {
         let thread = Thread { [self] in
             while var batch = queue.take() {
                 guard !shouldAbandon else { continue }  // drain the queue without working
@@ -179,21 +195,28 @@ public final class Worker: @unchecked Sendable {
 
     // MARK: - Stages
 
-    private func lookUp(_ batch: inout WorkBatch, _ database: DecryptdDatabase) throws {
-        let users = batch.usersToLookUp
+    /// Parses what one poll returned, deals it into lane batches, and looks up the session keys
+    /// of all of them in one round trip.
+    private func lookUp(_ fetched: FetchedMessages, _ database: DecryptdDatabase) throws {
+        let batches = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
+        let users = batches.flatMap(\.usersToLookUp)
+        var keys: [UserKey: [String]] = [:]
         if !users.isEmpty {
-            batch.sessionKeys = try retryingPostgres("session lookup") {
+            keys = try retryingPostgres("session lookup") {
                 try database.sessionKeys(for: users, limit: configuration.maxSessionKeys)
             }
         }
-        decryptQueue.put(batch)
+        for var batch in batches {
+            batch.sessionKeys = keys
+            decryptQueue.put(batch)
+        }
     }
 
     private let decryptors = DecryptorPool()
 
     private func decrypt(_ batch: inout WorkBatch) {
         batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
-        persistQueue.put(batch)
+        persistQueues[batch.lane].put(.write(batch))
     }
 
     private func persist(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
@@ -221,16 +244,68 @@ public final class Worker: @unchecked Sendable {
             }
         }
         // The dead letters and the outcome statement are independent; both must be durable before
-        // the offsets are completed, so they run side by side.
-        let letters = deadLetters
-        let produced = letters.isEmpty ? nil : DispatchQueue.global().asyncResult { [self] in try produceDeadLetters(letters) }
+        // the offsets are completed. The produce does not block: whichever of the two finishes
+        // last completes the batch, and the slot moves on to its next batch meanwhile.
+        let done = Rendezvous(parts: deadLetters.isEmpty ? 1 : 2, payload: batch)
+        if !deadLetters.isEmpty { produceDeadLetters(deadLetters, then: done) }
         try retryingPostgres("outcome write") { try database.write(outcome) }
-        try produced?.wait()
+        if let batch = done.arrive() { finish(batch) }
+    }
+
+    /// Both the outcome and the dead letters of `batch` are durable: its offsets may be stored.
+    private func finish(_ batch: WorkBatch) {
         consumer.complete(batch.jobs.map(\.message.id))
         record(batch)
     }
 
-    private func produceDeadLetters(_ records: [KafkaRecord]) throws {
+    /// When the dead letters are the last part of a batch to become durable, the batch goes back
+    /// to its persist slot to be finished there, ahead of the slot's queued writes: the thread
+    /// that serves delivery reports must stay free, and finishing costs as much as a batch has
+    /// jobs (offsets, metrics, freeing the batch).
+    private func deadLettersDone(_ done: Rendezvous<WorkBatch>) {
+        if let batch = done.arrive() { persistQueues[batch.lane].putFirst(.finish(batch)) }
+    }
+
+    /// Produces a batch's dead letters without waiting, then arrives at `done`. Records that were
+    /// not acknowledged go to the retry stage; a permanent failure stops the worker (the batch is
+    /// then never completed, so never committed).
+    private func produceDeadLetters(_ records: [KafkaRecord], then done: Rendezvous<WorkBatch>) {
+        producer.send(records) { [self] results in
+            let failed = zip(records, results).compactMap { record, result in
+                if case .failure = result { return record } else { return nil }
+            }
+            if failed.isEmpty {
+                deadLettersDone(done)
+            } else {
+                metrics.kafkaRetries.increment()
+                deadLetterQueue.put(DeadLetterBatch(records: failed, done: done))
+            }
+        }
+    }
+
+    /// Retries dead letters that were not acknowledged, on one thread, with backoff, whatever has
+    /// queued up together, until they are acknowledged or fail permanently.
+    private func startDeadLetterRetryStage() -> Thread {
+        let thread = Thread { [self] in
+            while let pending = deadLetterQueue.takeAll() {
+                guard !shouldAbandon else { continue }  // shutting down: the batches stay uncommitted
+                do {
+                    try retryDeadLetters(pending.flatMap(\.records))
+                    for batch in pending { deadLettersDone(batch.done) }
+                } catch is Backoff.GaveUp {
+                    continue
+                } catch {
+                    logger.critical("permanent error: the worker stops; the batch is not committed", metadata: ["stage": "dead-letter produce", "error": "\(error)"])
+                    fail(error)
+                }
+            }
+        }
+        thread.name = "decryptd-dead-letter-retry"
+        thread.start()
+        return thread
+    }
+
+    private func retryDeadLetters(_ records: [KafkaRecord]) throws {
         try producer.sendAll(records, backoff: backoff, logger: logger, shouldStop: { shouldAbandon }) {
             metrics.kafkaRetries.increment()
         }
@@ -257,4 +332,17 @@ public final class Worker: @unchecked Sendable {
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
         stats.add(counts, fetchedAt: batch.fetchedDate)
     }
+}
+
+/// One batch's dead letters, and where to report that they are acknowledged.
+private struct DeadLetterBatch: Sendable {
+    var records: [KafkaRecord]
+    var done: Rendezvous<WorkBatch>
+}
+
+/// What a persist slot does: write a batch's outcome, or finish a batch it wrote earlier whose
+/// dead letters have since been acknowledged.
+private enum PersistWork: Sendable {
+    case write(WorkBatch)
+    case finish(WorkBatch)
 }

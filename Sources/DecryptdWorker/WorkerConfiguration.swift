@@ -21,11 +21,12 @@ public struct WorkerConfiguration: Sendable {
     public var batchSize = 1000
     /// Session keys tried per user, newest first. Default: 3.
     public var maxSessionKeys = 3
-    /// Unfinished jobs at which fetching pauses (resumes at half). Bounds memory. Default: 20,000.
-    public var maxInFlight = 20_000
-    /// PostgreSQL connections: half for session lookups, half for outcome writes, each running
-    /// batches in parallel. Default: 4.
-    public var databaseConnections = 4
+    /// Unfinished jobs at which no more are taken (see ``KafkaConsumer``'s back-pressure). Bounds
+    /// memory. Default: 40,000.
+    public var maxInFlight = 40_000
+    /// PostgreSQL connections: half for session lookups, half for outcome writes (one lane of
+    /// users each), each running batches in parallel. Default: 8.
+    public var databaseConnections = 8
     /// Extra librdkafka properties (SASL, SSL, tuning), for consumer and producer alike.
     public var kafkaProperties: [String: String] = [:]
     /// Batch mode: stop once every assigned partition is drained. Default: false.

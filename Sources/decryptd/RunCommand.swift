@@ -17,7 +17,8 @@ struct RunCommand: AsyncParsableCommand {
         never dead-lettered. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
         (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
         Start-up problems (unreachable broker or database, missing topics, no appid, bad values) exit 2 \
-        with one line each. Memory is bounded by --max-in-flight: fetching pauses there.
+        with one line each. Memory is bounded by --max-in-flight: no more jobs are taken at that many \
+        unfinished ones (and the partitions are paused if that lasts 2 s).
         """
     )
 
@@ -32,10 +33,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Jobs per batch. Env: DECRYPTD_BATCH_SIZE. Default: 1000.")
     var batchSize: Int?
 
-    @Option(name: .customLong("max-in-flight"), help: "Unfinished jobs at which fetching pauses. Env: DECRYPTD_MAX_IN_FLIGHT. Default: 20000.")
+    @Option(name: .customLong("max-in-flight"), help: "Unfinished jobs at which no more are taken (bounds memory). Env: DECRYPTD_MAX_IN_FLIGHT. Default: 40000.")
     var maxInFlight: Int?
 
-    @Option(name: .customLong("database-connections"), help: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel). Env: DECRYPTD_DATABASE_CONNECTIONS. Default: 4.")
+    @Option(name: .customLong("database-connections"), help: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel; a user's jobs always go to the same writer). Env: DECRYPTD_DATABASE_CONNECTIONS. Default: 8.")
     var databaseConnections: Int?
 
     @Option(name: .customLong("metrics-port"), help: "Serve Prometheus text at /metrics, and /healthz, /readyz. Env: DECRYPTD_METRICS_PORT. Default: off.")

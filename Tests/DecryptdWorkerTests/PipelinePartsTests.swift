@@ -1,0 +1,89 @@
+import Foundation
+@testable import DecryptdWorker
+import KafkaClient
+import Testing
+
+@Suite("Worker pipeline parts")
+struct PipelinePartsTests {
+    private func message(_ offset: Int, partition: Int32, value: String) -> KafkaMessage {
+        KafkaMessage(
+            id: KafkaMessageID(topic: "jobs", partition: partition, offset: Int64(offset)),
+            key: nil, value: Array(value.utf8), headers: [], timestamp: nil
+        )
+    }
+
+    @Test("split: every job once, a user's jobs all in one lane, batches bounded, order kept within a lane")
+    func split() {
+        var messages: [KafkaMessage] = []
+        for index in 0..<600 {
+            let value = index % 50 == 7
+                ? "not a job"
+                : #"{"openid":"user-\#(index % 40)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
+            messages.append(message(index, partition: Int32(index % 3), value: value))
+        }
+        let batches = WorkBatch.split(FetchedMessages(messages: messages), appids: ["wx1"], lanes: 4, batchSize: 50)
+
+        let offsets = batches.flatMap { $0.jobs.map(\.message.offset) }
+        #expect(offsets.count == 600)
+        #expect(Set(offsets).count == 600)
+        #expect(batches.allSatisfy { $0.jobs.count <= 50 && !$0.jobs.isEmpty })
+        var laneOfUser: [String: Set<Int>] = [:]
+        for batch in batches {
+            for job in batch.jobs { if let openid = job.job?.openid { laneOfUser[openid, default: []].insert(batch.lane) } }
+        }
+        #expect(laneOfUser.count == 40)
+        #expect(laneOfUser.values.allSatisfy { $0.count == 1 }, "a user is written by one persist slot only")
+        #expect(Set(laneOfUser.values.map { $0.first! }).count == 4, "40 users spread over all 4 lanes")
+        let malformedLanes = Set(batches.filter { $0.jobs.contains { $0.job == nil } }.map(\.lane))
+        #expect(malformedLanes.count > 1, "jobs without a user are spread too")
+        for lane in 0..<4 {
+            let inLane = batches.filter { $0.lane == lane }.flatMap { $0.jobs.map(\.message.offset) }
+            #expect(inLane == inLane.sorted())
+        }
+    }
+
+    @Test("the lane hash fills lanes evenly for sequential openids")
+    func laneBalance() {
+        var counts = [Int](repeating: 0, count: 4)
+        for index in 0..<40_000 { counts[Int(WorkBatch.laneHash("o1u\(index)") % 4)] += 1 }
+        #expect(counts.allSatisfy { abs($0 - 10_000) < 500 }, "\(counts)")
+    }
+
+    @Test("rendezvous: only the last of the parts gets the payload, also when they race")
+    func rendezvous() {
+        let single = Rendezvous(parts: 2, payload: "batch")
+        #expect(single.arrive() == nil)
+        #expect(single.arrive() == "batch")
+
+        let rounds = 2000
+        let points = (0..<rounds).map { Rendezvous(parts: 2, payload: $0) }
+        let winners = Collected()
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            for point in points { if let payload = point.arrive() { winners.add(payload) } }
+        }
+        #expect(winners.sorted == Array(0..<rounds))
+    }
+
+    @Test("queue: putFirst jumps the line, takeAll empties it, a closed queue ends")
+    func queue() {
+        let queue = BlockingQueue<Int>()
+        queue.put(1)
+        queue.put(2)
+        queue.putFirst(0)
+        #expect(queue.take() == 0)
+        queue.put(3)
+        #expect(queue.takeAll() == [1, 2, 3])
+        queue.put(4)
+        queue.close()
+        #expect(queue.take() == 4)
+        #expect(queue.take() == nil)
+        #expect(queue.takeAll() == nil)
+    }
+}
+
+private final class Collected: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int] = []
+    func add(_ value: Int) { lock.lock(); values.append(value); lock.unlock() }
+    var sorted: [Int] { lock.lock(); defer { lock.unlock() }; return values.sorted() }
+}
