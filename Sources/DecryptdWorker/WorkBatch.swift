@@ -107,6 +107,15 @@ struct WorkBatch: Sendable {
 
     /// Users whose jobs still need decrypting.
     var usersToLookUp: [UserKey] {
-        jobs.compactMap { $0.outcome == nil ? $0.user : nil }
+        // Through the buffer: copying whole jobs out would retain every string they hold.
+        jobs.withUnsafeBufferPointer { jobs in
+            var users: [UserKey] = []
+            users.reserveCapacity(jobs.count)
+            for index in jobs.indices {
+                guard case .none = jobs[index].outcome, let user = jobs[index].user else { continue }
+                users.append(user)
+            }
+            return users
+        }
     }
 }

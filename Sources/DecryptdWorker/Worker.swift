@@ -223,24 +223,28 @@ public final class Worker: @unchecked Sendable {
         var outcome = OutcomeBatch()
         var deadLetters: [KafkaRecord] = []
         let now = Date()
-        for pending in batch.jobs {
-            switch pending.outcome! {
-            case .success(let payload):
-                outcome.members.append(MemberRecord(
-                    user: pending.user!, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
-                    countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp
-                ))
-            case .failure(let failure):
-                let message = pending.message
-                outcome.failures.append(FailureRecord(
-                    appid: pending.appid, openid: pending.job?.openid, reason: failure.reason.rawValue, detail: failure.detail,
-                    source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset)
-                ))
-                deadLetters.append(DeadLetter.record(
-                    for: message, failure: failure,
-                    source: .init(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp),
-                    attempts: 1, topic: configuration.deadLetterTopic, group: configuration.group, now: now
-                ))
+        outcome.members.reserveCapacity(batch.jobs.count)
+        // Through the buffer, reading only the fields needed (see `record`).
+        batch.jobs.withUnsafeBufferPointer { jobs in
+            for index in jobs.indices {
+                switch jobs[index].outcome! {
+                case .success(let payload):
+                    outcome.members.append(MemberRecord(
+                        user: jobs[index].user!, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
+                        countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp
+                    ))
+                case .failure(let failure):
+                    let message = jobs[index].message
+                    outcome.failures.append(FailureRecord(
+                        appid: jobs[index].appid, openid: jobs[index].job?.openid, reason: failure.reason.rawValue, detail: failure.detail,
+                        source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset)
+                    ))
+                    deadLetters.append(DeadLetter.record(
+                        for: message, failure: failure,
+                        source: .init(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp),
+                        attempts: 1, topic: configuration.deadLetterTopic, group: configuration.group, now: now
+                    ))
+                }
             }
         }
         // The dead letters and the outcome statement are independent; both must be durable before
@@ -254,7 +258,7 @@ public final class Worker: @unchecked Sendable {
 
     /// Both the outcome and the dead letters of `batch` are durable: its offsets may be stored.
     private func finish(_ batch: WorkBatch) {
-        consumer.complete(batch.jobs.map(\.message.id))
+        consumer.complete(batch.jobs.withUnsafeBufferPointer { jobs in jobs.indices.map { jobs[$0].message.id } })
         record(batch)
     }
 
@@ -318,19 +322,27 @@ public final class Worker: @unchecked Sendable {
 
     private func record(_ batch: WorkBatch) {
         var counts: [String: Int] = [:]
-        for pending in batch.jobs {
-            switch pending.outcome! {
-            case .success(let payload):
-                counts["ok", default: 0] += 1
-                if payload.keyIndex > 0 { metrics.fallbacks.increment() }
-                for (kind, counter) in metrics.repairs where payload.repairs.contains(kind) { counter.increment() }
-            case .failure(let failure):
-                counts[failure.reason.rawValue, default: 0] += 1
+        // Through the buffer, reading one field: `for job in batch.jobs` would copy (retain and
+        // release) every string and array of every job.
+        batch.jobs.withUnsafeBufferPointer { jobs in
+            for index in jobs.indices {
+                record(jobs[index].outcome!, into: &counts)
             }
         }
         for (outcome, count) in counts { metrics.jobs[outcome]?.increment(by: count) }
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
         stats.add(counts, fetchedAt: batch.fetchedDate)
+    }
+
+    private func record(_ outcome: Result<PhonePayload, DecryptFailure>, into counts: inout [String: Int]) {
+        switch outcome {
+        case .success(let payload):
+            counts["ok", default: 0] += 1
+            if payload.keyIndex > 0 { metrics.fallbacks.increment() }
+            for (kind, counter) in metrics.repairs where payload.repairs.contains(kind) { counter.increment() }
+        case .failure(let failure):
+            counts[failure.reason.rawValue, default: 0] += 1
+        }
     }
 }
 
