@@ -71,7 +71,7 @@ public final class DecryptdDatabase {
     @discardableResult
     public func write(_ batch: OutcomeBatch) throws(PostgresError) -> WriteCounts {
         guard !batch.isEmpty else { return WriteCounts(membersChanged: 0, failuresRecorded: 0, failuresResolved: 0) }
-        let members = batch.members, failures = batch.failures, resolved = batch.resolved
+        let members = batch.newestMemberPerUser, failures = batch.failures, resolved = batch.resolved
         var parameters = [
             PostgresArray.text(members.map(\.user.appid)),
             PostgresArray.text(members.map(\.user.openid)),

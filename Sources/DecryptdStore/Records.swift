@@ -73,4 +73,34 @@ public struct OutcomeBatch: Sendable, Hashable {
     }
 
     public var isEmpty: Bool { members.isEmpty && failures.isEmpty && resolved.isEmpty }
+
+    /// One member row per user: the newest watermark wins, on a tie the later entry. Sorted by
+    /// (appid, openid) byte by byte, which is the order of the tables' "C" collation. Identifiers
+    /// compare as bytes here, as they do in the tables: Swift's `==` on strings would merge two
+    /// spellings of the same Unicode text that PostgreSQL keeps apart.
+    public var newestMemberPerUser: [MemberRecord] {
+        func sameBytes(_ x: MemberRecord, _ y: MemberRecord) -> Bool {
+            x.user.appid.utf8.elementsEqual(y.user.appid.utf8) && x.user.openid.utf8.elementsEqual(y.user.openid.utf8)
+        }
+        // Compared in place through the buffer: copying records out in the comparator would
+        // retain and release all their strings on every comparison.
+        let order = members.withUnsafeBufferPointer { m in
+            m.indices.sorted { a, b in
+                if !m[a].user.appid.utf8.elementsEqual(m[b].user.appid.utf8) {
+                    return m[a].user.appid.utf8.lexicographicallyPrecedes(m[b].user.appid.utf8)
+                }
+                if !m[a].user.openid.utf8.elementsEqual(m[b].user.openid.utf8) {
+                    return m[a].user.openid.utf8.lexicographicallyPrecedes(m[b].user.openid.utf8)
+                }
+                if m[a].watermarkTimestamp != m[b].watermarkTimestamp { return m[a].watermarkTimestamp > m[b].watermarkTimestamp }
+                return a > b
+            }
+        }
+        var result: [MemberRecord] = []
+        result.reserveCapacity(order.count)
+        for index in order where result.last.map({ !sameBytes($0, members[index]) }) ?? true {
+            result.append(members[index])
+        }
+        return result
+    }
 }
