@@ -136,6 +136,27 @@ struct DecryptdDatabaseTests {
         } throws: { error in
             (error as? PostgresError)?.kind == .invalidParameter && (error as? PostgresError)?.isTransient == false
         }
+        let failure = FailureRecord(appid: "wx1", openid: "bob", reason: "bad_padding", detail: "a\u{0}b", source: source(1))
+        #expect {
+            try database.write(OutcomeBatch(failures: [failure]))
+        } throws: { error in
+            (error as? PostgresError)?.kind == .invalidParameter
+        }
+    }
+
+    @Test("array parameters: NULL elements, empty arrays, multi-byte and quoting characters, extreme integers round-trip")
+    func arrayParameters() throws {
+        let database = try TestDatabase.migrated()
+        let unicode = UserKey(appid: "wx1", openid: "用户-ünï-😀")
+        try database.write(OutcomeBatch(
+            members: [member(unicode, "+86 138", Int64.max)],
+            failures: [FailureRecord(appid: nil, openid: nil, reason: "malformed_job", detail: #"détail ✓ {"a\\b",NULL}"#,
+                                     source: SourceCoordinates(topic: "t", partition: Int32.max, offset: Int64.max))]
+        ))
+        #expect(try database.connection.query("SELECT openid, phone_number, watermark_ts FROM members") == [[unicode.openid, "+86 138", String(Int64.max)]])
+        #expect(try database.connection.query("SELECT appid, openid, detail, source_partition, source_offset FROM decrypt_failures")
+                == [[nil, nil, #"détail ✓ {"a\\b",NULL}"#, String(Int32.max), String(Int64.max)]])
+        #expect(try database.write(OutcomeBatch(members: [member(unicode, "+86 138", Int64.max)])).membersChanged == 0)
     }
 }
 
