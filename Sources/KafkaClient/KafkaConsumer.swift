@@ -142,13 +142,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         // Closing runs the rebalance callback, whose closure reaches this object, which is going
         // away: hand librdkafka a plain unassign instead.
         handle.context.committed = nil
-        handle.context.rebalance = { handle, _, list in
-            if String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE" {
-                if let error = rd_kafka_incremental_unassign(handle, list) { rd_kafka_error_destroy(error) }
-            } else {
-                rd_kafka_assign(handle, nil)
-            }
-        }
+        handle.context.rebalance = { handle, _, list in _ = Self.unassign(list, from: handle) }
         rd_kafka_consumer_close(handle.pointer)
     }
 
@@ -199,7 +193,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     private func handle(_ error: rd_kafka_resp_err_t, in message: UnsafeMutablePointer<rd_kafka_message_t>) throws(KafkaError) {
         if error == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-            let partition = TopicPartition(String(cString: rd_kafka_topic_name(message.pointee.rkt)), message.pointee.partition)
+            let partition = TopicPartition(topicName(message.pointee.rkt), message.pointee.partition)
             condition.locked { tracker.reachedEnd(partition) }
             return
         }
@@ -369,11 +363,11 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     private func rebalance(_ error: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
         let partitions = RDKafkaTopicPartitionList.partitions(of: list)
-        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle.pointer)) == "COOPERATIVE"
+        let cooperative = Self.isCooperative(handle.pointer)
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             condition.locked { tracker.assign(partitions) }
-            let status = cooperative ? errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
+            let status = cooperative ? Self.errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("assign failed", metadata: ["error": "\(KafkaError(status))"])
             }
@@ -410,7 +404,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 }
                 redeliverable += again
             }
-            let status = cooperative ? errorCode(rd_kafka_incremental_unassign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, nil)
+            let status = Self.unassign(list, from: handle.pointer)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("unassign failed", metadata: ["error": "\(KafkaError(status))"])
             }
@@ -431,7 +425,16 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Turns an `rd_kafka_error_t` (owned, may be NULL) into a response code and frees it.
-    private func errorCode(_ error: OpaquePointer?) -> rd_kafka_resp_err_t {
+    private static func isCooperative(_ handle: OpaquePointer) -> Bool {
+        String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+    }
+
+    /// Gives up `list`: incrementally under the cooperative protocol, the whole assignment otherwise.
+    private static func unassign(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>, from handle: OpaquePointer) -> rd_kafka_resp_err_t {
+        isCooperative(handle) ? errorCode(rd_kafka_incremental_unassign(handle, list)) : rd_kafka_assign(handle, nil)
+    }
+
+    private static func errorCode(_ error: OpaquePointer?) -> rd_kafka_resp_err_t {
         guard let error else { return RD_KAFKA_RESP_ERR_NO_ERROR }
         defer { rd_kafka_error_destroy(error) }
         return rd_kafka_error_code(error)
