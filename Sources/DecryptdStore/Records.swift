@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A user as the session table keys it.
 public struct UserKey: Sendable, Hashable {
     public var appid: String
@@ -79,28 +83,39 @@ public struct OutcomeBatch: Sendable, Hashable {
     /// compare as bytes here, as they do in the tables: Swift's `==` on strings would merge two
     /// spellings of the same Unicode text that PostgreSQL keeps apart.
     public var newestMemberPerUser: [MemberRecord] {
-        func sameBytes(_ x: MemberRecord, _ y: MemberRecord) -> Bool {
-            x.user.appid.utf8.elementsEqual(y.user.appid.utf8) && x.user.openid.utf8.elementsEqual(y.user.openid.utf8)
-        }
         // Compared in place through the buffer: copying records out in the comparator would
         // retain and release all their strings on every comparison.
-        let order = members.withUnsafeBufferPointer { m in
-            m.indices.sorted { a, b in
-                if !m[a].user.appid.utf8.elementsEqual(m[b].user.appid.utf8) {
-                    return m[a].user.appid.utf8.lexicographicallyPrecedes(m[b].user.appid.utf8)
-                }
-                if !m[a].user.openid.utf8.elementsEqual(m[b].user.openid.utf8) {
-                    return m[a].user.openid.utf8.lexicographicallyPrecedes(m[b].user.openid.utf8)
-                }
+        members.withUnsafeBufferPointer { m in
+            func compareUsers(_ a: Int, _ b: Int) -> Int {
+                let byAppid = Self.compareBytes(m[a].user.appid, m[b].user.appid)
+                return byAppid != 0 ? byAppid : Self.compareBytes(m[a].user.openid, m[b].user.openid)
+            }
+            let order = m.indices.sorted { a, b in
+                let byUser = compareUsers(a, b)
+                if byUser != 0 { return byUser < 0 }
                 if m[a].watermarkTimestamp != m[b].watermarkTimestamp { return m[a].watermarkTimestamp > m[b].watermarkTimestamp }
                 return a > b
             }
+            var result: [MemberRecord] = []
+            result.reserveCapacity(order.count)
+            var previous: Int?
+            for index in order where previous.map({ compareUsers($0, index) != 0 }) ?? true {
+                result.append(m[index])
+                previous = index
+            }
+            return result
         }
-        var result: [MemberRecord] = []
-        result.reserveCapacity(order.count)
-        for index in order where result.last.map({ !sameBytes($0, members[index]) }) ?? true {
-            result.append(members[index])
+    }
+
+    /// memcmp order of the UTF-8 bytes: negative, zero or positive.
+    private static func compareBytes(_ x: String, _ y: String) -> Int {
+        var x = x, y = y
+        return x.withUTF8 { a in
+            y.withUTF8 { b in
+                let length = min(a.count, b.count)
+                let common = length == 0 ? 0 : memcmp(a.baseAddress!, b.baseAddress!, length)
+                return common != 0 ? Int(common) : a.count - b.count
+            }
         }
-        return result
     }
 }
