@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import PostgresClient
 
 /// Capped exponential backoff with full jitter, for transient errors (PostgreSQL down, a
 /// dead-letter produce not acknowledged). Logs once when trouble starts and once when it ends,
@@ -51,5 +52,16 @@ public struct Backoff: Sendable {
                 Thread.sleep(forTimeInterval: delay(attempt: attempt))
             }
         }
+    }
+}
+
+extension Backoff {
+    /// ``run(_:logger:isTransient:shouldStop:onRetry:_:)`` for PostgreSQL work: the errors
+    /// ``PostgresError/isTransient`` accepts are retried.
+    func retryingPostgres<R>(
+        _ what: String, logger: Logger, shouldStop: () -> Bool, onRetry: () -> Void = {}, _ body: () throws -> R
+    ) throws -> R {
+        try run(what, logger: logger, isTransient: { ($0 as? PostgresError)?.isTransient ?? false },
+                shouldStop: shouldStop, onRetry: onRetry, body)
     }
 }

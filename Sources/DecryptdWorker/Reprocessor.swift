@@ -104,7 +104,7 @@ public final class Reprocessor {
     // MARK: - One batch
 
     private func replay(_ messages: [KafkaMessage], into summary: inout Summary) throws {
-        var batch = WorkBatch([], appids: configuration.appids)
+        var batch = WorkBatch()
         var sources: [DeadLetter.Source] = []
         var attempts: [Int] = []
         var reasons: [String] = []
@@ -137,16 +137,11 @@ public final class Reprocessor {
             switch pending.outcome! {
             case .success(let payload):
                 summary.byReason[reasons[index], default: Counts()].recovered += 1
-                outcome.members.append(MemberRecord(
-                    user: pending.user!, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
-                    countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp
-                ))
+                outcome.members.append(MemberRecord(user: pending.user!, payload: payload))
                 outcome.resolved.append(coordinates)
             case .failure(let failure):
                 summary.byReason[reasons[index], default: Counts()].failedAgain += 1
-                outcome.failures.append(FailureRecord(
-                    appid: pending.appid, openid: pending.job?.openid, reason: failure.reason.rawValue, detail: failure.detail, source: coordinates
-                ))
+                outcome.failures.append(FailureRecord(appid: pending.appid, openid: pending.job?.openid, failure: failure, source: coordinates))
                 deadLetters.append(DeadLetter.record(
                     for: pending.message, failure: failure, source: source, attempts: attempts[index] + 1,
                     topic: configuration.deadLetterTopic, group: options.group
@@ -172,6 +167,6 @@ public final class Reprocessor {
     }
 
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.run(what, logger: logger, isTransient: { ($0 as? PostgresError)?.isTransient ?? false }, shouldStop: { false }, body)
+        try backoff.retryingPostgres(what, logger: logger, shouldStop: { false }, body)
     }
 }

@@ -56,14 +56,9 @@ struct WorkBatch: Sendable {
     /// Session keys for the batch's users, newest first (filled by the lookup stage).
     var sessionKeys: [UserKey: [String]] = [:]
     let fetchedAt: DispatchTime
-    var fetchedDate = Date()
+    let fetchedDate: Date
 
-    init(_ messages: [KafkaMessage], appids: [String]) {
-        jobs = messages.map { PendingJob($0, appids: appids) }
-        fetchedAt = .now()
-    }
-
-    private init(jobs: [PendingJob], lane: Int, fetchedAt: DispatchTime, fetchedDate: Date) {
+    init(jobs: [PendingJob] = [], lane: Int = 0, fetchedAt: DispatchTime = .now(), fetchedDate: Date = Date()) {
         self.jobs = jobs
         self.lane = lane
         self.fetchedAt = fetchedAt
@@ -93,16 +88,14 @@ struct WorkBatch: Sendable {
     }
 
     /// FNV-1a over the openid's bytes (the openid alone keeps every job of a user in one lane),
-    /// finished with a 64-bit mixer: FNV's low bits barely depend on anything but the low bits of
-    /// the bytes, so `% lanes` of the raw value would fill the lanes unevenly.
+    /// finished with SplitMix64's mixer: FNV's low bits barely depend on anything but the low bits
+    /// of the bytes, so `% lanes` of the raw value would fill the lanes unevenly.
     static func laneHash(_ openid: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in openid.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
-        hash = (hash ^ (hash >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        hash = (hash ^ (hash >> 27)) &* 0x94d0_49bb_1331_11eb
-        return hash ^ (hash >> 31)
+        return SplitMix.mix(hash)
     }
 
     /// Users whose jobs still need decrypting.
@@ -117,5 +110,20 @@ struct WorkBatch: Sendable {
             }
             return users
         }
+    }
+}
+
+extension MemberRecord {
+    /// The member row a decrypted payload makes.
+    init(user: UserKey, payload: PhonePayload) {
+        self.init(user: user, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
+                  countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp)
+    }
+}
+
+extension FailureRecord {
+    /// The failure row of a job (`appid` and `openid` as far as the job names them).
+    init(appid: String?, openid: String?, failure: DecryptFailure, source: SourceCoordinates) {
+        self.init(appid: appid, openid: openid, reason: failure.reason.rawValue, detail: failure.detail, source: source)
     }
 }

@@ -9,15 +9,18 @@ import PostgresClient
 /// The Kafka → PostgreSQL decryption worker, at least once.
 ///
 /// Threads (all dedicated; nothing blocking runs on Swift's cooperative pool):
-/// - the caller of ``run()``: polls Kafka, parses jobs, deals them into batches by lane (a hash
-///   of the openid, one lane per persist slot), hands them on. It never waits for the pipeline
-///   for long, so rebalances stay served; back-pressure is the consumer's in-flight limit.
-/// - lookup slots: one session-key round trip per batch, each on its own PostgreSQL connection.
+/// - the caller of ``run()``: only polls Kafka and hands on what a poll returned. It never waits
+///   for the pipeline for long, so rebalances stay served; back-pressure is the consumer's
+///   in-flight limit.
+/// - lookup slots: parse a poll's jobs, deal them into batches by lane (a hash of the openid, one
+///   lane per persist slot), and fetch all their session keys in one round trip, each slot on its
+///   own PostgreSQL connection.
 /// - decrypt: the batch over a Dispatch pool of `concurrency` slots, one decryptor per slot.
-/// - persist slots, one per lane: dead letters produced and acknowledged, then members and
-///   failures in one statement on the slot's connection, then (and only then) the batch's
-///   offsets are marked done. A user's jobs are always written by the same slot, so the slots'
-///   transactions never wait on each other's row locks.
+/// - persist slots, one per lane: members and failures in one statement on the slot's
+///   connection while the dead letters are produced without blocking; when both are durable
+///   (and only then) the batch's offsets are marked done. A user's jobs are always written by the
+///   same slot, so the slots' transactions never wait on each other's row locks.
+/// - dead-letter retry: records that were not acknowledged, with backoff.
 /// The stages overlap: batch N+1 is looked up and decrypted while batch N is written. That is
 /// safe because every write is order-independent (watermark rule, idempotent failure rows,
 /// out-of-order completion). Transient errors are retried in place with backoff; nothing is
@@ -117,11 +120,14 @@ public final class Worker: @unchecked Sendable {
             startStage("decryptd-persist-\(slot)", persistQueues[slot]) { [self] work in
                 switch work {
                 case .write(let batch): try persist(batch, writeDatabases[slot])
-                case .finish(let batch): finish(batch)
+                case .complete(let batch): complete(batch)
                 }
             }
         } + [
-            startDeadLetterRetryStage(),
+            startStage("decryptd-dead-letter-retry", take: deadLetterQueue.takeAll) { [self] pending in
+                try retryDeadLetters(pending.flatMap(\.records))
+                for batch in pending { deadLettersDone(batch.done) }
+            },
         ]
         logger.info("worker started", metadata: [
             "topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
@@ -175,8 +181,15 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func startStage<Item: Sendable>(_ name: String, _ queue: BlockingQueue<Item>, _ body: @escaping @Sendable (inout Item) throws -> Void) -> Thread {
+        startStage(name, take: queue.take, body)
+    }
+
+    /// A thread that runs `body` on each item `take` returns, until it returns `nil`.
+    private func startStage<Item: Sendable>(
+        _ name: String, take: @escaping @Sendable () -> Item?, _ body: @escaping @Sendable (inout Item) throws -> Void
+    ) -> Thread {
         let thread = Thread { [self] in
-            while var batch = queue.take() {
+            while var batch = take() {
                 guard !shouldAbandon else { continue }  // drain the queue without working
                 do {
                     try body(&batch)
@@ -229,14 +242,11 @@ public final class Worker: @unchecked Sendable {
             for index in jobs.indices {
                 switch jobs[index].outcome! {
                 case .success(let payload):
-                    outcome.members.append(MemberRecord(
-                        user: jobs[index].user!, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
-                        countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp
-                    ))
+                    outcome.members.append(MemberRecord(user: jobs[index].user!, payload: payload))
                 case .failure(let failure):
                     let message = jobs[index].message
                     outcome.failures.append(FailureRecord(
-                        appid: jobs[index].appid, openid: jobs[index].job?.openid, reason: failure.reason.rawValue, detail: failure.detail,
+                        appid: jobs[index].appid, openid: jobs[index].job?.openid, failure: failure,
                         source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset)
                     ))
                     deadLetters.append(DeadLetter.record(
@@ -253,21 +263,21 @@ public final class Worker: @unchecked Sendable {
         let done = Rendezvous(parts: deadLetters.isEmpty ? 1 : 2, payload: batch)
         if !deadLetters.isEmpty { produceDeadLetters(deadLetters, then: done) }
         try retryingPostgres("outcome write") { try database.write(outcome) }
-        if let batch = done.arrive() { finish(batch) }
+        if let batch = done.arrive() { complete(batch) }
     }
 
     /// Both the outcome and the dead letters of `batch` are durable: its offsets may be stored.
-    private func finish(_ batch: WorkBatch) {
+    private func complete(_ batch: WorkBatch) {
         consumer.complete(batch.jobs.withUnsafeBufferPointer { jobs in jobs.indices.map { jobs[$0].message.id } })
         record(batch)
     }
 
     /// When the dead letters are the last part of a batch to become durable, the batch goes back
-    /// to its persist slot to be finished there, ahead of the slot's queued writes: the thread
-    /// that serves delivery reports must stay free, and finishing costs as much as a batch has
+    /// to its persist slot to be completed there, ahead of the slot's queued writes: the thread
+    /// that serves delivery reports must stay free, and completing costs as much as a batch has
     /// jobs (offsets, metrics, freeing the batch).
     private func deadLettersDone(_ done: Rendezvous<WorkBatch>) {
-        if let batch = done.arrive() { persistQueues[batch.lane].putFirst(.finish(batch)) }
+        if let batch = done.arrive() { persistQueues[batch.lane].putFirst(.complete(batch)) }
     }
 
     /// Produces a batch's dead letters without waiting, then arrives at `done`. Records that were
@@ -287,28 +297,8 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Retries dead letters that were not acknowledged, on one thread, with backoff, whatever has
-    /// queued up together, until they are acknowledged or fail permanently.
-    private func startDeadLetterRetryStage() -> Thread {
-        let thread = Thread { [self] in
-            while let pending = deadLetterQueue.takeAll() {
-                guard !shouldAbandon else { continue }  // shutting down: the batches stay uncommitted
-                do {
-                    try retryDeadLetters(pending.flatMap(\.records))
-                    for batch in pending { deadLettersDone(batch.done) }
-                } catch is Backoff.GaveUp {
-                    continue
-                } catch {
-                    logger.critical("permanent error: the worker stops; the batch is not committed", metadata: ["stage": "dead-letter produce", "error": "\(error)"])
-                    fail(error)
-                }
-            }
-        }
-        thread.name = "decryptd-dead-letter-retry"
-        thread.start()
-        return thread
-    }
-
+    /// Retries dead letters that were not acknowledged (the retry stage takes whatever has queued
+    /// up, together) until they are acknowledged or fail permanently.
     private func retryDeadLetters(_ records: [KafkaRecord]) throws {
         try producer.sendAll(records, backoff: backoff, logger: logger, shouldStop: { shouldAbandon }) {
             metrics.kafkaRetries.increment()
@@ -316,8 +306,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.run(what, logger: logger, isTransient: { ($0 as? PostgresError)?.isTransient ?? false },
-                        shouldStop: { shouldAbandon }, onRetry: { metrics.postgresRetries.increment() }, body)
+        try backoff.retryingPostgres(what, logger: logger, shouldStop: { shouldAbandon }, onRetry: { metrics.postgresRetries.increment() }, body)
     }
 
     private func record(_ batch: WorkBatch) {
@@ -352,9 +341,9 @@ private struct DeadLetterBatch: Sendable {
     var done: Rendezvous<WorkBatch>
 }
 
-/// What a persist slot does: write a batch's outcome, or finish a batch it wrote earlier whose
+/// What a persist slot does: write a batch's outcome, or complete a batch it wrote earlier whose
 /// dead letters have since been acknowledged.
 private enum PersistWork: Sendable {
     case write(WorkBatch)
-    case finish(WorkBatch)
+    case complete(WorkBatch)
 }
