@@ -185,8 +185,8 @@ public struct LoadGenerator {
         try database.analyzeSessionKeys()
         var expectation = Expectation()
         expectation.jobs = jobs.count
-        for start in stride(from: 0, to: jobs.count, by: 2000) {
-            let chunk = jobs[start..<min(jobs.count, start + 2000)]
+        for start in stride(from: 0, to: jobs.count, by: 40000) {
+            let chunk = jobs[start..<min(jobs.count, start + 40000)]
             let results = producer.send(chunk.map(\.record))
             for (job, result) in zip(chunk, results) {
                 let id = try result.get()

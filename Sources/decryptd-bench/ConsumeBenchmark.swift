@@ -21,6 +21,9 @@ struct ConsumeBenchmark: ParsableCommand {
     @Option(help: "Messages per poll.")
     var batch = 1000
 
+    @Option(name: .customLong("property"), help: "A librdkafka consumer property, key=value (repeatable).")
+    var properties: [String] = []
+
     @Flag(help: "Print one JSON line instead of text.")
     var json = false
 
@@ -29,8 +32,13 @@ struct ConsumeBenchmark: ParsableCommand {
             bootstrapServers: brokers, groupID: "decryptd-bench-\(UInt32.random(in: 0...UInt32.max))", topics: [topic]
         )
         configuration.commitInterval = .infinity
+        for property in properties {
+            let parts = property.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--property takes key=value, got \(property)") }
+            configuration.properties[parts[0]] = parts[1]
+        }
         var logger = Logger(label: "decryptd-bench")
-        logger.logLevel = .warning
+        logger.logLevel = configuration.properties["debug"] == nil ? .warning : .debug
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         var messages = 0
         var bytes = 0

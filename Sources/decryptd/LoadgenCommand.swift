@@ -52,7 +52,13 @@ struct LoadgenCommand: ParsableCommand {
         let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
-        let producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
+        var producerConfiguration = configuration.producerConfiguration
+        // Large record batches: a real broker returns many batches per partition in one fetch, the
+        // embedded one only one, so small batches would make the consumer wait on round trips.
+        for (key, value) in ["linger.ms": "100", "batch.num.messages": "10000"] where producerConfiguration.properties[key] == nil {
+            producerConfiguration.properties[key] = value
+        }
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         producer.start()
         defer { producer.close() }
 
