@@ -17,18 +17,28 @@ public final class DecryptdDatabase {
     /// in one round trip. Users with no key are absent from the result.
     public func sessionKeys(for users: some Sequence<UserKey>, limit: Int) throws(PostgresError) -> [UserKey: [String]] {
         let distinct = Array(Set(users))
-        guard !distinct.isEmpty else { return [:] }
-        let rows = try connection.query(Statements.lookupSessionKeys, [
-            PostgresArray.text(distinct.map(\.appid)),
-            PostgresArray.text(distinct.map(\.openid)),
+        let keys = try sessionKeys(forDistinct: distinct, limit: limit)
+        var result: [UserKey: [String]] = [:]
+        for (user, userKeys) in zip(distinct, keys) where !userKeys.isEmpty { result[user] = userKeys }
+        return result
+    }
+
+    /// Up to `limit` session keys per user, newest first, in one round trip: element `i` holds
+    /// the keys of `users[i]` (empty when there are none). `users` must not repeat a user.
+    ///
+    /// The worker's form: positions instead of a dictionary, so a batch hashes each user once.
+    public func sessionKeys(forDistinct users: [UserKey], limit: Int) throws(PostgresError) -> [[String]] {
+        guard !users.isEmpty else { return [] }
+        var keys = [[String]](repeating: [], count: users.count)
+        try connection.forEachRow(Statements.lookupSessionKeys, [
+            PostgresArray.text(users.lazy.map { $0.appid }),
+            PostgresArray.text(users.lazy.map { $0.openid }),
             String(limit),
-        ])
-        var keys: [UserKey: [String]] = [:]
-        for row in rows {
-            guard let index = row[0].flatMap({ Int($0) }), let key = row[1] else {
+        ]) { row throws(PostgresError) in
+            guard let index = row.integer(0), keys.indices.contains(index - 1), let key = row.string(1) else {
                 throw PostgresError(kind: .protocolViolation, message: "unexpected session lookup row")
             }
-            keys[distinct[index - 1], default: []].append(key)
+            keys[index - 1].append(key)
         }
         return keys
     }
@@ -73,27 +83,27 @@ public final class DecryptdDatabase {
         guard !batch.isEmpty else { return WriteCounts(membersChanged: 0, failuresRecorded: 0, failuresResolved: 0) }
         let members = batch.newestMemberPerUser, failures = batch.failures, resolved = batch.resolved
         var parameters = [
-            PostgresArray.text(members.map(\.user.appid)),
-            PostgresArray.text(members.map(\.user.openid)),
-            PostgresArray.text(members.map(\.phoneNumber)),
-            PostgresArray.text(members.map(\.purePhoneNumber)),
-            PostgresArray.text(members.map(\.countryCode)),
-            PostgresArray.integers(members.map(\.watermarkTimestamp)),
-            PostgresArray.text(failures.map(\.appid)),
-            PostgresArray.text(failures.map(\.openid)),
-            PostgresArray.text(failures.map(\.reason)),
-            PostgresArray.text(failures.map(\.detail)),
-            PostgresArray.text(failures.map(\.source.topic)),
-            PostgresArray.integers(failures.map(\.source.partition)),
-            PostgresArray.integers(failures.map(\.source.offset)),
+            PostgresArray.text(members.lazy.map { $0.user.appid }),
+            PostgresArray.text(members.lazy.map { $0.user.openid }),
+            PostgresArray.text(members.lazy.map { $0.phoneNumber }),
+            PostgresArray.text(members.lazy.map { $0.purePhoneNumber }),
+            PostgresArray.text(members.lazy.map { $0.countryCode }),
+            PostgresArray.integers(members.lazy.map { $0.watermarkTimestamp }),
+            PostgresArray.text(failures.lazy.map { $0.appid }),
+            PostgresArray.text(failures.lazy.map { $0.openid }),
+            PostgresArray.text(failures.lazy.map { $0.reason }),
+            PostgresArray.text(failures.lazy.map { $0.detail }),
+            PostgresArray.text(failures.lazy.map { $0.source.topic }),
+            PostgresArray.integers(failures.lazy.map { $0.source.partition }),
+            PostgresArray.integers(failures.lazy.map { $0.source.offset }),
         ]
         var statement = Statements.writeOutcomes
         if !resolved.isEmpty {
             statement = Statements.writeOutcomesResolving
             parameters += [
-                PostgresArray.text(resolved.map(\.topic)),
-                PostgresArray.integers(resolved.map(\.partition)),
-                PostgresArray.integers(resolved.map(\.offset)),
+                PostgresArray.text(resolved.lazy.map { $0.topic }),
+                PostgresArray.integers(resolved.lazy.map { $0.partition }),
+                PostgresArray.integers(resolved.lazy.map { $0.offset }),
             ]
         }
         let rows = try connection.query(statement, parameters)

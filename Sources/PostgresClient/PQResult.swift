@@ -1,6 +1,7 @@
 internal import CLibPQ
 
-/// Owns one `PGresult`; frees it in `deinit`. Values are copied out, never lent.
+/// Owns one `PGresult`; frees it in `deinit`. Values are copied out (``rows()``), or lent to a
+/// visitor for the duration of ``forEachRow(_:)`` only.
 final class PQResult {
     let pointer: OpaquePointer
 
@@ -49,6 +50,15 @@ final class PQResult {
         return rows
     }
 
+    /// Calls `body` with each row in place (nothing copied unless `body` asks for a value).
+    func forEachRow<Failure: Error>(_ body: (PostgresRow) throws(Failure) -> Void) throws(Failure) {
+        try withExtendedLifetime(self) { () throws(Failure) in
+            for row in 0..<PQntuples(pointer) {
+                try body(PostgresRow(result: pointer, row: row))
+            }
+        }
+    }
+
     /// The affected-row count of an INSERT/UPDATE/DELETE, 0 when there is none.
     var affectedRows: Int {
         Int(String(cString: PQcmdTuples(pointer))) ?? 0
@@ -62,3 +72,26 @@ extension String {
         return text
     }
 }
+
+/// One row of a result, read in place: valid only inside the ``PostgresConnection/forEachRow(_:_:_:)``
+/// call that handed it out.
+public struct PostgresRow {
+    /// The `PGresult`, owned by the ``PQResult`` that is alive for the whole visit.
+    let result: OpaquePointer
+    let row: Int32
+
+    /// The number of columns.
+    public var count: Int { Int(PQnfields(result)) }
+
+    /// The column's text (`nil` for SQL NULL).
+    public func string(_ column: Int) -> String? {
+        guard PQgetisnull(result, row, Int32(column)) == 0 else { return nil }
+        return String(cString: PQgetvalue(result, row, Int32(column)))
+    }
+
+    /// The column as a decimal integer (`nil` for SQL NULL or anything else).
+    public func integer(_ column: Int) -> Int? {
+        string(column).flatMap { Int($0) }
+    }
+}
+

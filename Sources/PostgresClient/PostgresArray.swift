@@ -1,29 +1,85 @@
 /// PostgreSQL array literals in text form, for sending a whole column as one parameter
 /// (`unnest($1::text[])`). Elements are always quoted and escaped, so no value can break out.
+///
+/// Any collection of values is accepted, so callers can pass a lazy projection of their records
+/// (`records.lazy.map(\.name)`) instead of building an array of strings first; the functions are
+/// inlinable so that such a projection is specialized where it is used, not walked through
+/// protocol witnesses.
 public enum PostgresArray {
     /// `{"a","b\"c",NULL}` for `text[]`.
-    public static func text(_ values: [String?]) -> String {
-        var literal: [UInt8] = [UInt8(ascii: "{")]
-        literal.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
-        for (index, value) in values.enumerated() {
-            if index > 0 { literal.append(UInt8(ascii: ",")) }
-            guard let value else {
-                literal.append(contentsOf: "NULL".utf8)
-                continue
-            }
-            literal.append(UInt8(ascii: "\""))
-            for byte in value.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { literal.append(UInt8(ascii: "\\")) }
-                literal.append(byte)
-            }
-            literal.append(UInt8(ascii: "\""))
+    @inlinable
+    public static func text<Values: Collection<String?>>(_ values: Values) -> String {
+        var literal = Literal(estimatedCount: values.count)
+        for value in values {
+            if let value { literal.appendQuoted(value) } else { literal.appendNull() }
         }
-        literal.append(UInt8(ascii: "}"))
-        return String(decoding: literal, as: UTF8.self)
+        return literal.finish()
+    }
+
+    /// `{"a","b\"c"}` for `text[]`.
+    @inlinable
+    public static func text<Values: Collection<String>>(_ values: Values) -> String {
+        var literal = Literal(estimatedCount: values.count)
+        for value in values { literal.appendQuoted(value) }
+        return literal.finish()
     }
 
     /// `{1,2,3}` for `bigint[]` / `int[]`.
-    public static func integers<I: BinaryInteger>(_ values: [I]) -> String {
-        "{" + values.map { String($0) }.joined(separator: ",") + "}"
+    @inlinable
+    public static func integers<Values: Collection>(_ values: Values) -> String where Values.Element: BinaryInteger {
+        var literal = Literal(estimatedCount: values.count)
+        for value in values { literal.appendElement(String(value).utf8) }
+        return literal.finish()
+    }
+
+    /// The bytes of one literal, built in place.
+    @usableFromInline
+    struct Literal {
+        @usableFromInline
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+
+        @inlinable
+        init(estimatedCount: Int) {
+            bytes.reserveCapacity(2 + estimatedCount * 24)
+        }
+
+        @inlinable
+        mutating func appendNull() {
+            appendElement("NULL".utf8)
+        }
+
+        @inlinable
+        mutating func appendElement(_ element: some Collection<UInt8>) {
+            if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(contentsOf: element)
+        }
+
+        /// `"value"`, with `"` and `\` escaped. Most values need no escaping: they are copied whole.
+        @inlinable
+        mutating func appendQuoted(_ value: String) {
+            if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(UInt8(ascii: "\""))
+            let utf8 = value.utf8
+            if utf8.contains(where: Self.needsEscape) {
+                for byte in utf8 {
+                    if Self.needsEscape(byte) { bytes.append(UInt8(ascii: "\\")) }
+                    bytes.append(byte)
+                }
+            } else {
+                bytes.append(contentsOf: utf8)
+            }
+            bytes.append(UInt8(ascii: "\""))
+        }
+
+        @inlinable
+        mutating func finish() -> String {
+            bytes.append(UInt8(ascii: "}"))
+            return String(decoding: bytes, as: UTF8.self)
+        }
+
+        @inlinable
+        static func needsEscape(_ byte: UInt8) -> Bool {
+            byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+        }
     }
 }

@@ -121,6 +121,14 @@ public final class PostgresConnection {
         try runPrepared(statement, parameters).rows()
     }
 
+    /// Runs a prepared statement and calls `body` with each row, read in place: for large
+    /// results, where copying every value into `[[String?]]` would cost more than the reading.
+    public func forEachRow(
+        _ statement: PreparedStatement, _ parameters: [String?], _ body: (PostgresRow) throws(PostgresError) -> Void
+    ) throws(PostgresError) {
+        try runPrepared(statement, parameters).forEachRow(body)
+    }
+
     /// Runs a prepared statement and returns the number of rows it affected.
     @discardableResult
     public func execute(_ statement: PreparedStatement, _ parameters: [String?]) throws(PostgresError) -> Int {

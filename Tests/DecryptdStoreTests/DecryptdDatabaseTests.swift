@@ -40,6 +40,35 @@ struct DecryptdDatabaseTests {
         #expect(try database.sessionKeys(for: [], limit: 3).isEmpty)
     }
 
+    @Test("aligned lookup: element i holds the keys of user i, empty for a user without keys")
+    func alignedLookup() throws {
+        let database = try TestDatabase.migrated()
+        try database.insertSessionKeys([(alice, "a-old", 1_000), (alice, "a-new", 2_000), (carol, "c-only", 1_000)])
+        let keys = try database.sessionKeys(forDistinct: [bob, carol, alice], limit: 3)
+        #expect(keys == [[], ["c-only"], ["a-new", "a-old"]])
+        #expect(try database.sessionKeys(forDistinct: [], limit: 3).isEmpty)
+    }
+
+    @Test("rows read in place: text, integers and NULL, every row once and in order")
+    func rowVisitor() throws {
+        let connection = try TestDatabase.isolatedConnection()
+        let statement = PreparedStatement(name: "test_rows", sql: """
+            SELECT i, CASE WHEN i % 2 = 0 THEN NULL ELSE 'v' || i END, '-' || i
+            FROM generate_series(1, $1::int) AS i
+            """, parameterCount: 1)
+        var seen: [(Int?, String?, Int?)] = []
+        try connection.forEachRow(statement, ["5"]) { row in
+            #expect(row.count == 3)
+            seen.append((row.integer(0), row.string(1), row.integer(2)))
+        }
+        #expect(seen.map(\.0) == [1, 2, 3, 4, 5])
+        #expect(seen.map(\.1) == ["v1", nil, "v3", nil, "v5"])
+        #expect(seen.map(\.2) == [-1, -2, -3, -4, -5])
+        var none = 0
+        try connection.forEachRow(statement, ["0"]) { _ in none += 1 }
+        #expect(none == 0)
+    }
+
     @Test("upsert: an older watermark never replaces a newer one; within a batch the newest wins")
     func upsertOrdering() throws {
         let database = try TestDatabase.migrated()
@@ -121,6 +150,21 @@ struct DecryptdDatabaseTests {
         } throws: { error in
             (error as? PostgresError)?.kind == .invalidParameter
         }
+    }
+
+    @Test("array literals: any collection, escaped only where needed, the same text for every form")
+    func arrayLiterals() throws {
+        let values = ["plain", #"quo"te"#, #"back\slash"#, "", "NULL"]
+        let literal = PostgresArray.text(values)
+        #expect(literal == #"{"plain","quo\"te","back\\slash","","NULL"}"#)
+        #expect(PostgresArray.text(values.lazy.map { $0 }) == literal)
+        #expect(PostgresArray.text(values.map { Optional($0) }) == literal)
+        #expect(PostgresArray.text([nil, "a"] as [String?]) == #"{NULL,"a"}"#)
+        #expect(PostgresArray.text([String]()) == "{}")
+        #expect(PostgresArray.integers([Int64.min, 0, 7].lazy.map { $0 }) == "{\(Int64.min),0,7}")
+        let connection = try TestDatabase.isolatedConnection()
+        let echoed = try connection.query("SELECT unnest($1::text[])", [literal]).map { $0[0] }
+        #expect(echoed == values)
     }
 
     @Test("array parameters: NULL elements, empty arrays, multi-byte and quoting characters, extreme integers round-trip")
