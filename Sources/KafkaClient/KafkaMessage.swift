@@ -1,4 +1,7 @@
 internal import CRDKafka
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A header as Kafka carries it: a name and an optional value.
 public struct KafkaHeader: Sendable, Hashable {
@@ -31,57 +34,107 @@ public struct KafkaMessageID: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A consumed message, copied out of librdkafka's memory (nothing here points into C).
+///
+/// Key, value and headers are packed into one buffer: a message costs one allocation (two with
+/// headers) instead of one per part. ``withValue(_:)`` reads the value in place; ``key``,
+/// ``value`` and ``headers`` make copies, for the rare message that needs them (a dead letter).
 public struct KafkaMessage: Sendable, Hashable {
     public var id: KafkaMessageID
-    public var key: [UInt8]?
-    public var value: [UInt8]?
-    public var headers: [KafkaHeader]
     /// Milliseconds since the epoch (create or log-append time), when the broker sent one.
     public var timestamp: Int64?
+    private let storage: [UInt8]
+    private let keySpan: Span?
+    private let valueSpan: Span?
+    private let headerSpans: [(name: Span, value: Span?)]
 
     public var topic: String { id.topic }
     public var partition: Int32 { id.partition }
     public var offset: Int64 { id.offset }
 
+    public var key: [UInt8]? { keySpan.map(bytes) }
+    public var value: [UInt8]? { valueSpan.map(bytes) }
+    public var headers: [KafkaHeader] {
+        headerSpans.map { KafkaHeader(String(decoding: bytes($0.name), as: UTF8.self), $0.value.map(bytes)) }
+    }
+
+    /// Runs `body` on the value's bytes where they are (`nil`: the message has no value).
+    public func withValue<R, Failure: Error>(_ body: (UnsafeBufferPointer<UInt8>?) throws(Failure) -> R) throws(Failure) -> R {
+        guard let span = valueSpan else { return try body(nil) }
+        return try storage.withUnsafeBufferPointer { buffer throws(Failure) in
+            try body(UnsafeBufferPointer(rebasing: buffer[span.range]))
+        }
+    }
+
     public init(id: KafkaMessageID, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader], timestamp: Int64?) {
+        var packer = Packer(capacity: (key?.count ?? 0) + (value?.count ?? 0) + headers.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) })
+        keySpan = key.map { packer.append($0) }
+        valueSpan = value.map { packer.append($0) }
+        headerSpans = headers.map { (packer.append($0.name.utf8), $0.value.map { packer.append($0) }) }
+        storage = packer.bytes
         self.id = id
-        self.key = key
-        self.value = value
-        self.headers = headers
         self.timestamp = timestamp
     }
 
     /// Copies a message out; the caller keeps ownership of `message` (and destroys it).
     init(copying message: UnsafePointer<rd_kafka_message_t>, topic: String) {
         let raw = message.pointee
-        func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8]? {
-            guard let pointer else { return nil }
-            return Array(UnsafeRawBufferPointer(start: pointer, count: count))
-        }
-        var headers: [KafkaHeader] = []
+        var headers: [(name: UnsafePointer<CChar>, value: UnsafeRawBufferPointer?)] = []
+        var size = raw.key_len + raw.len
         var list: OpaquePointer?
         if rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
             var index = 0
             var name: UnsafePointer<CChar>?
             var value: UnsafeRawPointer?
-            var size = 0
-            while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                headers.append(KafkaHeader(
-                    name.map { String(cString: $0) } ?? "",
-                    value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
-                ))
+            var valueSize = 0
+            while rd_kafka_header_get_all(list, index, &name, &value, &valueSize) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                if let name {
+                    headers.append((name, value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) }))
+                    size += strlen(name) + valueSize
+                }
                 index += 1
             }
         }
+        var packer = Packer(capacity: size)
+        keySpan = raw.key.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.key_len)) }
+        valueSpan = raw.payload.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.len)) }
+        headerSpans = headers.map { header in
+            (packer.append(UnsafeRawBufferPointer(start: header.name, count: strlen(header.name))), header.value.map { packer.append($0) })
+        }
+        storage = packer.bytes
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
-        self.init(
-            id: KafkaMessageID(topic: topic, partition: raw.partition, offset: raw.offset),
-            key: bytes(raw.key, raw.key_len),
-            value: bytes(raw.payload, raw.len),
-            headers: headers,
-            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
-        )
+        id = KafkaMessageID(topic: topic, partition: raw.partition, offset: raw.offset)
+        self.timestamp = timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
+    }
+
+    private func bytes(_ span: Span) -> [UInt8] { Array(storage[span.range]) }
+
+    public static func == (lhs: KafkaMessage, rhs: KafkaMessage) -> Bool {
+        lhs.id == rhs.id && lhs.timestamp == rhs.timestamp && lhs.key == rhs.key && lhs.value == rhs.value && lhs.headers == rhs.headers
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(value)
+    }
+
+    /// Where one part lies in `storage`.
+    private struct Span: Sendable {
+        var start: Int32
+        var count: Int32
+        var range: Range<Int> { Int(start)..<Int(start) + Int(count) }
+    }
+
+    private struct Packer {
+        var bytes: [UInt8] = []
+
+        init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
+        mutating func append(_ part: some Collection<UInt8>) -> Span {
+            let start = bytes.count
+            bytes.append(contentsOf: part)
+            return Span(start: Int32(start), count: Int32(bytes.count - start))
+        }
     }
 }
 
