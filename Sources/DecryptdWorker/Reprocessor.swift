@@ -122,9 +122,13 @@ public final class Reprocessor {
             attempts.append(attempt)
             reasons.append(reason)
         }
-        let users = batch.usersToLookUp
+        var batches = [batch]
+        let users = WorkBatch.assignKeySlots(&batches)
+        batch = batches[0]
         if !users.isEmpty {
-            batch.sessionKeys = try retryingPostgres("session lookup") { try database.sessionKeys(for: users, limit: configuration.maxSessionKeys) }
+            batch.sessionKeys = try retryingPostgres("session lookup") {
+                try database.sessionKeys(forDistinct: users, limit: configuration.maxSessionKeys)
+            }
         }
         batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
 

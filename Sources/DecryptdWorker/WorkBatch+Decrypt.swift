@@ -19,9 +19,9 @@ extension WorkBatch {
                 // every string and array it holds, twice per job.
                 let jobs = shared.value
                 for index in stride(from: slot, to: jobs.count, by: width) where jobs[index].outcome == nil {
-                    let user = jobs[index].user!
+                    let keySlot = Int(jobs[index].keySlot)
                     jobs[index].outcome = decryptor.decrypt(
-                        appid: user.appid, sessionKeys: keys[user] ?? [],
+                        appid: jobs[index].appid!, sessionKeys: keys.indices.contains(keySlot) ? keys[keySlot] : [],
                         iv: jobs[index].job!.iv, encryptedData: jobs[index].job!.encryptedData
                     )
                 }

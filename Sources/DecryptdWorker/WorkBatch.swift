@@ -13,6 +13,9 @@ struct PendingJob: Sendable {
     let appid: String?
     /// Set by parsing (failures) or by decryption.
     var outcome: Result<PhonePayload, DecryptFailure>?
+    /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by
+    /// ``WorkBatch/assignKeySlots(_:)`` for the jobs that still need decrypting).
+    var keySlot: Int32 = -1
 
     var user: UserKey? {
         guard let job, let appid else { return nil }
@@ -22,11 +25,12 @@ struct PendingJob: Sendable {
     /// Parses a message: a job for one of `appids`, or a failure that needs no decryption.
     init(_ message: KafkaMessage, appids: [String]) {
         self.message = message
-        guard let value = message.value else {
+        // Parsed where the value lies: no copy of it is made.
+        guard let parsed = message.withValue({ $0.map(DecryptJob.parse) }) else {
             (job, appid, outcome) = (nil, nil, .failure(DecryptFailure(.malformedJob, "message has no value")))
             return
         }
-        switch DecryptJob.parse(value) {
+        switch parsed {
         case .failure(let failure):
             (job, appid, outcome) = (nil, nil, .failure(failure))
         case .success(let parsed):
@@ -53,8 +57,9 @@ struct WorkBatch: Sendable {
     /// The persist slot that writes this batch. Every job of one user goes to the same lane, so
     /// transactions running side by side never wait on each other's member rows.
     var lane = 0
-    /// Session keys for the batch's users, newest first (filled by the lookup stage).
-    var sessionKeys: [UserKey: [String]] = [:]
+    /// Session keys, newest first, by key slot (filled by the lookup stage): positions, not a
+    /// dictionary, so that each job's user is hashed once on its way through.
+    var sessionKeys: [[String]] = []
     let fetchedAt: DispatchTime
     let fetchedDate: Date
 
@@ -98,19 +103,27 @@ struct WorkBatch: Sendable {
         return SplitMix.mix(hash)
     }
 
-    /// Users whose jobs still need decrypting.
-    var usersToLookUp: [UserKey] {
-        // Through the buffer: copying whole jobs out would retain every string they hold.
-        jobs.withUnsafeBufferPointer { jobs in
-            var users: [UserKey] = []
-            users.reserveCapacity(jobs.count)
-            for index in jobs.indices {
-                guard case .none = jobs[index].outcome, let user = jobs[index].user else { continue }
-                users.append(user)
+    /// Numbers the distinct users of the jobs in `batches` that still need decrypting: each such
+    /// job gets its user's key slot. Returns the users in slot order, for the session lookup.
+    static func assignKeySlots(_ batches: inout [WorkBatch]) -> [UserKey] {
+        var users: [UserKey] = []
+        var slots: [UserKey: Int32] = [:]
+        for batchIndex in batches.indices {
+            // Through the buffer: copying whole jobs out would retain every string they hold.
+            batches[batchIndex].jobs.withUnsafeMutableBufferPointer { jobs in
+                for index in jobs.indices {
+                    guard case .none = jobs[index].outcome, let user = jobs[index].user else { continue }
+                    let next = Int32(users.count)
+                    let slot = Self.value(&slots[user, default: next])  // one hash: inserts when new
+                    if slot == next { users.append(user) }
+                    jobs[index].keySlot = slot
+                }
             }
-            return users
         }
+        return users
     }
+
+    private static func value(_ entry: inout Int32) -> Int32 { entry }
 }
 
 extension MemberRecord {

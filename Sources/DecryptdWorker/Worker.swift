@@ -211,12 +211,12 @@ public final class Worker: @unchecked Sendable {
     /// Parses what one poll returned, deals it into lane batches, and looks up the session keys
     /// of all of them in one round trip.
     private func lookUp(_ fetched: FetchedMessages, _ database: DecryptdDatabase) throws {
-        let batches = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
-        let users = batches.flatMap(\.usersToLookUp)
-        var keys: [UserKey: [String]] = [:]
+        var batches = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
+        let users = WorkBatch.assignKeySlots(&batches)
+        var keys: [[String]] = []
         if !users.isEmpty {
             keys = try retryingPostgres("session lookup") {
-                try database.sessionKeys(for: users, limit: configuration.maxSessionKeys)
+                try database.sessionKeys(forDistinct: users, limit: configuration.maxSessionKeys)
             }
         }
         for var batch in batches {
@@ -310,28 +310,37 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func record(_ batch: WorkBatch) {
-        var counts: [String: Int] = [:]
+        // Counted by position (0: ok, then the failure reasons in declaration order) and named
+        // once per batch: a dictionary keyed by name would hash a string per job.
+        let reasons = FailureReason.allCases
+        var tally = [Int](repeating: 0, count: reasons.count + 1)
+        var fallbacks = 0
+        var repairs = [Int](repeating: 0, count: metrics.repairs.count)
         // Through the buffer, reading one field: `for job in batch.jobs` would copy (retain and
         // release) every string and array of every job.
         batch.jobs.withUnsafeBufferPointer { jobs in
             for index in jobs.indices {
-                record(jobs[index].outcome!, into: &counts)
+                switch jobs[index].outcome! {
+                case .success(let payload):
+                    tally[0] += 1
+                    if payload.keyIndex > 0 { fallbacks += 1 }
+                    if !payload.repairs.isEmpty {
+                        for (kind, (repair, _)) in metrics.repairs.enumerated() where payload.repairs.contains(repair) { repairs[kind] += 1 }
+                    }
+                case .failure(let failure):
+                    tally[reasons.firstIndex(of: failure.reason)! + 1] += 1
+                }
             }
         }
+        var counts: [String: Int] = [:]
+        for (position, count) in tally.enumerated() where count > 0 {
+            counts[position == 0 ? "ok" : reasons[position - 1].rawValue] = count
+        }
         for (outcome, count) in counts { metrics.jobs[outcome]?.increment(by: count) }
+        if fallbacks > 0 { metrics.fallbacks.increment(by: fallbacks) }
+        for (kind, count) in repairs.enumerated() where count > 0 { metrics.repairs[kind].1.increment(by: count) }
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
         stats.add(counts, fetchedAt: batch.fetchedDate)
-    }
-
-    private func record(_ outcome: Result<PhonePayload, DecryptFailure>, into counts: inout [String: Int]) {
-        switch outcome {
-        case .success(let payload):
-            counts["ok", default: 0] += 1
-            if payload.keyIndex > 0 { metrics.fallbacks.increment() }
-            for (kind, counter) in metrics.repairs where payload.repairs.contains(kind) { counter.increment() }
-        case .failure(let failure):
-            counts[failure.reason.rawValue, default: 0] += 1
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 @testable import DecryptdWorker
+import DecryptdStore
 import KafkaClient
 import Testing
 
@@ -39,6 +40,26 @@ struct PipelinePartsTests {
         for lane in 0..<4 {
             let inLane = batches.filter { $0.lane == lane }.flatMap { $0.jobs.map(\.message.offset) }
             #expect(inLane == inLane.sorted())
+        }
+    }
+
+    @Test("key slots: one per distinct user across batches, only for jobs still to decrypt")
+    func keySlots() {
+        let job = { (openid: String, appid: String) in #"{"openid":"\#(openid)","appid":"\#(appid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"# }
+        let values = [job("a", "wx1"), "not a job", job("b", "wx1"), job("a", "wx2"), job("a", "wx1"), job("c", "wx9"), job("b", "wx1")]
+        var batches = WorkBatch.split(
+            FetchedMessages(messages: values.enumerated().map { message($0.offset, partition: 0, value: $0.element) }),
+            appids: ["wx1", "wx2"], lanes: 2, batchSize: 2
+        )
+        let users = WorkBatch.assignKeySlots(&batches)
+        #expect(Set(users).count == users.count, "each user once")
+        #expect(Set(users) == [UserKey(appid: "wx1", openid: "a"), UserKey(appid: "wx1", openid: "b"), UserKey(appid: "wx2", openid: "a")])
+        for job in batches.flatMap(\.jobs) {
+            if job.outcome == nil {
+                #expect(users[Int(job.keySlot)] == job.user, "a job points at its own user")
+            } else {
+                #expect(job.keySlot == -1, "malformed or foreign-appid jobs need no keys")
+            }
         }
     }
 
