@@ -2,7 +2,7 @@
 # Debian packages), then ships it on Debian slim with only the runtime libraries.
 FROM swift:6.1-bookworm AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka-dev libpq-dev libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
+        librdkafka-dev libpq-dev libssl-dev libjemalloc-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
 COPY Sources Sources
@@ -14,7 +14,7 @@ RUN swift build -c release --product decryptd --static-swift-stdlib \
 
 FROM debian:bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka1 libpq5 libssl3 ca-certificates && rm -rf /var/lib/apt/lists/* \
+        librdkafka1 libpq5 libssl3 libjemalloc2 ca-certificates && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 decryptd
 COPY --from=build /usr/local/bin/decryptd /usr/local/bin/decryptd
 USER decryptd

@@ -41,6 +41,11 @@ let package = Package(
             providers: [.apt(["libpq-dev"])]
         ),
         .systemLibrary(
+            name: "CJemalloc",
+            pkgConfig: "jemalloc",
+            providers: [.apt(["libjemalloc-dev"])]
+        ),
+        .systemLibrary(
             name: "CRDKafka",
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
@@ -108,6 +113,7 @@ let package = Package(
         .executableTarget(
             name: "decryptd",
             dependencies: [
+                "CJemalloc",
                 "PhoneDecryption",
                 "DecryptdStore",
                 "PostgresClient",

@@ -10,7 +10,7 @@ struct Decryptd: AsyncParsableCommand {
         dead-letters every failure with a stable reason code. Every option also reads an environment \
         variable; flags win. Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
         """,
-        version: "0.1.0",
+        version: "0.1.0 (\(Allocator.description))",
         subcommands: [
             RunCommand.self, MigrateCommand.self, ReprocessCommand.self, ReportCommand.self,
             DevBrokerCommand.self, LoadgenCommand.self, DecryptCommand.self,

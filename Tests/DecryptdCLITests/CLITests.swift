@@ -45,6 +45,13 @@ struct CLITests {
         }
     }
 
+    @Test("--version names the allocator, and it is jemalloc serving the process's allocations")
+    func version() throws {
+        let output = try decryptd("--version")
+        #expect(output.status == 0)
+        #expect(output.stdout.hasPrefix("0.1.0 (jemalloc 5."), "\(output.stdout)")
+    }
+
     @Test("bad usage exits 2 with one line saying what is wrong", arguments: [
         "run --no-such-flag", "decrypt --iv AAAA", "report --since 5x --database-url postgresql://x@127.0.0.1:1/x",
         "dev-broker --topic bad:0", "migrate", "frobnicate",
