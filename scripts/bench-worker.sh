@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end worker benchmark: starts a throwaway PostgreSQL and the embedded broker, seeds
 # sessions and produces N jobs (mixed outcomes) on enough partitions, runs
-# `decryptd run --exit-at-end` (release build), and prints jobs/s and peak RSS as text and JSON.
+# `decryptd run --exit-at-end` (release build), and prints jobs/s, peak RSS and the CPU each job cost
+# decryptd and PostgreSQL, as text and JSON.
 # Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override the partition
 # count, RUN_ARGS="--database-connections 4 ..." to pass options to `decryptd run`)
 set -euo pipefail
@@ -37,12 +38,23 @@ export DATABASE_URL=$BENCH_URL WECHAT_APPIDS=wx6ede2086ee29a89f DECRYPTD_LOG_LEV
 echo "bench: producing $jobs jobs on $partitions partitions" >&2
 "$bin" loadgen --jobs "$jobs" >"$work/loadgen.out"
 echo "bench: running the worker" >&2
+# CPU per job of both sides: decryptd's from bash's `time`, PostgreSQL's from the postmaster, whose
+# counters include the backends it has reaped (the worker's connections end when it exits).
+postmaster=$(head -n 1 "$BENCH_DIR/data/postmaster.pid")
+pg_ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat"; }
+pg_before=$(pg_ticks)
+TIMEFORMAT='%U %S'
 # shellcheck disable=SC2086  # RUN_ARGS is a list of options
-"$bin" run --exit-at-end --progress-interval 0 ${RUN_ARGS:-} >"$work/run.out"
+{ time "$bin" run --exit-at-end --progress-interval 0 ${RUN_ARGS:-} >"$work/run.out"; } 2>"$work/time.out"
+sleep 0.5  # let the postmaster reap the worker's backends
+pg_after=$(pg_ticks)
+decryptd_us=$(awk -v jobs="$jobs" '{ printf "%.1f", ($1 + $2) * 1e6 / jobs }' "$work/time.out")
+postgres_us=$(awk -v jobs="$jobs" -v a="$pg_before" -v b="$pg_after" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / jobs }')
 
 summary=$(head -n 1 "$work/run.out")
 rate=$(sed -E 's/.* ([0-9]+) jobs\/s .*/\1/' <<<"$summary")
 window=$(sed -E 's/.* over ([0-9.]+) s of processing.*/\1/' <<<"$summary")
 rss=$(sed -E 's/.*peak RSS ([0-9]+) MB.*/\1/' <<<"$summary")
 cat "$work/run.out"
-echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"cores\":$(nproc)}"
+echo "CPU per job: decryptd $decryptd_us µs, PostgreSQL $postgres_us µs (their sum bounds jobs/s at $(nproc) cores / sum)"
+echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"cores\":$(nproc)}"
