@@ -310,37 +310,12 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func record(_ batch: WorkBatch) {
-        // Counted by position (0: ok, then the failure reasons in declaration order) and named
-        // once per batch: a dictionary keyed by name would hash a string per job.
-        let reasons = FailureReason.allCases
-        var tally = [Int](repeating: 0, count: reasons.count + 1)
-        var fallbacks = 0
-        var repairs = [Int](repeating: 0, count: metrics.repairs.count)
-        // Through the buffer, reading one field: `for job in batch.jobs` would copy (retain and
-        // release) every string and array of every job.
-        batch.jobs.withUnsafeBufferPointer { jobs in
-            for index in jobs.indices {
-                switch jobs[index].outcome! {
-                case .success(let payload):
-                    tally[0] += 1
-                    if payload.keyIndex > 0 { fallbacks += 1 }
-                    if !payload.repairs.isEmpty {
-                        for (kind, (repair, _)) in metrics.repairs.enumerated() where payload.repairs.contains(repair) { repairs[kind] += 1 }
-                    }
-                case .failure(let failure):
-                    tally[reasons.firstIndex(of: failure.reason)! + 1] += 1
-                }
-            }
-        }
-        var counts: [String: Int] = [:]
-        for (position, count) in tally.enumerated() where count > 0 {
-            counts[position == 0 ? "ok" : reasons[position - 1].rawValue] = count
-        }
-        for (outcome, count) in counts { metrics.jobs[outcome]?.increment(by: count) }
-        if fallbacks > 0 { metrics.fallbacks.increment(by: fallbacks) }
-        for (kind, count) in repairs.enumerated() where count > 0 { metrics.repairs[kind].1.increment(by: count) }
+        let tally = OutcomeTally(batch.jobs)
+        for (outcome, count) in tally.counts { metrics.jobs[outcome]?.increment(by: count) }
+        if tally.fallbacks > 0 { metrics.fallbacks.increment(by: tally.fallbacks) }
+        for (kind, count) in tally.repairs.enumerated() where count > 0 { metrics.repairs[kind].1.increment(by: count) }
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
-        stats.add(counts, fetchedAt: batch.fetchedDate)
+        stats.add(tally.counts, fetchedAt: batch.fetchedDate)
     }
 }
 
