@@ -78,7 +78,7 @@ public struct KafkaMessage: Sendable, Hashable {
     /// Copies a message out; the caller keeps ownership of `message` (and destroys it).
     init(copying message: UnsafePointer<rd_kafka_message_t>, topic: String) {
         let raw = message.pointee
-        var headers: [(name: UnsafePointer<CChar>, value: UnsafeRawBufferPointer?)] = []
+        var headers: [(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?)] = []
         var size = raw.key_len + raw.len
         var list: OpaquePointer?
         if rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
@@ -87,19 +87,16 @@ public struct KafkaMessage: Sendable, Hashable {
             var value: UnsafeRawPointer?
             var valueSize = 0
             while rd_kafka_header_get_all(list, index, &name, &value, &valueSize) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                if let name {
-                    headers.append((name, value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) }))
-                    size += strlen(name) + valueSize
-                }
+                let nameBytes = UnsafeRawBufferPointer(start: name, count: name.map { strlen($0) } ?? 0)  // no name: ""
+                headers.append((nameBytes, value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) }))
+                size += nameBytes.count + valueSize
                 index += 1
             }
         }
         var packer = Packer(capacity: size)
         keySpan = raw.key.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.key_len)) }
         valueSpan = raw.payload.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.len)) }
-        headerSpans = headers.map { header in
-            (packer.append(UnsafeRawBufferPointer(start: header.name, count: strlen(header.name))), header.value.map { packer.append($0) })
-        }
+        headerSpans = headers.map { (packer.append($0.name), $0.value.map { packer.append($0) }) }
         storage = packer.bytes
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
