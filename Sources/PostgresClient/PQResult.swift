@@ -31,22 +31,9 @@ final class PQResult {
 
     /// Copies every row out as text (`nil` for SQL NULL).
     func rows() -> [[String?]] {
-        let rowCount = Int(PQntuples(pointer))
-        let columnCount = Int(PQnfields(pointer))
         var rows: [[String?]] = []
-        rows.reserveCapacity(rowCount)
-        for row in 0..<Int32(rowCount) {
-            var values: [String?] = []
-            values.reserveCapacity(columnCount)
-            for column in 0..<Int32(columnCount) {
-                if PQgetisnull(pointer, row, column) == 1 {
-                    values.append(nil)
-                } else {
-                    values.append(String(cString: PQgetvalue(pointer, row, column)))
-                }
-            }
-            rows.append(values)
-        }
+        rows.reserveCapacity(Int(PQntuples(pointer)))
+        forEachRow { row in rows.append((0..<row.count).map(row.string)) }
         return rows
     }
 

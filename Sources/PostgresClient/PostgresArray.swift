@@ -50,14 +50,20 @@ public enum PostgresArray {
 
         @inlinable
         mutating func appendElement(_ element: some Collection<UInt8>) {
-            if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+            separate()
             bytes.append(contentsOf: element)
+        }
+
+        /// A comma before every element but the first.
+        @inlinable
+        mutating func separate() {
+            if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
         }
 
         /// `"value"`, with `"` and `\` escaped. Most values need no escaping: they are copied whole.
         @inlinable
         mutating func appendQuoted(_ value: String) {
-            if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+            separate()
             bytes.append(UInt8(ascii: "\""))
             let utf8 = value.utf8
             if utf8.contains(where: Self.needsEscape) {
