@@ -1,3 +1,5 @@
+import Foundation
+
 /// `--kafka-property` settings apply to the consumer and the producer alike; librdkafka warns
 /// (CONFWARN) when a client gets one that only the other kind uses. The well-known single-scope
 /// properties are routed to the client that uses them; everything else goes to both.
@@ -22,5 +24,15 @@ enum KafkaPropertyScope {
 
     static func forProducer(_ properties: [String: String]) -> [String: String] {
         properties.filter { !consumerOnly.contains($0.key) }
+    }
+}
+
+/// A librdkafka property as a command line or the environment gives it: `key=value`.
+public enum KafkaPropertySetting {
+    /// The key (surrounding spaces trimmed) and the value as given (it may itself contain `=`);
+    /// `nil` when there is no `=`, or nothing before it.
+    public static func parse(_ text: String) -> (key: String, value: String)? {
+        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
+        return (String(text[..<equals]).trimmingCharacters(in: .whitespaces), String(text[text.index(after: equals)...]))
     }
 }

@@ -33,9 +33,8 @@ struct ConsumeBenchmark: ParsableCommand {
         )
         configuration.commitInterval = .infinity
         for property in properties {
-            let parts = property.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--property takes key=value, got \(property)") }
-            configuration.properties[parts[0]] = parts[1]
+            guard let setting = KafkaPropertySetting.parse(property) else { throw ValidationError("--property takes key=value, got \(property)") }
+            configuration.properties[setting.key] = setting.value
         }
         var logger = Logger(label: "decryptd-bench")
         logger.logLevel = configuration.properties["debug"] == nil ? .warning : .debug

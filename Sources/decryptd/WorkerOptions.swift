@@ -1,6 +1,7 @@
 import ArgumentParser
 import DecryptdWorker
 import Foundation
+import KafkaClient
 
 /// The connection options `run` and `reprocess` share. Every option also reads an environment
 /// variable (named in its help); flags win.
@@ -45,10 +46,10 @@ struct ConnectionOptions: ParsableArguments {
             ? (Environment.value("DECRYPTD_KAFKA_PROPERTIES") ?? "").split(separator: ";").map(String.init)
             : kafkaProperties
         for property in properties where !property.trimmingCharacters(in: .whitespaces).isEmpty {
-            guard let equals = property.firstIndex(of: "="), equals != property.startIndex else {
+            guard let setting = KafkaPropertySetting.parse(property) else {
                 throw UsageError("bad --kafka-property \(property): use key=value")
             }
-            configuration.kafkaProperties[String(property[..<equals]).trimmingCharacters(in: .whitespaces)] = String(property[property.index(after: equals)...])
+            configuration.kafkaProperties[setting.key] = setting.value
         }
         return configuration
     }
