@@ -424,7 +424,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
-    /// Turns an `rd_kafka_error_t` (owned, may be NULL) into a response code and frees it.
+    /// Whether the group runs the cooperative (incremental) rebalance protocol.
     private static func isCooperative(_ handle: OpaquePointer) -> Bool {
         String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
     }
@@ -434,6 +434,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         isCooperative(handle) ? errorCode(rd_kafka_incremental_unassign(handle, list)) : rd_kafka_assign(handle, nil)
     }
 
+    /// Turns an `rd_kafka_error_t` (owned, may be NULL) into a response code and frees it.
     private static func errorCode(_ error: OpaquePointer?) -> rd_kafka_resp_err_t {
         guard let error else { return RD_KAFKA_RESP_ERR_NO_ERROR }
         defer { rd_kafka_error_destroy(error) }
