@@ -81,10 +81,20 @@ struct WorkBatch: Sendable {
             byLane[lane].append(job)
         }
         var batches: [WorkBatch] = []
-        for (lane, jobs) in byLane.enumerated() {
-            for start in stride(from: 0, to: jobs.count, by: batchSize) {
+        for (lane, jobs) in byLane.enumerated() where !jobs.isEmpty {
+            // A lane that fits is handed on whole (no copy: copying retains every job's strings).
+            // One that does not is cut into equal parts, not into full batches and a small
+            // remainder: a poll fills each lane to about `batchSize`, so half the lanes would
+            // otherwise leave a tail of a few dozen jobs, each a transaction of its own.
+            let parts = (jobs.count + batchSize - 1) / batchSize
+            if parts == 1 {
+                batches.append(WorkBatch(jobs: jobs, lane: lane, fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate))
+                continue
+            }
+            let size = (jobs.count + parts - 1) / parts
+            for start in stride(from: 0, to: jobs.count, by: size) {
                 batches.append(WorkBatch(
-                    jobs: Array(jobs[start..<min(jobs.count, start + batchSize)]), lane: lane,
+                    jobs: Array(jobs[start..<min(jobs.count, start + size)]), lane: lane,
                     fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate
                 ))
             }

@@ -44,6 +44,16 @@ struct PipelinePartsTests {
         }
     }
 
+    @Test("split: a lane just over the batch size becomes equal halves, not a full batch and a stub")
+    func splitEvenly() {
+        let job = { (index: Int) in #"{"openid":"user-\#(index)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"# }
+        let fetched = { (count: Int) in FetchedMessages(messages: (0..<count).map { self.message($0, partition: 0, value: job($0)) }) }
+        #expect(WorkBatch.split(fetched(103), appids: ["wx1"], lanes: 1, batchSize: 100).map(\.jobs.count) == [52, 51])
+        #expect(WorkBatch.split(fetched(100), appids: ["wx1"], lanes: 1, batchSize: 100).map(\.jobs.count) == [100])
+        #expect(WorkBatch.split(fetched(250), appids: ["wx1"], lanes: 1, batchSize: 100).map(\.jobs.count) == [84, 84, 82])
+        #expect(WorkBatch.split(fetched(0), appids: ["wx1"], lanes: 2, batchSize: 100).isEmpty)
+    }
+
     @Test("key slots: one per distinct user across batches, only for jobs still to decrypt")
     func keySlots() {
         let job = { (openid: String, appid: String) in #"{"openid":"\#(openid)","appid":"\#(appid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"# }
