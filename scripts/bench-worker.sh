@@ -13,8 +13,15 @@ partitions=${PARTITIONS:-$(( jobs / 8000 + 4 ))}
 
 scripts/setup.sh
 echo "bench: building (release)" >&2
-swift build -c release --product decryptd >/tmp/decryptd-bench-build.log 2>&1 || { cat /tmp/decryptd-bench-build.log >&2; exit 1; }
-bin="$(swift build -c release --show-bin-path)/decryptd"
+for product in decryptd decryptd-bench; do
+    swift build -c release --product "$product" >/tmp/decryptd-bench-build.log 2>&1 || { cat /tmp/decryptd-bench-build.log >&2; exit 1; }
+done
+bin_dir=$(swift build -c release --show-bin-path)
+bin="$bin_dir/decryptd"
+# How fast this host is right now (a shared VM's speed swings by tens of percent from minute to
+# minute): OpenSSL's AES-128-CBC decrypts per second on one thread, the floor `decryptd-bench
+# decrypt` compares against, measured just before and just after the run.
+host_speed() { "$bin_dir/decryptd-bench" decrypt --only floor --seconds 1; }
 
 work=$(mktemp -d /tmp/decryptd-bench.XXXXXX)
 # shellcheck source=lib/postgres.sh
@@ -37,6 +44,7 @@ export DATABASE_URL=$BENCH_URL WECHAT_APPIDS=wx6ede2086ee29a89f DECRYPTD_LOG_LEV
 "$bin" migrate >/dev/null
 echo "bench: producing $jobs jobs on $partitions partitions" >&2
 "$bin" loadgen --jobs "$jobs" >"$work/loadgen.out"
+floor_before=$(host_speed)
 echo "bench: running the worker" >&2
 # CPU per job of both sides: decryptd's from bash's `time`, PostgreSQL's from the postmaster, whose
 # counters include the backends it has reaped (the worker's connections end when it exits).
@@ -48,6 +56,7 @@ TIMEFORMAT='%U %S'
 { time "$bin" run --exit-at-end --progress-interval 0 ${RUN_ARGS:-} >"$work/run.out"; } 2>"$work/time.out"
 sleep 0.5  # let the postmaster reap the worker's backends
 pg_after=$(pg_ticks)
+floor_after=$(host_speed)
 decryptd_us=$(awk -v jobs="$jobs" '{ printf "%.1f", ($1 + $2) * 1e6 / jobs }' "$work/time.out")
 postgres_us=$(awk -v jobs="$jobs" -v a="$pg_before" -v b="$pg_after" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / jobs }')
 
@@ -57,4 +66,5 @@ window=$(sed -E 's/.* over ([0-9.]+) s of processing.*/\1/' <<<"$summary")
 rss=$(sed -E 's/.*peak RSS ([0-9]+) MB.*/\1/' <<<"$summary")
 cat "$work/run.out"
 echo "CPU per job: decryptd $decryptd_us µs, PostgreSQL $postgres_us µs (their sum bounds jobs/s at $(nproc) cores / sum)"
-echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"cores\":$(nproc)}"
+echo "host speed: OpenSSL AES-128-CBC $floor_before decrypts/s on one thread before the run, $floor_after after"
+echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"cores\":$(nproc),\"openssl_floor_per_s\":[$floor_before,$floor_after]}"
