@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end worker benchmark: starts a throwaway PostgreSQL and the embedded broker, seeds
 # sessions and produces N jobs (mixed outcomes) on enough partitions, runs
-# `decryptd run --exit-at-end` (release build), and prints jobs/s, peak RSS and the CPU each job cost
-# decryptd and PostgreSQL, as text and JSON.
+# `decryptd run --exit-at-end` (release build), and prints jobs/s, peak RSS, the CPU each job cost
+# decryptd and PostgreSQL, and the host's speed around the run, as text and JSON.
 # Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override the partition
 # count, RUN_ARGS="--database-connections 4 ..." to pass options to `decryptd run`)
 set -euo pipefail
