@@ -16,6 +16,9 @@ struct PendingJob: Sendable {
     /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by
     /// ``WorkBatch/assignKeySlots(_:)`` for the jobs that still need decrypting).
     var keySlot: Int32 = -1
+    /// ``WorkBatch/laneHash(_:)`` of the openid (0 without a job): computed once, it picks the
+    /// job's lane and finds its user's key slot.
+    let openidHash: UInt64
 
     var user: UserKey? {
         guard let job, let appid else { return nil }
@@ -27,16 +30,17 @@ struct PendingJob: Sendable {
         self.message = message
         // Parsed where the value lies: no copy of it is made.
         guard let parsed = message.withValue({ $0.map(DecryptJob.parse) }) else {
-            (job, appid, outcome) = (nil, nil, .failure(DecryptFailure(.malformedJob, "message has no value")))
+            (job, appid, outcome, openidHash) = (nil, nil, .failure(DecryptFailure(.malformedJob, "message has no value")), 0)
             return
         }
         switch parsed {
         case .failure(let failure):
-            (job, appid, outcome) = (nil, nil, .failure(failure))
+            (job, appid, outcome, openidHash) = (nil, nil, .failure(failure), 0)
         case .success(let parsed):
             let resolved = parsed.appid ?? appids[0]
             job = parsed
             appid = resolved
+            openidHash = WorkBatch.laneHash(parsed.openid)
             outcome = appids.contains(resolved)
                 ? nil
                 : .failure(DecryptFailure(.appidMismatch, "job appid \(resolved) is not one this worker serves"))
@@ -77,7 +81,7 @@ struct WorkBatch: Sendable {
         var byLane = [[PendingJob]](repeating: [], count: lanes)
         for (index, message) in messages.enumerated() {
             let job = PendingJob(message, appids: appids)
-            let lane = job.job.map { Int(Self.laneHash($0.openid) % UInt64(lanes)) } ?? index % lanes
+            let lane = job.job == nil ? index % lanes : Int(job.openidHash % UInt64(lanes))
             byLane[lane].append(job)
         }
         var batches: [WorkBatch] = []
@@ -116,24 +120,54 @@ struct WorkBatch: Sendable {
     /// Numbers the distinct users of the jobs in `batches` that still need decrypting: each such
     /// job gets its user's key slot. Returns the users in slot order, for the session lookup.
     static func assignKeySlots(_ batches: inout [WorkBatch]) -> [UserKey] {
-        var users: [UserKey] = []
-        var slots: [UserKey: Int32] = [:]
+        var slots = UserSlots(capacity: batches.reduce(0) { $0 + $1.jobs.count })
         for batchIndex in batches.indices {
             // Through the buffer: copying whole jobs out would retain every string they hold.
             batches[batchIndex].jobs.withUnsafeMutableBufferPointer { jobs in
                 for index in jobs.indices {
-                    guard case .none = jobs[index].outcome, let user = jobs[index].user else { continue }
-                    let next = Int32(users.count)
-                    let slot = Self.value(&slots[user, default: next])  // one hash: inserts when new
-                    if slot == next { users.append(user) }
-                    jobs[index].keySlot = slot
+                    guard case .none = jobs[index].outcome, let openid = jobs[index].job?.openid, let appid = jobs[index].appid else { continue }
+                    jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
                 }
             }
         }
-        return users
+        return slots.users
+    }
+}
+
+/// Numbers distinct users in order of first appearance: an open-addressing table over the jobs'
+/// precomputed openid hashes, so a job is not hashed again and no `UserKey` is made for a user
+/// already seen (a `[UserKey: Int32]` spent more on hashing and reference counting than on
+/// anything else in the lookup stage).
+struct UserSlots {
+    private(set) var users: [UserKey] = []
+    /// Slot + 1 of the user at each position; 0 is empty.
+    private var table: [Int32]
+    private let mask: Int
+
+    /// `capacity`: at least the number of distinct users to come (the table never grows).
+    init(capacity: Int) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        table = [Int32](repeating: 0, count: size)
+        mask = size - 1
+        users.reserveCapacity(capacity)
     }
 
-    private static func value(_ entry: inout Int32) -> Int32 { entry }
+    /// The user's slot, numbering it when it is new. `hash` is ``WorkBatch/laneHash(_:)`` of `openid`.
+    mutating func slot(appid: String, openid: String, hash: UInt64) -> Int32 {
+        var position = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let entry = table[position]
+            if entry == 0 {
+                precondition(users.count < table.count / 2, "more users than the capacity given")
+                users.append(UserKey(appid: appid, openid: openid))
+                table[position] = Int32(users.count)
+                return Int32(users.count - 1)
+            }
+            if users[Int(entry) - 1].openid == openid, users[Int(entry) - 1].appid == appid { return entry - 1 }
+            position = (position + 1) & mask
+        }
+    }
 }
 
 /// What a batch's jobs came to, for the metrics and the progress line.
