@@ -1,4 +1,4 @@
-public import PostgresClient
+import PostgresClient
 
 /// Every statement decryptd runs against its tables. Values are always parameters; whole
 /// columns travel as one array parameter and are expanded with `unnest`.

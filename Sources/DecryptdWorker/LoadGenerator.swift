@@ -1,5 +1,5 @@
 public import DecryptdStore
-public import Foundation
+import Foundation
 public import KafkaClient
 import PhoneDecryption
 

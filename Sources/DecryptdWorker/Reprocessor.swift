@@ -1,6 +1,6 @@
-public import DecryptdStore
+import DecryptdStore
 public import Foundation
-public import KafkaClient
+import KafkaClient
 public import Logging
 import PhoneDecryption
 import PostgresClient
@@ -154,7 +154,7 @@ public final class Reprocessor {
         }
         guard !options.dryRun else { return }
         try producer.sendAll(deadLetters, backoff: backoff, logger: logger, shouldStop: { false }, onRetry: {})
-        try retryingPostgres("outcome write") { try database.write(outcome) }
+        _ = try retryingPostgres("outcome write") { try database.write(outcome) }
         consumer.complete(batch.jobs.map(\.message.id) + passedOver)
     }
 

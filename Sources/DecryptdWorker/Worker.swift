@@ -1,6 +1,6 @@
 import DecryptdStore
 import Dispatch
-public import Foundation
+import Foundation
 public import KafkaClient
 public import Logging
 import PhoneDecryption
@@ -262,7 +262,7 @@ public final class Worker: @unchecked Sendable {
         // last completes the batch, and the slot moves on to its next batch meanwhile.
         let done = Rendezvous(parts: deadLetters.isEmpty ? 1 : 2, payload: batch)
         if !deadLetters.isEmpty { produceDeadLetters(deadLetters, then: done) }
-        try retryingPostgres("outcome write") { try database.write(outcome) }
+        _ = try retryingPostgres("outcome write") { try database.write(outcome) }
         if let batch = done.arrive() { complete(batch) }
     }
 

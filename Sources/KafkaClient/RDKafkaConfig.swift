@@ -13,7 +13,7 @@ enum RDKafkaConfig {
             let result = rd_kafka_conf_set(conf, key, value, &errorText, errorText.count)
             guard result == RD_KAFKA_CONF_OK else {
                 rd_kafka_conf_destroy(conf)
-                throw KafkaError.configuration("kafka property \(key): \(String(cString: errorText))")
+                throw KafkaError.configuration("kafka property \(key): \(String(errorBuffer: errorText))")
             }
         }
         return conf
@@ -31,5 +31,12 @@ enum RDKafkaLog {
         case 6: .info
         default: .debug
         }
+    }
+}
+
+extension String {
+    /// The NUL-terminated text librdkafka wrote into an error buffer.
+    init(errorBuffer buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -54,7 +54,7 @@ final class RDKafkaHandle: @unchecked Sendable {
             if code == RD_KAFKA_RESP_ERR__FATAL, let handle {
                 var buffer = [CChar](repeating: 0, count: 512)
                 let original = rd_kafka_fatal_error(handle, &buffer, buffer.count)
-                let fatal = KafkaError(original, message: String(cString: buffer), fatal: true)
+                let fatal = KafkaError(original, message: String(errorBuffer: buffer), fatal: true)
                 context.recordFatal(fatal)
                 context.logger.critical("kafka fatal error", metadata: ["error": "\(fatal)"])
             } else {
@@ -66,7 +66,7 @@ final class RDKafkaHandle: @unchecked Sendable {
         guard let handle = rd_kafka_new(type, conf, &errorText, errorText.count) else {
             rd_kafka_conf_destroy(conf)  // rd_kafka_new frees the conf only on success
             reference.release()
-            throw KafkaError.configuration(String(cString: errorText))
+            throw KafkaError.configuration(String(errorBuffer: errorText))
         }
         self.pointer = handle
         self.context = context

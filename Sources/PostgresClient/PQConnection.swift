@@ -59,7 +59,7 @@ final class PQConnection {
 
     /// Runs `body` with C string pointers for `values`; the pointers are valid only inside `body`.
     static func withParameters<R>(_ values: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
-        var storage: [UnsafeMutablePointer<CChar>?] = values.map { value in value.map { strdup($0)! } }
+        let storage: [UnsafeMutablePointer<CChar>?] = values.map { value in value.map { strdup($0)! } }
         defer { for pointer in storage { free(pointer) } }
         return body(storage.map { $0.map { UnsafePointer($0) } })
     }

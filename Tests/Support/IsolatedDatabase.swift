@@ -1,6 +1,6 @@
 public import DecryptdStore
 public import Foundation
-public import PostgresClient
+import PostgresClient
 
 /// Test fixtures over the throwaway PostgreSQL server scripts/test.sh starts.
 public enum IsolatedDatabase {
