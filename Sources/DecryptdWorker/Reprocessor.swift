@@ -122,9 +122,9 @@ public final class Reprocessor {
             attempts.append(attempt)
             reasons.append(reason)
         }
-        var batches = [batch]
-        let users = WorkBatch.assignKeySlots(&batches)
-        batch = batches[0]
+        var slots = UserSlots(capacity: batch.jobs.count)
+        batch.assignKeySlots(&slots)
+        let users = slots.users
         if !users.isEmpty {
             batch.sessionKeys = try retryingPostgres("session lookup") {
                 try database.sessionKeys(forDistinct: users, limit: configuration.maxSessionKeys)

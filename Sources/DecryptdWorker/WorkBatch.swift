@@ -121,16 +121,19 @@ struct WorkBatch: Sendable {
     /// job gets its user's key slot. Returns the users in slot order, for the session lookup.
     static func assignKeySlots(_ batches: inout [WorkBatch]) -> [UserKey] {
         var slots = UserSlots(capacity: batches.reduce(0) { $0 + $1.jobs.count })
-        for batchIndex in batches.indices {
-            // Through the buffer: copying whole jobs out would retain every string they hold.
-            batches[batchIndex].jobs.withUnsafeMutableBufferPointer { jobs in
-                for index in jobs.indices {
-                    guard case .none = jobs[index].outcome, let openid = jobs[index].job?.openid, let appid = jobs[index].appid else { continue }
-                    jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
-                }
+        for index in batches.indices { batches[index].assignKeySlots(&slots) }
+        return slots.users
+    }
+
+    /// Gives each job of this batch that still needs decrypting its user's slot in `slots`.
+    mutating func assignKeySlots(_ slots: inout UserSlots) {
+        // Through the buffer: copying whole jobs out would retain every string they hold.
+        jobs.withUnsafeMutableBufferPointer { jobs in
+            for index in jobs.indices {
+                guard case .none = jobs[index].outcome, let openid = jobs[index].job?.openid, let appid = jobs[index].appid else { continue }
+                jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
             }
         }
-        return slots.users
     }
 }
 
