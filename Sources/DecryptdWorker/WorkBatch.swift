@@ -141,6 +141,10 @@ struct WorkBatch: Sendable {
 /// precomputed openid hashes, so a job is not hashed again and no `UserKey` is made for a user
 /// already seen (a `[UserKey: Int32]` spent more on hashing and reference counting than on
 /// anything else in the lookup stage).
+///
+/// Users are equal when their identifiers are equal byte for byte, as in the tables ("C"
+/// collation) and like the lane hash: Swift's `==` on strings would make two spellings of the same
+/// Unicode text one user, though PostgreSQL keeps their sessions apart.
 struct UserSlots {
     private(set) var users: [UserKey] = []
     /// Slot + 1 of the user at each position; 0 is empty.
@@ -167,7 +171,9 @@ struct UserSlots {
                 table[position] = Int32(users.count)
                 return Int32(users.count - 1)
             }
-            if users[Int(entry) - 1].openid == openid, users[Int(entry) - 1].appid == appid { return entry - 1 }
+            if users[Int(entry) - 1].openid.utf8.elementsEqual(openid.utf8), users[Int(entry) - 1].appid.utf8.elementsEqual(appid.utf8) {
+                return entry - 1
+            }
             position = (position + 1) & mask
         }
     }

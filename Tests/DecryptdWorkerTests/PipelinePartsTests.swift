@@ -88,6 +88,14 @@ struct PipelinePartsTests {
         }
         #expect(slots.users.count == expected.count)
         #expect(Set(slots.users).count == slots.users.count, "each user once")
+
+        // Two spellings of one Unicode text (precomposed and decomposed é) are two openids in
+        // PostgreSQL, so two users here, even when their hashes collide.
+        var spellings = UserSlots(capacity: 2)
+        let precomposed = spellings.slot(appid: "wx1", openid: "caf\u{E9}", hash: 7)
+        let decomposed = spellings.slot(appid: "wx1", openid: "cafe\u{301}", hash: 7)
+        #expect(precomposed != decomposed)
+        #expect(spellings.slot(appid: "wx1", openid: "cafe\u{301}", hash: 7) == decomposed)
     }
 
     @Test("outcome tally: jobs by outcome name, fallbacks, repairs by kind")
