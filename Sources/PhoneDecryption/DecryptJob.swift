@@ -20,27 +20,26 @@ public struct DecryptJob: Sendable, Hashable {
 
     /// Parses a message value; any failure is `malformed_job` with a detail that quotes no content.
     public static func parse(_ value: UnsafeBufferPointer<UInt8>) -> Result<DecryptJob, DecryptFailure> {
-        var fields = [String?](repeating: nil, count: 5)
-        var duplicate: StaticString?
-        var wrongType: StaticString?
-        let names: [StaticString] = ["openid", "encryptedData", "iv", "appid", "requestId"]
         var scanner = JSONScanner(value)
+        // Tokens first, strings at the end: the walk itself allocates nothing (this runs once per
+        // consumed message, and an array of fields or captured variables cost more than the walk).
+        var found = Members()
         do throws(JSONSyntaxError) {
             guard try scanner.peek() == UInt8(ascii: "{") else {
                 return .failure(DecryptFailure(.malformedJob, "job value is not a JSON object"))
             }
-            try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
-                guard let slot = names.firstIndex(where: { scanner.token(key, equals: $0) }) else {
+            try scanner.forEachMember(into: &found) { scanner, key, found throws(JSONSyntaxError) in
+                guard let field = Field(key, in: scanner) else {
                     try scanner.skipValue()
                     return
                 }
-                if fields[slot] != nil, duplicate == nil { duplicate = names[slot] }
+                if found[field] != nil, found.duplicate == nil { found.duplicate = field }
                 if try scanner.peek() == UInt8(ascii: "\"") {
-                    fields[slot] = scanner.string(try scanner.readString())
-                } else if slot >= 3, try scanner.readNullIfPresent() {
+                    found[field] = try scanner.readString()
+                } else if field.isOptional, try scanner.readNullIfPresent() {
                     // optional member given as null: absent
                 } else {
-                    if wrongType == nil { wrongType = names[slot] }
+                    if found.wrongType == nil { found.wrongType = field }
                     try scanner.skipValue()
                 }
             }
@@ -48,19 +47,74 @@ public struct DecryptJob: Sendable, Hashable {
         } catch {
             return .failure(DecryptFailure(.malformedJob, "job value is not strict JSON: \(error)"))
         }
-        if let duplicate { return .failure(DecryptFailure(.malformedJob, "job has \(duplicate) twice")) }
-        if let wrongType { return .failure(DecryptFailure(.malformedJob, "job field \(wrongType) is not a string")) }
-        for slot in 0..<3 where fields[slot] == nil {
-            return .failure(DecryptFailure(.malformedJob, "job has no \(names[slot])"))
+        if let duplicate = found.duplicate { return .failure(DecryptFailure(.malformedJob, "job has \(duplicate.name) twice")) }
+        if let wrongType = found.wrongType { return .failure(DecryptFailure(.malformedJob, "job field \(wrongType.name) is not a string")) }
+        guard let openid = found.openid, let encryptedData = found.encryptedData, let iv = found.iv else {
+            let missing: Field = found.openid == nil ? .openid : found.encryptedData == nil ? .encryptedData : .iv
+            return .failure(DecryptFailure(.malformedJob, "job has no \(missing.name)"))
         }
-        // A NUL (from a \u0000 escape) cannot be stored in PostgreSQL text and would be truncated
-        // by C APIs, letting two different openids look alike: refuse it.
-        for slot in [0, 3] where fields[slot]?.utf8.contains(0) == true {
-            return .failure(DecryptFailure(.malformedJob, "job field \(names[slot]) contains a NUL character"))
+        // A NUL (from a \u0000 escape: raw control characters are already refused) cannot be stored
+        // in PostgreSQL text and would be truncated by C APIs, letting two different openids look
+        // alike: refuse it.
+        for field in [Field.openid, .appid] {
+            guard let token = found[field], token.hasEscapes, scanner.decodedBytes(token).contains(0) else { continue }
+            return .failure(DecryptFailure(.malformedJob, "job field \(field.name) contains a NUL character"))
         }
         return .success(DecryptJob(
-            openid: fields[0]!, encryptedData: fields[1]!, iv: fields[2]!, appid: fields[3], requestId: fields[4]
+            openid: scanner.string(openid), encryptedData: scanner.string(encryptedData), iv: scanner.string(iv),
+            appid: found.appid.map(scanner.string), requestId: found.requestId.map(scanner.string)
         ))
+    }
+
+    /// The members a job names.
+    private enum Field: CaseIterable {
+        case openid, encryptedData, iv, appid, requestId
+
+        var name: StaticString {
+            switch self {
+            case .openid: "openid"
+            case .encryptedData: "encryptedData"
+            case .iv: "iv"
+            case .appid: "appid"
+            case .requestId: "requestId"
+            }
+        }
+
+        var isOptional: Bool { self == .appid || self == .requestId }
+
+        /// The field `key` names, if any (compared after unescaping, like any JSON key).
+        init?(_ key: JSONStringToken, in scanner: JSONScanner) {
+            guard let field = Self.allCases.first(where: { scanner.token(key, equals: $0.name) }) else { return nil }
+            self = field
+        }
+    }
+
+    /// What the walk found: each known member's string token, and the first problem.
+    private struct Members {
+        var openid, encryptedData, iv, appid, requestId: JSONStringToken?
+        var duplicate: Field?
+        var wrongType: Field?
+
+        subscript(field: Field) -> JSONStringToken? {
+            get {
+                switch field {
+                case .openid: openid
+                case .encryptedData: encryptedData
+                case .iv: iv
+                case .appid: appid
+                case .requestId: requestId
+                }
+            }
+            set {
+                switch field {
+                case .openid: openid = newValue
+                case .encryptedData: encryptedData = newValue
+                case .iv: iv = newValue
+                case .appid: appid = newValue
+                case .requestId: requestId = newValue
+                }
+            }
+        }
     }
 
     /// Parses a message value given as bytes.

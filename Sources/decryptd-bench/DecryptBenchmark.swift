@@ -23,7 +23,7 @@ struct DecryptBenchmark: ParsableCommand {
     @Option(help: "Distinct payloads to cycle through.")
     var payloads: Int = 4096
 
-    @Option(help: "Measure only this figure (floor, single or all); for profiling.")
+    @Option(help: "Measure only this figure (floor, single, all, or parse: job values parsed per second on one thread); for profiling.")
     var only: String?
 
     @Flag(help: "Print one JSON line instead of a table.")
@@ -40,7 +40,11 @@ struct DecryptBenchmark: ParsableCommand {
         let inputs = (0..<payloads).map { _ in synthetic.make(.none) }
 
         if let only {
-            let make: @Sendable (Int) -> (Int) -> Bool = only == "floor" ? floorWorker(inputs) : coreWorker(inputs)
+            let make: @Sendable (Int) -> (Int) -> Bool = switch only {
+            case "floor": floorWorker(inputs)
+            case "parse": parseWorker(inputs)
+            default: coreWorker(inputs)
+            }
             print(Int(measure(threads: only == "all" ? threads : 1, make)))
             return
         }
@@ -96,6 +100,26 @@ struct DecryptBenchmark: ParsableCommand {
                 if case .success = decryptor.decrypt(appid: Self.appid, sessionKeys: input.sessionKeys, iv: input.iv, encryptedData: input.encryptedData) {
                     return true
                 }
+                return false
+            }
+        }
+    }
+
+    /// Job values as `decryptd loadgen` writes them, parsed the way the worker parses them.
+    private func parseWorker(_ inputs: [SyntheticPayloads<SystemRandomNumberGenerator>.Payload]) -> @Sendable (Int) -> (Int) -> Bool {
+        { _ in
+            let values = inputs.enumerated().map { index, payload in
+                var writer = JSONWriter()
+                writer.beginObject()
+                writer.field("openid", "oBench" + String(index).leftPad(22).replacingOccurrences(of: " ", with: "x"))
+                writer.field("encryptedData", payload.encryptedData)
+                writer.field("iv", payload.iv)
+                writer.field("appid", Self.appid)
+                writer.endObject()
+                return UnsafeBufferPointer(copying: Array(writer.text.utf8))
+            }
+            return { index in
+                if case .success = DecryptJob.parse(values[index]) { return true }
                 return false
             }
         }

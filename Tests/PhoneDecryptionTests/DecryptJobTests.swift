@@ -26,6 +26,32 @@ struct DecryptJobTests {
         #expect(parse(text).failureReason == .malformedJob)
     }
 
+    @Test("the detail names the member at fault and quotes no content", arguments: [
+        (#"{"openid":"o","encryptedData":"AAAA"}"#, "job has no iv"),
+        (#"{"iv":"B","encryptedData":"AAAA"}"#, "job has no openid"),
+        (#"{"openid":"o","iv":"B"}"#, "job has no encryptedData"),
+        (#"{"openid":"o","encryptedData":"AAAA","iv":"B","iv":"C"}"#, "job has iv twice"),
+        (#"{"openid":"o","encryptedData":"AAAA","iv":"B","requestId":"r","requestId":null}"#, "job has requestId twice"),
+        (#"{"openid":"o","encryptedData":["AAAA"],"iv":"B"}"#, "job field encryptedData is not a string"),
+        (#"{"openid":"o","encryptedData":"AAAA","iv":null}"#, "job field iv is not a string"),
+        (#"{"openid":"o\u0000x","encryptedData":"AAAA","iv":"B"}"#, "job field openid contains a NUL character"),
+        (#"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":"wx\u0000"}"#, "job field appid contains a NUL character"),
+    ])
+    func details(_ text: String, _ detail: String) {
+        guard case .failure(let failure) = parse(text) else {
+            Issue.record("parsed: \(text)")
+            return
+        }
+        #expect(failure.reason == .malformedJob)
+        #expect(failure.detail == detail)
+    }
+
+    @Test("member names and values are compared and taken after unescaping")
+    func escapedNames() throws {
+        let job = try parse(#"{"open\u0069d":"o\/1","encryptedData":"AA\/A","\u0069v":"B","requestId":"r\u0000"}"#).get()
+        #expect(job == DecryptJob(openid: "o/1", encryptedData: "AA/A", iv: "B", requestId: "r\u{0}"))
+    }
+
     @Test("random bytes are malformed_job")
     func randomBytes() {
         #expect(DecryptJob.parse([0xFF, 0x00, 0x7B]).failureReason == .malformedJob)
