@@ -35,17 +35,19 @@ public struct KafkaMessageID: Sendable, Hashable, CustomStringConvertible {
 
 /// A consumed message, copied out of librdkafka's memory (nothing here points into C).
 ///
-/// Key, value and headers are packed into one buffer: a message costs one allocation (two with
-/// headers) instead of one per part. ``withValue(_:)`` reads the value in place; ``key``,
-/// ``value`` and ``headers`` make copies, for the rare message that needs them (a dead letter).
+/// Key, value and headers are packed into one buffer: a message costs one allocation instead of
+/// one per part. ``withValue(_:)`` reads the value in place; ``key``, ``value`` and ``headers``
+/// make copies, for the rare message that needs them (a dead letter).
 public struct KafkaMessage: Sendable, Hashable {
     public var id: KafkaMessageID
     /// Milliseconds since the epoch (create or log-append time), when the broker sent one.
     public var timestamp: Int64?
+    /// Key, value, then each header as a name length (4 bytes), a value length (4 bytes, -1 for
+    /// no value), the name and the value.
     private let storage: [UInt8]
     private let keySpan: Span?
     private let valueSpan: Span?
-    private let headerSpans: [(name: Span, value: Span?)]
+    private let headerCount: Int32
 
     public var topic: String { id.topic }
     public var partition: Int32 { id.partition }
@@ -54,7 +56,20 @@ public struct KafkaMessage: Sendable, Hashable {
     public var key: [UInt8]? { keySpan.map(bytes) }
     public var value: [UInt8]? { valueSpan.map(bytes) }
     public var headers: [KafkaHeader] {
-        headerSpans.map { KafkaHeader(String(decoding: bytes($0.name), as: UTF8.self), $0.value.map(bytes)) }
+        var headers: [KafkaHeader] = []
+        headers.reserveCapacity(Int(headerCount))
+        var position = Int(valueSpan.map { $0.start + $0.count } ?? keySpan.map { $0.start + $0.count } ?? 0)
+        for _ in 0..<headerCount {
+            let nameCount = Int(Packer.readLength(storage, at: position))
+            let valueCount = Int(Packer.readLength(storage, at: position + 4))
+            position += 8
+            let name = String(decoding: storage[position..<position + nameCount], as: UTF8.self)
+            position += nameCount
+            let value = valueCount < 0 ? nil : Array(storage[position..<position + valueCount])
+            position += max(valueCount, 0)
+            headers.append(KafkaHeader(name, value))
+        }
+        return headers
     }
 
     /// Runs `body` on the value's bytes where they are (`nil`: the message has no value).
@@ -66,10 +81,12 @@ public struct KafkaMessage: Sendable, Hashable {
     }
 
     public init(id: KafkaMessageID, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader], timestamp: Int64?) {
-        var packer = Packer(capacity: (key?.count ?? 0) + (value?.count ?? 0) + headers.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) })
+        var packer = Packer(capacity: (key?.count ?? 0) + (value?.count ?? 0)
+            + headers.reduce(0) { $0 + 8 + $1.name.utf8.count + ($1.value?.count ?? 0) })
         keySpan = key.map { packer.append($0) }
         valueSpan = value.map { packer.append($0) }
-        headerSpans = headers.map { (packer.append($0.name.utf8), $0.value.map { packer.append($0) }) }
+        for header in headers { packer.appendHeader(name: header.name.utf8, value: header.value) }
+        headerCount = Int32(headers.count)
         storage = packer.bytes
         self.id = id
         self.timestamp = timestamp
@@ -78,30 +95,38 @@ public struct KafkaMessage: Sendable, Hashable {
     /// Copies a message out; the caller keeps ownership of `message` (and destroys it).
     init(copying message: UnsafePointer<rd_kafka_message_t>, topic: String) {
         let raw = message.pointee
-        var headers: [(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?)] = []
-        var size = raw.key_len + raw.len
         var list: OpaquePointer?
-        if rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
-            var index = 0
-            var name: UnsafePointer<CChar>?
-            var value: UnsafeRawPointer?
-            var valueSize = 0
-            while rd_kafka_header_get_all(list, index, &name, &value, &valueSize) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let nameBytes = UnsafeRawBufferPointer(start: name, count: name.map { strlen($0) } ?? 0)  // no name: ""
-                headers.append((nameBytes, value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) }))
-                size += nameBytes.count + valueSize
-                index += 1
-            }
-        }
+        if rd_kafka_message_headers(message, &list) != RD_KAFKA_RESP_ERR_NO_ERROR { list = nil }
+        // Two passes over the headers (librdkafka's list, read in place): sizes, then bytes.
+        var size = raw.key_len + raw.len
+        let count = Self.forEachHeader(list) { name, value in size += 8 + name.count + (value?.count ?? 0) }
         var packer = Packer(capacity: size)
         keySpan = raw.key.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.key_len)) }
         valueSpan = raw.payload.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.len)) }
-        headerSpans = headers.map { (packer.append($0.name), $0.value.map { packer.append($0) }) }
+        Self.forEachHeader(list) { name, value in packer.appendHeader(name: name, value: value) }
+        headerCount = Int32(count)
         storage = packer.bytes
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
         id = KafkaMessageID(topic: topic, partition: raw.partition, offset: raw.offset)
         self.timestamp = timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
+    }
+
+    /// Calls `body` with each header's name (a header without one reads as "") and value; returns
+    /// how many there were.
+    @discardableResult
+    private static func forEachHeader(_ list: OpaquePointer?, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer?) -> Void) -> Int {
+        guard let list else { return 0 }
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var valueSize = 0
+        while rd_kafka_header_get_all(list, index, &name, &value, &valueSize) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            body(UnsafeRawBufferPointer(start: name, count: name.map { strlen($0) } ?? 0),
+                 value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) })
+            index += 1
+        }
+        return index
     }
 
     private func bytes(_ span: Span) -> [UInt8] { Array(storage[span.range]) }
@@ -131,6 +156,23 @@ public struct KafkaMessage: Sendable, Hashable {
             let start = bytes.count
             bytes.append(contentsOf: part)
             return Span(start: Int32(start), count: Int32(bytes.count - start))
+        }
+
+        mutating func appendHeader(name: some Collection<UInt8>, value: (some Collection<UInt8>)?) {
+            appendLength(Int32(name.count))
+            appendLength(value.map { Int32($0.count) } ?? -1)
+            bytes.append(contentsOf: name)
+            if let value { bytes.append(contentsOf: value) }
+        }
+
+        private mutating func appendLength(_ length: Int32) {
+            withUnsafeBytes(of: length.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+
+        static func readLength(_ bytes: [UInt8], at position: Int) -> Int32 {
+            var length: Int32 = 0
+            withUnsafeMutableBytes(of: &length) { $0.copyBytes(from: bytes[position..<position + 4]) }
+            return Int32(littleEndian: length)
         }
     }
 }

@@ -24,6 +24,17 @@ struct KafkaMessageTests {
         #expect(bare != empty, "a null value is not an empty one")
     }
 
+    @Test("headers come back whichever of key and value is absent", arguments: [
+        ([UInt8]?.none, [UInt8]?.none), (nil, Array("v".utf8)), (Array("k".utf8), nil), ([], []), (Array("key".utf8), Array("value".utf8)),
+    ])
+    func headersAfterAnyParts(key: [UInt8]?, value: [UInt8]?) {
+        let headers = [KafkaHeader("", "no name"), KafkaHeader("é", [0, 255, 0xFF]), KafkaHeader("null", nil as [UInt8]?), KafkaHeader("", [] as [UInt8])]
+        let message = KafkaMessage(id: id, key: key, value: value, headers: headers, timestamp: nil)
+        #expect(message.key == key)
+        #expect(message.value == value)
+        #expect(message.headers == headers)
+    }
+
     @Test("equal parts make equal messages; any part differing makes them differ")
     func equality() {
         func make(key: String? = "k", value: String = "v", header: String = "h") -> KafkaMessage {
