@@ -145,7 +145,7 @@ public final class Reprocessor {
                 outcome.resolved.append(coordinates)
             case .failure(let failure):
                 summary.byReason[reasons[index], default: Counts()].failedAgain += 1
-                outcome.failures.append(FailureRecord(appid: pending.appid, openid: pending.job?.openid, failure: failure, source: coordinates))
+                outcome.failures.append(FailureRecord(appid: pending.appid, openid: pending.openid, failure: failure, source: coordinates))
                 deadLetters.append(DeadLetter.record(
                     for: pending.message, failure: failure, source: source, attempts: attempts[index] + 1,
                     topic: configuration.deadLetterTopic, group: options.group

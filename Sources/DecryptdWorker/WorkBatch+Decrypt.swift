@@ -20,10 +20,7 @@ extension WorkBatch {
                 let jobs = shared.value
                 for index in stride(from: slot, to: jobs.count, by: width) where jobs[index].outcome == nil {
                     let keySlot = Int(jobs[index].keySlot)
-                    jobs[index].outcome = decryptor.decrypt(
-                        appid: jobs[index].appid!, sessionKeys: keys.indices.contains(keySlot) ? keys[keySlot] : [],
-                        iv: jobs[index].job!.iv, encryptedData: jobs[index].job!.encryptedData
-                    )
+                    jobs[index].outcome = jobs[index].decrypt(with: decryptor, sessionKeys: keys.indices.contains(keySlot) ? keys[keySlot] : [])
                 }
             }
         }

@@ -5,12 +5,19 @@ import KafkaClient
 import PhoneDecryption
 
 /// One consumed message and what the pipeline has made of it so far.
+///
+/// A job is read where it lies, in its message's buffer: only the openid (and an appid this
+/// worker does not serve) become strings; `encryptedData` and `iv` are decrypted in place. Each
+/// string a job owns is an allocation and a reference to count on every copy, and batches move
+/// between threads.
 struct PendingJob: Sendable {
     let message: KafkaMessage
     /// `nil` when the value was not a job (`outcome` then holds `malformed_job`).
-    let job: DecryptJob?
+    let openid: String?
     /// The appid the job is for: its own, or the worker's default. `nil` for malformed jobs.
     let appid: String?
+    /// Where the job's ciphertext and iv are (`nil` for malformed jobs).
+    let ciphertext: Ciphertext?
     /// Set by parsing (failures) or by decryption.
     var outcome: Result<PhonePayload, DecryptFailure>?
     /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by
@@ -20,30 +27,72 @@ struct PendingJob: Sendable {
     /// job's lane and finds its user's key slot.
     let openidHash: UInt64
 
+    /// `encryptedData` and `iv` of a job: byte ranges of the message value, or their text when
+    /// JSON escapes had to be resolved (a PHP client writes `/` as `\/`).
+    enum Ciphertext: Sendable {
+        case inValue(encryptedData: Range<Int32>, iv: Range<Int32>)
+        case unescaped(encryptedData: String, iv: String)
+    }
+
     var user: UserKey? {
-        guard let job, let appid else { return nil }
-        return UserKey(appid: appid, openid: job.openid)
+        guard let openid, let appid else { return nil }
+        return UserKey(appid: appid, openid: openid)
     }
 
     /// Parses a message: a job for one of `appids`, or a failure that needs no decryption.
     init(_ message: KafkaMessage, appids: [String]) {
         self.message = message
         // Parsed where the value lies: no copy of it is made.
-        guard let parsed = message.withValue({ $0.map(DecryptJob.parse) }) else {
-            (job, appid, outcome, openidHash) = (nil, nil, .failure(DecryptFailure(.malformedJob, "message has no value")), 0)
-            return
-        }
+        let parsed = message.withValue { value in value.map { value in DecryptJob.locate(value).map { Self.fields(of: $0, in: value, appids: appids) } } }
         switch parsed {
+        case nil:
+            (openid, appid, ciphertext, outcome, openidHash) = (nil, nil, nil, .failure(DecryptFailure(.malformedJob, "message has no value")), 0)
         case .failure(let failure):
-            (job, appid, outcome, openidHash) = (nil, nil, .failure(failure), 0)
-        case .success(let parsed):
-            let resolved = parsed.appid ?? appids[0]
-            job = parsed
-            appid = resolved
-            openidHash = WorkBatch.laneHash(parsed.openid)
-            outcome = appids.contains(resolved)
-                ? nil
-                : .failure(DecryptFailure(.appidMismatch, "job appid \(resolved) is not one this worker serves"))
+            (openid, appid, ciphertext, outcome, openidHash) = (nil, nil, nil, .failure(failure), 0)
+        case .success(let fields):
+            (openid, appid, ciphertext) = (fields.openid, fields.appid, fields.ciphertext)
+            openidHash = WorkBatch.laneHash(fields.openid)
+            outcome = fields.served ? nil : .failure(DecryptFailure(.appidMismatch, "job appid \(fields.appid) is not one this worker serves"))
+        }
+    }
+
+    /// The strings a located job needs and where its ciphertext is. A served appid is taken from
+    /// `appids` (no copy); a job without one is for the first.
+    private static func fields(
+        of job: DecryptJob.Located, in value: UnsafeBufferPointer<UInt8>, appids: [String]
+    ) -> (openid: String, appid: String, served: Bool, ciphertext: Ciphertext) {
+        var appid = appids[0], served = true
+        if let token = job.appid {
+            let scanner = JSONScanner(value)
+            if let index = appids.firstIndex(where: { known in known.utf8.withContiguousStorageIfAvailable { scanner.token(token, equals: $0) } ?? false }) {
+                appid = appids[index]
+            } else {
+                (appid, served) = (job.string(token, in: value), false)
+            }
+        }
+        let ciphertext: Ciphertext
+        if job.encryptedData.hasEscapes || job.iv.hasEscapes {
+            ciphertext = .unescaped(encryptedData: job.string(job.encryptedData, in: value), iv: job.string(job.iv, in: value))
+        } else {
+            ciphertext = .inValue(encryptedData: Int32(job.encryptedData.start)..<Int32(job.encryptedData.end),
+                                  iv: Int32(job.iv.start)..<Int32(job.iv.end))
+        }
+        return (job.string(job.openid, in: value), appid, served, ciphertext)
+    }
+
+    /// Decrypts the job with its user's session keys (newest first).
+    func decrypt(with decryptor: PhoneDecryptor, sessionKeys: [String]) -> Result<PhonePayload, DecryptFailure> {
+        switch ciphertext! {
+        case .inValue(let encryptedData, let iv):
+            message.withValue { value in
+                decryptor.decrypt(
+                    appid: appid!, sessionKeys: sessionKeys,
+                    iv: UnsafeBufferPointer(rebasing: value![Int(iv.lowerBound)..<Int(iv.upperBound)]),
+                    encryptedData: UnsafeBufferPointer(rebasing: value![Int(encryptedData.lowerBound)..<Int(encryptedData.upperBound)])
+                )
+            }
+        case .unescaped(let encryptedData, let iv):
+            decryptor.decrypt(appid: appid!, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
         }
     }
 }
@@ -81,7 +130,7 @@ struct WorkBatch: Sendable {
         var byLane = [[PendingJob]](repeating: [], count: lanes)
         for (index, message) in messages.enumerated() {
             let job = PendingJob(message, appids: appids)
-            let lane = job.job == nil ? index % lanes : Int(job.openidHash % UInt64(lanes))
+            let lane = job.openid == nil ? index % lanes : Int(job.openidHash % UInt64(lanes))
             byLane[lane].append(job)
         }
         var batches: [WorkBatch] = []
@@ -130,7 +179,7 @@ struct WorkBatch: Sendable {
         // Through the buffer: copying whole jobs out would retain every string they hold.
         jobs.withUnsafeMutableBufferPointer { jobs in
             for index in jobs.indices {
-                guard case .none = jobs[index].outcome, let openid = jobs[index].job?.openid, let appid = jobs[index].appid else { continue }
+                guard case .none = jobs[index].outcome, let openid = jobs[index].openid, let appid = jobs[index].appid else { continue }
                 jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
             }
         }

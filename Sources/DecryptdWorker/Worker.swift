@@ -246,7 +246,7 @@ public final class Worker: @unchecked Sendable {
                 case .failure(let failure):
                     let message = jobs[index].message
                     outcome.failures.append(FailureRecord(
-                        appid: jobs[index].appid, openid: jobs[index].job?.openid, failure: failure,
+                        appid: jobs[index].appid, openid: jobs[index].openid, failure: failure,
                         source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset)
                     ))
                     deadLetters.append(DeadLetter.record(

@@ -20,9 +20,32 @@ public struct DecryptJob: Sendable, Hashable {
 
     /// Parses a message value; any failure is `malformed_job` with a detail that quotes no content.
     public static func parse(_ value: UnsafeBufferPointer<UInt8>) -> Result<DecryptJob, DecryptFailure> {
+        locate(value).map { job in
+            DecryptJob(
+                openid: job.string(job.openid, in: value), encryptedData: job.string(job.encryptedData, in: value),
+                iv: job.string(job.iv, in: value), appid: job.appid.map { job.string($0, in: value) },
+                requestId: job.requestId.map { job.string($0, in: value) }
+            )
+        }
+    }
+
+    /// Where a valid job's members are in its message value: ``parse(_:)`` without the copies,
+    /// for a reader that keeps the value anyway (the worker decrypts straight from it).
+    public struct Located: Sendable {
+        public var openid, encryptedData, iv: JSONStringToken
+        public var appid, requestId: JSONStringToken?
+
+        /// A member's text (escapes resolved); `value` is the buffer that was located.
+        public func string(_ token: JSONStringToken, in value: UnsafeBufferPointer<UInt8>) -> String {
+            JSONScanner(value).string(token)
+        }
+    }
+
+    /// Validates a message value as ``parse(_:)`` does and says where the members are.
+    public static func locate(_ value: UnsafeBufferPointer<UInt8>) -> Result<Located, DecryptFailure> {
         var scanner = JSONScanner(value)
-        // Tokens first, strings at the end: the walk itself allocates nothing (this runs once per
-        // consumed message, and an array of fields or captured variables cost more than the walk).
+        // The walk allocates nothing: tokens go into a struct passed inout (an array of fields or
+        // captured variables cost more than the walk itself).
         var found = Members()
         do throws(JSONSyntaxError) {
             guard try scanner.peek() == UInt8(ascii: "{") else {
@@ -60,10 +83,7 @@ public struct DecryptJob: Sendable, Hashable {
             guard let token = found[field], token.hasEscapes, scanner.decodedBytes(token).contains(0) else { continue }
             return .failure(DecryptFailure(.malformedJob, "job field \(field.name) contains a NUL character"))
         }
-        return .success(DecryptJob(
-            openid: scanner.string(openid), encryptedData: scanner.string(encryptedData), iv: scanner.string(iv),
-            appid: found.appid.map(scanner.string), requestId: found.requestId.map(scanner.string)
-        ))
+        return .success(Located(openid: openid, encryptedData: encryptedData, iv: iv, appid: found.appid, requestId: found.requestId))
     }
 
     /// The members a job names.

@@ -60,6 +60,13 @@ public final class PhoneDecryptor {
         }
     }
 
+    /// Decrypts one payload whose base64 fields are UTF-8 bytes (read where they lie).
+    public func decrypt(
+        appid: String, sessionKeys: [String], iv: UnsafeBufferPointer<UInt8>, encryptedData: UnsafeBufferPointer<UInt8>
+    ) -> Result<PhonePayload, DecryptFailure> {
+        withBytes(appid) { decrypt(appid: $0, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData) }
+    }
+
     /// Decrypts one payload given as UTF-8 bytes.
     public func decrypt(
         appid: UnsafeBufferPointer<UInt8>,

@@ -31,12 +31,12 @@ struct PipelinePartsTests {
         #expect(batches.allSatisfy { $0.jobs.count <= 50 && !$0.jobs.isEmpty })
         var laneOfUser: [String: Set<Int>] = [:]
         for batch in batches {
-            for job in batch.jobs { if let openid = job.job?.openid { laneOfUser[openid, default: []].insert(batch.lane) } }
+            for job in batch.jobs { if let openid = job.openid { laneOfUser[openid, default: []].insert(batch.lane) } }
         }
         #expect(laneOfUser.count == 40)
         #expect(laneOfUser.values.allSatisfy { $0.count == 1 }, "a user is written by one persist slot only")
         #expect(Set(laneOfUser.values.map { $0.first! }).count == 4, "40 users spread over all 4 lanes")
-        let malformedLanes = Set(batches.filter { $0.jobs.contains { $0.job == nil } }.map(\.lane))
+        let malformedLanes = Set(batches.filter { $0.jobs.contains { $0.openid == nil } }.map(\.lane))
         #expect(malformedLanes.count > 1, "jobs without a user are spread too")
         for lane in 0..<4 {
             let inLane = batches.filter { $0.lane == lane }.flatMap { $0.jobs.map(\.message.offset) }
@@ -96,6 +96,43 @@ struct PipelinePartsTests {
         let decomposed = spellings.slot(appid: "wx1", openid: "cafe\u{301}", hash: 7)
         #expect(precomposed != decomposed)
         #expect(spellings.slot(appid: "wx1", openid: "cafe\u{301}", hash: 7) == decomposed)
+    }
+
+    @Test("jobs decrypt from their message, with JSON escapes in any field, and an unserved appid is appid_mismatch")
+    func decryptInPlace() {
+        let appid = "wx6ede2086ee29a89f"
+        var synthetic = SyntheticPayloads(appid: appid, generator: SystemRandomNumberGenerator())
+        let payload = synthetic.make(.none)
+        /// Every character as a \u escape (what an over-eager encoder may send).
+        func escaped(_ text: String) -> String { text.unicodeScalars.map { "\\u" + String(format: "%04x", $0.value) }.joined() }
+        let values = [
+            #"{"openid":"o1","encryptedData":"\#(payload.encryptedData)","iv":"\#(payload.iv)"}"#,
+            #"{"openid":"o1","encryptedData":"\#(payload.encryptedData.replacingOccurrences(of: "/", with: #"\/"#))","iv":"\#(payload.iv)","appid":"\#(appid)"}"#,
+            #"{"openid":"o1","encryptedData":"\#(escaped(payload.encryptedData))","iv":"\#(escaped(payload.iv))","appid":"\#(escaped(appid))"}"#,
+            #"{"\#(escaped("iv"))":"\#(payload.iv)","appid":"wxother","\#(escaped("openid"))":"o1","encryptedData":"\#(payload.encryptedData)"}"#,
+        ]
+        var batch = WorkBatch(jobs: values.enumerated().map { PendingJob(message($0, partition: 0, value: $1), appids: [appid, "wx1"]) })
+        var slots = UserSlots(capacity: batch.jobs.count)
+        batch.assignKeySlots(&slots)
+        #expect(slots.users == [UserKey(appid: appid, openid: "o1")])
+        batch.sessionKeys = [payload.sessionKeys]
+        batch.decrypt(using: DecryptorPool(), concurrency: 2)
+
+        for index in 0..<3 {
+            guard case .success(let phone) = batch.jobs[index].outcome else {
+                Issue.record("job \(index): \(String(describing: batch.jobs[index].outcome))")
+                continue
+            }
+            #expect(phone.phoneNumber == payload.phoneNumber)
+            #expect(batch.jobs[index].user == UserKey(appid: appid, openid: "o1"))
+        }
+        #expect(batch.jobs[3].appid == "wxother")
+        #expect(batch.jobs[3].openid == "o1")
+        #expect(batch.jobs[3].outcome.flatMap { try? $0.get() } == nil)
+        if case .failure(let failure) = batch.jobs[3].outcome {
+            #expect(failure.reason == .appidMismatch)
+            #expect(failure.detail == "job appid wxother is not one this worker serves")
+        }
     }
 
     @Test("outcome tally: jobs by outcome name, fallbacks, repairs by kind")
