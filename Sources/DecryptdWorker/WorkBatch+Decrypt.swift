@@ -15,12 +15,13 @@ extension WorkBatch {
             let shared = UnsafeSendable(buffer)
             DispatchQueue.concurrentPerform(iterations: width) { slot in
                 let decryptor = pool.decryptor(slot)
-                // Read through the buffer's addressors: copying a whole PendingJob out would retain
-                // every string and array it holds, twice per job.
+                // Through the buffer's addressors, in place: copying a whole PendingJob out would
+                // retain every string and array it holds, twice per job.
                 let jobs = shared.value
-                for index in stride(from: slot, to: jobs.count, by: width) where jobs[index].outcome == nil {
+                for index in stride(from: slot, to: jobs.count, by: width) {
+                    guard case .none = jobs[index].outcome else { continue }
                     let keySlot = Int(jobs[index].keySlot)
-                    jobs[index].outcome = jobs[index].decrypt(with: decryptor, sessionKeys: keys.indices.contains(keySlot) ? keys[keySlot] : [])
+                    jobs[index].decrypt(with: decryptor, sessionKeys: keys.indices.contains(keySlot) ? keys[keySlot] : [])
                 }
             }
         }

@@ -80,19 +80,23 @@ struct PendingJob: Sendable {
         return (job.string(job.openid, in: value), appid, served, ciphertext)
     }
 
-    /// Decrypts the job with its user's session keys (newest first).
-    func decrypt(with decryptor: PhoneDecryptor, sessionKeys: [String]) -> Result<PhonePayload, DecryptFailure> {
+    /// Decrypts the job with its user's session keys (newest first) and sets its outcome.
+    ///
+    /// Mutating, so that a job in a buffer is worked on where it lies: calling a non-mutating
+    /// method on `buffer[index]` makes Swift copy the whole job (and retain all it holds) first.
+    mutating func decrypt(with decryptor: PhoneDecryptor, sessionKeys: [String]) {
+        let appid = appid!
         switch ciphertext! {
         case .inValue(let encryptedData, let iv):
-            message.withValue { value in
+            outcome = message.withValue { value in
                 decryptor.decrypt(
-                    appid: appid!, sessionKeys: sessionKeys,
+                    appid: appid, sessionKeys: sessionKeys,
                     iv: UnsafeBufferPointer(rebasing: value![Int(iv.lowerBound)..<Int(iv.upperBound)]),
                     encryptedData: UnsafeBufferPointer(rebasing: value![Int(encryptedData.lowerBound)..<Int(encryptedData.upperBound)])
                 )
             }
         case .unescaped(let encryptedData, let iv):
-            decryptor.decrypt(appid: appid!, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
+            outcome = decryptor.decrypt(appid: appid, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
         }
     }
 }
@@ -124,33 +128,44 @@ struct WorkBatch: Sendable {
     }
 
     /// Parses `messages` and deals them into batches of at most `batchSize` jobs per lane: a
-    /// user's jobs by a hash of the openid, jobs without a user (malformed) round-robin.
+    /// user's jobs by a hash of the openid, jobs without a user (malformed) round-robin. A lane
+    /// that does not fit is cut into equal parts, not into full batches and a small remainder: a
+    /// poll fills each lane to about `batchSize`, so half the lanes would otherwise leave a tail
+    /// of a few dozen jobs, each a transaction of its own.
     static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> [WorkBatch] {
         let messages = fetched.messages
-        var byLane = [[PendingJob]](repeating: [], count: lanes)
+        // Jobs are parsed into a buffer and moved from there into their batches, each exactly
+        // once: appending copies would retain every reference a job holds, and freeing the
+        // originals release them all again.
+        let parsed = UnsafeMutableBufferPointer<PendingJob>.allocate(capacity: messages.count)
+        defer { parsed.deallocate() }
+        var laneOf = [Int](repeating: 0, count: messages.count)
+        var perLane = [Int](repeating: 0, count: lanes)
         for (index, message) in messages.enumerated() {
             let job = PendingJob(message, appids: appids)
             let lane = job.openid == nil ? index % lanes : Int(job.openidHash % UInt64(lanes))
-            byLane[lane].append(job)
+            laneOf[index] = lane
+            perLane[lane] += 1
+            (parsed.baseAddress! + index).initialize(to: job)
         }
         var batches: [WorkBatch] = []
-        for (lane, jobs) in byLane.enumerated() where !jobs.isEmpty {
-            // A lane that fits is handed on whole (no copy: copying retains every job's strings).
-            // One that does not is cut into equal parts, not into full batches and a small
-            // remainder: a poll fills each lane to about `batchSize`, so half the lanes would
-            // otherwise leave a tail of a few dozen jobs, each a transaction of its own.
-            let parts = (jobs.count + batchSize - 1) / batchSize
-            if parts == 1 {
-                batches.append(WorkBatch(jobs: jobs, lane: lane, fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate))
-                continue
+        var firstBatch = [Int](repeating: 0, count: lanes)
+        var partSize = [Int](repeating: 0, count: lanes)
+        for (lane, count) in perLane.enumerated() where count > 0 {
+            let parts = (count + batchSize - 1) / batchSize
+            partSize[lane] = (count + parts - 1) / parts
+            firstBatch[lane] = batches.count
+            for part in 0..<parts {
+                var batch = WorkBatch(lane: lane, fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate)
+                batch.jobs.reserveCapacity(min(partSize[lane], count - part * partSize[lane]))
+                batches.append(batch)
             }
-            let size = (jobs.count + parts - 1) / parts
-            for start in stride(from: 0, to: jobs.count, by: size) {
-                batches.append(WorkBatch(
-                    jobs: Array(jobs[start..<min(jobs.count, start + size)]), lane: lane,
-                    fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate
-                ))
-            }
+        }
+        var dealt = [Int](repeating: 0, count: lanes)
+        for index in 0..<messages.count {
+            let lane = laneOf[index]
+            batches[firstBatch[lane] + dealt[lane] / partSize[lane]].jobs.append((parsed.baseAddress! + index).move())
+            dealt[lane] += 1
         }
         return batches
     }
