@@ -35,6 +35,15 @@ public enum DeadLetter {
         for message: KafkaMessage, failure: DecryptFailure, source: Source, attempts: Int,
         topic: String, group: String, now: Date = Date()
     ) -> KafkaRecord {
+        record(for: message, failure: failure, source: source, attempts: attempts, topic: topic, group: group, failedAt: rfc3339(now))
+    }
+
+    /// ``record(for:failure:source:attempts:topic:group:now:)`` with the failure time already
+    /// formatted (``rfc3339(_:)``), for a batch of records that share it.
+    public static func record(
+        for message: KafkaMessage, failure: DecryptFailure, source: Source, attempts: Int,
+        topic: String, group: String, failedAt: String
+    ) -> KafkaRecord {
         var headers = message.headers.filter { !$0.name.hasPrefix("decrypt.") }
         headers.append(KafkaHeader(Self.reason, failure.reason.rawValue))
         headers.append(KafkaHeader(Self.detail, failure.detail))
@@ -43,11 +52,10 @@ public enum DeadLetter {
         headers.append(KafkaHeader(Self.sourceOffset, String(source.offset)))
         if let timestamp = source.timestamp { headers.append(KafkaHeader(Self.sourceTimestamp, String(timestamp))) }
         headers.append(KafkaHeader(Self.attempts, String(attempts)))
-        headers.append(KafkaHeader(Self.failedAt, rfc3339(now)))
+        headers.append(KafkaHeader(Self.failedAt, failedAt))
         headers.append(KafkaHeader(Self.consumerGroup, group))
         return KafkaRecord(topic: topic, key: message.key, value: message.value, headers: headers)
     }
-
 
     /// `2026-11-21T18:07:41.123Z`.
     public static func rfc3339(_ date: Date) -> String {

@@ -235,7 +235,7 @@ public final class Worker: @unchecked Sendable {
     private func persist(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
         var outcome = OutcomeBatch()
         var deadLetters: [KafkaRecord] = []
-        let now = Date()
+        let failedAt = DeadLetter.rfc3339(Date())
         outcome.members.reserveCapacity(batch.jobs.count)
         // Through the buffer, reading only the fields needed (see `record`).
         batch.jobs.withUnsafeBufferPointer { jobs in
@@ -252,7 +252,7 @@ public final class Worker: @unchecked Sendable {
                     deadLetters.append(DeadLetter.record(
                         for: message, failure: failure,
                         source: .init(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp),
-                        attempts: 1, topic: configuration.deadLetterTopic, group: configuration.group, now: now
+                        attempts: 1, topic: configuration.deadLetterTopic, group: configuration.group, failedAt: failedAt
                     ))
                 }
             }

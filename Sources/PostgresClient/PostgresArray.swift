@@ -26,9 +26,9 @@ public enum PostgresArray {
 
     /// `{1,2,3}` for `bigint[]` / `int[]`.
     @inlinable
-    public static func integers<Values: Collection>(_ values: Values) -> String where Values.Element: BinaryInteger {
+    public static func integers<Values: Collection>(_ values: Values) -> String where Values.Element: FixedWidthInteger & SignedInteger {
         var literal = Literal(estimatedCount: values.count)
-        for value in values { literal.appendElement(String(value).utf8) }
+        for value in values { literal.appendInteger(Int64(value)) }
         return literal.finish()
     }
 
@@ -60,12 +60,36 @@ public enum PostgresArray {
             if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
         }
 
+        /// Decimal digits, written in place (no string per number).
+        @inlinable
+        mutating func appendInteger(_ value: Int64) {
+            separate()
+            if value < 0 { bytes.append(UInt8(ascii: "-")) }
+            var magnitude = value.magnitude
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+            withUnsafeMutableBytes(of: &digits) { digits in
+                var start = digits.count
+                repeat {
+                    start -= 1
+                    digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                bytes.append(contentsOf: digits[start...])
+            }
+        }
+
         /// `"value"`, with `"` and `\` escaped. Most values need no escaping: they are copied whole.
         @inlinable
         mutating func appendQuoted(_ value: String) {
             separate()
             bytes.append(UInt8(ascii: "\""))
-            let utf8 = value.utf8
+            let copied: Void? = value.utf8.withContiguousStorageIfAvailable { appendEscaping($0) }
+            if copied == nil { appendEscaping(Array(value.utf8)) }
+            bytes.append(UInt8(ascii: "\""))
+        }
+
+        @inlinable
+        mutating func appendEscaping(_ utf8: some Collection<UInt8>) {
             if utf8.contains(where: Self.needsEscape) {
                 for byte in utf8 {
                     if Self.needsEscape(byte) { bytes.append(UInt8(ascii: "\\")) }
@@ -74,7 +98,6 @@ public enum PostgresArray {
             } else {
                 bytes.append(contentsOf: utf8)
             }
-            bytes.append(UInt8(ascii: "\""))
         }
 
         @inlinable

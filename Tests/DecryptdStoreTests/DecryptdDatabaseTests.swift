@@ -162,6 +162,9 @@ struct DecryptdDatabaseTests {
         #expect(PostgresArray.text([nil, "a"] as [String?]) == #"{NULL,"a"}"#)
         #expect(PostgresArray.text([String]()) == "{}")
         #expect(PostgresArray.integers([Int64.min, 0, 7].lazy.map { $0 }) == "{\(Int64.min),0,7}")
+        let integers: [Int64] = [Int64.max, -1, 9, 10, 99, 100, 1_700_000_000_123, -1_000_000]
+        #expect(PostgresArray.integers(integers) == "{" + integers.map(String.init).joined(separator: ",") + "}")
+        #expect(PostgresArray.integers([Int32.min, Int32.max]) == "{\(Int32.min),\(Int32.max)}")
         let connection = try TestDatabase.isolatedConnection()
         let echoed = try connection.query("SELECT unnest($1::text[])", [literal]).map { $0[0] }
         #expect(echoed == values)
