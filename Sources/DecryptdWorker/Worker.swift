@@ -235,7 +235,7 @@ public final class Worker: @unchecked Sendable {
     private func persist(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
         var outcome = OutcomeBatch()
         var deadLetters: [KafkaRecord] = []
-        let failedAt = DeadLetter.rfc3339(Date())
+        lazy var failedAt = DeadLetter.rfc3339(Date())  // formatted once, if a job failed
         outcome.members.reserveCapacity(batch.jobs.count)
         // Through the buffer, reading only the fields needed (see `record`).
         batch.jobs.withUnsafeBufferPointer { jobs in

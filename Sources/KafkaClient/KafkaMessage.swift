@@ -99,14 +99,13 @@ public struct KafkaMessage: Sendable, Hashable {
         let raw = message.pointee
         var list: OpaquePointer?
         if rd_kafka_message_headers(message, &list) != RD_KAFKA_RESP_ERR_NO_ERROR { list = nil }
-        // Two passes over the headers (librdkafka's list, read in place): sizes, then bytes.
-        var size = raw.key_len + raw.len
-        let count = Self.forEachHeader(list) { name, value in size += 8 + name.count + (value?.count ?? 0) }
-        var packer = Packer(capacity: size)
+        // One pass over the headers (librdkafka's list, read in place), into room guessed for a
+        // few small ones: headers larger than that cost one reallocation, a second pass over the
+        // list to size them exactly cost every message more.
+        var packer = Packer(capacity: raw.key_len + raw.len + (list == nil ? 0 : Self.headerRoom))
         keySpan = raw.key.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.key_len)) }
         valueSpan = raw.payload.map { packer.append(UnsafeRawBufferPointer(start: $0, count: raw.len)) }
-        Self.forEachHeader(list) { name, value in packer.appendHeader(name: name, value: value) }
-        headerCount = Int32(count)
+        headerCount = Int32(Self.forEachHeader(list) { name, value in packer.appendHeader(name: name, value: value) })
         storage = packer.bytes
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
@@ -114,9 +113,11 @@ public struct KafkaMessage: Sendable, Hashable {
         self.timestamp = timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
     }
 
+    /// Bytes reserved for headers when a message has any.
+    private static let headerRoom = 128
+
     /// Calls `body` with each header's name (a header without one reads as "") and value; returns
     /// how many there were.
-    @discardableResult
     private static func forEachHeader(_ list: OpaquePointer?, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer?) -> Void) -> Int {
         guard let list else { return 0 }
         var index = 0

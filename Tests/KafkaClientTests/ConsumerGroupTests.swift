@@ -49,6 +49,32 @@ struct ConsumerGroupTests {
         producer.close()
     }
 
+    @Test("consumed messages keep headers of any size and number, with null and empty parts kept apart")
+    func headerSizes() throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("jobs", partitions: 1)
+        let producer = try startedProducer(cluster)
+        let headerSets: [[KafkaHeader]] = [
+            [],
+            [KafkaHeader("big", [UInt8](repeating: 0x5A, count: 5000))],
+            (0..<40).map { KafkaHeader("h\($0)", String(repeating: "v", count: $0)) },
+            [KafkaHeader("", nil as [UInt8]?), KafkaHeader("ü", [] as [UInt8])],
+        ]
+        let sent = headerSets.enumerated().map { index, headers in
+            KafkaRecord(topic: "jobs", partition: 0, key: index == 0 ? nil : [UInt8(index)], value: Array("job-\(index)".utf8), headers: headers)
+        }
+        #expect(producer.send(sent).allSatisfy { (try? $0.get()) != nil })
+
+        let runner = try ConsumerRunner(consumerConfiguration(cluster, group: "g", topic: "jobs"))
+        runner.start(stopWhenDrained: true)
+        try runner.waitUntilFinished()
+        let received = runner.processed.all.sorted { $0.offset < $1.offset }.compactMap { runner.processed.message($0) }
+        #expect(received.map(\.headers) == headerSets)
+        #expect(received.map(\.key) == sent.map(\.key))
+        #expect(received.map(\.value) == sent.map(\.value))
+        producer.close()
+    }
+
     @Test("a second member joins mid-stream and the first leaves: none lost, duplicates only from abandoned work",
           arguments: ["cooperative-sticky", "range"])
     func joinAndLeave(strategy: String) throws {
