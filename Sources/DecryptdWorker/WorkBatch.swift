@@ -44,15 +44,25 @@ struct PendingJob: Sendable {
         self.message = message
         // Parsed where the value lies: no copy of it is made.
         let parsed = message.withValue { value in value.map { value in DecryptJob.locate(value).map { Self.fields(of: $0, in: value, appids: appids) } } }
-        switch parsed {
-        case nil:
-            (openid, appid, ciphertext, outcome, openidHash) = (nil, nil, nil, .failure(DecryptFailure(.malformedJob, "message has no value")), 0)
-        case .failure(let failure):
-            (openid, appid, ciphertext, outcome, openidHash) = (nil, nil, nil, .failure(failure), 0)
-        case .success(let fields):
-            (openid, appid, ciphertext) = (fields.openid, fields.appid, fields.ciphertext)
-            openidHash = WorkBatch.laneHash(fields.openid)
-            outcome = fields.served ? nil : .failure(DecryptFailure(.appidMismatch, "job appid \(fields.appid) is not one this worker serves"))
+        // Field by field, not through tuples: tuple assignments copied the outcome and the job.
+        guard case .success(let fields) = parsed else {
+            openid = nil
+            appid = nil
+            ciphertext = nil
+            openidHash = 0
+            if case .failure(let failure) = parsed {
+                outcome = .failure(failure)
+            } else {
+                outcome = .failure(DecryptFailure(.malformedJob, "message has no value"))
+            }
+            return
+        }
+        openid = fields.openid
+        appid = fields.appid
+        ciphertext = fields.ciphertext
+        openidHash = WorkBatch.laneHash(fields.openid)
+        if !fields.served {
+            outcome = .failure(DecryptFailure(.appidMismatch, "job appid \(fields.appid) is not one this worker serves"))
         }
     }
 
@@ -142,11 +152,12 @@ struct WorkBatch: Sendable {
         var laneOf = [Int](repeating: 0, count: messages.count)
         var perLane = [Int](repeating: 0, count: lanes)
         for (index, message) in messages.enumerated() {
-            let job = PendingJob(message, appids: appids)
-            let lane = job.openid == nil ? index % lanes : Int(job.openidHash % UInt64(lanes))
+            let job = parsed.baseAddress! + index
+            job.initialize(to: PendingJob(message, appids: appids))
+            let lane: Int
+            if case .none = job.pointee.openid { lane = index % lanes } else { lane = Int(job.pointee.openidHash % UInt64(lanes)) }
             laneOf[index] = lane
             perLane[lane] += 1
-            (parsed.baseAddress! + index).initialize(to: job)
         }
         var batches: [WorkBatch] = []
         var firstBatch = [Int](repeating: 0, count: lanes)
