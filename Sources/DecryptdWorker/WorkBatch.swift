@@ -74,7 +74,12 @@ struct PendingJob: Sendable {
         var appid = appids[0], served = true
         if let token = job.appid {
             let scanner = JSONScanner(value)
-            if let index = appids.firstIndex(where: { known in known.utf8.withContiguousStorageIfAvailable { scanner.token(token, equals: $0) } ?? false }) {
+            // Byte for byte, like the watermark check and the tables.
+            let isToken = { (known: String) in
+                known.utf8.withContiguousStorageIfAvailable { scanner.token(token, equals: $0) }
+                    ?? Array(known.utf8).withUnsafeBufferPointer { scanner.token(token, equals: $0) }
+            }
+            if let index = appids.firstIndex(where: isToken) {
                 appid = appids[index]
             } else {
                 (appid, served) = (job.string(token, in: value), false)
