@@ -33,6 +33,7 @@ struct DecryptBenchmark: ParsableCommand {
 
     func validate() throws {
         guard seconds > 0, threads > 0, payloads > 0, rounds > 0 else { throw ValidationError("--seconds, --threads, --payloads and --rounds must be positive") }
+        if let only, !["floor", "single", "all", "parse"].contains(only) { throw ValidationError("--only takes floor, single, all or parse, not '\(only)'") }
     }
 
     func run() throws {
