@@ -75,11 +75,7 @@ struct PendingJob: Sendable {
         if let token = job.appid {
             let scanner = JSONScanner(value)
             // Byte for byte, like the watermark check and the tables.
-            let isToken = { (known: String) in
-                known.utf8.withContiguousStorageIfAvailable { scanner.token(token, equals: $0) }
-                    ?? Array(known.utf8).withUnsafeBufferPointer { scanner.token(token, equals: $0) }
-            }
-            if let index = appids.firstIndex(where: isToken) {
+            if let index = appids.firstIndex(where: { scanner.token(token, equalsText: $0) }) {
                 appid = appids[index]
             } else {
                 (appid, served) = (job.string(token, in: value), false)

@@ -362,6 +362,13 @@ public struct JSONScanner {
         return decodedBytes(token).elementsEqual(other)
     }
 
+    /// Whether the token's (decoded) value equals `text` byte for byte: UTF-8 bytes, not Swift's
+    /// Unicode equivalence. (Its own label: a string literal would pick a `String` overload of
+    /// ``token(_:equals:)`` over the `StaticString` one.)
+    public func token(_ token: JSONStringToken, equalsText text: String) -> Bool {
+        withBytes(text) { self.token(token, equals: $0) }
+    }
+
     /// The token's decoded value. Valid because ``readString()`` validated it.
     public func string(_ token: JSONStringToken) -> String {
         if !token.hasEscapes {

@@ -69,4 +69,22 @@ struct JSONScannerTests {
         }
         #expect(decoded == "aé😀\n/")
     }
+
+    @Test("a token equals text byte for byte, after unescaping, not by Unicode equivalence")
+    func tokenEqualsText() {
+        let text = Array(#""caf\u00e9" "cafe\u0301" "wx1""#.utf8)
+        text.withUnsafeBufferPointer { buffer in
+            var scanner = JSONScanner(buffer)
+            guard let composed = try? scanner.readString(), let decomposed = try? scanner.readString(), let plain = try? scanner.readString() else {
+                Issue.record("not three strings")
+                return
+            }
+            #expect(scanner.token(composed, equalsText: "caf\u{E9}"))
+            #expect(!scanner.token(composed, equalsText: "cafe\u{301}"), "Swift calls them equal; the bytes differ")
+            #expect(scanner.token(decomposed, equalsText: "cafe\u{301}"))
+            #expect(scanner.token(plain, equalsText: "wx1"))
+            #expect(!scanner.token(plain, equalsText: "wx"))
+            #expect(!scanner.token(plain, equalsText: "wx12"))
+        }
+    }
 }
