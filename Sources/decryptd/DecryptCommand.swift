@@ -18,20 +18,23 @@ struct DecryptCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Expected appid (env WECHAT_APPIDS, first entry). Default for lines that carry none.")
+    @Option(help: "Expected appid, the default for lines that carry none. Env: WECHAT_APPIDS (its first entry).")
     var appid: String?
 
-    @Option(name: .customLong("session-key"), help: "A candidate session key, newest first (repeatable).")
+    @Option(name: .customLong("session-key"), help: "A candidate session key, newest first (repeatable). Env: DECRYPTD_SESSION_KEYS, comma-separated (keeps keys out of the process list).")
     var sessionKeys: [String] = []
 
-    @Option(help: "The iv, base64.")
+    @Option(help: "The iv, base64. Env: DECRYPTD_IV.")
     var iv: String?
 
-    @Option(name: .customLong("encrypted-data"), help: "The encryptedData, base64.")
+    @Option(name: .customLong("encrypted-data"), help: "The encryptedData, base64. Env: DECRYPTD_ENCRYPTED_DATA.")
     var encryptedData: String?
 
     func run() throws {
         let defaultAppid = appid ?? Environment.appids.first
+        let sessionKeys = sessionKeys.isEmpty ? Environment.list("DECRYPTD_SESSION_KEYS") : sessionKeys
+        let iv = iv ?? Environment.value("DECRYPTD_IV")
+        let encryptedData = encryptedData ?? Environment.value("DECRYPTD_ENCRYPTED_DATA")
         let decryptor = PhoneDecryptor()
         if iv != nil || encryptedData != nil || !sessionKeys.isEmpty {
             guard let iv, let encryptedData else {

@@ -17,40 +17,48 @@ struct DevBrokerCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Number of brokers.")
-    var brokers: Int32 = 1
+    @Option(help: "Number of brokers. Env: DECRYPTD_DEV_BROKERS. Default: 1.")
+    var brokers: Int32?
 
-    @Option(name: .customLong("topic"), help: ArgumentHelp("A topic to create, NAME or NAME:PARTITIONS (repeatable).", valueName: "name[:partitions]"))
-    var topics: [String] = ["wechat.phone.jobs:8", "wechat.phone.dlq:2"]
+    @Option(name: .customLong("topic"), help: ArgumentHelp(
+        "A topic to create, NAME or NAME:PARTITIONS (repeatable). Env: DECRYPTD_DEV_TOPICS, comma-separated. Default: wechat.phone.jobs:8, wechat.phone.dlq:2.",
+        valueName: "name[:partitions]"
+    ))
+    var topics: [String] = []
 
-    func validate() throws {
-        guard (1...16).contains(brokers) else { throw ValidationError("--brokers must be 1 to 16") }
-        for topic in topics { _ = try Self.parse(topic) }
+    /// The brokers and topics to start, from the flags or the environment.
+    func plan() throws -> (brokers: Int32, topics: [(name: String, partitions: Int32)]) {
+        let count = try brokers.map(Int.init) ?? Environment.integer("DECRYPTD_DEV_BROKERS") ?? 1
+        guard (1...16).contains(count) else { throw UsageError("--brokers must be 1 to 16") }
+        var specs = topics.isEmpty ? Environment.list("DECRYPTD_DEV_TOPICS") : topics
+        if specs.isEmpty { specs = ["wechat.phone.jobs:8", "wechat.phone.dlq:2"] }
+        return (Int32(count), try specs.map(Self.parse))
     }
 
     static func parse(_ spec: String) throws -> (name: String, partitions: Int32) {
         let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
-        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else { throw ValidationError("bad --topic \(spec): use NAME or NAME:PARTITIONS") }
+        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else { throw UsageError("bad --topic \(spec): use NAME or NAME:PARTITIONS") }
         guard parts.count == 2 else { return (String(name), 1) }
         guard let count = Int32(parts[1]), (1...1000).contains(count) else {
-            throw ValidationError("bad --topic \(spec): partitions must be 1 to 1000")
+            throw UsageError("bad --topic \(spec): partitions must be 1 to 1000")
         }
         return (String(name), count)
     }
 
     func run() throws {
+        let plan = try plan()
         let cluster: KafkaMockCluster
         do {
-            cluster = try KafkaMockCluster(brokers: brokers)
-            for spec in topics {
-                let topic = try Self.parse(spec)
+            cluster = try KafkaMockCluster(brokers: plan.brokers)
+            for topic in plan.topics {
                 try cluster.createTopic(topic.name, partitions: topic.partitions)
             }
         } catch {
             throw RuntimeFailure("could not start the embedded broker: \(error)")
         }
+        let topicList = plan.topics.map { "\($0.name):\($0.partitions)" }.joined(separator: ", ")
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
-        FileHandle.standardError.write(Data("dev-broker: \(brokers) broker(s) at \(cluster.bootstrapServers), topics \(topics.joined(separator: ", ")); Ctrl-C stops it\n".utf8))
+        FileHandle.standardError.write(Data("dev-broker: \(plan.brokers) broker(s) at \(cluster.bootstrapServers), topics \(topicList); Ctrl-C stops it\n".utf8))
         waitForTerminationSignal()
         FileHandle.standardError.write(Data("dev-broker: stopped\n".utf8))
         withExtendedLifetime(cluster) {}

@@ -22,31 +22,37 @@ struct LoadgenCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "Jobs to produce.")
-    var jobs = 10_000
+    @Option(help: "Jobs to produce. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
+    var jobs: Int?
 
-    @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Default: a little of everything.")
-    var faults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005"
+    @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Env: DECRYPTD_LOADGEN_FAULTS. Default: a little of everything (\(Self.defaultFaults)).")
+    var faults: String?
 
-    @Option(name: .customLong("jobs-per-user"), help: "Average jobs per user.")
-    var jobsPerUser = 3.0
+    static let defaultFaults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005"
 
-    @Option(name: .customLong("stale-key-share"), help: "Share of users whose newest stored key is not the one their payloads used.")
-    var staleKeyShare = 0.2
+    @Option(name: .customLong("jobs-per-user"), help: "Average jobs per user. Env: DECRYPTD_LOADGEN_JOBS_PER_USER. Default: 3.")
+    var jobsPerUser: Double?
 
-    @Option(help: "Seed; the same seed gives the same users, keys and jobs.")
-    var seed: UInt64 = 1
+    @Option(name: .customLong("stale-key-share"), help: "Share of users whose newest stored key is not the one their payloads used. Env: DECRYPTD_LOADGEN_STALE_KEY_SHARE. Default: 0.2.")
+    var staleKeyShare: Double?
+
+    @Option(help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
+    var seed: UInt64?
 
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
         let configuration = try connection.configuration()
         guard let appid = configuration.appids.first else { throw UsageError("no appid: give --appid or set WECHAT_APPIDS") }
+        let jobs = try jobs ?? Environment.integer("DECRYPTD_LOADGEN_JOBS") ?? 10_000
         guard jobs > 0 else { throw UsageError("--jobs must be positive") }
         var plan = LoadGenerator.Plan(jobs: jobs, appid: appid)
+        let faults = faults ?? Environment.value("DECRYPTD_LOADGEN_FAULTS") ?? Self.defaultFaults
         do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { throw UsageError("\(error)") }
-        plan.jobsPerUser = jobsPerUser
-        plan.staleKeyShare = staleKeyShare
-        plan.seed = seed
+        plan.jobsPerUser = try jobsPerUser ?? Environment.number("DECRYPTD_LOADGEN_JOBS_PER_USER") ?? plan.jobsPerUser
+        plan.staleKeyShare = try staleKeyShare ?? Environment.number("DECRYPTD_LOADGEN_STALE_KEY_SHARE") ?? plan.staleKeyShare
+        guard plan.jobsPerUser >= 1, plan.jobsPerUser.isFinite else { throw UsageError("--jobs-per-user must be a number of at least 1") }
+        guard (0...1).contains(plan.staleKeyShare) else { throw UsageError("--stale-key-share must be from 0 to 1") }
+        plan.seed = try seed ?? Environment.integer("DECRYPTD_LOADGEN_SEED") ?? plan.seed
         plan.topic = configuration.jobsTopic
 
         let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], logger: logger)

@@ -15,13 +15,15 @@ struct ReportCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: "Window: 90s, 30m, 24h, 7d. Default: 24h.")
-    var since = "24h"
+    @Option(help: "Window: 90s, 30m, 24h, 7d. Env: DECRYPTD_REPORT_SINCE. Default: 24h.")
+    var since: String?
 
-    @Option(help: "table, json or html. Default: table.")
-    var format: Format = .table
+    @Option(help: "table, json or html. Env: DECRYPTD_REPORT_FORMAT. Default: table.")
+    var format: Format?
 
     func run() throws {
+        let since = since ?? Environment.value("DECRYPTD_REPORT_SINCE") ?? "24h"
+        let format = try format ?? Environment.choice("DECRYPTD_REPORT_FORMAT", of: Format.self) ?? .table
         guard let seconds = Self.seconds(since) else { throw UsageError("bad --since \(since): use a number and s, m, h or d, e.g. 24h") }
         let connection = try database.connectedConnection()
         let report: FailureReport

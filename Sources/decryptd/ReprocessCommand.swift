@@ -25,18 +25,21 @@ struct ReprocessCommand: ParsableCommand {
     @Option(help: "Consumer group of the reprocessor. Env: DECRYPTD_REPROCESS_GROUP. Default: decryptd-reprocess.")
     var group: String?
 
-    @Option(name: .customLong("reason"), help: "Only replay records with this reason code (repeatable).")
+    @Option(name: .customLong("reason"), help: "Only replay records with this reason code (repeatable). Env: DECRYPTD_REPROCESS_REASONS, comma-separated.")
     var reasons: [String] = []
 
-    @Flag(name: .customLong("dry-run"), help: "Read, decrypt and count; write, produce and commit nothing.")
+    @Flag(name: .customLong("dry-run"), help: "Read, decrypt and count; write, produce and commit nothing. Env: DECRYPTD_DRY_RUN=1.")
     var dryRun = false
 
-    @Option(name: .customLong("max-attempts"), help: "Skip (and count) records already tried this many times. Default: 5.")
-    var maxAttempts = 5
+    @Option(name: .customLong("max-attempts"), help: "Skip (and count) records already tried this many times. Env: DECRYPTD_MAX_ATTEMPTS. Default: 5.")
+    var maxAttempts: Int?
 
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
         let configuration = try connection.configuration()
+        let reasons = reasons.isEmpty ? Environment.list("DECRYPTD_REPROCESS_REASONS") : reasons
+        let dryRun = try dryRun || Environment.flag("DECRYPTD_DRY_RUN")
+        let maxAttempts = try maxAttempts ?? Environment.integer("DECRYPTD_MAX_ATTEMPTS") ?? 5
         for reason in reasons where !Self.knownReasons.contains(reason) {
             throw UsageError("unknown --reason \(reason): use one of \(Self.knownReasons.sorted().joined(separator: ", "))")
         }

@@ -48,8 +48,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds a graceful stop may take. Env: DECRYPTD_SHUTDOWN_TIMEOUT. Default: 30.")
     var shutdownTimeout: Double?
 
-    @Option(name: .customLong("startup-timeout"), help: "Seconds to wait for the brokers at start-up. Default: 10.")
-    var startupTimeout: Double = 10
+    @Option(name: .customLong("startup-timeout"), help: "Seconds to wait for the brokers at start-up. Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
+    var startupTimeout: Double?
 
     @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")
     var exitAtEnd = false
@@ -62,16 +62,20 @@ struct RunCommand: AsyncParsableCommand {
         configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize
         configuration.maxInFlight = try maxInFlight ?? Environment.integer("DECRYPTD_MAX_IN_FLIGHT") ?? configuration.maxInFlight
         configuration.databaseConnections = try databaseConnections ?? Environment.integer("DECRYPTD_DATABASE_CONNECTIONS") ?? configuration.databaseConnections
-        configuration.progressInterval = progressInterval ?? Environment.value("DECRYPTD_PROGRESS_INTERVAL").flatMap(Double.init) ?? configuration.progressInterval
-        configuration.shutdownTimeout = shutdownTimeout ?? Environment.value("DECRYPTD_SHUTDOWN_TIMEOUT").flatMap(Double.init) ?? configuration.shutdownTimeout
-        configuration.exitAtEnd = exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
+        configuration.progressInterval = try progressInterval ?? Environment.number("DECRYPTD_PROGRESS_INTERVAL") ?? configuration.progressInterval
+        configuration.shutdownTimeout = try shutdownTimeout ?? Environment.number("DECRYPTD_SHUTDOWN_TIMEOUT") ?? configuration.shutdownTimeout
+        configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
         let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
+        let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? 10
+        guard startupTimeout > 0 else { throw UsageError("--startup-timeout must be more than 0 seconds") }
         var problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], brokerTimeout: startupTimeout, logger: logger
         )
         if configuration.maxInFlight < configuration.batchSize { problems.append("--max-in-flight must be at least --batch-size") }
         if let port, !(0...65535).contains(port) { problems.append("--metrics-port must be 0 to 65535") }
         if !(2...64).contains(configuration.databaseConnections) { problems.append("--database-connections must be 2 to 64") }
+        if configuration.progressInterval < 0 { problems.append("--progress-interval must be 0 (none) or more seconds") }
+        if configuration.shutdownTimeout <= 0 { problems.append("--shutdown-timeout must be more than 0 seconds") }
         guard problems.isEmpty else { throw UsageError(lines: problems) }
 
         let worker: Worker

@@ -64,6 +64,71 @@ struct CLITests {
         #expect(lines.first?.hasPrefix("decryptd: ") == true)
     }
 
+    /// A configuration nothing answers at: commands get past their own checks to the database's.
+    static let unreachable = ["DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "WECHAT_APPIDS": "wx0", "KAFKA_BROKERS": "127.0.0.1:1"]
+
+    @Test("every option reads an environment variable: a bad value there exits 2 with one line naming it", arguments: [
+        ("run --startup-timeout 1", "DECRYPTD_PROGRESS_INTERVAL", "soon", "--progress-interval"),
+        ("run --startup-timeout 1", "DECRYPTD_SHUTDOWN_TIMEOUT", "later", "--shutdown-timeout"),
+        ("run", "DECRYPTD_STARTUP_TIMEOUT", "0", "--startup-timeout"),
+        ("run --startup-timeout 1", "DECRYPTD_EXIT_AT_END", "maybe", "--exit-at-end"),
+        ("run --startup-timeout 1", "DECRYPTD_BATCH_SIZE", "many", "--batch-size"),
+        ("reprocess", "DECRYPTD_REPROCESS_REASONS", "bad_padding,no_such_reason", "--reason"),
+        ("reprocess", "DECRYPTD_MAX_ATTEMPTS", "0", "--max-attempts"),
+        ("reprocess", "DECRYPTD_DRY_RUN", "perhaps", "--dry-run"),
+        ("report", "DECRYPTD_REPORT_FORMAT", "xml", "--format"),
+        ("report", "DECRYPTD_REPORT_SINCE", "5x", "--since"),
+        ("loadgen", "DECRYPTD_LOADGEN_JOBS", "0", "--jobs"),
+        ("loadgen", "DECRYPTD_LOADGEN_FAULTS", "bad_padding=2", "fault"),
+        ("loadgen", "DECRYPTD_LOADGEN_JOBS_PER_USER", "0", "--jobs-per-user"),
+        ("loadgen", "DECRYPTD_LOADGEN_STALE_KEY_SHARE", "1.5", "--stale-key-share"),
+        ("loadgen", "DECRYPTD_LOADGEN_SEED", "-1", "--seed"),
+        ("dev-broker", "DECRYPTD_DEV_BROKERS", "40", "--brokers"),
+        ("dev-broker", "DECRYPTD_DEV_TOPICS", "wechat.phone.jobs:0", "--topic"),
+    ])
+    func environmentValues(_ arguments: String, _ variable: String, _ value: String, _ option: String) throws {
+        let output = try decryptd(arguments, environment: Self.unreachable.merging([variable: value]) { _, new in new })
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "one line: \(output.stderr)")
+        #expect(output.stderr.contains(variable) || output.stderr.contains(option), "names the setting: \(output.stderr)")
+    }
+
+    @Test("a flag wins over its environment variable, which is then not even read")
+    func flagsWin() throws {
+        let output = try decryptd("report --format json --since 1h", environment: [
+            "DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "DECRYPTD_REPORT_FORMAT": "xml", "DECRYPTD_REPORT_SINCE": "5x",
+        ])
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("database"), "\(output.stderr)")
+        #expect(!output.stderr.contains("DECRYPTD_"), "\(output.stderr)")
+    }
+
+    @Test("decrypt takes its payload and keys from the environment, keeping keys out of the process list")
+    func decryptFromEnvironment() throws {
+        let item = try Self.vectors()[0]
+        let output = try decryptd("decrypt", environment: [
+            "WECHAT_APPIDS": item["appid"] as! String,
+            "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item["session_key"] as! String)",
+            "DECRYPTD_IV": item["iv"] as! String,
+            "DECRYPTD_ENCRYPTED_DATA": item["encryptedData"] as! String,
+        ])
+        #expect(output.status == 0)
+        let result = try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any]
+        let expected = (item["expect"] as! [String: Any])["ok"] as! [String: Any]
+        #expect(result?["phoneNumber"] as? String == expected["phoneNumber"] as? String)
+        #expect(result?["keyIndex"] as? Int == 1, "the second key, after the wrong first one")
+        let flagWins = try decryptd("decrypt --iv AAAA", environment: ["WECHAT_APPIDS": "wx0", "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==", "DECRYPTD_ENCRYPTED_DATA": "AAAA"])
+        #expect(flagWins.stdout.contains("\"invalid_iv\""), "\(flagWins.stdout)")
+    }
+
+    static func vectors() throws -> [[String: Any]] {
+        let vectors = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("../shared/testdata/decrypt-vectors.json").standardized)) as! [String: Any]
+        return vectors["cases"] as! [[String: Any]]
+    }
+
     @Test("run with nothing reachable: exit 2, one line per problem")
     func startupProblems() throws {
         let output = try decryptd("run --brokers 127.0.0.1:1 --startup-timeout 2 --database-url postgresql://x@127.0.0.1:1/x")
@@ -77,10 +142,7 @@ struct CLITests {
 
     @Test("decrypt: JSON lines in, one JSON line out per input, the run goes on after bad lines")
     func decryptLines() throws {
-        let vectors = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("../shared/testdata/decrypt-vectors.json").standardized)) as! [String: Any]
-        let cases = vectors["cases"] as! [[String: Any]]
+        let cases = try Self.vectors()
         var input = ""
         for item in cases {
             let line: [String: Any] = ["appid": item["appid"]!, "session_key": item["session_key"]!, "iv": item["iv"]!, "encryptedData": item["encryptedData"]!]
