@@ -17,6 +17,11 @@ public enum Preflight {
         if configuration.concurrency < 1 || configuration.concurrency > 512 { problems.append("--concurrency must be 1 to 512") }
         if configuration.batchSize < 1 || configuration.batchSize > 100_000 { problems.append("--batch-size must be 1 to 100000") }
         if configuration.maxSessionKeys < 1 || configuration.maxSessionKeys > 50 { problems.append("--max-session-keys must be 1 to 50") }
+        if configuration.jobsTopic.isEmpty { problems.append("--jobs-topic must not be empty") }
+        if configuration.deadLetterTopic.isEmpty { problems.append("--dlq-topic must not be empty") }
+        if !configuration.jobsTopic.isEmpty, configuration.jobsTopic == configuration.deadLetterTopic {
+            problems.append("--jobs-topic and --dlq-topic must differ: dead letters would come back as jobs")
+        }
 
         do {
             let connection = try PostgresConnection(url: configuration.databaseURL)
@@ -43,7 +48,7 @@ public enum Preflight {
                     bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
                     timeout: brokerTimeout, logger: quiet
                 )
-                for topic in required where topics[topic] == nil {
+                for topic in required where !topic.isEmpty && topics[topic] == nil {
                     problems.append("topic \(topic) does not exist on \(configuration.brokers)")
                 }
             } catch {

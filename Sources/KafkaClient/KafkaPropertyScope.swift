@@ -1,3 +1,4 @@
+internal import CRDKafka
 import Foundation
 
 /// `--kafka-property` settings apply to the consumer and the producer alike; librdkafka warns
@@ -34,5 +35,20 @@ public enum KafkaPropertySetting {
     public static func parse(_ text: String) -> (key: String, value: String)? {
         guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
         return (String(text[..<equals]).trimmingCharacters(in: .whitespaces), String(text[text.index(after: equals)...]))
+    }
+
+    /// What librdkafka finds wrong with the setting (no such property, a value it refuses), or `nil`
+    /// when it takes it: checked at start-up, so a typo is a configuration error, not a failed run.
+    public static func problem(key: String, value: String) -> String? {
+        if KafkaConsumer.Configuration.managed.contains(key) {
+            return "decryptd manages \(key) (at-least-once delivery depends on it)"
+        }
+        let conf = rd_kafka_conf_new()!
+        defer { rd_kafka_conf_destroy(conf) }
+        var errorText = [CChar](repeating: 0, count: 512)
+        guard rd_kafka_conf_set(conf, key, value, &errorText, errorText.count) == RD_KAFKA_CONF_OK else {
+            return String(errorBuffer: errorText)
+        }
+        return nil
     }
 }

@@ -44,6 +44,8 @@ struct ReprocessCommand: ParsableCommand {
             throw UsageError("unknown --reason \(reason): use one of \(Self.knownReasons.sorted().joined(separator: ", "))")
         }
         guard maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
+        let group = group ?? Environment.value("DECRYPTD_REPROCESS_GROUP") ?? Reprocessor.Options().group
+        guard !group.isEmpty else { throw UsageError("--group must not be empty") }
         let problems = Preflight.problems(configuration, topics: [configuration.deadLetterTopic], logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let partitions = try KafkaClusterProbe.topics(
@@ -51,7 +53,7 @@ struct ReprocessCommand: ParsableCommand {
         )[configuration.deadLetterTopic] ?? 0
 
         var options = Reprocessor.Options()
-        options.group = group ?? Environment.value("DECRYPTD_REPROCESS_GROUP") ?? options.group
+        options.group = group
         options.reasons = Set(reasons)
         options.dryRun = dryRun
         options.maxAttempts = maxAttempts

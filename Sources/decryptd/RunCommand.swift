@@ -71,6 +71,7 @@ struct RunCommand: AsyncParsableCommand {
         var problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], brokerTimeout: startupTimeout, logger: logger
         )
+        if configuration.group.isEmpty { problems.append("--group must not be empty") }
         if configuration.maxInFlight < configuration.batchSize { problems.append("--max-in-flight must be at least --batch-size") }
         if let port, !(0...65535).contains(port) { problems.append("--metrics-port must be 0 to 65535") }
         if !(2...64).contains(configuration.databaseConnections) { problems.append("--database-connections must be 2 to 64") }

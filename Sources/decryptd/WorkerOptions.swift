@@ -49,6 +49,9 @@ struct ConnectionOptions: ParsableArguments {
             guard let setting = KafkaPropertySetting.parse(property) else {
                 throw UsageError("bad --kafka-property \(property): use key=value")
             }
+            if let problem = KafkaPropertySetting.problem(key: setting.key, value: setting.value) {
+                throw UsageError("bad --kafka-property \(property): \(problem)")
+            }
             configuration.kafkaProperties[setting.key] = setting.value
         }
         return configuration

@@ -94,6 +94,23 @@ struct CLITests {
         #expect(output.stderr.contains(variable) || output.stderr.contains(option), "names the setting: \(output.stderr)")
     }
 
+    @Test("configuration mistakes exit 2 with a line that names them", arguments: [
+        ("run --kafka-property no.such.prop=1", "bad --kafka-property no.such.prop=1: No such configuration property"),
+        ("run --kafka-property fetch.wait.max.ms=soon", "bad --kafka-property fetch.wait.max.ms=soon: Invalid value"),
+        ("run --kafka-property enable.auto.commit=true", "decryptd manages enable.auto.commit"),
+        ("run --group ''", "--group must not be empty"),
+        ("run --jobs-topic ''", "--jobs-topic must not be empty"),
+        ("run --dlq-topic wechat.phone.jobs", "--jobs-topic and --dlq-topic must differ"),
+        ("reprocess --group ''", "--group must not be empty"),
+    ])
+    func configurationMistakes(_ arguments: String, _ line: String) throws {
+        let output = try decryptd(arguments.hasPrefix("run") ? arguments + " --startup-timeout 1" : arguments, environment: Self.unreachable)
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") }, "\(output.stderr)")
+        #expect(lines.contains { $0.contains(line) }, "\(output.stderr)")
+    }
+
     @Test("a flag wins over its environment variable, which is then not even read")
     func flagsWin() throws {
         let output = try decryptd("report --format json --since 1h", environment: [

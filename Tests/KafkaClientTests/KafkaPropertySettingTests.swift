@@ -17,4 +17,15 @@ struct KafkaPropertySettingTests {
         #expect(KafkaPropertySetting.parse("=50") == nil)
         #expect(KafkaPropertySetting.parse("") == nil)
     }
+
+    @Test("librdkafka checks a setting at start-up: unknown properties, refused values and decryptd's own settings are problems")
+    func problems() {
+        #expect(KafkaPropertySetting.problem(key: "fetch.wait.max.ms", value: "50") == nil)
+        #expect(KafkaPropertySetting.problem(key: "linger.ms", value: "5") == nil)
+        #expect(KafkaPropertySetting.problem(key: "sasl.username", value: "a b") == nil)
+        #expect(KafkaPropertySetting.problem(key: "no.such.property", value: "1")?.contains("No such configuration property") == true)
+        #expect(KafkaPropertySetting.problem(key: "fetch.wait.max.ms", value: "soon")?.contains("Invalid value") == true)
+        #expect(KafkaPropertySetting.problem(key: "enable.auto.commit", value: "true")?.contains("manages") == true)
+        #expect(KafkaPropertySetting.problem(key: "enable.auto.offset.store", value: "false")?.contains("manages") == true)
+    }
 }
