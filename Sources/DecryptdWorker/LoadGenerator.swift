@@ -107,14 +107,23 @@ public struct LoadGenerator {
         for index in 0..<plan.jobs {
             let kind = pick(&random)
             var user = users[Int.random(in: 0..<users.count, using: &random)]
-            var value: [UInt8]
+            var value: [UInt8]?
+            var key: [UInt8]? = Array(user.key.openid.utf8)
             let timestamp = 1_700_000_000 + Int64(index) * 7 + Int64.random(in: 0..<5, using: &random)
             let phone = synthetic.phoneNumber()
             switch kind {
             case .malformedJob:
-                value = Bool.random(using: &random)
-                    ? (0..<40).map { _ in UInt8.random(in: 0...255, using: &random) }
-                    : Array(#"{"openid":"\#(user.key.openid)","iv":42}"#.utf8)
+                // What reaches a real jobs topic: noise, a wrong field type, a tombstone (no value),
+                // an empty value, and a record without a key; each must come back unchanged.
+                switch Int.random(in: 0..<5, using: &random) {
+                case 0: value = (0..<40).map { _ in UInt8.random(in: 0...255, using: &random) }
+                case 1: value = Array(#"{"openid":"\#(user.key.openid)","iv":42}"#.utf8)
+                case 2: value = nil
+                case 3: value = []
+                default:
+                    value = Array(#"{"openid":"\#(user.key.openid)","encryptedData":null,"iv":""}"#.utf8)
+                    key = nil
+                }
             case .sessionNotFound:
                 user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)nobody\(index)"), secret: synthetic.key(), stale: false)
                 value = jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
@@ -140,7 +149,7 @@ public struct LoadGenerator {
                 value = jobValue(user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
             }
             let record = KafkaRecord(
-                topic: plan.topic, key: Array(user.key.openid.utf8), value: value,
+                topic: plan.topic, key: key, value: value,
                 headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")]
             )
             jobs.append(Job(record: record, kind: kind, user: user.key, phone: phone, watermark: timestamp))
