@@ -14,6 +14,9 @@ public enum DeadLetter {
     public static let attempts = "decrypt.attempts"
     public static let failedAt = "decrypt.failed.at"
     public static let consumerGroup = "decrypt.consumer.group"
+    /// Set only on a record the topic refused as too large, which was then sent without the
+    /// original parts it names (`value`, `value,key` or `value,key,headers`).
+    public static let omitted = "decrypt.omitted"
 
     /// Where the job originally came from, and when.
     public struct Source: Sendable, Hashable {
@@ -55,6 +58,31 @@ public enum DeadLetter {
         headers.append(KafkaHeader(Self.failedAt, failedAt))
         headers.append(KafkaHeader(Self.consumerGroup, group))
         return KafkaRecord(topic: topic, key: message.key, value: message.value, headers: headers)
+    }
+
+    /// The dead letter without the next original part, for a topic that refused it as too large:
+    /// the value, then the key, then the original headers go, and ``omitted`` says which. `nil`
+    /// when nothing is left to leave out. A job the dead-letter topic cannot hold whole is still
+    /// dead-lettered (with its coordinates, reason and the failure row), rather than stopping
+    /// the partition behind it for good.
+    public static func shrunk(_ record: KafkaRecord) -> KafkaRecord? {
+        var record = record
+        let parts: String
+        if record.value != nil {
+            record.value = nil
+            parts = "value"
+        } else if record.key != nil {
+            record.key = nil
+            parts = "value,key"
+        } else if record.headers.contains(where: { !$0.name.hasPrefix("decrypt.") }) {
+            record.headers.removeAll { !$0.name.hasPrefix("decrypt.") }
+            parts = "value,key,headers"
+        } else {
+            return nil
+        }
+        record.headers.removeAll { $0.name == omitted }
+        record.headers.append(KafkaHeader(omitted, parts))
+        return record
     }
 
     /// `2026-11-21T18:07:41.123Z`.

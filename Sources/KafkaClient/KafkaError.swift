@@ -30,6 +30,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         )
     }
 
+    /// The record (or its batch) is over the client's `message.max.bytes` or the topic's limit:
+    /// sending the same bytes again cannot succeed.
+    public var isTooLarge: Bool {
+        code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue || code == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE.rawValue
+    }
+
     /// Configuration problems found before any connection.
     static func configuration(_ message: String) -> KafkaError {
         KafkaError(code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, name: "_INVALID_ARG", message: message, isRetriable: false)

@@ -31,6 +31,40 @@ struct WorkerEndToEndTests {
         try pipeline.expectTables(expectation)
     }
 
+    @Test("a job too large for the dead-letter topic is dead-lettered without its value, and the partition goes on")
+    func oversizedJob() throws {
+        let pipeline = try Pipeline(partitions: 1)
+        var producerConfiguration = KafkaProducer.Configuration(bootstrapServers: pipeline.cluster.bootstrapServers)
+        producerConfiguration.properties = ["message.max.bytes": "4000000"]
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        producer.start()
+        // Over the worker producer's 1,000,000-byte message.max.bytes once the decrypt.* headers are on.
+        let value = Array(#"{"openid":"o-big","padding":""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 1_100_000) + Array(#""}"#.utf8)
+        let big = try producer.send(KafkaRecord(topic: "wechat.phone.jobs", key: Array("o-big".utf8), value: value,
+                                                headers: [KafkaHeader("trace", "t-big")])).get()
+        producer.close()
+        let expectation = try pipeline.generate(jobs: 400, seed: 5)
+
+        let summary = try WorkerRun(pipeline.configuration(group: "g-big")).wait()
+        #expect(summary.drained && summary.total == 401 && summary.abandoned == 0)
+        #expect(summary.outcomes["malformed_job"] == (expectation.counts["malformed_job"] ?? 0) + 1)
+        try pipeline.expectCommitted(group: "g-big")
+        let rows = try pipeline.failureRows()
+        #expect(rows.contains { $0.id == big && $0.reason == "malformed_job" }, "the failure row is written as for any job")
+        #expect(rows.count == expectation.failures.count + 1)
+
+        let letters = try pipeline.readAll("wechat.phone.dlq")
+        #expect(letters.count == expectation.failures.count + 1)
+        let letter = try #require(letters.first { DeadLetter.header(DeadLetter.sourceOffset, in: $0.headers) == String(big.offset) })
+        #expect(letter.value == nil, "the value is left out")
+        #expect(letter.key == Array("o-big".utf8), "the key is kept")
+        #expect(DeadLetter.header("trace", in: letter.headers) == "t-big", "original headers kept")
+        #expect(DeadLetter.header(DeadLetter.omitted, in: letter.headers) == "value")
+        #expect(DeadLetter.header(DeadLetter.reason, in: letter.headers) == "malformed_job")
+        #expect(DeadLetter.header(DeadLetter.attempts, in: letter.headers) == "1")
+        #expect(letters.filter { DeadLetter.header(DeadLetter.omitted, in: $0.headers) != nil }.count == 1, "only that one is cut")
+    }
+
     @Test("two workers share the partitions, one stops mid-run: nothing lost")
     func twoWorkers() throws {
         let pipeline = try Pipeline(partitions: 6)
