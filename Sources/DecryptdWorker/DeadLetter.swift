@@ -3,7 +3,8 @@ public import KafkaClient
 public import PhoneDecryption
 
 /// Builds SPEC.md's dead-letter record: the original key, value and headers unchanged, plus the
-/// `decrypt.*` headers. Headers named `decrypt.*` on the original are replaced, not repeated.
+/// `decrypt.*` headers. Headers named `decrypt.*` on the original are replaced, not repeated
+/// (``omitted`` is carried over: what a replayed record lacks, its next dead letter lacks too).
 public enum DeadLetter {
     public static let reason = "decrypt.error.reason"
     public static let detail = "decrypt.error.detail"
@@ -57,6 +58,8 @@ public enum DeadLetter {
         headers.append(KafkaHeader(Self.attempts, String(attempts)))
         headers.append(KafkaHeader(Self.failedAt, failedAt))
         headers.append(KafkaHeader(Self.consumerGroup, group))
+        // A replayed dead letter that had to leave parts out still lacks them.
+        if let omitted = header(Self.omitted, in: message.headers) { headers.append(KafkaHeader(Self.omitted, omitted)) }
         return KafkaRecord(topic: topic, key: message.key, value: message.value, headers: headers)
     }
 

@@ -185,6 +185,15 @@ struct PipelinePartsTests {
             #expect(DeadLetter.header(name, in: third.headers) == DeadLetter.header(name, in: letter.headers), "\(name) kept")
         }
         #expect(DeadLetter.shrunk(third) == nil, "nothing more to leave out")
+
+        // Reprocessing the shrunk record dead-letters it again: still marked, marked once.
+        let replayed = KafkaMessage(id: KafkaMessageID(topic: "dlq", partition: 0, offset: 4), key: first.key, value: first.value, headers: first.headers, timestamp: 2)
+        let again = DeadLetter.record(
+            for: replayed, failure: DecryptFailure(.malformedJob, "no openid"),
+            source: .init(topic: "jobs", partition: 3, offset: 9, timestamp: 1), attempts: 2, topic: "dlq", group: "r"
+        )
+        #expect(again.headers.filter { $0.name == DeadLetter.omitted }.map(\.value) == [Array("value".utf8)])
+        #expect(DeadLetter.header(DeadLetter.attempts, in: again.headers) == "2")
     }
 
     @Test("the lane hash fills lanes evenly for sequential openids")
