@@ -48,7 +48,7 @@ public enum DeadLetter {
         for message: KafkaMessage, failure: DecryptFailure, source: Source, attempts: Int,
         topic: String, group: String, failedAt: String
     ) -> KafkaRecord {
-        var headers = message.headers.filter { !$0.name.hasPrefix("decrypt.") }
+        var headers = message.headers.filter { !isAdded($0) }
         headers.append(KafkaHeader(Self.reason, failure.reason.rawValue))
         headers.append(KafkaHeader(Self.detail, failure.detail))
         headers.append(KafkaHeader(Self.sourceTopic, source.topic))
@@ -77,8 +77,8 @@ public enum DeadLetter {
         } else if record.key != nil {
             record.key = nil
             parts = "value,key"
-        } else if record.headers.contains(where: { !$0.name.hasPrefix("decrypt.") }) {
-            record.headers.removeAll { !$0.name.hasPrefix("decrypt.") }
+        } else if record.headers.contains(where: { !isAdded($0) }) {
+            record.headers.removeAll { !isAdded($0) }
             parts = "value,key,headers"
         } else {
             return nil
@@ -87,6 +87,9 @@ public enum DeadLetter {
         record.headers.append(KafkaHeader(omitted, parts))
         return record
     }
+
+    /// Whether a header is one of the `decrypt.*` ones a dead letter adds (not the job's own).
+    private static func isAdded(_ header: KafkaHeader) -> Bool { header.name.hasPrefix("decrypt.") }
 
     /// `2026-11-21T18:07:41.123Z`.
     public static func rfc3339(_ date: Date) -> String {

@@ -45,10 +45,6 @@ public enum KafkaPropertySetting {
         }
         let conf = rd_kafka_conf_new()!
         defer { rd_kafka_conf_destroy(conf) }
-        var errorText = [CChar](repeating: 0, count: 512)
-        guard rd_kafka_conf_set(conf, key, value, &errorText, errorText.count) == RD_KAFKA_CONF_OK else {
-            return String(errorBuffer: errorText)
-        }
-        return nil
+        return RDKafkaConfig.set(conf, key, value)
     }
 }

@@ -8,15 +8,22 @@ import Logging
 enum RDKafkaConfig {
     static func make(_ properties: [String: String]) throws(KafkaError) -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
-        var errorText = [CChar](repeating: 0, count: 512)
         for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
-            let result = rd_kafka_conf_set(conf, key, value, &errorText, errorText.count)
-            guard result == RD_KAFKA_CONF_OK else {
+            if let problem = set(conf, key, value) {
                 rd_kafka_conf_destroy(conf)
-                throw KafkaError.configuration("kafka property \(key): \(String(errorBuffer: errorText))")
+                throw KafkaError.configuration("kafka property \(key): \(problem)")
             }
         }
         return conf
+    }
+
+    /// Sets one property on `conf`; returns librdkafka's reason when it refuses it.
+    static func set(_ conf: OpaquePointer, _ key: String, _ value: String) -> String? {
+        var errorText = [CChar](repeating: 0, count: 512)
+        guard rd_kafka_conf_set(conf, key, value, &errorText, errorText.count) == RD_KAFKA_CONF_OK else {
+            return String(errorBuffer: errorText)
+        }
+        return nil
     }
 }
 
