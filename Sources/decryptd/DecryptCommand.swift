@@ -8,13 +8,16 @@ struct DecryptCommand: ParsableCommand {
         commandName: "decrypt",
         abstract: "Decrypt one payload given by flags, or JSON lines on stdin.",
         discussion: """
-        With --iv and --encrypted-data, decrypts that payload. Otherwise reads JSON lines on stdin, each
-        {"appid": str, "session_key": str | "session_keys": [str], "iv": str, "encryptedData": str},
-        and prints one JSON line per input line:
-          {"ok":true,"phoneNumber":...,"purePhoneNumber":...,"countryCode":...,"watermarkTimestamp":N,"keyIndex":N,"repaired":B}
-          {"ok":false,"reason":"<code>","detail":"..."}
-        A line that is not such an object gives reason malformed_job and the run goes on. Blank lines
-        are skipped. Exit 0 when it ran (whatever the outcomes), 2 on unusable flags.
+        With --iv and --encrypted-data, decrypts that payload. Otherwise reads JSON lines on stdin, \
+        each an object with "appid" (string), "session_key" (string) or "session_keys" (array of \
+        strings, newest first), "iv" and "encryptedData" (base64 strings).
+
+        Prints one JSON line per input line: on success "ok": true with "phoneNumber", \
+        "purePhoneNumber", "countryCode", "watermarkTimestamp", "keyIndex" (which key worked) and \
+        "repaired" (whether base64 needed repair); otherwise "ok": false with "reason" (a failure \
+        code) and "detail". A line that is not such an object gives reason malformed_job and the \
+        run goes on. Blank lines are skipped. Exit 0 when it ran (whatever the outcomes), 2 on \
+        unusable flags.
         """
     )
 
