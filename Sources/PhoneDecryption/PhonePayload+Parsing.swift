@@ -85,6 +85,12 @@ extension PhonePayload {
         guard found.sawWatermark else { return .failure(.invalid("missing watermark")) }
         guard let timestamp = found.timestamp else { return .failure(.invalid("missing watermark.timestamp")) }
         guard let appid = found.appid else { return .failure(.invalid("missing watermark.appid")) }
+        // Stored text must be storable and printable: a control character (only reachable through
+        // an escape, raw ones are refused by the scanner) would make PostgreSQL refuse the whole
+        // batch (NUL) or corrupt exports and reports. No real phone field has one.
+        if let name = controlCharacterField(scanner, phone: phone, pure: pure, country: country) {
+            return .failure(.invalid("\(name) contains a control character"))
+        }
         guard scanner.token(appid, equals: expectedAppid) else { return .failure(.appidMismatch) }
         let countryText = switch country {
         case .string(let token): scanner.string(token)
@@ -114,6 +120,19 @@ extension PhonePayload {
         mutating func note(_ message: @autoclosure () -> String) {
             if problem == nil { problem = message() }
         }
+    }
+
+    /// The first phone field whose decoded text holds a C0 control character or DEL, if any.
+    private static func controlCharacterField(
+        _ scanner: JSONScanner, phone: JSONStringToken, pure: JSONStringToken, country: CountryCodeToken
+    ) -> StaticString? {
+        func hasControl(_ token: JSONStringToken) -> Bool {
+            token.hasEscapes && scanner.decodedBytes(token).contains { $0 < 0x20 || $0 == 0x7F }
+        }
+        if hasControl(phone) { return "phoneNumber" }
+        if hasControl(pure) { return "purePhoneNumber" }
+        if case .string(let token) = country, hasControl(token) { return "countryCode" }
+        return nil
     }
 
     @inline(__always)

@@ -44,6 +44,10 @@ struct PlaintextTests {
         #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","# + watermark + "} trailing",
         #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","# + watermark + ",}",
         "[]", "null", "",
+        // control characters in a stored field (a NUL would make PostgreSQL refuse the whole batch)
+        #"{"phoneNumber":"138\u00000","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
+        #"{"phoneNumber":"1","purePhoneNumber":"13\n8","countryCode":"86","# + watermark + "}",
+        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"8\u007f6","# + watermark + "}",
     ])
     func rejected(_ plaintext: String) {
         #expect(outcome(plaintext).failureReason == .invalidPlaintext)
