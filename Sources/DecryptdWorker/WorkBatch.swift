@@ -62,8 +62,17 @@ struct PendingJob: Sendable {
         ciphertext = fields.ciphertext
         openidHash = WorkBatch.laneHash(fields.openid)
         if !fields.served {
-            outcome = .failure(DecryptFailure(.appidMismatch, "job appid \(fields.appid) is not one this worker serves"))
+            outcome = .failure(DecryptFailure(.appidMismatch, "job appid \(Self.quoted(appid: fields.appid)) is not one this worker serves"))
         }
+    }
+
+    /// A job's appid as a failure detail may show it: as given when it could be one (short,
+    /// printable ASCII), else only its size. Details are short and go into dead-letter headers;
+    /// the appid is whatever the job said, up to the broker's message size.
+    static func quoted(appid: String) -> String {
+        let bytes = appid.utf8
+        guard bytes.count <= 64, bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return "of \(bytes.count) bytes" }
+        return appid
     }
 
     /// The strings a located job needs and where its ciphertext is. A served appid is taken from
