@@ -110,7 +110,9 @@ public final class Reprocessor {
         var reasons: [String] = []
         var passedOver: [KafkaMessageID] = []
         for message in messages {
-            let reason = DeadLetter.header(DeadLetter.reason, in: message.headers) ?? "unknown"
+            // Anything but a known code (another tool's record, a damaged header) counts as
+            // "unknown": the summary prints it, and no --reason filter can name it.
+            let reason = DeadLetter.header(DeadLetter.reason, in: message.headers).flatMap(FailureReason.init(rawValue:))?.rawValue ?? "unknown"
             let attempt = Int(DeadLetter.header(DeadLetter.attempts, in: message.headers) ?? "") ?? 1
             if (!options.reasons.isEmpty && !options.reasons.contains(reason)) || attempt >= options.maxAttempts {
                 summary.byReason[reason, default: Counts()].skipped += 1
@@ -158,16 +160,28 @@ public final class Reprocessor {
         consumer.complete(batch.jobs.map(\.message.id) + passedOver)
     }
 
-    /// The original job's coordinates from the `decrypt.source.*` headers (a record without them
-    /// is treated as its own source).
+    /// The original job's coordinates from the `decrypt.source.*` headers (a record without them,
+    /// or whose topic header is not a legal Kafka topic name, is treated as its own source: the
+    /// coordinates become a failure row's key, and a NUL or a megabyte there would stop every run).
     static func source(of message: KafkaMessage) -> DeadLetter.Source {
         let headers = message.headers
-        guard let topic = DeadLetter.header(DeadLetter.sourceTopic, in: headers),
+        guard let topic = DeadLetter.header(DeadLetter.sourceTopic, in: headers), isTopicName(topic),
               let partition = DeadLetter.header(DeadLetter.sourcePartition, in: headers).flatMap({ Int32($0) }),
               let offset = DeadLetter.header(DeadLetter.sourceOffset, in: headers).flatMap({ Int64($0) })
         else { return DeadLetter.Source(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp) }
         let timestamp = DeadLetter.header(DeadLetter.sourceTimestamp, in: headers).flatMap { Int64($0) }
         return DeadLetter.Source(topic: topic, partition: partition, offset: offset, timestamp: timestamp)
+    }
+
+    /// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`.
+    static func isTopicName(_ name: String) -> Bool {
+        (1...249).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+            default: false
+            }
+        }
     }
 
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
