@@ -158,6 +158,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "MetricsEndpointTests",
+            dependencies: ["MetricsEndpoint", "DecryptdTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DecryptdCLITests",
             dependencies: ["DecryptdTestSupport", "decryptd"],
             swiftSettings: strict

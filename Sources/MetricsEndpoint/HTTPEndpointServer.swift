@@ -3,8 +3,9 @@ import Foundation
 import Glibc
 #endif
 
-/// A minimal HTTP/1.1 server for `/metrics` and health probes: GET only, one request per
-/// connection, bounded request size and read time. It serves scrapers and orchestrators, not users.
+/// A minimal HTTP/1.1 server for `/metrics` and health probes: GET and HEAD only, one request per
+/// connection, bounded request size and read time (``requestDeadline`` for the whole request).
+/// It serves scrapers and orchestrators, not users.
 public final class HTTPEndpointServer: @unchecked Sendable {
     public struct Response: Sendable {
         public var status: Int
@@ -92,13 +93,20 @@ public final class HTTPEndpointServer: @unchecked Sendable {
         }
     }
 
+    /// How long one client may take to send its request, in all: connections are served one at a
+    /// time, so a client that trickles bytes must not hold the probes up for longer than this.
+    static let requestDeadline: TimeInterval = 2
+
     private func respond(_ client: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var timeout = timeval(tv_sec: Int(Self.requestDeadline), tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = Date(timeIntervalSinceNow: Self.requestDeadline)
         var request: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
         while request.count < 8192, !request.containsHeaderEnd {
+            let remaining = Int32(deadline.timeIntervalSinceNow * 1000)
+            var descriptor = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+            guard remaining > 0, poll(&descriptor, 1, remaining) > 0 else { return }  // too slow: dropped
             let count = recv(client, &buffer, buffer.count, 0)
             guard count > 0 else { break }
             request.append(contentsOf: buffer[0..<count])
