@@ -14,7 +14,7 @@ let decryptdBinary: URL = {
 }()
 
 /// `decryptd run` as a child process, its output in a file (a pipe could fill and block it).
-func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = []) throws -> ChildProcess {
+func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = [], logPath: String? = nil) throws -> ChildProcess {
     var environment = ProcessInfo.processInfo.environment
     environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
     environment["DATABASE_URL"] = pipeline.url
@@ -22,7 +22,7 @@ func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = []) thr
     environment["DECRYPTD_LOG_LEVEL"] = "warning"
     let arguments = [decryptdBinary.path, "run", "--group", group, "--batch-size", "100", "--progress-interval", "0",
                      "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=300"] + extra
-    return try ChildProcess(arguments, environment: environment, logPath: NSTemporaryDirectory() + "decryptd-child-\(group).log")
+    return try ChildProcess(arguments, environment: environment, logPath: logPath ?? NSTemporaryDirectory() + "decryptd-child-\(group).log")
 }
 
 @Suite("Worker under failure (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
