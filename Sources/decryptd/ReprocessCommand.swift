@@ -16,7 +16,9 @@ struct ReprocessCommand: ParsableCommand {
         their original decrypt.source.* headers. The group (default decryptd-reprocess) remembers how \
         far it got: a second run replays only what was dead-lettered since. Records that do not match \
         --reason are passed over (use a fresh --group to replay the whole topic again). Run one \
-        reprocess per group at a time.
+        reprocess per group at a time. A record that did not come from decryptd is replayed too: \
+        without well-formed decrypt.source.* headers it is its own source, and without a known \
+        decrypt.error.reason it counts as "unknown" (which no --reason selects).
         """
     )
 
