@@ -80,7 +80,7 @@ public struct DecryptJob: Sendable, Hashable {
         // in PostgreSQL text and would be truncated by C APIs, letting two different openids look
         // alike: refuse it.
         for field in [Field.openid, .appid] {
-            guard let token = found[field], token.hasEscapes, scanner.decodedBytes(token).contains(0) else { continue }
+            guard let token = found[field], scanner.token(token, containsByte: { $0 == 0 }) else { continue }
             return .failure(DecryptFailure(.malformedJob, "job field \(field.name) contains a NUL character"))
         }
         return .success(Located(openid: openid, encryptedData: encryptedData, iv: iv, appid: found.appid, requestId: found.requestId))

@@ -377,6 +377,12 @@ public struct JSONScanner {
         return String(decoding: decodedBytes(token), as: UTF8.self)
     }
 
+    /// Whether the token's decoded value holds a byte `matches` accepts: the raw bytes are read
+    /// in place when there is no escape, the decoded ones otherwise.
+    func token(_ token: JSONStringToken, containsByte matches: (UInt8) -> Bool) -> Bool {
+        token.hasEscapes ? decodedBytes(token).contains(where: matches) : bytes[token.start..<token.end].contains(where: matches)
+    }
+
     /// The token's text with escapes resolved, as UTF-8.
     func decodedBytes(_ token: JSONStringToken) -> [UInt8] {
         var output: [UInt8] = []

@@ -85,9 +85,10 @@ extension PhonePayload {
         guard found.sawWatermark else { return .failure(.invalid("missing watermark")) }
         guard let timestamp = found.timestamp else { return .failure(.invalid("missing watermark.timestamp")) }
         guard let appid = found.appid else { return .failure(.invalid("missing watermark.appid")) }
-        // Stored text must be storable and printable: a control character (only reachable through
-        // an escape, raw ones are refused by the scanner) would make PostgreSQL refuse the whole
-        // batch (NUL) or corrupt exports and reports. No real phone field has one.
+        // Stored text must be storable and printable: a control character (C0 only through an
+        // escape, the scanner refuses raw ones; DEL also raw, JSON allows it) would make
+        // PostgreSQL refuse the whole batch (NUL) or corrupt exports and reports. No real phone
+        // field has one.
         if let name = controlCharacterField(scanner, phone: phone, pure: pure, country: country) {
             return .failure(.invalid("\(name) contains a control character"))
         }
@@ -127,7 +128,7 @@ extension PhonePayload {
         _ scanner: JSONScanner, phone: JSONStringToken, pure: JSONStringToken, country: CountryCodeToken
     ) -> StaticString? {
         func hasControl(_ token: JSONStringToken) -> Bool {
-            token.hasEscapes && scanner.decodedBytes(token).contains { $0 < 0x20 || $0 == 0x7F }
+            scanner.token(token, containsByte: { $0 < 0x20 || $0 == 0x7F })
         }
         if hasControl(phone) { return "phoneNumber" }
         if hasControl(pure) { return "purePhoneNumber" }

@@ -48,6 +48,7 @@ struct PlaintextTests {
         #"{"phoneNumber":"138\u00000","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
         #"{"phoneNumber":"1","purePhoneNumber":"13\n8","countryCode":"86","# + watermark + "}",
         #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"8\u007f6","# + watermark + "}",
+        "{\"phoneNumber\":\"13\u{7F}8\",\"purePhoneNumber\":\"1\",\"countryCode\":\"86\"," + watermark + "}",  // raw DEL: legal JSON
     ])
     func rejected(_ plaintext: String) {
         #expect(outcome(plaintext).failureReason == .invalidPlaintext)
