@@ -23,20 +23,10 @@ public enum Preflight {
             problems.append("--jobs-topic and --dlq-topic must differ: dead letters would come back as jobs")
         }
 
-        do {
-            let connection = try PostgresConnection(url: configuration.databaseURL)
-            try connection.connect()
-            let tables: [String] = ["wechat_sessions", "members", "decrypt_failures"]
-            let missing = try tables.filter {
-                try connection.query("SELECT to_regclass($1) IS NULL", [$0])[0][0] == "t"
-            }
-            if !missing.isEmpty {
-                problems.append("database is not migrated (no \(missing.joined(separator: ", "))): run decryptd migrate")
-            }
-        } catch let error as PostgresError {
-            problems.append(error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)")
-        } catch {
-            problems.append("cannot reach the database: \(error)")
+        if configuration.databaseURL.isEmpty {
+            problems.append("no database: give --database-url or set DATABASE_URL")
+        } else if let problem = databaseProblem(configuration.databaseURL) {
+            problems.append(problem)
         }
 
         if !configuration.brokers.isEmpty {
@@ -56,5 +46,22 @@ public enum Preflight {
             }
         }
         return problems.map { $0.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") }
+    }
+
+    /// What keeps the database at `url` from serving a run, if anything: unreachable, or no tables.
+    private static func databaseProblem(_ url: String) -> String? {
+        do {
+            let connection = try PostgresConnection(url: url)
+            try connection.connect()
+            let tables: [String] = ["wechat_sessions", "members", "decrypt_failures"]
+            let missing = try tables.filter {
+                try connection.query("SELECT to_regclass($1) IS NULL", [$0])[0][0] == "t"
+            }
+            return missing.isEmpty ? nil : "database is not migrated (no \(missing.joined(separator: ", "))): run decryptd migrate"
+        } catch let error as PostgresError {
+            return error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)"
+        } catch {
+            return "cannot reach the database: \(error)"
+        }
     }
 }

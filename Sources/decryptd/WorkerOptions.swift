@@ -38,7 +38,6 @@ struct ConnectionOptions: ParsableArguments {
             databaseURL: databaseURL ?? Environment.value("DATABASE_URL") ?? "",
             appids: appidList.filter { !$0.isEmpty }
         )
-        if configuration.databaseURL.isEmpty { throw UsageError("no database: give --database-url or set DATABASE_URL") }
         configuration.jobsTopic = jobsTopic ?? Environment.value("DECRYPTD_JOBS_TOPIC") ?? configuration.jobsTopic
         configuration.deadLetterTopic = deadLetterTopic ?? Environment.value("DECRYPTD_DLQ_TOPIC") ?? configuration.deadLetterTopic
         configuration.maxSessionKeys = try maxSessionKeys ?? Environment.integer("DECRYPTD_MAX_SESSION_KEYS") ?? configuration.maxSessionKeys

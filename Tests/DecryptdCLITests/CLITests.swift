@@ -157,6 +157,17 @@ struct CLITests {
         #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") })
     }
 
+    @Test("run with nothing configured: every missing setting named at once, not only the first")
+    func startupWithNothingConfigured() throws {
+        let output = try decryptd("run", environment: [:])
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(output.stderr)")
+        #expect(lines.contains { $0.contains("no database") })
+        #expect(lines.contains { $0.contains("no brokers") })
+        #expect(lines.contains { $0.contains("no appid") })
+    }
+
     @Test("decrypt: JSON lines in, one JSON line out per input, the run goes on after bad lines")
     func decryptLines() throws {
         let cases = try Self.vectors()
