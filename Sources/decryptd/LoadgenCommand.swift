@@ -42,10 +42,10 @@ struct LoadgenCommand: ParsableCommand {
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
         let configuration = try connection.configuration()
-        guard let appid = configuration.appids.first else { throw UsageError("no appid: give --appid or set WECHAT_APPIDS") }
         let jobs = try jobs ?? Environment.integer("DECRYPTD_LOADGEN_JOBS") ?? 10_000
         guard jobs > 0 else { throw UsageError("--jobs must be positive") }
-        var plan = LoadGenerator.Plan(jobs: jobs, appid: appid)
+        // No appid: the start-up checks below report it, with every other missing setting.
+        var plan = LoadGenerator.Plan(jobs: jobs, appid: configuration.appids.first ?? "")
         let faults = faults ?? Environment.value("DECRYPTD_LOADGEN_FAULTS") ?? Self.defaultFaults
         do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { throw UsageError("\(error)") }
         plan.jobsPerUser = try jobsPerUser ?? Environment.number("DECRYPTD_LOADGEN_JOBS_PER_USER") ?? plan.jobsPerUser

@@ -157,9 +157,9 @@ struct CLITests {
         #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") })
     }
 
-    @Test("run with nothing configured: every missing setting named at once, not only the first")
-    func startupWithNothingConfigured() throws {
-        let output = try decryptd("run", environment: [:])
+    @Test("nothing configured: every missing setting named at once, not only the first", arguments: ["run", "reprocess", "loadgen"])
+    func startupWithNothingConfigured(command: String) throws {
+        let output = try decryptd(command, environment: [:])
         #expect(output.status == 2)
         let lines = output.stderr.split(separator: "\n").map(String.init)
         #expect(lines.count == 3, "\(output.stderr)")
