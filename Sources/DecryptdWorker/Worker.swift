@@ -176,7 +176,9 @@ public final class Worker: @unchecked Sendable {
         deadLetterQueue.close()
         while stages.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.01) }
         consumer.close()
-        producer.close(timeout: 10)
+        // Dead letters still unacknowledged belong to abandoned batches, which are redelivered
+        // and dead-lettered again: there is nothing to wait for then.
+        producer.close(timeout: abandoned > 0 ? 1 : 10)
         return abandoned
     }
 

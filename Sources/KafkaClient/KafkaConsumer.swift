@@ -9,7 +9,7 @@ public import Logging
 ///   order; per partition only the contiguous finished run is stored.
 /// - Our own rebalance callback (eager and cooperative): on revoke it stops handing out the
 ///   partitions' messages, waits (bounded) for their in-flight work, commits synchronously, then
-///   unassigns. A lost assignment skips the commit. Offsets of revoked partitions are never stored
+///   unassigns. A lost assignment skips the commit; the revoke of ``close()`` does not wait. Offsets of revoked partitions are never stored
 ///   afterwards, because storing and revoking take the same lock (librdkafka 2.0.x itself accepts
 ///   such late stores and may commit them after a later re-assignment).
 /// - Batches come from `rd_kafka_consumer_poll`, not the 2.0.x batch APIs, which could skip
@@ -93,6 +93,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var committed: [TopicPartition: Int64] = [:]
     // Consumer-thread state (touched only by poll/commit/close and the rebalance callback).
     private var paused = false
+    /// Set by `close()`: its revoke commits what is finished without waiting for the rest.
+    private var closing = false
     /// librdkafka's topic handles live as long as the client, so a handle identifies its name.
     private var lastTopic: (handle: OpaquePointer, name: String)?
     /// When the in-flight limit was reached, while it holds and fetching is not paused.
@@ -310,9 +312,12 @@ public final class KafkaConsumer: @unchecked Sendable {
         _ = rd_kafka_commit(handle.pointer, nil, 1)
     }
 
-    /// Commits what is stored and leaves the group (revoking runs the usual drain).
+    /// Commits what is finished and leaves the group. Work still in flight is not waited for (the
+    /// caller had its chance to finish it before closing): it stays uncommitted, and the
+    /// partitions' next owner gets it again.
     public func close() {
         guard !closed else { return }
+        closing = true
         do { try commit() } catch { logger.warning("final commit failed", metadata: ["error": "\(error)"]) }
         let status = rd_kafka_consumer_close(handle.pointer)
         if status != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -378,7 +383,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             let lost = rd_kafka_assignment_lost(handle.pointer) == 1
             let unfinished = condition.locked {
                 tracker.beginRevoke(partitions)
-                if !lost {
+                if !lost, !closing {
                     let deadline = Date(timeIntervalSinceNow: configuration.revokeDrainTimeout)
                     while tracker.inFlight(of: partitions) > 0, condition.wait(until: deadline) {}
                 }

@@ -88,4 +88,38 @@ struct WorkerEndToEndTests {
         try pipeline.expectDeadLetters(expectation, group: "shared", exactly: false)
         try pipeline.expectCommitted(group: "shared")
     }
+
+    @Test("dead letters unacknowledged for a while: retried, not committed; a stop then and a restart lose nothing")
+    func deadLetterOutage() throws {
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try pipeline.generate(jobs: 2000, seed: 41)
+        // From now on the broker refuses every produce (retriable NOT_ENOUGH_REPLICAS) until cleared.
+        pipeline.cluster.pushRequestErrors(.produce, [Int32](repeating: 19, count: 100_000))
+        var configuration = pipeline.configuration(group: "dlq-outage", exitAtEnd: false)
+        configuration.batchSize = 100
+        configuration.shutdownTimeout = 3
+        configuration.kafkaProperties["message.timeout.ms"] = "1000"
+        let first = try WorkerRun(configuration)
+        try waitUntil(timeout: 60, "failures recorded during the outage") { try pipeline.failureRows().count >= 50 }
+        Thread.sleep(forTimeInterval: 3)
+        #expect(first.result == nil, "the worker keeps running while dead letters are refused")
+        #expect(try pipeline.readAll("wechat.phone.dlq").isEmpty, "the outage holds: no dead letter got through")
+
+        // Stopped while its dead letters are still unacknowledged: those batches must stay
+        // uncommitted, so that the next run gets their jobs again and dead-letters them.
+        let stopAt = Date()
+        first.worker.stop()
+        let stopped = try first.wait(timeout: 60)
+        #expect(stopped.abandoned > 0, "batches waiting on their dead letters are not finished")
+        // Bounded by --shutdown-timeout (3 s) and a dead-letter send in progress (1 s), not by
+        // the consumer waiting on work that was given up (its 15 s revoke drain had applied).
+        #expect(Date().timeIntervalSince(stopAt) < 10, "the stop took \(Date().timeIntervalSince(stopAt)) s")
+        pipeline.cluster.clearRequestErrors(.produce)
+
+        let summary = try WorkerRun(pipeline.configuration(group: "dlq-outage")).wait()
+        #expect(summary.drained && summary.abandoned == 0)
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "dlq-outage", exactly: false)
+        try pipeline.expectCommitted(group: "dlq-outage")
+    }
 }
