@@ -9,9 +9,10 @@ public import Logging
 ///   order; per partition only the contiguous finished run is stored.
 /// - Our own rebalance callback (eager and cooperative): on revoke it stops handing out the
 ///   partitions' messages, waits (bounded) for their in-flight work, commits synchronously, then
-///   unassigns. A lost assignment skips the commit; the revoke of ``close()`` does not wait. Offsets of revoked partitions are never stored
-///   afterwards, because storing and revoking take the same lock (librdkafka 2.0.x itself accepts
-///   such late stores and may commit them after a later re-assignment).
+///   unassigns. A lost assignment skips the commit; the revoke of ``close()`` does not wait.
+///   Offsets of revoked partitions are never stored afterwards, because storing and revoking take
+///   the same lock (librdkafka 2.0.x itself accepts such late stores and may commit them after a
+///   later re-assignment).
 /// - Batches come from `rd_kafka_consumer_poll`, not the 2.0.x batch APIs, which could skip
 ///   messages around pause/resume (fixed only in 2.1.0).
 /// - Back-pressure, in two steps. At ``Configuration/maxInFlight`` unfinished messages, `poll`
