@@ -6,14 +6,20 @@
 # The jobs are produced once and consumed ROUNDS times (default 3), each round by a new consumer
 # group against emptied members and failures tables; the summary is the median round, because this
 # VM's speed swings by tens of percent between minutes.
+# With REFERENCE=1 each round also runs scripts/reference-worker.py, the issue's yardstick (a
+# batched Python worker: confluent-kafka + psycopg + cryptography), on the same jobs from the same
+# state, and reports decryptd's speed as a multiple of it: a figure that does not depend on how fast
+# the host is that minute. Its packages go into a virtualenv under .build/ (from PyPI, once).
 # Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override the partition
 # count, ROUNDS=... the number of runs, RUN_ARGS="--database-connections 4 ..." to pass options to
-# `decryptd run`)
+# `decryptd run`, REFERENCE=1 as above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${1:-300000}
 rounds=${ROUNDS:-3}
 [[ "$jobs" =~ ^[1-9][0-9]*$ && "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "bench: JOBS and ROUNDS must be positive integers" >&2; exit 2; }
+reference=${REFERENCE:-0}
+[[ "$reference" =~ ^[01]$ ]] || { echo "bench: REFERENCE must be 0 or 1" >&2; exit 2; }
 # The embedded broker keeps ~5 MB per partition, about 14,000 of these jobs: leave headroom.
 partitions=${PARTITIONS:-$(( jobs / 8000 + 4 ))}
 
@@ -23,6 +29,12 @@ for product in decryptd decryptd-bench; do
     swift build -c release --product "$product" >/tmp/decryptd-bench-build.log 2>&1 || { cat /tmp/decryptd-bench-build.log >&2; exit 1; }
 done
 bin_dir=$(swift build -c release --show-bin-path)
+venv=.build/reference-venv
+if [ "$reference" = 1 ] && ! "$venv/bin/python" -c 'import confluent_kafka, psycopg, cryptography' 2>/dev/null; then
+    echo "bench: installing the reference worker's Python packages into $venv" >&2
+    { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'confluent-kafka==2.16.1' 'psycopg[binary]==3.3.9' 'cryptography==50.0.2'; } >&2 \
+        || { echo "bench: could not install the reference worker's packages (python3 -m venv and PyPI needed)" >&2; exit 1; }
+fi
 bin="$bin_dir/decryptd"
 # How fast this host is right now (a shared VM's speed swings by tens of percent from minute to
 # minute): OpenSSL's AES-128-CBC decrypts per second on one thread, the floor `decryptd-bench
@@ -56,12 +68,11 @@ postmaster=$(head -n 1 "$BENCH_DIR/data/postmaster.pid")
 pg_ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat"; }
 psql_bin="$(pg_bin_dir)/psql"
 TIMEFORMAT='%U %S'
-round_json=()
-for round in $(seq "$rounds"); do
-    # Every round starts as the first: no members or failures yet, and session rows as freshly
-    # written as loadgen left them (rewritten, so that the first round's reads setting their
-    # visibility hints do not make later rounds cheaper; in production the session is written
-    # at login, moments before the phone-number job).
+# Every run starts as the first: no members or failures yet, and session rows as freshly written as
+# loadgen left them (rewritten, so that the first run's reads setting their visibility hints do not
+# make later runs cheaper; in production the session is written at login, moments before the
+# phone-number job).
+reset_tables() {
     "$psql_bin" -q "$BENCH_URL" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 TRUNCATE members, decrypt_failures;
 BEGIN;
@@ -71,6 +82,10 @@ INSERT INTO wechat_sessions SELECT * FROM sessions_copy;
 COMMIT;
 ANALYZE wechat_sessions;
 SQL
+}
+round_json=()
+for round in $(seq "$rounds"); do
+    reset_tables
     floor_before=$(host_speed)
     echo "bench: running the worker (round $round of $rounds)" >&2
     pg_before=$(pg_ticks)
@@ -87,7 +102,18 @@ SQL
     rss=$(sed -E 's/.*peak RSS ([0-9]+) MB.*/\1/' <<<"$summary")
     if [ "$round" = 1 ]; then sed -n '2,$p' "$work/run.out"; fi  # the outcomes, the same every round
     echo "round $round: $rate jobs/s over $window s, peak RSS $rss MB; CPU per job: decryptd $decryptd_us µs, PostgreSQL $postgres_us µs; host speed (OpenSSL AES-128-CBC decrypts/s on one thread) $floor_before before, $floor_after after"
-    round_json+=("{\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"openssl_floor_per_s\":[$floor_before,$floor_after]}")
+    reference_json=""
+    if [ "$reference" = 1 ]; then
+        reset_tables
+        "$venv/bin/python" scripts/reference-worker.py --brokers "$KAFKA_BROKERS" --database-url "$BENCH_URL" \
+            --group "reference-$round" --appid "$WECHAT_APPIDS" >"$work/reference.out"
+        reference_rate=$(sed -E 's/.* ([0-9]+) jobs\/s .*/\1/' "$work/reference.out")
+        multiple=$(awk -v a="$rate" -v b="$reference_rate" 'BEGIN { printf "%.1f", a / b }')
+        if [ "$round" = 1 ]; then cat "$work/reference.out"; fi  # its outcomes: it repairs no base64
+        echo "round $round: reference worker (Python) $reference_rate jobs/s just after; decryptd ${multiple}x as fast"
+        reference_json=",\"reference_jobs_per_s\":$reference_rate,\"times_reference\":$multiple"
+    fi
+    round_json+=("{\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"openssl_floor_per_s\":[$floor_before,$floor_after]$reference_json}")
 done
 
 # The median round by jobs/s (the lower middle one for an even count); peak RSS is the highest of all.
@@ -95,5 +121,12 @@ median=$(printf '%s\n' "${round_json[@]}" | sed -E 's/^\{"jobs_per_s":([0-9]+),.
 peak=$(printf '%s\n' "${round_json[@]}" | sed -E 's/.*"peak_rss_mb":([0-9]+),.*/\1/' | sort -n | tail -n 1)
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$median"; }
 echo "median of $rounds rounds: $(field jobs_per_s) jobs/s, CPU per job decryptd $(field decryptd_cpu_us_per_job) µs and PostgreSQL $(field postgres_cpu_us_per_job) µs (their sum bounds jobs/s at $(nproc) cores / sum); highest peak RSS $peak MB"
+reference_summary=""
+if [ "$reference" = 1 ]; then
+    # The median of the per-round multiples, each taken against the reference run right after it.
+    times=$(printf '%s\n' "${round_json[@]}" | sed -E 's/.*"times_reference":([0-9.]+).*/\1/' | sort -n | sed -n "$(( (rounds + 1) / 2 ))p")
+    echo "median multiple of the reference worker's speed: ${times}x"
+    reference_summary=",\"times_reference\":$times"
+fi
 rounds_list=$(IFS=,; echo "${round_json[*]}")
-echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"rounds\":$rounds,\"jobs_per_s\":$(field jobs_per_s),\"peak_rss_mb\":$peak,\"decryptd_cpu_us_per_job\":$(field decryptd_cpu_us_per_job),\"postgres_cpu_us_per_job\":$(field postgres_cpu_us_per_job),\"cores\":$(nproc),\"each_round\":[$rounds_list]}"
+echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"rounds\":$rounds,\"jobs_per_s\":$(field jobs_per_s),\"peak_rss_mb\":$peak,\"decryptd_cpu_us_per_job\":$(field decryptd_cpu_us_per_job),\"postgres_cpu_us_per_job\":$(field postgres_cpu_us_per_job),\"cores\":$(nproc)$reference_summary,\"each_round\":[$rounds_list]}"
