@@ -71,6 +71,7 @@ public final class Reprocessor {
     public func run(partitions: Int, timeout: TimeInterval = 600) throws -> Summary {
         producer.start()
         defer { producer.close(timeout: 10) }
+        producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)  // see Worker.run
         let ends = try consumer.highWatermarks(topic: configuration.deadLetterTopic, partitions: partitions, timeout: 10)
         logger.info("reprocessing up to the end as of now", metadata: ["records_at_most": "\(ends.values.reduce(0, +))"])
         var summary = Summary(dryRun: options.dryRun)

@@ -181,6 +181,25 @@ struct ProducerTests {
         producer.close()
     }
 
+    @Test("prepare learns a topic before anything is sent to it, and says so only when a broker answered")
+    func prepare() throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        try cluster.createTopic("dlq", partitions: 4)
+        let producer = try startedProducer(cluster)
+        #expect(producer.prepare(topic: "dlq", timeout: 10))
+        #expect((try? producer.send(KafkaRecord(topic: "dlq", key: nil, value: [1])).get()) != nil)
+        producer.close()
+
+        var configuration = KafkaProducer.Configuration(bootstrapServers: "127.0.0.1:1")
+        configuration.messageTimeout = 1
+        let unreachable = try KafkaProducer(configuration: configuration, logger: testLogger)
+        unreachable.start()
+        let started = Date()
+        #expect(!unreachable.prepare(topic: "dlq", timeout: 0.5))
+        #expect(Date().timeIntervalSince(started) < 5, "prepare must give up at its timeout")
+        unreachable.close(timeout: 1)
+    }
+
     @Test("invalid configuration is refused before connecting")
     func badConfiguration() throws {
         var configuration = KafkaProducer.Configuration(bootstrapServers: "127.0.0.1:1")
