@@ -17,7 +17,7 @@ struct DevBrokerCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Number of brokers. Env: DECRYPTD_DEV_BROKERS. Default: 1.")
+    @Option(parsing: .unconditional, help: "Number of brokers. Env: DECRYPTD_DEV_BROKERS. Default: 1.")
     var brokers: Int32?
 
     @Option(name: .customLong("topic"), help: ArgumentHelp(

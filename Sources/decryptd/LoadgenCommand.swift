@@ -22,7 +22,7 @@ struct LoadgenCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "Jobs to produce. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
+    @Option(parsing: .unconditional, help: "Jobs to produce. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
     var jobs: Int?
 
     @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Env: DECRYPTD_LOADGEN_FAULTS. Default: a little of everything (\(Self.defaultFaults)).")
@@ -30,13 +30,13 @@ struct LoadgenCommand: ParsableCommand {
 
     static let defaultFaults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005"
 
-    @Option(name: .customLong("jobs-per-user"), help: "Average jobs per user. Env: DECRYPTD_LOADGEN_JOBS_PER_USER. Default: 3.")
+    @Option(name: .customLong("jobs-per-user"), parsing: .unconditional, help: "Average jobs per user. Env: DECRYPTD_LOADGEN_JOBS_PER_USER. Default: 3.")
     var jobsPerUser: Double?
 
-    @Option(name: .customLong("stale-key-share"), help: "Share of users whose newest stored key is not the one their payloads used. Env: DECRYPTD_LOADGEN_STALE_KEY_SHARE. Default: 0.2.")
+    @Option(name: .customLong("stale-key-share"), parsing: .unconditional, help: "Share of users whose newest stored key is not the one their payloads used. Env: DECRYPTD_LOADGEN_STALE_KEY_SHARE. Default: 0.2.")
     var staleKeyShare: Double?
 
-    @Option(help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
+    @Option(parsing: .unconditional, help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
     var seed: UInt64?
 
     func run() throws {

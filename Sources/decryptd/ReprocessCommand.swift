@@ -33,7 +33,7 @@ struct ReprocessCommand: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Read, decrypt and count; write, produce and commit nothing. Env: DECRYPTD_DRY_RUN=1.")
     var dryRun = false
 
-    @Option(name: .customLong("max-attempts"), help: "Skip (and count) records already tried this many times. Env: DECRYPTD_MAX_ATTEMPTS. Default: 5.")
+    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Skip (and count) records already tried this many times. Env: DECRYPTD_MAX_ATTEMPTS. Default: 5.")
     var maxAttempts: Int?
 
     func run() throws {

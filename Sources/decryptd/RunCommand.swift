@@ -27,28 +27,28 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Consumer group. Env: DECRYPTD_GROUP. Default: decryptd.")
     var group: String?
 
-    @Option(help: "Decryption threads. Env: DECRYPTD_CONCURRENCY. Default: active cores.")
+    @Option(parsing: .unconditional, help: "Decryption threads. Env: DECRYPTD_CONCURRENCY. Default: active cores.")
     var concurrency: Int?
 
-    @Option(name: .customLong("batch-size"), help: "Jobs per batch. Env: DECRYPTD_BATCH_SIZE. Default: 1000.")
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Jobs per batch. Env: DECRYPTD_BATCH_SIZE. Default: 1000.")
     var batchSize: Int?
 
-    @Option(name: .customLong("max-in-flight"), help: "Unfinished jobs at which no more are taken (bounds memory). Env: DECRYPTD_MAX_IN_FLIGHT. Default: 40000.")
+    @Option(name: .customLong("max-in-flight"), parsing: .unconditional, help: "Unfinished jobs at which no more are taken (bounds memory). Env: DECRYPTD_MAX_IN_FLIGHT. Default: 40000.")
     var maxInFlight: Int?
 
-    @Option(name: .customLong("database-connections"), help: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel; a user's jobs always go to the same writer). Env: DECRYPTD_DATABASE_CONNECTIONS. Default: 8.")
+    @Option(name: .customLong("database-connections"), parsing: .unconditional, help: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel; a user's jobs always go to the same writer). Env: DECRYPTD_DATABASE_CONNECTIONS. Default: 8.")
     var databaseConnections: Int?
 
-    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus text at /metrics, and /healthz, /readyz. Env: DECRYPTD_METRICS_PORT. Default: off.")
+    @Option(name: .customLong("metrics-port"), parsing: .unconditional, help: "Serve Prometheus text at /metrics, and /healthz, /readyz. Env: DECRYPTD_METRICS_PORT. Default: off.")
     var metricsPort: Int?
 
-    @Option(name: .customLong("progress-interval"), help: "Seconds between progress log lines (0: none). Env: DECRYPTD_PROGRESS_INTERVAL. Default: 10.")
+    @Option(name: .customLong("progress-interval"), parsing: .unconditional, help: "Seconds between progress log lines (0: none). Env: DECRYPTD_PROGRESS_INTERVAL. Default: 10.")
     var progressInterval: Double?
 
-    @Option(name: .customLong("shutdown-timeout"), help: "Seconds a graceful stop may take. Env: DECRYPTD_SHUTDOWN_TIMEOUT. Default: 30.")
+    @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: "Seconds a graceful stop may take. Env: DECRYPTD_SHUTDOWN_TIMEOUT. Default: 30.")
     var shutdownTimeout: Double?
 
-    @Option(name: .customLong("startup-timeout"), help: "Seconds to wait for the brokers at start-up. Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
+    @Option(name: .customLong("startup-timeout"), parsing: .unconditional, help: "Seconds to wait for the brokers at start-up. Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
     var startupTimeout: Double?
 
     @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")

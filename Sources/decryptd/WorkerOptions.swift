@@ -21,7 +21,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: DECRYPTD_DLQ_TOPIC. Default: wechat.phone.dlq.")
     var deadLetterTopic: String?
 
-    @Option(name: .customLong("max-session-keys"), help: "Session keys tried per user, newest first. Env: DECRYPTD_MAX_SESSION_KEYS. Default: 3.")
+    @Option(name: .customLong("max-session-keys"), parsing: .unconditional, help: "Session keys tried per user, newest first. Env: DECRYPTD_MAX_SESSION_KEYS. Default: 3.")
     var maxSessionKeys: Int?
 
     @Option(name: .customLong("kafka-property"), help: ArgumentHelp("A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.", valueName: "key=value"))

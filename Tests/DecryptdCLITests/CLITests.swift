@@ -64,6 +64,18 @@ struct CLITests {
         #expect(lines.first?.hasPrefix("decryptd: ") == true)
     }
 
+    @Test("a negative number is a bad value for its option, not a missing one", arguments: [
+        ("run --concurrency -1", "--concurrency must be"), ("run --batch-size -5", "--batch-size must be"),
+        ("run --shutdown-timeout -1", "--shutdown-timeout"), ("loadgen --jobs -5", "--jobs must be positive"),
+        ("reprocess --max-attempts -2", "--max-attempts must be at least 1"), ("dev-broker --brokers -1", "--brokers must be"),
+    ])
+    func negativeNumbers(_ arguments: String, _ expected: String) throws {
+        let output = try decryptd(arguments)
+        #expect(output.status == 2)
+        #expect(output.stderr.contains(expected), "\(output.stderr)")
+        #expect(!output.stderr.contains("Missing value"))
+    }
+
     /// A configuration nothing answers at: commands get past their own checks to the database's.
     static let unreachable = ["DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "WECHAT_APPIDS": "wx0", "KAFKA_BROKERS": "127.0.0.1:1"]
 
