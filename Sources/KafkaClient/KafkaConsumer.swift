@@ -56,10 +56,15 @@ public final class KafkaConsumer: @unchecked Sendable {
 
         static let managed: Set<String> = ["enable.auto.offset.store", "enable.auto.commit", "enable.partition.eof"]
 
+        /// Why `key` may not be set by the caller, when it is one of the ``managed`` properties.
+        static func managedProblem(_ key: String) -> String? {
+            managed.contains(key) ? "decryptd manages \(key) (at-least-once delivery depends on it)" : nil
+        }
+
         /// The librdkafka properties: defaults, then the caller's, then the managed ones.
         func dictionary() throws(KafkaError) -> [String: String] {
-            if let key = properties.keys.first(where: Self.managed.contains) {
-                throw KafkaError.configuration("kafka property \(key) is managed by decryptd (at-least-once delivery depends on it)")
+            if let problem = properties.keys.sorted().lazy.compactMap(Self.managedProblem).first {
+                throw KafkaError.configuration("kafka property: \(problem)")
             }
             var result = [
                 "bootstrap.servers": bootstrapServers,

@@ -40,9 +40,7 @@ public enum KafkaPropertySetting {
     /// What librdkafka finds wrong with the setting (no such property, a value it refuses), or `nil`
     /// when it takes it: checked at start-up, so a typo is a configuration error, not a failed run.
     public static func problem(key: String, value: String) -> String? {
-        if KafkaConsumer.Configuration.managed.contains(key) {
-            return "decryptd manages \(key) (at-least-once delivery depends on it)"
-        }
+        if let problem = KafkaConsumer.Configuration.managedProblem(key) { return problem }
         let conf = rd_kafka_conf_new()!
         defer { rd_kafka_conf_destroy(conf) }
         return RDKafkaConfig.set(conf, key, value)
