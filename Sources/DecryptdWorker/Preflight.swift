@@ -7,6 +7,16 @@ import PostgresClient
 /// Start-up checks: everything that would make a run fail for configuration reasons, found before
 /// consuming anything, each as one line for the user (`decryptd run` exits 2 with them).
 public enum Preflight {
+    /// The one wording of a missing database setting, for every command that needs one.
+    public static let noDatabase = "no database: give --database-url or set DATABASE_URL"
+
+    /// The one wording of a database that cannot be used, for every command that needs one: a bad
+    /// URL as libpq words it, anything else (refused, timed out, authentication) as unreachable.
+    public static func databaseProblem(_ error: any Error) -> String {
+        guard let error = error as? PostgresError else { return "cannot reach the database: \(error)" }
+        return error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)"
+    }
+
     /// `brokerTimeout`/`databaseTimeout` bound the waits for unreachable services.
     public static func problems(
         _ configuration: WorkerConfiguration, topics required: [String], brokerTimeout: Double = 10, logger: Logger
@@ -24,7 +34,7 @@ public enum Preflight {
         }
 
         if configuration.databaseURL.isEmpty {
-            problems.append("no database: give --database-url or set DATABASE_URL")
+            problems.append(noDatabase)
         } else if let problem = databaseProblem(configuration.databaseURL) {
             problems.append(problem)
         }
@@ -58,10 +68,8 @@ public enum Preflight {
                 try connection.query("SELECT to_regclass($1) IS NULL", [$0])[0][0] == "t"
             }
             return missing.isEmpty ? nil : "database is not migrated (no \(missing.joined(separator: ", "))): run decryptd migrate"
-        } catch let error as PostgresError {
-            return error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)"
         } catch {
-            return "cannot reach the database: \(error)"
+            return databaseProblem(error)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DecryptdWorker
 import PostgresClient
 
 /// `--database-url` (env `DATABASE_URL`), shared by every command that talks to PostgreSQL.
@@ -12,12 +13,12 @@ struct DatabaseOptions: ParsableArguments {
     /// The URL from the flag or the environment, validated by libpq without connecting.
     func connection() throws -> PostgresConnection {
         guard let url = databaseURL ?? Environment.value("DATABASE_URL") else {
-            throw UsageError("no database: give --database-url or set DATABASE_URL")
+            throw UsageError(Preflight.noDatabase)
         }
         do {
             return try PostgresConnection(url: url)
         } catch {
-            throw UsageError(error.description)
+            throw UsageError(Preflight.databaseProblem(error))
         }
     }
 
@@ -27,7 +28,7 @@ struct DatabaseOptions: ParsableArguments {
         do {
             try connection.connect()
         } catch {
-            throw UsageError("cannot connect to the database: \(error.description)")
+            throw UsageError(Preflight.databaseProblem(error))
         }
         return connection
     }

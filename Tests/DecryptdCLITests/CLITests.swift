@@ -180,6 +180,23 @@ struct CLITests {
         #expect(lines.contains { $0.contains("no appid") })
     }
 
+    @Test("every command that needs the database words its problems the same way", arguments: ["run", "reprocess", "loadgen", "migrate", "report"])
+    func databaseProblemWording(command: String) throws {
+        // No brokers: their line ("no brokers") is found without waiting for a probe.
+        let others = ["run", "reprocess", "loadgen"].contains(command) ? " --appid wx0" : ""
+        let cases: [(url: String?, expected: String)] = [
+            (nil, "decryptd: no database: give --database-url or set DATABASE_URL"),
+            ("postgresql://x@127.0.0.1:1/x", "decryptd: cannot reach the database: "),
+            ("postgresql://x@127.0.0.1:1/x?nosuchparameter=1", "decryptd: bad database URL: invalid URI query parameter"),
+        ]
+        for (url, expected) in cases {
+            let output = try decryptd(command + others, environment: url.map { ["DATABASE_URL": $0] } ?? [:])
+            #expect(output.status == 2)
+            let lines = output.stderr.split(separator: "\n").map(String.init)
+            #expect(lines.filter { $0.hasPrefix(expected) }.count == 1, "\(command), \(url ?? "no URL"): \(output.stderr)")
+        }
+    }
+
     @Test("decrypt: JSON lines in, one JSON line out per input, the run goes on after bad lines")
     func decryptLines() throws {
         let cases = try Self.vectors()
