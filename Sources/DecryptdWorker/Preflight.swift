@@ -35,7 +35,7 @@ public enum Preflight {
 
         if configuration.databaseURL.isEmpty {
             problems.append(noDatabase)
-        } else if let problem = databaseProblem(configuration.databaseURL) {
+        } else if let problem = databaseProblem(at: configuration.databaseURL) {
             problems.append(problem)
         }
 
@@ -59,7 +59,7 @@ public enum Preflight {
     }
 
     /// What keeps the database at `url` from serving a run, if anything: unreachable, or no tables.
-    private static func databaseProblem(_ url: String) -> String? {
+    private static func databaseProblem(at url: String) -> String? {
         do {
             let connection = try PostgresConnection(url: url)
             try connection.connect()
