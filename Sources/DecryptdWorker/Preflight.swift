@@ -17,9 +17,12 @@ public enum Preflight {
         return error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)"
     }
 
-    /// `brokerTimeout`/`databaseTimeout` bound the waits for unreachable services.
+    /// `settings` are the calling command's own problems with its flags, listed after the shared ones
+    /// and before anything found by reaching the services. `brokerTimeout` bounds the wait for an
+    /// unreachable broker.
     public static func problems(
-        _ configuration: WorkerConfiguration, topics required: [String], brokerTimeout: Double = 10, logger: Logger
+        _ configuration: WorkerConfiguration, topics required: [String], settings: [String] = [],
+        brokerTimeout: Double = 10, logger: Logger
     ) -> [String] {
         var problems: [String] = []
         if configuration.appids.isEmpty { problems.append("no appid: give --appid (repeatable) or set WECHAT_APPIDS") }
@@ -32,6 +35,7 @@ public enum Preflight {
         if !configuration.jobsTopic.isEmpty, configuration.jobsTopic == configuration.deadLetterTopic {
             problems.append("--jobs-topic and --dlq-topic must differ: dead letters would come back as jobs")
         }
+        problems += settings
 
         if configuration.databaseURL.isEmpty {
             problems.append(noDatabase)

@@ -68,15 +68,17 @@ struct RunCommand: AsyncParsableCommand {
         let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
         let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? 10
         guard startupTimeout > 0 else { throw UsageError("--startup-timeout must be more than 0 seconds") }
-        var problems = Preflight.problems(
-            configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], brokerTimeout: startupTimeout, logger: logger
+        var settings: [String] = []
+        if configuration.group.isEmpty { settings.append("--group must not be empty") }
+        if configuration.maxInFlight < configuration.batchSize { settings.append("--max-in-flight must be at least --batch-size") }
+        if let port, !(0...65535).contains(port) { settings.append("--metrics-port must be 0 to 65535") }
+        if !(2...64).contains(configuration.databaseConnections) { settings.append("--database-connections must be 2 to 64") }
+        if configuration.progressInterval < 0 { settings.append("--progress-interval must be 0 (none) or more seconds") }
+        if configuration.shutdownTimeout <= 0 { settings.append("--shutdown-timeout must be more than 0 seconds") }
+        let problems = Preflight.problems(
+            configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], settings: settings,
+            brokerTimeout: startupTimeout, logger: logger
         )
-        if configuration.group.isEmpty { problems.append("--group must not be empty") }
-        if configuration.maxInFlight < configuration.batchSize { problems.append("--max-in-flight must be at least --batch-size") }
-        if let port, !(0...65535).contains(port) { problems.append("--metrics-port must be 0 to 65535") }
-        if !(2...64).contains(configuration.databaseConnections) { problems.append("--database-connections must be 2 to 64") }
-        if configuration.progressInterval < 0 { problems.append("--progress-interval must be 0 (none) or more seconds") }
-        if configuration.shutdownTimeout <= 0 { problems.append("--shutdown-timeout must be more than 0 seconds") }
         guard problems.isEmpty else { throw UsageError(lines: problems) }
 
         let worker: Worker

@@ -169,6 +169,22 @@ struct CLITests {
         #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") })
     }
 
+    @Test("run names mistakes in its own flags first, before what it found trying the services")
+    func flagProblemsFirst() throws {
+        let output = try decryptd(
+            "run --appid wx0 --brokers 127.0.0.1:1 --startup-timeout 1 --database-url postgresql://x@127.0.0.1:1/x"
+                + " --metrics-port 70000 --progress-interval=-1"
+        )
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(output.stderr)")
+        guard lines.count == 4 else { return }
+        #expect(lines[0] == "decryptd: --metrics-port must be 0 to 65535")
+        #expect(lines[1] == "decryptd: --progress-interval must be 0 (none) or more seconds")
+        #expect(lines[2].hasPrefix("decryptd: cannot reach the database"))
+        #expect(lines[3].hasPrefix("decryptd: cannot reach Kafka"))
+    }
+
     @Test("nothing configured: every missing setting named at once, not only the first", arguments: ["run", "reprocess", "loadgen"])
     func startupWithNothingConfigured(command: String) throws {
         let output = try decryptd(command, environment: [:])
