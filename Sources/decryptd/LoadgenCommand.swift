@@ -43,19 +43,20 @@ struct LoadgenCommand: ParsableCommand {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
         let configuration = try connection.configuration()
         let jobs = try jobs ?? Environment.integer("DECRYPTD_LOADGEN_JOBS") ?? 10_000
-        guard jobs > 0 else { throw UsageError("--jobs must be positive") }
         // No appid: the start-up checks below report it, with every other missing setting.
         var plan = LoadGenerator.Plan(jobs: jobs, appid: configuration.appids.first ?? "")
+        var settings: [String] = []
+        if jobs <= 0 { settings.append("--jobs must be positive") }
         let faults = faults ?? Environment.value("DECRYPTD_LOADGEN_FAULTS") ?? Self.defaultFaults
-        do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { throw UsageError("\(error)") }
+        do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { settings.append("\(error)") }
         plan.jobsPerUser = try jobsPerUser ?? Environment.number("DECRYPTD_LOADGEN_JOBS_PER_USER") ?? plan.jobsPerUser
         plan.staleKeyShare = try staleKeyShare ?? Environment.number("DECRYPTD_LOADGEN_STALE_KEY_SHARE") ?? plan.staleKeyShare
-        guard plan.jobsPerUser >= 1, plan.jobsPerUser.isFinite else { throw UsageError("--jobs-per-user must be a number of at least 1") }
-        guard (0...1).contains(plan.staleKeyShare) else { throw UsageError("--stale-key-share must be from 0 to 1") }
+        if !(plan.jobsPerUser >= 1 && plan.jobsPerUser.isFinite) { settings.append("--jobs-per-user must be a number of at least 1") }
+        if !(0...1).contains(plan.staleKeyShare) { settings.append("--stale-key-share must be from 0 to 1") }
         plan.seed = try seed ?? Environment.integer("DECRYPTD_LOADGEN_SEED") ?? plan.seed
         plan.topic = configuration.jobsTopic
 
-        let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], logger: logger)
+        let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], settings: settings, logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
         var producerConfiguration = configuration.producerConfiguration

@@ -42,13 +42,13 @@ struct ReprocessCommand: ParsableCommand {
         let reasons = reasons.isEmpty ? Environment.list("DECRYPTD_REPROCESS_REASONS") : reasons
         let dryRun = try dryRun || Environment.flag("DECRYPTD_DRY_RUN")
         let maxAttempts = try maxAttempts ?? Environment.integer("DECRYPTD_MAX_ATTEMPTS") ?? 5
-        for reason in reasons where !Self.knownReasons.contains(reason) {
-            throw UsageError("unknown --reason \(reason): use one of \(Self.knownReasons.sorted().joined(separator: ", "))")
-        }
-        guard maxAttempts >= 1 else { throw UsageError("--max-attempts must be at least 1") }
         let group = group ?? Environment.value("DECRYPTD_REPROCESS_GROUP") ?? Reprocessor.Options().group
-        guard !group.isEmpty else { throw UsageError("--group must not be empty") }
-        let problems = Preflight.problems(configuration, topics: [configuration.deadLetterTopic], logger: logger)
+        var settings = reasons.filter { !Self.knownReasons.contains($0) }.map {
+            "unknown --reason \($0): use one of \(Self.knownReasons.sorted().joined(separator: ", "))"
+        }
+        if maxAttempts < 1 { settings.append("--max-attempts must be at least 1") }
+        if group.isEmpty { settings.append("--group must not be empty") }
+        let problems = Preflight.problems(configuration, topics: [configuration.deadLetterTopic], settings: settings, logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let partitions = try KafkaClusterProbe.topics(
             bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, timeout: 10, logger: logger

@@ -99,11 +99,14 @@ struct CLITests {
         ("dev-broker", "DECRYPTD_DEV_TOPICS", "wechat.phone.jobs:0", "--topic"),
     ])
     func environmentValues(_ arguments: String, _ variable: String, _ value: String, _ option: String) throws {
-        let output = try decryptd(arguments, environment: Self.unreachable.merging([variable: value]) { _, new in new })
+        // No brokers: commands that list every problem at once then say so instead of probing 127.0.0.1:1 for 10 s.
+        var environment = Self.unreachable.merging([variable: value]) { _, new in new }
+        environment["KAFKA_BROKERS"] = nil
+        let output = try decryptd(arguments, environment: environment)
         #expect(output.status == 2)
         let lines = output.stderr.split(separator: "\n")
-        #expect(lines.count == 1, "one line: \(output.stderr)")
-        #expect(output.stderr.contains(variable) || output.stderr.contains(option), "names the setting: \(output.stderr)")
+        #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") }, "\(output.stderr)")
+        #expect(lines.filter { $0.contains(variable) || $0.contains(option) }.count == 1, "one line names the setting: \(output.stderr)")
     }
 
     @Test("configuration mistakes exit 2 with a line that names them", arguments: [
@@ -183,6 +186,24 @@ struct CLITests {
         #expect(lines[1] == "decryptd: --progress-interval must be 0 (none) or more seconds")
         #expect(lines[2].hasPrefix("decryptd: cannot reach the database"))
         #expect(lines[3].hasPrefix("decryptd: cannot reach Kafka"))
+    }
+
+    @Test("reprocess and loadgen name all their own flag mistakes, with the missing settings", arguments: [
+        ("reprocess --reason nope --reason worse --max-attempts 0",
+         ["unknown --reason nope", "unknown --reason worse", "--max-attempts must be at least 1"]),
+        ("loadgen --jobs 0 --faults bad_padding=2 --stale-key-share 3",
+         ["--jobs must be positive", "bad_padding", "--stale-key-share must be from 0 to 1"]),
+    ])
+    func ownFlagMistakesTogether(arguments: String, expected: [String]) throws {
+        let output = try decryptd(arguments, environment: [:])
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count == expected.count + 3, "\(output.stderr)")
+        let missing = ["no database", "no brokers", "no appid"]
+        for fragment in missing { #expect(lines.contains { $0.contains(fragment) }, "\(output.stderr)") }
+        let own = lines.filter { line in !missing.contains { line.contains($0) } }
+        #expect(own.count == expected.count, "\(output.stderr)")
+        for (line, fragment) in zip(own, expected) { #expect(line.contains(fragment), "\(output.stderr)") }
     }
 
     @Test("nothing configured: every missing setting named at once, not only the first", arguments: ["run", "reprocess", "loadgen"])
