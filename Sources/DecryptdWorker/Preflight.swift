@@ -17,14 +17,30 @@ public enum Preflight {
         return error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)"
     }
 
-    /// `settings` are the calling command's own problems with its flags, listed after the shared ones
-    /// and before anything found by reaching the services. `brokerTimeout` bounds the wait for an
-    /// unreachable broker.
+    /// What the start-up checks found: the problems, one line each, and the partition count of every
+    /// topic the brokers reported (empty when they could not be asked or did not answer).
+    public struct Findings: Sendable {
+        public var problems: [String]
+        public var partitions: [String: Int]
+    }
+
+    /// The problems ``check(_:topics:settings:brokerTimeout:logger:)`` finds.
     public static func problems(
         _ configuration: WorkerConfiguration, topics required: [String], settings: [String] = [],
         brokerTimeout: Double = 10, logger: Logger
     ) -> [String] {
+        check(configuration, topics: required, settings: settings, brokerTimeout: brokerTimeout, logger: logger).problems
+    }
+
+    /// `settings` are the calling command's own problems with its flags, listed after the shared ones
+    /// and before anything found by reaching the services. `brokerTimeout` bounds the wait for an
+    /// unreachable broker.
+    public static func check(
+        _ configuration: WorkerConfiguration, topics required: [String], settings: [String] = [],
+        brokerTimeout: Double = 10, logger: Logger
+    ) -> Findings {
         var problems: [String] = []
+        var partitions: [String: Int] = [:]
         if configuration.appids.isEmpty { problems.append("no appid: give --appid (repeatable) or set WECHAT_APPIDS") }
         if configuration.brokers.isEmpty { problems.append("no brokers: give --brokers or set KAFKA_BROKERS") }
         if configuration.concurrency < 1 || configuration.concurrency > 512 { problems.append("--concurrency must be 1 to 512") }
@@ -48,18 +64,19 @@ public enum Preflight {
                 // The probe's own connection errors would repeat what the one line below says.
                 var quiet = logger
                 quiet.logLevel = .critical
-                let topics = try KafkaClusterProbe.topics(
+                partitions = try KafkaClusterProbe.topics(
                     bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
                     timeout: brokerTimeout, logger: quiet
                 )
-                for topic in required where !topic.isEmpty && topics[topic] == nil {
+                for topic in required where !topic.isEmpty && partitions[topic] == nil {
                     problems.append("topic \(topic) does not exist on \(configuration.brokers)")
                 }
             } catch {
                 problems.append("cannot reach Kafka: \(error.message)")
             }
         }
-        return problems.map { $0.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") }
+        let lines = problems.map { $0.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") }
+        return Findings(problems: lines, partitions: partitions)
     }
 
     /// What keeps the database at `url` from serving a run, if anything: unreachable, or no tables.

@@ -1,7 +1,6 @@
 import ArgumentParser
 import DecryptdWorker
 import Foundation
-import KafkaClient
 import PhoneDecryption
 
 /// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
@@ -48,11 +47,10 @@ struct ReprocessCommand: ParsableCommand {
         }
         if maxAttempts < 1 { settings.append("--max-attempts must be at least 1") }
         if group.isEmpty { settings.append("--group must not be empty") }
-        let problems = Preflight.problems(configuration, topics: [configuration.deadLetterTopic], settings: settings, logger: logger)
-        guard problems.isEmpty else { throw UsageError(lines: problems) }
-        let partitions = try KafkaClusterProbe.topics(
-            bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties, timeout: 10, logger: logger
-        )[configuration.deadLetterTopic] ?? 0
+        // The same probe that found the topic gives its partition count.
+        let findings = Preflight.check(configuration, topics: [configuration.deadLetterTopic], settings: settings, logger: logger)
+        guard findings.problems.isEmpty else { throw UsageError(lines: findings.problems) }
+        let partitions = findings.partitions[configuration.deadLetterTopic] ?? 0
 
         var options = Reprocessor.Options()
         options.group = group

@@ -110,6 +110,28 @@ struct ReprocessTests {
         #expect(summary.byReason["invalid_iv"] == Reprocessor.Counts(replayed: 0, recovered: 0, failedAgain: 0, skipped: 1))
         #expect(try pipeline.readAll("wechat.phone.dlq").count == 2, "nothing dead-lettered again")
     }
+
+    @Test("the reprocess command replays every partition of the dead-letter topic, as the start-up probe found them")
+    func command() throws {
+        let pipeline = try Pipeline(partitions: 2)
+        _ = try pipeline.generate(jobs: 1500, seed: 41)
+        _ = try WorkerRun(pipeline.configuration(group: "worker")).wait()
+        let letters = try pipeline.readAll("wechat.phone.dlq")
+        #expect(Set(letters.map(\.id.partition)) == [0, 1], "dead letters on both partitions")
+
+        var environment = ProcessInfo.processInfo.environment
+        environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
+        environment["DATABASE_URL"] = pipeline.url
+        environment["WECHAT_APPIDS"] = Pipeline.appid
+        let output = NSTemporaryDirectory() + "decryptd-reprocess-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let child = try ChildProcess([decryptdBinary.path, "reprocess", "--dry-run"], environment: environment, logPath: output)
+        defer { if child.exitStatus == nil { child.kill(SIGKILL) } }
+        #expect(try child.wait(timeout: 120) == 0)
+        let text = try String(contentsOfFile: output, encoding: .utf8)
+        let total = text.split(separator: "\n").first { $0.hasPrefix("total") }?.split(separator: " ").dropFirst().first
+        #expect(total.flatMap { Int($0) } == letters.count, "\(text)")
+    }
 }
 
 /// Keys and ivs for the stories (fixed seed: the same run every time).
