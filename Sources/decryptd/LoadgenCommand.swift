@@ -41,11 +41,11 @@ struct LoadgenCommand: ParsableCommand {
 
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
-        let configuration = try connection.configuration()
+        var settings: [String] = []
+        let configuration = try connection.configuration(problems: &settings)
         let jobs = try jobs ?? Environment.integer("DECRYPTD_LOADGEN_JOBS") ?? 10_000
         // No appid: the start-up checks below report it, with every other missing setting.
         var plan = LoadGenerator.Plan(jobs: jobs, appid: configuration.appids.first ?? "")
-        var settings: [String] = []
         if jobs <= 0 { settings.append("--jobs must be positive") }
         let faults = faults ?? Environment.value("DECRYPTD_LOADGEN_FAULTS") ?? Self.defaultFaults
         do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { settings.append("\(error)") }

@@ -37,12 +37,13 @@ struct ReprocessCommand: ParsableCommand {
 
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
-        let configuration = try connection.configuration()
+        var settings: [String] = []
+        let configuration = try connection.configuration(problems: &settings)
         let reasons = reasons.isEmpty ? Environment.list("DECRYPTD_REPROCESS_REASONS") : reasons
         let dryRun = try dryRun || Environment.flag("DECRYPTD_DRY_RUN")
         let maxAttempts = try maxAttempts ?? Environment.integer("DECRYPTD_MAX_ATTEMPTS") ?? 5
         let group = group ?? Environment.value("DECRYPTD_REPROCESS_GROUP") ?? Reprocessor.Options().group
-        var settings = reasons.filter { !Self.knownReasons.contains($0) }.map {
+        settings += reasons.filter { !Self.knownReasons.contains($0) }.map {
             "unknown --reason \($0): use one of \(Self.knownReasons.sorted().joined(separator: ", "))"
         }
         if maxAttempts < 1 { settings.append("--max-attempts must be at least 1") }

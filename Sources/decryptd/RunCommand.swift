@@ -51,12 +51,16 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("startup-timeout"), parsing: .unconditional, help: "Seconds to wait for the brokers at start-up. Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
     var startupTimeout: Double?
 
+    /// How long start-up waits for the brokers when `--startup-timeout` is not given (or is unusable).
+    static let defaultStartupTimeout: Double = 10
+
     @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")
     var exitAtEnd = false
 
     func run() async throws {
         let logger = try Bootstrap.logging(level: connection.logLevel)
-        var configuration = try connection.configuration()
+        var settings: [String] = []
+        var configuration = try connection.configuration(problems: &settings)
         configuration.group = group ?? Environment.value("DECRYPTD_GROUP") ?? configuration.group
         configuration.concurrency = try concurrency ?? Environment.integer("DECRYPTD_CONCURRENCY") ?? configuration.concurrency
         configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize
@@ -66,9 +70,8 @@ struct RunCommand: AsyncParsableCommand {
         configuration.shutdownTimeout = try shutdownTimeout ?? Environment.number("DECRYPTD_SHUTDOWN_TIMEOUT") ?? configuration.shutdownTimeout
         configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
         let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
-        let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? 10
-        guard startupTimeout > 0 else { throw UsageError("--startup-timeout must be more than 0 seconds") }
-        var settings: [String] = []
+        let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? Self.defaultStartupTimeout
+        if startupTimeout <= 0 { settings.append("--startup-timeout must be more than 0 seconds") }
         if configuration.group.isEmpty { settings.append("--group must not be empty") }
         if configuration.maxInFlight < configuration.batchSize { settings.append("--max-in-flight must be at least --batch-size") }
         if let port, !(0...65535).contains(port) { settings.append("--metrics-port must be 0 to 65535") }
@@ -77,7 +80,7 @@ struct RunCommand: AsyncParsableCommand {
         if configuration.shutdownTimeout <= 0 { settings.append("--shutdown-timeout must be more than 0 seconds") }
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], settings: settings,
-            brokerTimeout: startupTimeout, logger: logger
+            brokerTimeout: startupTimeout > 0 ? startupTimeout : Self.defaultStartupTimeout, logger: logger
         )
         guard problems.isEmpty else { throw UsageError(lines: problems) }
 

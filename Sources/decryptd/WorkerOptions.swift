@@ -31,7 +31,9 @@ struct ConnectionOptions: ParsableArguments {
     var logLevel: String?
 
     /// The worker configuration these options describe (numbers and lists still to be validated).
-    func configuration() throws -> WorkerConfiguration {
+    /// A bad `--kafka-property` is left out of it and named in `problems`, so that it is reported
+    /// together with every other mistake instead of alone.
+    func configuration(problems: inout [String]) throws -> WorkerConfiguration {
         let appidList = appids.isEmpty ? Environment.appids : appids.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         var configuration = WorkerConfiguration(
             brokers: brokers ?? Environment.value("KAFKA_BROKERS") ?? "",
@@ -46,10 +48,12 @@ struct ConnectionOptions: ParsableArguments {
             : kafkaProperties
         for property in properties where !property.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let setting = KafkaPropertySetting.parse(property) else {
-                throw UsageError("bad --kafka-property \(property): use key=value")
+                problems.append("bad --kafka-property \(property): use key=value")
+                continue
             }
             if let problem = KafkaPropertySetting.problem(key: setting.key, value: setting.value) {
-                throw UsageError("bad --kafka-property \(property): \(problem)")
+                problems.append("bad --kafka-property \(property): \(problem)")
+                continue
             }
             configuration.kafkaProperties[setting.key] = setting.value
         }

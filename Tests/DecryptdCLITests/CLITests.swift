@@ -188,9 +188,12 @@ struct CLITests {
         #expect(lines[3].hasPrefix("decryptd: cannot reach Kafka"))
     }
 
-    @Test("reprocess and loadgen name all their own flag mistakes, with the missing settings", arguments: [
-        ("reprocess --reason nope --reason worse --max-attempts 0",
-         ["unknown --reason nope", "unknown --reason worse", "--max-attempts must be at least 1"]),
+    @Test("run, reprocess and loadgen name all their own flag mistakes, with the missing settings", arguments: [
+        ("run --kafka-property bad --kafka-property no.such.prop=1 --startup-timeout 0 --metrics-port 70000",
+         ["bad --kafka-property bad: use key=value", "bad --kafka-property no.such.prop=1: No such configuration property",
+          "--startup-timeout must be more than 0 seconds", "--metrics-port must be 0 to 65535"]),
+        ("reprocess --kafka-property enable.auto.commit=true --reason nope --reason worse --max-attempts 0",
+         ["decryptd manages enable.auto.commit", "unknown --reason nope", "unknown --reason worse", "--max-attempts must be at least 1"]),
         ("loadgen --jobs 0 --faults bad_padding=2 --stale-key-share 3",
          ["--jobs must be positive", "bad_padding", "--stale-key-share must be from 0 to 1"]),
     ])
