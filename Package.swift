@@ -179,7 +179,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PhoneDecryptionTests",
-            dependencies: ["PhoneDecryption", "OpenSSLAES"],
+            dependencies: ["PhoneDecryption", "OpenSSLAES", "DecryptdTestSupport"],
             swiftSettings: strict
         ),
     ],

@@ -1,6 +1,7 @@
 import Foundation
 @testable import DecryptdWorker
 import DecryptdStore
+import DecryptdTestSupport
 import KafkaClient
 import PhoneDecryption
 import Testing
@@ -132,6 +133,39 @@ struct PipelinePartsTests {
         if case .failure(let failure) = batch.jobs[3].outcome {
             #expect(failure.reason == .appidMismatch)
             #expect(failure.detail == "job appid wxother is not one this worker serves")
+        }
+    }
+
+    @Test("every known-answer vector, as a job in a message, gets its expected outcome on the worker's path")
+    func knownAnswerVectorsInPlace() throws {
+        let vectors = VectorFile.loaded
+        // Foundation's encoder writes "/" as "\/" and the line-break vector's breaks as "\n": the
+        // worker reads the fields where they lie in the message, escapes and all.
+        struct Job: Encodable { var openid: String, encryptedData: String, iv: String, appid: String? }
+        let values = try vectors.cases.enumerated().map { index, vector in
+            let job = Job(openid: vector.openid, encryptedData: vector.encryptedData, iv: vector.iv, appid: index.isMultiple(of: 2) ? vector.appid : nil)
+            return String(decoding: try JSONEncoder().encode(job), as: UTF8.self)
+        }
+        #expect(values.contains { $0.contains(#"\/"#) } && values.contains { $0.contains(#"\n"#) })
+        var batch = WorkBatch(jobs: values.enumerated().map { PendingJob(message($0, partition: 0, value: $1), appids: [vectors.appid]) })
+        var slots = UserSlots(capacity: batch.jobs.count)
+        batch.assignKeySlots(&slots)
+        let keys = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.openid, $0.session_key) })
+        batch.sessionKeys = slots.users.map { [keys[$0.openid]!] }
+        batch.decrypt(using: DecryptorPool(), concurrency: 2)
+
+        for (job, vector) in zip(batch.jobs, vectors.cases) {
+            switch (job.outcome, vector.expect.ok) {
+            case (.success(let payload)?, let ok?):
+                #expect(payload.phoneNumber == ok.phoneNumber, "\(vector.name)")
+                #expect(payload.purePhoneNumber == ok.purePhoneNumber, "\(vector.name)")
+                #expect(payload.countryCode == ok.countryCode, "\(vector.name)")
+                #expect(payload.watermarkTimestamp == ok.watermarkTimestamp, "\(vector.name)")
+            case (.failure(let failure)?, nil):
+                #expect(failure.reason.rawValue == vector.expect.error, "\(vector.name)")
+            default:
+                Issue.record("\(vector.name): expected \(vector.expect.error ?? "ok"), got \(String(describing: job.outcome))")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import DecryptdTestSupport
 import PhoneDecryption
 import Testing
 

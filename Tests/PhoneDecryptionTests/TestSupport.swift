@@ -1,51 +1,11 @@
 import Foundation
+public import DecryptdTestSupport
 import PhoneDecryption
+public import Testing
 
-/// The known-answer vectors in ../shared/testdata/decrypt-vectors.json (or $DECRYPTD_VECTORS).
-struct VectorFile: Decodable {
-    struct Case: Decodable, CustomTestStringConvertible, Sendable {
-        struct Expectation: Decodable, Sendable {
-            struct OK: Decodable, Sendable {
-                var phoneNumber: String
-                var purePhoneNumber: String
-                var countryCode: String
-                var watermarkTimestamp: Int64
-            }
-            var ok: OK?
-            var error: String?
-        }
-        var name: String
-        var appid: String
-        var openid: String
-        var session_key: String
-        var iv: String
-        var encryptedData: String
-        var expect: Expectation
-
-        var testDescription: String { name }
-    }
-
-    var appid: String
-    var cases: [Case]
-
-    static let url: URL = {
-        if let path = ProcessInfo.processInfo.environment["DECRYPTD_VECTORS"] { return URL(fileURLWithPath: path) }
-        // Tests/PhoneDecryptionTests/TestSupport.swift -> repository root -> ../shared
-        return URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("../shared/testdata/decrypt-vectors.json").standardized
-    }()
-
-    static let loaded: VectorFile = {
-        do {
-            return try JSONDecoder().decode(VectorFile.self, from: Data(contentsOf: url))
-        } catch {
-            fatalError("cannot read the known-answer vectors at \(url.path): \(error)")
-        }
-    }()
+extension VectorFile.Case: CustomTestStringConvertible {
+    public var testDescription: String { name }
 }
-
-import Testing
 
 /// A small, fast, seedable generator so fuzz failures reproduce from the printed seed.
 struct SplitMix64: RandomNumberGenerator {
