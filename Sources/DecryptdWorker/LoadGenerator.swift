@@ -32,6 +32,11 @@ public struct LoadGenerator {
         public var damagedShare = 0.05
         public var topic = "wechat.phone.jobs"
         public var seed: UInt64 = 1
+        /// Jobs are made, produced and acknowledged this many at a time, in multiples of 5 (so that
+        /// the neighbour swaps that deliver some jobs out of order stay within a chunk).
+        public var chunkSize = 40_000 {
+            didSet { chunkSize = max(5, chunkSize - chunkSize % 5) }
+        }
 
         public init(jobs: Int, appid: String) {
             self.jobs = jobs
@@ -59,13 +64,15 @@ public struct LoadGenerator {
 
     /// What the worker must produce from a generated load.
     public struct Expectation: Sendable {
-        /// The newest ok payload per user: phone number and watermark.
+        /// The newest ok payload per user: phone number and watermark (only when asked for).
         public var members: [UserKey: (phone: String, watermark: Int64)] = [:]
-        /// The failure code of every failing job, by where it was produced.
+        /// The failure code of every failing job, by where it was produced (only when asked for).
         public var failures: [KafkaMessageID: String] = [:]
         /// Jobs by kind.
         public var counts: [String: Int] = [:]
         public var jobs = 0
+        /// Users with at least one ok job: the rows `members` must end with.
+        public var usersWithPhone = 0
     }
 
     public let plan: Plan
@@ -74,94 +81,139 @@ public struct LoadGenerator {
         self.plan = plan
     }
 
-    // MARK: - Generating
+    // MARK: - Users
+
+    /// One user of the load. Users are numbered, and each one's openid, keys and staleness derive
+    /// from the seed and the number alone: a load of any size keeps no user in memory.
+    struct User {
+        var key: UserKey
+        var secret: [UInt8]
+        /// For a stale user, a newer stored key that their payloads did not use.
+        var newerKey: [UInt8]?
+
+        /// The keys stored for this user, newest first.
+        var storedKeys: [String] { ([newerKey].compactMap { $0 } + [secret]).map(Base64Encoding.encode) }
+    }
+
+    var userCount: Int { max(1, Int(Double(plan.jobs) / plan.jobsPerUser)) }
+
+    func user(_ index: Int) -> User {
+        var random = SplitMix(seed: SplitMix.mix(plan.seed ^ SplitMix.mix(UInt64(index) &+ 0x5EED)))
+        let secret = PhoneEncryptor.randomBlock(using: &random)
+        let stale = Double.random(in: 0..<1, using: &random) < plan.staleKeyShare
+        return User(
+            key: UserKey(appid: plan.appid, openid: "o\(plan.seed)u\(index)"), secret: secret,
+            newerKey: stale ? PhoneEncryptor.randomBlock(using: &random) : nil
+        )
+    }
+
+    typealias SessionRow = (user: UserKey, sessionKey: String, issuedAt: Double)
+
+    /// The stored keys of users `range`: the one their payloads use, and a stale user's newer one.
+    func sessions(of range: Range<Int>) -> [SessionRow] {
+        range.flatMap { index -> [SessionRow] in
+            let user = user(index)
+            return [(user.key, Base64Encoding.encode(user.secret), 1_700_000_000)]
+                + (user.newerKey.map { [(user.key, Base64Encoding.encode($0), 1_700_000_100)] } ?? [])
+        }
+    }
+
+    // MARK: - Jobs
 
     /// One job to produce and what it must become.
     struct Job {
         var record: KafkaRecord
         var kind: Kind
         var user: UserKey
+        /// The user's number, for ok jobs.
+        var userIndex: Int?
         var phone: String
         var watermark: Int64
     }
 
-    /// Builds the session rows and the jobs (nothing is written yet).
-    func build() -> (sessions: [(user: UserKey, sessionKey: String, issuedAt: Double)], jobs: [Job]) {
-        var random = SplitMix(seed: plan.seed)
-        var synthetic = SyntheticPayloads(appid: plan.appid, generator: SplitMix(seed: plan.seed &+ 1))
-        let userCount = max(1, Int(Double(plan.jobs) / plan.jobsPerUser))
-        struct User { var key: UserKey; var secret: [UInt8]; var stale: Bool }
-        let users: [User] = (0..<userCount).map { index in
-            User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)u\(index)"), secret: synthetic.key(),
-                 stale: Double.random(in: 0..<1, using: &random) < plan.staleKeyShare)
+    /// Makes the jobs in order, a chunk at a time, with the session rows that only they need
+    /// (the broken keys of invalid_session_key jobs).
+    struct JobMaker {
+        let generator: LoadGenerator
+        var random: SplitMix
+        var synthetic: SyntheticPayloads<SplitMix>
+        var next = 0
+        var brokenKeyUsers = 0
+        let decryptor = PhoneDecryptor()
+
+        init(_ generator: LoadGenerator) {
+            self.generator = generator
+            random = SplitMix(seed: generator.plan.seed)
+            synthetic = SyntheticPayloads(appid: generator.plan.appid, generator: SplitMix(seed: generator.plan.seed &+ 1))
         }
-        var sessions: [(user: UserKey, sessionKey: String, issuedAt: Double)] = []
-        for user in users {
-            sessions.append((user.key, Base64Encoding.encode(user.secret), 1_700_000_000))
-            if user.stale { sessions.append((user.key, Base64Encoding.encode(synthetic.key()), 1_700_000_100)) }
-        }
-        // Users only for the faults that depend on the stored key.
-        var brokenKeyUser = 0
-        var jobs: [Job] = []
-        jobs.reserveCapacity(plan.jobs)
-        for index in 0..<plan.jobs {
-            let kind = pick(&random)
-            var user = users[Int.random(in: 0..<users.count, using: &random)]
-            var value: [UInt8]?
-            var key: [UInt8]? = Array(user.key.openid.utf8)
-            let timestamp = 1_700_000_000 + Int64(index) * 7 + Int64.random(in: 0..<5, using: &random)
-            let phone = synthetic.phoneNumber()
-            switch kind {
-            case .malformedJob:
-                // What reaches a real jobs topic: noise, a wrong field type, a tombstone (no value),
-                // an empty value, and a record without a key; each must come back unchanged.
-                switch Int.random(in: 0..<5, using: &random) {
-                case 0: value = (0..<40).map { _ in UInt8.random(in: 0...255, using: &random) }
-                case 1: value = Array(#"{"openid":"\#(user.key.openid)","iv":42}"#.utf8)
-                case 2: value = nil
-                case 3: value = []
-                default:
-                    value = Array(#"{"openid":"\#(user.key.openid)","encryptedData":null,"iv":""}"#.utf8)
-                    key = nil
+
+        mutating func chunk() -> (jobs: [Job], sessions: [SessionRow]) {
+            let plan = generator.plan
+            let range = next..<min(plan.jobs, next + plan.chunkSize)
+            next = range.upperBound
+            var jobs: [Job] = []
+            var sessions: [SessionRow] = []
+            jobs.reserveCapacity(range.count)
+            for index in range {
+                let kind = generator.pick(&random)
+                let userIndex = Int.random(in: 0..<generator.userCount, using: &random)
+                var user = generator.user(userIndex)
+                var value: [UInt8]?
+                var key: [UInt8]? = Array(user.key.openid.utf8)
+                let timestamp = 1_700_000_000 + Int64(index) * 7 + Int64.random(in: 0..<5, using: &random)
+                let phone = synthetic.phoneNumber()
+                switch kind {
+                case .malformedJob:
+                    // What reaches a real jobs topic: noise, a wrong field type, a tombstone (no value),
+                    // an empty value, and a record without a key; each must come back unchanged.
+                    switch Int.random(in: 0..<5, using: &random) {
+                    case 0: value = (0..<40).map { _ in UInt8.random(in: 0...255, using: &random) }
+                    case 1: value = Array(#"{"openid":"\#(user.key.openid)","iv":42}"#.utf8)
+                    case 2: value = nil
+                    case 3: value = []
+                    default:
+                        value = Array(#"{"openid":"\#(user.key.openid)","encryptedData":null,"iv":""}"#.utf8)
+                        key = nil
+                    }
+                case .sessionNotFound:
+                    user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)nobody\(index)"), secret: synthetic.key())
+                    value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                case .invalidSessionKey:
+                    brokenKeyUsers += 1
+                    user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)broken\(brokenKeyUsers)"), secret: synthetic.key())
+                    sessions.append((user.key, Base64Encoding.encode(user.secret.prefix(8)), 1_700_000_000))
+                    value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                case .badPadding:
+                    // Encrypted with a key the user never had; make sure no stored key passes by chance.
+                    var payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
+                    let stored = user.storedKeys
+                    while case .failure(let failure) = decryptor.decrypt(appid: plan.appid, sessionKeys: stored, iv: payload.iv, encryptedData: payload.encryptedData),
+                          failure.reason != .badPadding {
+                        payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
+                    }
+                    value = generator.jobValue(user.key.openid, payload)
+                case .ok:
+                    let damaged = Double.random(in: 0..<1, using: &random) < plan.damagedShare
+                    value = generator.jobValue(user.key.openid, synthetic.make(damaged ? .damagedBase64 : .none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                case .invalidIV, .invalidCiphertext, .invalidPlaintext, .appidMismatch:
+                    let fault = SyntheticPayloads<SplitMix>.Fault(rawValue: kind.rawValue)!
+                    value = generator.jobValue(user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 }
-            case .sessionNotFound:
-                user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)nobody\(index)"), secret: synthetic.key(), stale: false)
-                value = jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
-            case .invalidSessionKey:
-                brokenKeyUser += 1
-                user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)broken\(brokenKeyUser)"), secret: synthetic.key(), stale: false)
-                sessions.append((user.key, Base64Encoding.encode(user.secret.prefix(8)), 1_700_000_000))
-                value = jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
-            case .badPadding:
-                // Encrypted with a key the user never had; make sure no stored key passes by chance.
-                var payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
-                let stored = sessions.filter { $0.user == user.key }.map(\.sessionKey)
-                while case .failure(let failure) = PhoneDecryptor().decrypt(appid: plan.appid, sessionKeys: stored.reversed(), iv: payload.iv, encryptedData: payload.encryptedData),
-                      failure.reason != .badPadding {
-                    payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
-                }
-                value = jobValue(user.key.openid, payload)
-            case .ok:
-                let damaged = Double.random(in: 0..<1, using: &random) < plan.damagedShare
-                value = jobValue(user.key.openid, synthetic.make(damaged ? .damagedBase64 : .none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
-            case .invalidIV, .invalidCiphertext, .invalidPlaintext, .appidMismatch:
-                let fault = SyntheticPayloads<SplitMix>.Fault(rawValue: kind.rawValue)!
-                value = jobValue(user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                let record = KafkaRecord(
+                    topic: plan.topic, key: key, value: value,
+                    headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")]
+                )
+                jobs.append(Job(record: record, kind: kind, user: user.key, userIndex: kind == .ok ? userIndex : nil, phone: phone, watermark: timestamp))
             }
-            let record = KafkaRecord(
-                topic: plan.topic, key: key, value: value,
-                headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")]
-            )
-            jobs.append(Job(record: record, kind: kind, user: user.key, phone: phone, watermark: timestamp))
+            // Deliver some users' jobs out of order: swap neighbours now and then.
+            for index in stride(from: 1, to: jobs.count, by: 5) where Bool.random(using: &random) {
+                jobs.swapAt(index - 1, index)
+            }
+            return (jobs, sessions)
         }
-        // Deliver some users' jobs out of order: swap neighbours now and then.
-        for index in stride(from: 1, to: jobs.count, by: 5) where Bool.random(using: &random) {
-            jobs.swapAt(index - 1, index)
-        }
-        return (sessions, jobs)
     }
 
-    private func pick(_ random: inout SplitMix) -> Kind {
+    fileprivate func pick(_ random: inout SplitMix) -> Kind {
         var roll = Double.random(in: 0..<1, using: &random)
         for kind in Kind.allCases where kind != .ok {
             let share = plan.faults[kind] ?? 0
@@ -171,7 +223,7 @@ public struct LoadGenerator {
         return .ok
     }
 
-    private func jobValue(_ openid: String, _ payload: SyntheticPayloads<SplitMix>.Payload) -> [UInt8] {
+    fileprivate func jobValue(_ openid: String, _ payload: SyntheticPayloads<SplitMix>.Payload) -> [UInt8] {
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("openid", openid)
@@ -184,32 +236,41 @@ public struct LoadGenerator {
 
     // MARK: - Writing
 
-    /// Seeds the sessions, produces the jobs (in chunks, each acknowledged), and returns the
-    /// expectation. `progress` is called with the number of jobs produced so far.
-    public func run(database: DecryptdDatabase, producer: KafkaProducer, progress: (Int) -> Void = { _ in }) throws -> Expectation {
-        let (sessions, jobs) = build()
-        for start in stride(from: 0, to: sessions.count, by: 5000) {
-            try database.insertSessionKeys(Array(sessions[start..<min(sessions.count, start + 5000)]))
+    /// Seeds the users' sessions, then makes and produces the jobs a chunk at a time (each chunk's
+    /// own session rows first, then its records, each acknowledged), so memory does not grow with
+    /// the load. Returns the expectation; its `members` and `failures` are filled only when
+    /// `detailed` (tests compare the tables with them). `progress` is called with the number of
+    /// jobs produced so far.
+    public func run(
+        database: DecryptdDatabase, producer: KafkaProducer, detailed: Bool = true, progress: (Int) -> Void = { _ in }
+    ) throws -> Expectation {
+        for start in stride(from: 0, to: userCount, by: 5000) {
+            try database.insertSessionKeys(sessions(of: start..<min(userCount, start + 5000)))
         }
         try database.analyzeSessionKeys()
         var expectation = Expectation()
-        expectation.jobs = jobs.count
-        for start in stride(from: 0, to: jobs.count, by: 40000) {
-            let chunk = jobs[start..<min(jobs.count, start + 40000)]
-            let results = producer.send(chunk.map(\.record))
-            for (job, result) in zip(chunk, results) {
+        var hasPhone = [Bool](repeating: false, count: userCount)
+        var maker = JobMaker(self)
+        while maker.next < plan.jobs {
+            let (jobs, sessions) = maker.chunk()
+            try database.insertSessionKeys(sessions)
+            let results = producer.send(jobs.map(\.record))
+            for (job, result) in zip(jobs, results) {
                 let id = try result.get()
                 expectation.counts[job.kind.rawValue, default: 0] += 1
-                if job.kind == .ok {
+                if let userIndex = job.userIndex {
+                    if !hasPhone[userIndex] { (hasPhone[userIndex], expectation.usersWithPhone) = (true, expectation.usersWithPhone + 1) }
+                    guard detailed else { continue }
                     let current = expectation.members[job.user]
                     if current == nil || current!.watermark <= job.watermark {
                         expectation.members[job.user] = (job.phone, job.watermark)
                     }
-                } else {
+                } else if detailed {
                     expectation.failures[id] = job.kind.rawValue
                 }
             }
-            progress(start + chunk.count)
+            expectation.jobs += jobs.count
+            progress(expectation.jobs)
         }
         return expectation
     }

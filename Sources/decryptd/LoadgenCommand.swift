@@ -22,8 +22,10 @@ struct LoadgenCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(parsing: .unconditional, help: "Jobs to produce. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
+    @Option(parsing: .unconditional, help: "Jobs to produce (made and sent 40,000 at a time, so memory stays flat), at most 100000000. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
     var jobs: Int?
+
+    static let mostJobs = 100_000_000
 
     @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Env: DECRYPTD_LOADGEN_FAULTS. Default: a little of everything (\(Self.defaultFaults)).")
     var faults: String?
@@ -46,7 +48,7 @@ struct LoadgenCommand: ParsableCommand {
         let jobs = try jobs ?? Environment.integer("DECRYPTD_LOADGEN_JOBS") ?? 10_000
         // No appid: the start-up checks below report it, with every other missing setting.
         var plan = LoadGenerator.Plan(jobs: jobs, appid: configuration.appids.first ?? "")
-        if jobs <= 0 { settings.append("--jobs must be positive") }
+        if !(1...Self.mostJobs).contains(jobs) { settings.append("--jobs must be positive and at most \(Self.mostJobs)") }
         let faults = faults ?? Environment.value("DECRYPTD_LOADGEN_FAULTS") ?? Self.defaultFaults
         do { plan.faults = try LoadGenerator.Plan.faults(faults) } catch { settings.append("\(error)") }
         plan.jobsPerUser = try jobsPerUser ?? Environment.number("DECRYPTD_LOADGEN_JOBS_PER_USER") ?? plan.jobsPerUser
@@ -72,12 +74,12 @@ struct LoadgenCommand: ParsableCommand {
         let bar = ProgressBar(total: jobs, label: "producing jobs")
         let expectation: LoadGenerator.Expectation
         do {
-            expectation = try LoadGenerator(plan: plan).run(database: database, producer: producer) { bar.update($0) }
+            expectation = try LoadGenerator(plan: plan).run(database: database, producer: producer, detailed: false) { bar.update($0) }
         } catch {
             throw RuntimeFailure("load generation failed: \(error)")
         }
         bar.finish()
-        print("loadgen: produced \(expectation.jobs) jobs to \(plan.topic) for \(expectation.members.count) users with a phone number to store")
+        print("loadgen: produced \(expectation.jobs) jobs to \(plan.topic) for \(expectation.usersWithPhone) users with a phone number to store")
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
             print("  " + kind.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }
