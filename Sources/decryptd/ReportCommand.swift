@@ -8,14 +8,14 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Failures by reason over a window (count, share, recovered, first/last seen) and by hour.",
-        discussion: "Reads decrypt_failures, so it works while workers run. --since takes 90s, 30m, 24h or 7d."
+        discussion: "Reads decrypt_failures, so it works while workers run. --since takes a number and a unit: 90s, 30m, 24h, 7d or 2w (at most a century)."
     )
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, html }
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: "Window: 90s, 30m, 24h, 7d. Env: DECRYPTD_REPORT_SINCE. Default: 24h.")
+    @Option(help: "Window: 90s, 30m, 24h, 7d, 2w. Env: DECRYPTD_REPORT_SINCE. Default: 24h.")
     var since: String?
 
     @Option(help: "table, json or html. Env: DECRYPTD_REPORT_FORMAT. Default: table.")
@@ -24,7 +24,7 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let since = since ?? Environment.value("DECRYPTD_REPORT_SINCE") ?? "24h"
         let format = try format ?? Environment.choice("DECRYPTD_REPORT_FORMAT", of: Format.self) ?? .table
-        guard let seconds = Self.seconds(since) else { throw UsageError("bad --since \(since): use a number and s, m, h or d, e.g. 24h") }
+        guard let seconds = Self.seconds(since) else { throw UsageError("bad --since \(since): use a number and s, m, h, d or w, e.g. 24h, at most 36500d") }
         let connection = try database.connectedConnection()
         let report: FailureReport
         do {
@@ -39,14 +39,15 @@ struct ReportCommand: ParsableCommand {
         }
     }
 
+    /// The longest window: a century (beyond it PostgreSQL's interval arithmetic overflows).
+    static let longestWindow = 36_500 * 86_400
+
+    /// A window such as 90s, 30m, 24h, 7d or 2w, in seconds; nil when it is not one, or is longer
+    /// than ``longestWindow``.
     static func seconds(_ text: String) -> Int? {
-        guard let unit = text.last, let value = Int(text.dropLast()), value > 0 else { return nil }
-        switch unit {
-        case "s": return value
-        case "m": return value * 60
-        case "h": return value * 3600
-        case "d": return value * 86400
-        default: return nil
-        }
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800]
+        guard let unit = text.last.flatMap({ units[$0] }),
+              let value = Int(text.dropLast()), value > 0, value <= longestWindow / unit else { return nil }
+        return value * unit
     }
 }

@@ -54,6 +54,10 @@ struct RunCommand: AsyncParsableCommand {
     /// How long start-up waits for the brokers when `--startup-timeout` is not given (or is unusable).
     static let defaultStartupTimeout: Double = 10
 
+    /// The longest any of the durations above may be: a day. (They end up as librdkafka's and
+    /// poll(2)'s 32-bit millisecond timeouts; inf, nan and 1e9 used to crash start-up.)
+    static let longestDuration: Double = 86_400
+
     @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")
     var exitAtEnd = false
 
@@ -71,16 +75,23 @@ struct RunCommand: AsyncParsableCommand {
         configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
         let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
         let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? Self.defaultStartupTimeout
-        if startupTimeout <= 0 { settings.append("--startup-timeout must be more than 0 seconds") }
+        if !(startupTimeout > 0 && startupTimeout <= Self.longestDuration) {
+            settings.append("--startup-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
+        }
         if configuration.group.isEmpty { settings.append("--group must not be empty") }
         if configuration.maxInFlight < configuration.batchSize { settings.append("--max-in-flight must be at least --batch-size") }
         if let port, !(0...65535).contains(port) { settings.append("--metrics-port must be 0 to 65535") }
         if !(2...64).contains(configuration.databaseConnections) { settings.append("--database-connections must be 2 to 64") }
-        if configuration.progressInterval < 0 { settings.append("--progress-interval must be 0 (none) or more seconds") }
-        if configuration.shutdownTimeout <= 0 { settings.append("--shutdown-timeout must be more than 0 seconds") }
+        if !(configuration.progressInterval >= 0 && configuration.progressInterval <= Self.longestDuration) {
+            settings.append("--progress-interval must be 0 (none) or up to \(Int(Self.longestDuration)) seconds")
+        }
+        if !(configuration.shutdownTimeout > 0 && configuration.shutdownTimeout <= Self.longestDuration) {
+            settings.append("--shutdown-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
+        }
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], settings: settings,
-            brokerTimeout: startupTimeout > 0 ? startupTimeout : Self.defaultStartupTimeout, logger: logger
+            brokerTimeout: startupTimeout > 0 && startupTimeout <= Self.longestDuration ? startupTimeout : Self.defaultStartupTimeout,
+            logger: logger
         )
         guard problems.isEmpty else { throw UsageError(lines: problems) }
 

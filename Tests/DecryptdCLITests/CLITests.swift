@@ -76,6 +76,21 @@ struct CLITests {
         #expect(!output.stderr.contains("Missing value"))
     }
 
+    @Test("a number out of any sensible range is a bad value, not a crash", arguments: [
+        ("run --startup-timeout inf", "--startup-timeout must be more than 0 and at most 86400 seconds"),
+        ("run --startup-timeout 1e9", "--startup-timeout must be more than 0 and at most 86400 seconds"),
+        ("run --shutdown-timeout nan", "--shutdown-timeout must be more than 0 and at most 86400 seconds"),
+        ("run --progress-interval inf", "--progress-interval must be 0 (none) or up to 86400 seconds"),
+        ("loadgen --jobs 9223372036854775807", "--jobs must be positive and at most 100000000"),
+        ("report --since 999999999999999d", "bad --since 999999999999999d"),
+        ("report --since 36501d", "bad --since 36501d"),
+    ])
+    func outOfRangeNumbers(_ arguments: String, _ expected: String) throws {
+        let output = try decryptd(arguments, environment: Self.unreachable)
+        #expect(output.status == 2, "\(output.stderr)")
+        #expect(output.stderr.contains("decryptd: " + expected), "\(output.stderr)")
+    }
+
     /// A configuration nothing answers at: commands get past their own checks to the database's.
     static let unreachable = ["DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "WECHAT_APPIDS": "wx0", "KAFKA_BROKERS": "127.0.0.1:1"]
 
@@ -183,7 +198,7 @@ struct CLITests {
         #expect(lines.count == 4, "\(output.stderr)")
         guard lines.count == 4 else { return }
         #expect(lines[0] == "decryptd: --metrics-port must be 0 to 65535")
-        #expect(lines[1] == "decryptd: --progress-interval must be 0 (none) or more seconds")
+        #expect(lines[1] == "decryptd: --progress-interval must be 0 (none) or up to 86400 seconds")
         #expect(lines[2].hasPrefix("decryptd: cannot reach the database"))
         #expect(lines[3].hasPrefix("decryptd: cannot reach Kafka"))
     }
@@ -191,7 +206,7 @@ struct CLITests {
     @Test("run, reprocess and loadgen name all their own flag mistakes, with the missing settings", arguments: [
         ("run --kafka-property bad --kafka-property no.such.prop=1 --startup-timeout 0 --metrics-port 70000",
          ["bad --kafka-property bad: use key=value", "bad --kafka-property no.such.prop=1: No such configuration property",
-          "--startup-timeout must be more than 0 seconds", "--metrics-port must be 0 to 65535"]),
+          "--startup-timeout must be more than 0 and at most 86400 seconds", "--metrics-port must be 0 to 65535"]),
         ("reprocess --kafka-property enable.auto.commit=true --reason nope --reason worse --max-attempts 0",
          ["decryptd manages enable.auto.commit", "unknown --reason nope", "unknown --reason worse", "--max-attempts must be at least 1"]),
         ("loadgen --jobs 0 --faults bad_padding=2 --stale-key-share 3",
@@ -274,11 +289,11 @@ struct CLITests {
         let second = try decryptd("migrate", environment: ["DATABASE_URL": url])
         #expect(second.status == 0)
         #expect(second.stdout.contains("already applied  001_create_tables.sql"))
-        let report = try decryptd("report --format json --since 7d", environment: ["DATABASE_URL": url])
+        let report = try decryptd("report --format json --since 2w", environment: ["DATABASE_URL": url])
         #expect(report.status == 0)
         let json = try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any]
         #expect(json?["total"] as? Int == 0)
-        #expect(json?["window_seconds"] as? Int == 7 * 86400)
+        #expect(json?["window_seconds"] as? Int == 14 * 86400)
         let html = try decryptd("report --format html", environment: ["DATABASE_URL": url])
         #expect(html.status == 0 && html.stdout.hasPrefix("<!doctype html>") && html.stdout.contains("</svg>"))
     }
