@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// A minimal HTTP/1.1 server for `/metrics` and health probes: GET and HEAD only, one request per
-/// connection, bounded request size and read time (``requestDeadline`` for the whole request).
+/// connection, bounded request size and read time (``requestDeadline`` for the whole request),
+/// connections multiplexed on one thread so that slow or idle clients delay no probe.
 /// It serves scrapers and orchestrators, not users.
 public final class HTTPEndpointServer: @unchecked Sendable {
     public struct Response: Sendable {
@@ -56,7 +57,7 @@ public final class HTTPEndpointServer: @unchecked Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, listen(fd, 128) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw StartError(description: "cannot listen on \(host):\(requestedPort): \(reason)")
@@ -81,36 +82,62 @@ public final class HTTPEndpointServer: @unchecked Sendable {
 
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
+    /// How long one client may take to send its request, in all, and to take its response.
+    static let requestDeadline: TimeInterval = 2
+    /// Connections served at once; beyond this the oldest is dropped for the newcomer.
+    public static let maximumClients = 64
+
+    /// A connection whose request is still arriving.
+    private struct Client {
+        var fd: Int32
+        var request: [UInt8] = []
+        var deadline: Date
+    }
+
+    /// One thread multiplexes every connection with poll(2): a client that sends nothing, or
+    /// trickles its request, holds up no one else; it is dropped at its deadline, or when
+    /// ``maximumClients`` newer ones arrive.
     private func serve(_ fd: Int32) {
-        defer { close(fd) }
+        var clients: [Client] = []
+        defer {
+            for client in clients { close(client.fd) }
+            close(fd)
+        }
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while !isStopping {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, 200) > 0 else { continue }
-            let client = accept(fd, nil, nil)
-            guard client >= 0 else { continue }
-            respond(client)
-            close(client)
+            var descriptors = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+                + clients.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            let nearest = clients.map(\.deadline).min().map { max(0, $0.timeIntervalSinceNow) } ?? 0.2
+            guard poll(&descriptors, nfds_t(descriptors.count), Int32(min(0.2, nearest) * 1000) + 1) >= 0 else { continue }
+            let now = Date()
+            var waiting: [Client] = []
+            for (index, var client) in clients.enumerated() {
+                var ended = false
+                if descriptors[index + 1].revents != 0 {
+                    let count = recv(client.fd, &buffer, buffer.count, 0)
+                    if count > 0 { client.request.append(contentsOf: buffer[0..<count]) } else { ended = true }
+                }
+                if ended || client.request.count >= 8192 || client.request.containsHeaderEnd {
+                    respond(client.fd, to: client.request)
+                    close(client.fd)
+                } else if now >= client.deadline {
+                    close(client.fd)  // too slow: dropped
+                } else {
+                    waiting.append(client)
+                }
+            }
+            clients = waiting
+            guard descriptors[0].revents & Int16(POLLIN) != 0 else { continue }
+            let accepted = accept(fd, nil, nil)
+            guard accepted >= 0 else { continue }
+            if clients.count >= Self.maximumClients { close(clients.removeFirst().fd) }
+            clients.append(Client(fd: accepted, deadline: now.addingTimeInterval(Self.requestDeadline)))
         }
     }
 
-    /// How long one client may take to send its request, in all: connections are served one at a
-    /// time, so a client that trickles bytes must not hold the probes up for longer than this.
-    static let requestDeadline: TimeInterval = 2
-
-    private func respond(_ client: Int32) {
+    private func respond(_ client: Int32, to request: [UInt8]) {
         var timeout = timeval(tv_sec: Int(Self.requestDeadline), tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let deadline = Date(timeIntervalSinceNow: Self.requestDeadline)
-        var request: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 2048)
-        while request.count < 8192, !request.containsHeaderEnd {
-            let remaining = Int32(deadline.timeIntervalSinceNow * 1000)
-            var descriptor = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            guard remaining > 0, poll(&descriptor, 1, remaining) > 0 else { return }  // too slow: dropped
-            let count = recv(client, &buffer, buffer.count, 0)
-            guard count > 0 else { break }
-            request.append(contentsOf: buffer[0..<count])
-        }
         let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
         let parts = line.split(separator: " ")
         let response: Response
@@ -125,8 +152,10 @@ public final class HTTPEndpointServer: @unchecked Sendable {
         head += "Content-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
         var bytes = Array(head.utf8)
         if parts.first != "HEAD" { bytes += response.body }
+        // A client that does not read its response holds the loop up at most this long.
+        let deadline = Date(timeIntervalSinceNow: Self.requestDeadline)
         var sent = 0
-        while sent < bytes.count {
+        while sent < bytes.count, Date() < deadline {
             let count = bytes[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             guard count > 0 else { return }
             sent += count

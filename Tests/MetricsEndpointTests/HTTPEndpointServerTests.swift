@@ -66,6 +66,26 @@ struct HTTPEndpointServerTests {
         }
     }
 
+    @Test("idle clients hold up no probe; past the connection limit the oldest is dropped")
+    func idleClients() throws {
+        try withServer { port in
+            // Connected, silent: each used to hold the probes behind it up to the request deadline.
+            let idle = try (0..<(HTTPEndpointServer.maximumClients + 6)).map { _ in try HTTPProbe.connect(port: port, timeout: 1) }
+            defer { idle.forEach { close($0) } }
+            try HTTPProbe.send(idle[0], "GET /metr")
+            let started = Date()
+            let probe = try HTTPProbe.get(port: port, "/metrics", timeout: 20)
+            #expect(probe.status == 200)
+            #expect(Date().timeIntervalSince(started) < 1.5, "the probe waited behind idle clients")
+            // The first connections were dropped for newer ones (a read sees the end, not a timeout).
+            var byte: UInt8 = 0
+            #expect(recv(idle[0], &byte, 1, 0) == 0)
+            // The rest are dropped at the deadline.
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(recv(idle[idle.count - 1], &byte, 1, 0) == 0)
+        }
+    }
+
     @Test("stop closes the port")
     func stop() throws {
         var port = 0
