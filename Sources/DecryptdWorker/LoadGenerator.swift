@@ -1,29 +1,16 @@
 public import DecryptdStore
 import Foundation
 public import KafkaClient
-import PhoneDecryption
+public import PhoneDecryption
 
 /// Synthetic load: seeds session keys and produces jobs with a chosen mix of faults, and knows
 /// what the worker must make of them (for tests, the demo and benchmarks).
 public struct LoadGenerator {
-    /// Job-level kinds; the failure ones are SPEC.md's codes.
-    public enum Kind: String, Sendable, CaseIterable {
-        case ok
-        case malformedJob = "malformed_job"
-        case sessionNotFound = "session_not_found"
-        case invalidSessionKey = "invalid_session_key"
-        case invalidIV = "invalid_iv"
-        case invalidCiphertext = "invalid_ciphertext"
-        case badPadding = "bad_padding"
-        case invalidPlaintext = "invalid_plaintext"
-        case appidMismatch = "appid_mismatch"
-    }
-
     public struct Plan: Sendable {
         public var jobs: Int
         public var appid: String
-        /// Share of jobs per failure kind; the rest are ok.
-        public var faults: [Kind: Double] = [:]
+        /// Share of jobs per failure code; the rest are ok.
+        public var faults: [FailureReason: Double] = [:]
         /// Jobs per user on average (several jobs per user, some out of order). Default: 3.
         public var jobsPerUser = 3.0
         /// Share of users whose newest stored key is newer than the one their payloads used. Default: 0.2.
@@ -44,14 +31,14 @@ public struct LoadGenerator {
         }
 
         /// Parses `bad_padding=0.02,invalid_iv=0.01`.
-        public static func faults(_ text: String) throws -> [Kind: Double] {
-            var faults: [Kind: Double] = [:]
+        public static func faults(_ text: String) throws -> [FailureReason: Double] {
+            var faults: [FailureReason: Double] = [:]
             for item in text.split(separator: ",") where !item.isEmpty {
                 let parts = item.split(separator: "=")
-                guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])), kind != .ok,
+                guard parts.count == 2, let reason = FailureReason(rawValue: String(parts[0])),
                       let share = Double(parts[1]), (0...1).contains(share)
                 else { throw PlanError(description: "bad fault \(item): use code=share with a failure code and a share from 0 to 1") }
-                faults[kind] = share
+                faults[reason] = share
             }
             guard faults.values.reduce(0, +) <= 1 else { throw PlanError(description: "fault shares add up to more than 1") }
             return faults
@@ -68,7 +55,7 @@ public struct LoadGenerator {
         public var members: [UserKey: (phone: String, watermark: Int64)] = [:]
         /// The failure code of every failing job, by where it was produced (only when asked for).
         public var failures: [KafkaMessageID: String] = [:]
-        /// Jobs by kind.
+        /// Jobs by outcome: "ok" or a failure code.
         public var counts: [String: Int] = [:]
         public var jobs = 0
         /// Users with at least one ok job: the rows `members` must end with.
@@ -123,7 +110,8 @@ public struct LoadGenerator {
     /// One job to produce and what it must become.
     struct Job {
         var record: KafkaRecord
-        var kind: Kind
+        /// The code the job must fail with; nil: it must decrypt.
+        var failure: FailureReason?
         var user: UserKey
         /// The user's number, for ok jobs.
         var userIndex: Int?
@@ -155,15 +143,15 @@ public struct LoadGenerator {
             var sessions: [SessionRow] = []
             jobs.reserveCapacity(range.count)
             for index in range {
-                let kind = generator.pick(&random)
+                let failure = generator.pick(&random)
                 let userIndex = Int.random(in: 0..<generator.userCount, using: &random)
                 var user = generator.user(userIndex)
                 var value: [UInt8]?
                 var key: [UInt8]? = Array(user.key.openid.utf8)
                 let timestamp = 1_700_000_000 + Int64(index) * 7 + Int64.random(in: 0..<5, using: &random)
                 let phone = synthetic.phoneNumber()
-                switch kind {
-                case .malformedJob:
+                switch failure {
+                case .malformedJob?:
                     // What reaches a real jobs topic: noise, a wrong field type, a tombstone (no value),
                     // an empty value, and a record without a key; each must come back unchanged.
                     switch Int.random(in: 0..<5, using: &random) {
@@ -175,15 +163,15 @@ public struct LoadGenerator {
                         value = Array(#"{"openid":"\#(user.key.openid)","encryptedData":null,"iv":""}"#.utf8)
                         key = nil
                     }
-                case .sessionNotFound:
+                case .sessionNotFound?:
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)nobody\(index)"), secret: synthetic.key())
                     value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
-                case .invalidSessionKey:
+                case .invalidSessionKey?:
                     brokenKeyUsers += 1
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)broken\(brokenKeyUsers)"), secret: synthetic.key())
                     sessions.append((user.key, Base64Encoding.encode(user.secret.prefix(8)), 1_700_000_000))
                     value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
-                case .badPadding:
+                case .badPadding?:
                     // Encrypted with a key the user never had; make sure no stored key passes by chance.
                     var payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
                     let stored = user.storedKeys
@@ -192,18 +180,18 @@ public struct LoadGenerator {
                         payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
                     }
                     value = generator.jobValue(user.key.openid, payload)
-                case .ok:
+                case nil:
                     let damaged = Double.random(in: 0..<1, using: &random) < plan.damagedShare
                     value = generator.jobValue(user.key.openid, synthetic.make(damaged ? .damagedBase64 : .none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
-                case .invalidIV, .invalidCiphertext, .invalidPlaintext, .appidMismatch:
-                    let fault = SyntheticPayloads<SplitMix>.Fault(rawValue: kind.rawValue)!
+                case .invalidIV?, .invalidCiphertext?, .invalidPlaintext?, .appidMismatch?:
+                    let fault = SyntheticPayloads<SplitMix>.Fault(rawValue: failure!.rawValue)!
                     value = generator.jobValue(user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 }
                 let record = KafkaRecord(
                     topic: plan.topic, key: key, value: value,
                     headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")]
                 )
-                jobs.append(Job(record: record, kind: kind, user: user.key, userIndex: kind == .ok ? userIndex : nil, phone: phone, watermark: timestamp))
+                jobs.append(Job(record: record, failure: failure, user: user.key, userIndex: failure == nil ? userIndex : nil, phone: phone, watermark: timestamp))
             }
             // Deliver some users' jobs out of order: swap neighbours now and then.
             for index in stride(from: 1, to: jobs.count, by: 5) where Bool.random(using: &random) {
@@ -213,14 +201,15 @@ public struct LoadGenerator {
         }
     }
 
-    fileprivate func pick(_ random: inout SplitMix) -> Kind {
+    /// A failure code by the plan's shares, or nil for an ok job.
+    fileprivate func pick(_ random: inout SplitMix) -> FailureReason? {
         var roll = Double.random(in: 0..<1, using: &random)
-        for kind in Kind.allCases where kind != .ok {
-            let share = plan.faults[kind] ?? 0
-            if roll < share { return kind }
+        for reason in FailureReason.allCases {
+            let share = plan.faults[reason] ?? 0
+            if roll < share { return reason }
             roll -= share
         }
-        return .ok
+        return nil
     }
 
     fileprivate func jobValue(_ openid: String, _ payload: SyntheticPayloads<SplitMix>.Payload) -> [UInt8] {
@@ -257,7 +246,7 @@ public struct LoadGenerator {
             let results = producer.send(jobs.map(\.record))
             for (job, result) in zip(jobs, results) {
                 let id = try result.get()
-                expectation.counts[job.kind.rawValue, default: 0] += 1
+                expectation.counts[job.failure?.rawValue ?? "ok", default: 0] += 1
                 if let userIndex = job.userIndex {
                     if !hasPhone[userIndex] { (hasPhone[userIndex], expectation.usersWithPhone) = (true, expectation.usersWithPhone + 1) }
                     guard detailed else { continue }
@@ -265,8 +254,8 @@ public struct LoadGenerator {
                     if current == nil || current!.watermark <= job.watermark {
                         expectation.members[job.user] = (job.phone, job.watermark)
                     }
-                } else if detailed {
-                    expectation.failures[id] = job.kind.rawValue
+                } else if detailed, let failure = job.failure {
+                    expectation.failures[id] = failure.rawValue
                 }
             }
             expectation.jobs += jobs.count

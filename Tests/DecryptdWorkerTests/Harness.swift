@@ -4,6 +4,7 @@ import DecryptdWorker
 import Foundation
 import KafkaClient
 import Logging
+import PhoneDecryption
 import PostgresClient
 import Testing
 
@@ -40,7 +41,7 @@ struct Pipeline {
     }
 
     /// Every failure code, several jobs per user, some out of order.
-    static let everyFault: [LoadGenerator.Kind: Double] = [
+    static let everyFault: [FailureReason: Double] = [
         .malformedJob: 0.03, .sessionNotFound: 0.03, .invalidSessionKey: 0.03, .invalidIV: 0.03,
         .invalidCiphertext: 0.03, .badPadding: 0.04, .invalidPlaintext: 0.03, .appidMismatch: 0.03,
     ]
