@@ -24,19 +24,22 @@ public enum Preflight {
         public var partitions: [String: Int]
     }
 
-    /// The problems ``check(_:topics:settings:brokerTimeout:logger:)`` finds.
+    /// The problems ``check(_:topics:produced:settings:brokerTimeout:logger:)`` finds.
     public static func problems(
-        _ configuration: WorkerConfiguration, topics required: [String], settings: [String] = [],
+        _ configuration: WorkerConfiguration, topics required: [String], produced: [String] = [], settings: [String] = [],
         brokerTimeout: Double = 10, logger: Logger
     ) -> [String] {
-        check(configuration, topics: required, settings: settings, brokerTimeout: brokerTimeout, logger: logger).problems
+        check(configuration, topics: required, produced: produced, settings: settings, brokerTimeout: brokerTimeout, logger: logger).problems
     }
 
+    /// `required` topics must exist (the ones read: a misspelt name must not read an empty new
+    /// topic). `produced` topics, only written to, may be missing where the brokers create topics
+    /// on demand, as they would for the first record sent: they are asked to create them now.
     /// `settings` are the calling command's own problems with its flags, listed after the shared ones
     /// and before anything found by reaching the services. `brokerTimeout` bounds the wait for an
     /// unreachable broker.
     public static func check(
-        _ configuration: WorkerConfiguration, topics required: [String], settings: [String] = [],
+        _ configuration: WorkerConfiguration, topics required: [String], produced: [String] = [], settings: [String] = [],
         brokerTimeout: Double = 10, logger: Logger
     ) -> Findings {
         var problems: [String] = []
@@ -64,12 +67,19 @@ public enum Preflight {
                 // The probe's own connection errors would repeat what the one line below says.
                 var quiet = logger
                 quiet.logLevel = .critical
-                partitions = try KafkaClusterProbe.topics(
+                let cluster = try KafkaClusterProbe.topics(
                     bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
-                    timeout: brokerTimeout, logger: quiet
+                    timeout: brokerTimeout, creating: produced.filter { !$0.isEmpty }, logger: quiet
                 )
+                partitions = cluster.partitions
+                for topic in cluster.created {
+                    logger.notice("topic \(topic) did not exist; the brokers created it on demand, with \(partitions[topic] ?? 0) partition(s)")
+                }
                 for topic in required where !topic.isEmpty && partitions[topic] == nil {
                     problems.append("topic \(topic) does not exist on \(configuration.brokers)")
+                }
+                for (topic, error) in cluster.notCreated.sorted(by: { $0.key < $1.key }) {
+                    problems.append("topic \(topic) does not exist on \(configuration.brokers), and the brokers did not create it on demand: \(error.message)")
                 }
             } catch {
                 problems.append("cannot reach Kafka: \(error.message)")

@@ -44,6 +44,12 @@ public final class KafkaMockCluster: @unchecked Sendable {
         guard status == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(status) }
     }
 
+    /// Makes every metadata answer about `topic` carry this error code (0 clears it); the topic
+    /// is created if it does not exist, but answers as if it did not (say, 3: unknown topic).
+    public func setTopicError(_ topic: String, _ code: Int32) {
+        rd_kafka_mock_topic_set_error(cluster, topic, rd_kafka_resp_err_t(rawValue: code))
+    }
+
     /// Makes the next requests of one API fail with these error codes, in order.
     public func pushRequestErrors(_ api: APIKey, _ errors: [Int32]) {
         var codes = errors.map { rd_kafka_resp_err_t(rawValue: $0) }

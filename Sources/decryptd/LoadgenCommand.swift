@@ -16,7 +16,8 @@ struct LoadgenCommand: ParsableCommand {
         Faults: malformed_job, session_not_found, invalid_session_key, invalid_iv, invalid_ciphertext, \
         bad_padding, invalid_plaintext, appid_mismatch. \
         The same --seed gives the same load. The embedded broker keeps about 5 MB per partition \
-        (roughly 14,000 jobs): create the topic with enough partitions for large loads.
+        (roughly 14,000 jobs): create the topic with enough partitions for large loads (a missing \
+        topic is created where the brokers create topics on demand, with their default partition count).
         """
     )
 
@@ -58,7 +59,7 @@ struct LoadgenCommand: ParsableCommand {
         plan.seed = try seed ?? Environment.integer("DECRYPTD_LOADGEN_SEED") ?? plan.seed
         plan.topic = configuration.jobsTopic
 
-        let problems = Preflight.problems(configuration, topics: [configuration.jobsTopic], settings: settings, logger: logger)
+        let problems = Preflight.problems(configuration, topics: [], produced: [configuration.jobsTopic], settings: settings, logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
         var producerConfiguration = configuration.producerConfiguration

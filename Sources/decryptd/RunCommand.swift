@@ -16,8 +16,9 @@ struct RunCommand: AsyncParsableCommand {
         errors (PostgreSQL down, a dead-letter produce not acknowledged) are retried with backoff and \
         never dead-lettered. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
         (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
-        Start-up problems (unreachable broker or database, missing topics, no appid, bad values) exit 2 \
-        with one line each. Memory is bounded by --max-in-flight: no more jobs are taken at that many \
+        Start-up problems (unreachable broker or database, a missing jobs topic, no appid, bad values) \
+        exit 2 with one line each; a missing dead-letter topic is created where the brokers create \
+        topics on demand. Memory is bounded by --max-in-flight: no more jobs are taken at that many \
         unfinished ones (and the partitions are paused if that lasts 2 s).
         """
     )
@@ -89,7 +90,7 @@ struct RunCommand: AsyncParsableCommand {
             settings.append("--shutdown-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
         }
         let problems = Preflight.problems(
-            configuration, topics: [configuration.jobsTopic, configuration.deadLetterTopic], settings: settings,
+            configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
             brokerTimeout: startupTimeout > 0 && startupTimeout <= Self.longestDuration ? startupTimeout : Self.defaultStartupTimeout,
             logger: logger
         )

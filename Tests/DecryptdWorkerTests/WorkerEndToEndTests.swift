@@ -31,6 +31,31 @@ struct WorkerEndToEndTests {
         try pipeline.expectTables(expectation)
     }
 
+    @Test("start-up: a missing jobs topic is a problem; a missing dead-letter topic is created by the brokers on demand and used")
+    func missingTopics() throws {
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try pipeline.generate(jobs: 300, seed: 11)
+        var configuration = pipeline.configuration(group: "g-fresh")
+        configuration.deadLetterTopic = "fresh.dlq"
+
+        var misspelt = configuration
+        misspelt.jobsTopic = "wechat.phone.jbos"
+        let problems = Preflight.problems(misspelt, topics: [misspelt.jobsTopic], produced: [misspelt.deadLetterTopic], logger: logger)
+        #expect(problems == ["topic wechat.phone.jbos does not exist on \(pipeline.cluster.bootstrapServers)"], "a topic that is read is never created")
+
+        let findings = Preflight.check(configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], logger: logger)
+        #expect(findings.problems.isEmpty)
+        #expect((findings.partitions["fresh.dlq"] ?? 0) > 0)
+        #expect(findings.partitions["wechat.phone.jbos"] == nil)
+
+        let summary = try WorkerRun(configuration).wait()
+        #expect(summary.drained && summary.total == 300)
+        let letters = try pipeline.readAll("fresh.dlq")
+        #expect(letters.count == expectation.failures.count && !letters.isEmpty)
+        #expect(Set(letters.compactMap { DeadLetter.header(DeadLetter.reason, in: $0.headers) }) == Set(expectation.failures.values))
+        try pipeline.expectCommitted(group: "g-fresh")
+    }
+
     @Test("a job too large for the dead-letter topic is dead-lettered without its value, and the partition goes on")
     func oversizedJob() throws {
         let pipeline = try Pipeline(partitions: 1)
