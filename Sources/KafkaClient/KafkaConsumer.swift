@@ -72,6 +72,12 @@ public final class KafkaConsumer: @unchecked Sendable {
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": assignmentStrategy,
                 "client.id": "decryptd",
+                // librdkafka's default is 45 s. That is how long a crashed worker's partitions wait
+                // for a new owner, and how long the embedded broker (which keeps a group rebalancing
+                // for the last member's session timeout after it leaves) makes the next run in the
+                // same group wait for its partitions. Heartbeats come from librdkafka's own thread,
+                // so a busy worker does not miss them; 10 s was Kafka's default before 3.0.
+                "session.timeout.ms": "10000",
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
                 // Prefetch at most 16 MB (librdkafka's default is 64 MB): the in-flight limit, not

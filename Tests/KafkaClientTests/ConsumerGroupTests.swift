@@ -102,6 +102,28 @@ struct ConsumerGroupTests {
         producer.close()
     }
 
+    @Test("after a member leaves, the next one in the group gets the partitions well within librdkafka's 45 s session timeout")
+    func nextMemberIsNotKeptWaiting() throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("jobs", partitions: 2)
+        // decryptd's own session timeout, not the tests' usual 6 s.
+        let configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: "g", topics: ["jobs"])
+        func assigned(_ consumer: KafkaConsumer) throws -> TimeInterval {
+            let started = Date()
+            try waitUntil(timeout: 90, "assignment") {
+                _ = try consumer.poll(maxMessages: 10, timeout: 0.1)
+                return consumer.assignment.count == 2
+            }
+            return Date().timeIntervalSince(started)
+        }
+        let first = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        _ = try assigned(first)
+        first.close()  // leaves the group: the embedded broker still holds it for the session timeout
+        let second = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        #expect(try assigned(second) < 20)
+        second.close()
+    }
+
     @Test("a broker down for a while mid-stream: consumer and producer recover, nothing lost")
     func brokerOutage() throws {
         let cluster = try KafkaMockCluster(brokers: 3)
