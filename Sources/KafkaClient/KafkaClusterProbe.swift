@@ -16,8 +16,9 @@ public enum KafkaClusterProbe {
     }
 
     /// The cluster's topics. Each topic in `creating` that is missing is asked for the way a
-    /// producer's first record asks for it, so a broker that creates topics on demand
-    /// (`auto.create.topics.enable`, and `allow.auto.create.topics` on our side) creates it now.
+    /// producer's first record asks for it, so brokers that create topics on demand
+    /// (`auto.create.topics.enable`) create it now. (librdkafka 2.0.2's producer asks for that
+    /// whatever `allow.auto.create.topics` says; whether it happens is the brokers' setting.)
     /// Throws when no broker answered within `timeout` seconds, which bounds the whole probe.
     public static func topics(
         bootstrapServers: String, properties: [String: String], timeout: Double,
@@ -37,7 +38,9 @@ public enum KafkaClusterProbe {
         }
         for name in creating where result.partitions[name] == nil {
             switch request(name, handle, until: deadline) {
-            case .success(let count): (result.partitions[name], result.created) = (count, result.created + [name])
+            case .success(let count):
+                result.partitions[name] = count
+                result.created.append(name)
             case .failure(let error): result.notCreated[name] = error
             }
         }
