@@ -59,6 +59,12 @@ struct RunCommand: AsyncParsableCommand {
     /// poll(2)'s 32-bit millisecond timeouts; inf, nan and 1e9 used to crash start-up.)
     static let longestDuration: Double = 86_400
 
+    /// Whether `seconds` is a usable duration: more than 0 (or 0 itself, where that means "none")
+    /// and at most ``longestDuration``; false for nan.
+    static func isDuration(_ seconds: Double, zeroMeansNone: Bool = false) -> Bool {
+        (zeroMeansNone ? seconds >= 0 : seconds > 0) && seconds <= longestDuration
+    }
+
     @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")
     var exitAtEnd = false
 
@@ -76,22 +82,23 @@ struct RunCommand: AsyncParsableCommand {
         configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
         let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
         let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? Self.defaultStartupTimeout
-        if !(startupTimeout > 0 && startupTimeout <= Self.longestDuration) {
+        let startupTimeoutIsUsable = Self.isDuration(startupTimeout)
+        if !startupTimeoutIsUsable {
             settings.append("--startup-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
         }
         if configuration.group.isEmpty { settings.append("--group must not be empty") }
         if configuration.maxInFlight < configuration.batchSize { settings.append("--max-in-flight must be at least --batch-size") }
         if let port, !(0...65535).contains(port) { settings.append("--metrics-port must be 0 to 65535") }
         if !(2...64).contains(configuration.databaseConnections) { settings.append("--database-connections must be 2 to 64") }
-        if !(configuration.progressInterval >= 0 && configuration.progressInterval <= Self.longestDuration) {
+        if !Self.isDuration(configuration.progressInterval, zeroMeansNone: true) {
             settings.append("--progress-interval must be 0 (none) or up to \(Int(Self.longestDuration)) seconds")
         }
-        if !(configuration.shutdownTimeout > 0 && configuration.shutdownTimeout <= Self.longestDuration) {
+        if !Self.isDuration(configuration.shutdownTimeout) {
             settings.append("--shutdown-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
         }
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
-            brokerTimeout: startupTimeout > 0 && startupTimeout <= Self.longestDuration ? startupTimeout : Self.defaultStartupTimeout,
+            brokerTimeout: startupTimeoutIsUsable ? startupTimeout : Self.defaultStartupTimeout,
             logger: logger
         )
         guard problems.isEmpty else { throw UsageError(lines: problems) }
