@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// The command-line contract of SPEC.md, through the real binary.
-@Suite("decryptd command line")
+@Suite("decryptd command line", .ownThread(minutes: 5))
 struct CLITests {
     static let binary: String = {
         if let path = ProcessInfo.processInfo.environment["DECRYPTD_BINARY"] { return path }

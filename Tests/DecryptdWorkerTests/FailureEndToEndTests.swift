@@ -25,7 +25,7 @@ func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = [], log
     return try ChildProcess(arguments, environment: environment, logPath: logPath ?? NSTemporaryDirectory() + "decryptd-child-\(group).log")
 }
 
-@Suite("Worker under failure (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
+@Suite("Worker under failure (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
 struct FailureEndToEndTests {
     @Test("kill -9 mid-run, restart: nothing lost, nothing duplicated in the tables")
     func crash() throws {

@@ -4,7 +4,7 @@ import DecryptdWorker
 import Foundation
 import Testing
 
-@Suite("What a running worker shows (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
+@Suite("What a running worker shows (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
 struct ObservabilityEndToEndTests {
     @Test("/metrics counts every outcome the load holds; probes answer; lag drains to 0; logs and dead letters hold no secret; SIGTERM exits 0")
     func runningWorker() throws {

@@ -6,7 +6,7 @@ import KafkaClient
 import PhoneDecryption
 import Testing
 
-@Suite("Reprocessing the dead-letter topic (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
+@Suite("Reprocessing the dead-letter topic (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
 struct ReprocessTests {
     /// Jobs for: a user whose key was stale (bad_padding), a user with no key yet
     /// (session_not_found), and a job that can never succeed (invalid_iv).

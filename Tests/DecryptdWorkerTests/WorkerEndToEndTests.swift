@@ -6,7 +6,7 @@ import KafkaClient
 import PhoneDecryption
 import Testing
 
-@Suite("Worker end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .timeLimit(.minutes(10)))
+@Suite("Worker end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
 struct WorkerEndToEndTests {
     @Test("every failure code, several jobs per user out of order: tables, dead letters and offsets exactly right")
     func generatedLoad() throws {

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// The consumer's in-flight limit and the producer's non-blocking send, against the embedded broker.
-@Suite("Back-pressure and asynchronous acknowledgements", .serialized, .timeLimit(.minutes(3)))
+@Suite("Back-pressure and asynchronous acknowledgements", .serialized, .ownThread(minutes: 3))
 struct BackPressureTests {
     @Test("at the limit nothing more is handed out; only a stall longer than pauseAfter pauses; finishing work resumes")
     func inFlightLimit() throws {

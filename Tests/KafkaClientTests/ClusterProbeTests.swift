@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// The start-up probe: which topics exist, and the produced ones a broker creates on demand.
-@Suite("Cluster probe (embedded broker)", .timeLimit(.minutes(2)))
+@Suite("Cluster probe (embedded broker)", .ownThread(minutes: 2))
 struct ClusterProbeTests {
     @Test("a missing topic asked for in `creating` is created by a broker that creates topics on demand; others are only looked at")
     func createsOnDemand() throws {

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// At-least-once behaviour against the embedded broker (librdkafka's mock cluster over TCP).
-@Suite("Consumer group, at least once", .serialized, .timeLimit(.minutes(5)))
+@Suite("Consumer group, at least once", .serialized, .ownThread(minutes: 5))
 struct ConsumerGroupTests {
     @Test("restart resumes exactly at the committed low watermark: nothing missing, nothing redelivered before it")
     func restart() throws {
@@ -158,7 +158,7 @@ struct ConsumerGroupTests {
     }
 }
 
-@Suite("Producer acknowledgements", .serialized, .timeLimit(.minutes(3)))
+@Suite("Producer acknowledgements", .serialized, .ownThread(minutes: 3))
 struct ProducerTests {
     @Test("a record that cannot be acknowledged fails (retriable), never a silent success")
     func unreachable() throws {

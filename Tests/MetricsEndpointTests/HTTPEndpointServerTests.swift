@@ -3,7 +3,7 @@ import Foundation
 import MetricsEndpoint
 import Testing
 
-@Suite("Metrics and health endpoint server")
+@Suite("Metrics and health endpoint server", .ownThread(minutes: 2))
 struct HTTPEndpointServerTests {
     /// A server on a free loopback port answering a few fixed paths.
     func withServer(_ body: (Int) throws -> Void) throws {

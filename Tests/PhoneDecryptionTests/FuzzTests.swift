@@ -1,3 +1,4 @@
+import DecryptdTestSupport
 import Foundation
 import PhoneDecryption
 import Testing
@@ -5,7 +6,7 @@ import Testing
 /// Random and mutated inputs through every parser and the core: no crash, no hang, and every
 /// result is a value or a documented code. Seeds are fixed so a failure reproduces; scale with
 /// DECRYPTD_FUZZ_SCALE (default 1 = a little over a million inputs in all).
-@Suite("Fuzz and properties", .timeLimit(.minutes(10)))
+@Suite("Fuzz and properties", .ownThread(minutes: 10))
 struct FuzzTests {
     static let scale = Int(ProcessInfo.processInfo.environment["DECRYPTD_FUZZ_SCALE"] ?? "") ?? 1
     static let interesting: [UInt8] = Array(#"{}[],:"\ 0123456789eE.-+utrfnl/_="#.utf8) + [0x00, 0x0A, 0x1F, 0x7F, 0x80, 0xBF, 0xC3, 0xE0, 0xED, 0xF4, 0xFF]
