@@ -136,7 +136,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             self.rebalance(error, partitions)
         }
         context.committed = { [unowned self] entries in
-            self.condition.locked {
+            self.condition.withLock {
                 for (partition, offset, error) in entries where error == RD_KAFKA_RESP_ERR_NO_ERROR && offset >= 0 {
                     if committed[partition] != nil { committed[partition] = max(committed[partition]!, offset) }
                 }
@@ -182,7 +182,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             let topic = topicName(message.pointee.rkt)
             let partition = TopicPartition(topic, message.pointee.partition)
             let offset = message.pointee.offset
-            let deliverable = condition.locked {
+            let deliverable = condition.withLock {
                 switch tracker.deliver(partition, offset: offset) {
                 case .refused: return false
                 case .first:
@@ -208,7 +208,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     private func handle(_ error: rd_kafka_resp_err_t, in message: UnsafeMutablePointer<rd_kafka_message_t>) throws(KafkaError) {
         if error == RD_KAFKA_RESP_ERR__PARTITION_EOF {
             let partition = TopicPartition(topicName(message.pointee.rkt), message.pointee.partition)
-            condition.locked { tracker.reachedEnd(partition) }
+            condition.withLock { tracker.reachedEnd(partition) }
             return
         }
         let text = rd_kafka_message_errstr(message).map { String(cString: $0) }
@@ -235,7 +235,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 runs.append((TopicPartition(id.topic, id.partition), [id.offset]))
             }
         }
-        condition.locked {
+        condition.withLock {
             var store: [TopicPartition: Int64] = [:]
             for run in runs {
                 if let next = tracker.completed(run.partition, offsets: run.offsets) {
@@ -256,25 +256,25 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Messages handed out and not yet completed.
-    public var inFlight: Int { condition.locked { tracker.inFlight } }
+    public var inFlight: Int { condition.withLock { tracker.inFlight } }
 
     /// Fetching is paused by back-pressure (consumer thread; for tests).
     var isFetchPaused: Bool { paused }
 
     /// The partitions this member owns now.
-    public var assignment: [TopicPartition] { condition.locked { tracker.assigned } }
+    public var assignment: [TopicPartition] { condition.withLock { tracker.assigned } }
 
     /// Messages the next owner of a revoked (or lost) partition will receive again: work still
     /// unfinished after the drain timeout, plus finished work whose offsets the broker refused to
     /// commit during the rebalance. These are the only duplicates a rebalance causes.
-    public var redeliverableOnRevoke: Int { condition.locked { redeliverable } }
+    public var redeliverableOnRevoke: Int { condition.withLock { redeliverable } }
 
     /// Every assigned partition reached its end, and every delivered message is complete.
-    public var isDrained: Bool { condition.locked { tracker.isDrained } }
+    public var isDrained: Bool { condition.withLock { tracker.isDrained } }
 
     /// Assigned partitions whose end was reached with nothing delivered since.
     public var partitionsAtEnd: Set<TopicPartition> {
-        condition.locked { Set(tracker.partitions.filter { $0.value.atEnd }.keys) }
+        condition.withLock { Set(tracker.partitions.filter { $0.value.atEnd }.keys) }
     }
 
     /// The current end (high watermark) of each partition of `topic`, asked of the brokers.
@@ -292,7 +292,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Messages behind the end of each assigned partition: the broker's high watermark (as last
     /// seen by the fetcher) minus the committed offset (or where this member started).
     public func lag() -> [TopicPartition: Int64] {
-        let bases = condition.locked { (tracker.assigned, committed) }
+        let bases = condition.withLock { (tracker.assigned, committed) }
         var result: [TopicPartition: Int64] = [:]
         for partition in bases.0 {
             var low: Int64 = 0, high: Int64 = 0
@@ -313,7 +313,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard status == RD_KAFKA_RESP_ERR_NO_ERROR || status == RD_KAFKA_RESP_ERR__NO_OFFSET else {
             throw KafkaError(status)
         }
-        condition.locked { for (partition, offset) in stored { committed[partition] = offset } }
+        condition.withLock { for (partition, offset) in stored { committed[partition] = offset } }
     }
 
     /// Asynchronous commit of whatever is stored, at most once per interval. librdkafka sends only
@@ -350,7 +350,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             return true
         }
         let deadline = Date(timeIntervalSinceNow: timeout)
-        let hasRoom = condition.locked {
+        let hasRoom = condition.withLock {
             while tracker.inFlight >= limit, condition.wait(until: deadline) {}
             return tracker.inFlight < limit
         }
@@ -383,7 +383,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         let cooperative = Self.isCooperative(handle.pointer)
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-            condition.locked { tracker.assign(partitions) }
+            condition.withLock { tracker.assign(partitions) }
             let status = cooperative ? Self.errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("assign failed", metadata: ["error": "\(KafkaError(status))"])
@@ -393,7 +393,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(handle.pointer) == 1
-            let unfinished = condition.locked {
+            let unfinished = condition.withLock {
                 tracker.beginRevoke(partitions)
                 if !lost, !closing {
                     let deadline = Date(timeIntervalSinceNow: configuration.revokeDrainTimeout)
@@ -412,7 +412,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                     logger.warning("commit on revoke refused; finished work since the last commit will be redelivered", metadata: ["error": "\(error)"])
                 }
             }
-            condition.locked {
+            condition.withLock {
                 var again = unfinished
                 for partition in partitions {
                     if !committedOnRevoke, let done = stored[partition], let base = committed[partition] { again += Int(max(0, done - base)) }
@@ -432,7 +432,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
         default:
             logger.error("rebalance error", metadata: ["error": "\(KafkaError(error))"])
-            condition.locked {
+            condition.withLock {
                 tracker.revoke(tracker.assigned)
                 stored = [:]
                 committed = [:]
@@ -456,13 +456,5 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard let error else { return RD_KAFKA_RESP_ERR_NO_ERROR }
         defer { rd_kafka_error_destroy(error) }
         return rd_kafka_error_code(error)
-    }
-}
-
-extension NSCondition {
-    func locked<R>(_ body: () throws -> R) rethrows -> R {
-        lock()
-        defer { unlock() }
-        return try body()
     }
 }

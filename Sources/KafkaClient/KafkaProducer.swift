@@ -69,7 +69,7 @@ public final class KafkaProducer: @unchecked Sendable {
 
     /// Starts the thread that serves delivery reports.
     public func start() {
-        state.locked {
+        state.withLock {
             guard !running else { return }
             running = true
             let handle = self.handle
@@ -84,7 +84,7 @@ public final class KafkaProducer: @unchecked Sendable {
         }
     }
 
-    private var isRunning: Bool { state.locked { running } }
+    private var isRunning: Bool { state.withLock { running } }
 
     /// Learns `topic`'s partitions and their leaders now, waiting at most `timeout` seconds, so
     /// that the first records sent to it do not wait while the producer looks them up (the first
@@ -171,7 +171,7 @@ public final class KafkaProducer: @unchecked Sendable {
         if status != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.warning("producer closed with undelivered records", metadata: ["error": "\(KafkaError(status))"])
         }
-        state.locked { running = false }
+        state.withLock { running = false }
         while pollThread?.isFinished == false { usleep(1000) }
     }
 }
@@ -191,7 +191,7 @@ private final class DeliveryBatch: @unchecked Sendable {
     }
 
     func resolve(_ index: Int, _ result: Result<KafkaMessageID, KafkaError>) {
-        let finished: [Result<KafkaMessageID, KafkaError>]? = condition.locked {
+        let finished: [Result<KafkaMessageID, KafkaError>]? = condition.withLock {
             guard results[index] == nil else { return nil }
             results[index] = result
             remaining -= 1
@@ -203,7 +203,7 @@ private final class DeliveryBatch: @unchecked Sendable {
     }
 
     func wait() -> [Result<KafkaMessageID, KafkaError>] {
-        condition.locked {
+        condition.withLock {
             while remaining > 0 { condition.wait() }
             return results.map { $0! }
         }

@@ -1,4 +1,5 @@
 internal import CRDKafka
+import Foundation
 import Logging
 
 /// Shared by the callbacks of one client: its logger and the fatal error, if one happened.
@@ -9,7 +10,7 @@ final class RDKafkaCallbackContext: @unchecked Sendable {
     var rebalance: ((OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
     /// Offsets the broker confirmed (or refused) in a commit, per partition.
     var committed: (([(TopicPartition, Int64, rd_kafka_resp_err_t)]) -> Void)?
-    private let lock = NSLockLike()
+    private let lock = NSLock()
     private var fatal: KafkaError?
 
     init(logger: Logger) {
