@@ -1,0 +1,38 @@
+import PhoneDecryption
+
+/// What a batch's jobs came to, for the metrics and the progress line.
+struct OutcomeTally {
+    /// Jobs by outcome name: "ok" or a failure code; outcomes with no job are absent.
+    private(set) var counts: [String: Int] = [:]
+    /// Payloads that only an older session key decrypted.
+    private(set) var fallbacks = 0
+    /// Payloads per repair kind, in the order of `Base64Repairs.named`.
+    private(set) var repairs = [Int](repeating: 0, count: Base64Repairs.named.count)
+
+    /// Every job must have its outcome.
+    init(_ jobs: [PendingJob]) {
+        // Counted by position (0: ok, then the failure reasons in declaration order) and named once
+        // per batch: a dictionary keyed by name would hash a string per job.
+        let reasons = FailureReason.allCases
+        var tally = [Int](repeating: 0, count: reasons.count + 1)
+        // Through the buffer, reading one field: `for job in jobs` would copy (retain and release)
+        // every string and array of every job.
+        jobs.withUnsafeBufferPointer { jobs in
+            for index in jobs.indices {
+                switch jobs[index].outcome! {
+                case .success(let payload):
+                    tally[0] += 1
+                    if payload.keyIndex > 0 { fallbacks += 1 }
+                    if !payload.repairs.isEmpty {
+                        for (kind, (repair, _)) in Base64Repairs.named.enumerated() where payload.repairs.contains(repair) { repairs[kind] += 1 }
+                    }
+                case .failure(let failure):
+                    tally[reasons.firstIndex(of: failure.reason)! + 1] += 1
+                }
+            }
+        }
+        for (position, count) in tally.enumerated() where count > 0 {
+            counts[position == 0 ? "ok" : reasons[position - 1].rawValue] = count
+        }
+    }
+}

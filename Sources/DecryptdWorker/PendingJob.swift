@@ -1,0 +1,120 @@
+import DecryptdStore
+import KafkaClient
+import PhoneDecryption
+
+/// One consumed message and what the pipeline has made of it so far.
+///
+/// A job is read where it lies, in its message's buffer: only the openid (and an appid this
+/// worker does not serve) become strings; `encryptedData` and `iv` are decrypted in place. Each
+/// string a job owns is an allocation and a reference to count on every copy, and batches move
+/// between threads.
+struct PendingJob: Sendable {
+    let message: KafkaMessage
+    /// `nil` when the value was not a job (`outcome` then holds `malformed_job`).
+    let openid: String?
+    /// The appid the job is for: its own, or the worker's default. `nil` for malformed jobs.
+    let appid: String?
+    /// Where the job's ciphertext and iv are (`nil` for malformed jobs).
+    let ciphertext: Ciphertext?
+    /// Set by parsing (failures) or by decryption.
+    var outcome: Result<PhonePayload, DecryptFailure>?
+    /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by
+    /// ``WorkBatch/assignKeySlots(_:)`` for the jobs that still need decrypting).
+    var keySlot: Int32 = -1
+    /// ``WorkBatch/laneHash(_:)`` of the openid (0 without a job): computed once, it picks the
+    /// job's lane and finds its user's key slot.
+    let openidHash: UInt64
+
+    /// `encryptedData` and `iv` of a job: byte ranges of the message value, or their text when
+    /// JSON escapes had to be resolved (a PHP client writes `/` as `\/`).
+    enum Ciphertext: Sendable {
+        case inValue(encryptedData: Range<Int32>, iv: Range<Int32>)
+        case unescaped(encryptedData: String, iv: String)
+    }
+
+    var user: UserKey? {
+        guard let openid, let appid else { return nil }
+        return UserKey(appid: appid, openid: openid)
+    }
+
+    /// Parses a message: a job for one of `appids`, or a failure that needs no decryption.
+    init(_ message: KafkaMessage, appids: [String]) {
+        self.message = message
+        // Parsed where the value lies: no copy of it is made.
+        let parsed = message.withValue { value in value.map { value in DecryptJob.locate(value).map { Self.fields(of: $0, in: value, appids: appids) } } }
+        // Field by field, not through tuples: tuple assignments copied the outcome and the job.
+        guard case .success(let fields) = parsed else {
+            openid = nil
+            appid = nil
+            ciphertext = nil
+            openidHash = 0
+            if case .failure(let failure) = parsed {
+                outcome = .failure(failure)
+            } else {
+                outcome = .failure(DecryptFailure(.malformedJob, "message has no value"))
+            }
+            return
+        }
+        openid = fields.openid
+        appid = fields.appid
+        ciphertext = fields.ciphertext
+        openidHash = WorkBatch.laneHash(fields.openid)
+        if !fields.served {
+            outcome = .failure(DecryptFailure(.appidMismatch, "job appid \(Self.quoted(appid: fields.appid)) is not one this worker serves"))
+        }
+    }
+
+    /// A job's appid as a failure detail may show it: as given when it could be one (short,
+    /// printable ASCII), else only its size. Details are short and go into dead-letter headers;
+    /// the appid is whatever the job said, up to the broker's message size.
+    static func quoted(appid: String) -> String {
+        let bytes = appid.utf8
+        guard bytes.count <= 64, bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return "of \(bytes.count) bytes" }
+        return appid
+    }
+
+    /// The strings a located job needs and where its ciphertext is. A served appid is taken from
+    /// `appids` (no copy); a job without one is for the first.
+    private static func fields(
+        of job: DecryptJob.Located, in value: UnsafeBufferPointer<UInt8>, appids: [String]
+    ) -> (openid: String, appid: String, served: Bool, ciphertext: Ciphertext) {
+        var appid = appids[0], served = true
+        if let token = job.appid {
+            let scanner = JSONScanner(value)
+            // Byte for byte, like the watermark check and the tables.
+            if let index = appids.firstIndex(where: { scanner.token(token, equalsText: $0) }) {
+                appid = appids[index]
+            } else {
+                (appid, served) = (job.string(token, in: value), false)
+            }
+        }
+        let ciphertext: Ciphertext
+        if job.encryptedData.hasEscapes || job.iv.hasEscapes {
+            ciphertext = .unescaped(encryptedData: job.string(job.encryptedData, in: value), iv: job.string(job.iv, in: value))
+        } else {
+            ciphertext = .inValue(encryptedData: Int32(job.encryptedData.start)..<Int32(job.encryptedData.end),
+                                  iv: Int32(job.iv.start)..<Int32(job.iv.end))
+        }
+        return (job.string(job.openid, in: value), appid, served, ciphertext)
+    }
+
+    /// Decrypts the job with its user's session keys (newest first) and sets its outcome.
+    ///
+    /// Mutating, so that a job in a buffer is worked on where it lies: calling a non-mutating
+    /// method on `buffer[index]` makes Swift copy the whole job (and retain all it holds) first.
+    mutating func decrypt(with decryptor: PhoneDecryptor, sessionKeys: [String]) {
+        let appid = appid!
+        switch ciphertext! {
+        case .inValue(let encryptedData, let iv):
+            outcome = message.withValue { value in
+                decryptor.decrypt(
+                    appid: appid, sessionKeys: sessionKeys,
+                    iv: UnsafeBufferPointer(rebasing: value![Int(iv.lowerBound)..<Int(iv.upperBound)]),
+                    encryptedData: UnsafeBufferPointer(rebasing: value![Int(encryptedData.lowerBound)..<Int(encryptedData.upperBound)])
+                )
+            }
+        case .unescaped(let encryptedData, let iv):
+            outcome = decryptor.decrypt(appid: appid, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
+        }
+    }
+}
