@@ -24,23 +24,23 @@ public enum Preflight {
         public var partitions: [String: Int]
     }
 
-    /// The problems ``check(_:topics:produced:settings:brokerTimeout:logger:)`` finds.
+    /// The problems ``check(_:topics:produced:settings:timeout:logger:)`` finds.
     public static func problems(
         _ configuration: WorkerConfiguration, topics required: [String], produced: [String] = [], settings: [String] = [],
-        brokerTimeout: Double = 10, logger: Logger
+        timeout: Double = 10, logger: Logger
     ) -> [String] {
-        check(configuration, topics: required, produced: produced, settings: settings, brokerTimeout: brokerTimeout, logger: logger).problems
+        check(configuration, topics: required, produced: produced, settings: settings, timeout: timeout, logger: logger).problems
     }
 
     /// `required` topics must exist (the ones read: a misspelt name must not read an empty new
     /// topic). `produced` topics, only written to, may be missing where the brokers create topics
     /// on demand, as they would for the first record sent: they are asked to create them now.
     /// `settings` are the calling command's own problems with its flags, listed after the shared ones
-    /// and before anything found by reaching the services. `brokerTimeout` bounds the wait for an
-    /// unreachable broker.
+    /// and before anything found by reaching the services. `timeout` (seconds) bounds the wait for
+    /// an unreachable broker, and for the database unless its URL sets `connect_timeout`.
     public static func check(
         _ configuration: WorkerConfiguration, topics required: [String], produced: [String] = [], settings: [String] = [],
-        brokerTimeout: Double = 10, logger: Logger
+        timeout: Double = 10, logger: Logger
     ) -> Findings {
         var problems: [String] = []
         var partitions: [String: Int] = [:]
@@ -58,7 +58,7 @@ public enum Preflight {
 
         if configuration.databaseURL.isEmpty {
             problems.append(noDatabase)
-        } else if let problem = databaseProblem(at: configuration.databaseURL) {
+        } else if let problem = databaseProblem(at: configuration.databaseURL, timeout: timeout) {
             problems.append(problem)
         }
 
@@ -69,7 +69,7 @@ public enum Preflight {
                 quiet.logLevel = .critical
                 let cluster = try KafkaClusterProbe.topics(
                     bootstrapServers: configuration.brokers, properties: configuration.kafkaProperties,
-                    timeout: brokerTimeout, creating: produced.filter { !$0.isEmpty }, logger: quiet
+                    timeout: timeout, creating: produced.filter { !$0.isEmpty }, logger: quiet
                 )
                 partitions = cluster.partitions
                 for topic in cluster.created {
@@ -89,10 +89,13 @@ public enum Preflight {
         return Findings(problems: lines, partitions: partitions)
     }
 
-    /// What keeps the database at `url` from serving a run, if anything: unreachable, or no tables.
-    private static func databaseProblem(at url: String) -> String? {
+    /// What keeps the database at `url` from serving a run, if anything: unreachable within
+    /// `timeout` seconds, or no tables.
+    private static func databaseProblem(at url: String, timeout: Double) -> String? {
         do {
             let connection = try PostgresConnection(url: url)
+            // libpq counts whole seconds, and takes anything under 2 as 2.
+            connection.connectTimeoutSeconds = max(2, Int(timeout.rounded(.up)))
             try connection.connect()
             let tables: [String] = ["wechat_sessions", "members", "decrypt_failures"]
             let missing = try tables.filter {

@@ -49,10 +49,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: "Seconds a graceful stop may take. Env: DECRYPTD_SHUTDOWN_TIMEOUT. Default: 30.")
     var shutdownTimeout: Double?
 
-    @Option(name: .customLong("startup-timeout"), parsing: .unconditional, help: "Seconds to wait for the brokers at start-up. Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
+    @Option(name: .customLong("startup-timeout"), parsing: .unconditional, help: "Seconds to wait for the brokers and the database at start-up (a connect_timeout in the database URL wins). Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
     var startupTimeout: Double?
 
-    /// How long start-up waits for the brokers when `--startup-timeout` is not given (or is unusable).
+    /// How long start-up waits for the brokers and the database when `--startup-timeout` is not given (or is unusable).
     static let defaultStartupTimeout: Double = 10
 
     /// The longest any of the durations above may be: a day. (They end up as librdkafka's and
@@ -98,7 +98,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
-            brokerTimeout: startupTimeoutIsUsable ? startupTimeout : Self.defaultStartupTimeout,
+            timeout: startupTimeoutIsUsable ? startupTimeout : Self.defaultStartupTimeout,
             logger: logger
         )
         guard problems.isEmpty else { throw UsageError(lines: problems) }

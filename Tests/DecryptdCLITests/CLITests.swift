@@ -187,6 +187,21 @@ struct CLITests {
         #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") })
     }
 
+    @Test("--startup-timeout also bounds the wait for a database that accepts the connection but never answers")
+    func silentDatabase() throws {
+        let database = try HTTPProbe.silentListener()
+        defer { close(database.fd) }
+        let started = Date()
+        let output = try decryptd(
+            "run --appid wx0 --brokers 127.0.0.1:1 --startup-timeout 2 --database-url postgresql://x@127.0.0.1:\(database.port)/x"
+        )
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("decryptd: cannot reach the database: ") && output.stderr.contains("timeout expired"), "\(output.stderr)")
+        // About 2 s for the database and 2 s for the brokers; libpq's default would be 10 s alone.
+        #expect(elapsed < 9, "took \(elapsed) s")
+    }
+
     @Test("run names mistakes in its own flags first, before what it found trying the services")
     func flagProblemsFirst() throws {
         let output = try decryptd(

@@ -76,8 +76,25 @@ public enum HTTPProbe {
 
     /// A loopback port that was free a moment ago (for a child process to listen on).
     public static func freePort() throws -> Int {
+        let bound = try boundSocket()
+        close(bound.fd)
+        return bound.port
+    }
+
+    /// A loopback port whose connections complete (the kernel accepts them) but are never
+    /// answered: a server that hangs. Close `fd` when done.
+    public static func silentListener() throws -> (fd: Int32, port: Int) {
+        let bound = try boundSocket()
+        guard listen(bound.fd, 16) == 0 else {
+            close(bound.fd)
+            throw Failure(description: "listen: \(String(cString: strerror(errno)))")
+        }
+        return bound
+    }
+
+    /// A TCP socket bound to a loopback port of its own; the caller closes it.
+    private static func boundSocket() throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -85,8 +102,12 @@ public enum HTTPProbe {
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard bound else { throw Failure(description: "no free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "no free port: \(reason)")
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 
