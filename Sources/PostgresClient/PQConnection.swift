@@ -41,6 +41,19 @@ final class PQConnection {
     var backendPID: Int32 { PQbackendPID(pointer) }
     var errorMessage: String { String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines() }
 
+    /// The value libpq uses for the connection setting `keyword`, if set.
+    func setting(_ keyword: String) -> String? {
+        // PQconninfo returns a copy that we own; it ends at an entry without a keyword.
+        guard let options = PQconninfo(pointer) else { return nil }
+        defer { PQconninfoFree(options) }
+        var entry = options
+        while let name = entry.pointee.keyword {
+            if String(cString: name) == keyword { return entry.pointee.val.map { String(cString: $0) } }
+            entry += 1
+        }
+        return nil
+    }
+
     /// Runs `body` with a NULL-terminated array of C strings; valid only inside `body`.
     static func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
         withParameters(strings) { body($0 + [nil]) }

@@ -32,6 +32,18 @@ public final class PostgresConnection {
     /// `application_name` unless the URL sets one. Default: "decryptd".
     public var applicationName = "decryptd"
 
+    /// TCP settings libpq uses unless the URL sets them, so that a server that goes away without
+    /// closing the connection (a host that died, a network partition, a failover that moved the
+    /// address) fails the call in about 30 s instead of the kernel's 15 minutes of retransmissions,
+    /// and the caller retries on a new connection. Keepalive probes (after 10 s of silence, every
+    /// 5 s, 3 unanswered) cover the wait for a result; `tcp_user_timeout` (30 s) covers a request
+    /// the server never acknowledged. A slow statement is not affected: its server keeps answering
+    /// the probes.
+    static let deadServerDetection = [
+        ("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
+        ("tcp_user_timeout", "30000"),
+    ]
+
     private var session: PQConnection?
     private var preparedNames: Set<String> = []
     private var transactionDepth = 0
@@ -56,6 +68,9 @@ public final class PostgresConnection {
 
     /// The server process of the current session (for tests that kill it).
     public var backendPID: Int32? { session?.backendPID }
+
+    /// The value of a libpq connection setting in the current session (for tests).
+    func sessionSetting(_ keyword: String) -> String? { session?.setting(keyword) }
 
     /// Closes the session; the next call reconnects.
     public func disconnect() {
@@ -86,7 +101,7 @@ public final class PostgresConnection {
         let fresh = try PQConnection(conninfo: url, defaults: [
             ("connect_timeout", String(connectTimeoutSeconds)),
             ("application_name", applicationName),
-        ])
+        ] + Self.deadServerDetection)
         session = fresh
         return fresh
     }

@@ -1,5 +1,6 @@
 import DecryptdStore
-import PostgresClient
+import DecryptdTestSupport
+@testable import PostgresClient
 import Testing
 
 @Suite("Session keys and outcomes", .enabled(if: TestDatabase.enabled, "needs DECRYPTD_TEST_DATABASE_URL (scripts/test.sh sets it)"))
@@ -208,6 +209,22 @@ struct ConnectionFailureTests {
         try database.write(OutcomeBatch(members: [MemberRecord(user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1)]))
         #expect(victim.backendPID != pid)
         #expect(try victim.query("SELECT count(*) FROM members")[0][0] == "1")
+    }
+
+    @Test("a server that vanishes without closing the connection is noticed: TCP keepalives and a user timeout, unless the URL sets them")
+    func deadServerDetection() throws {
+        let connection = try TestDatabase.isolatedConnection()
+        try connection.connect()
+        #expect(connection.sessionSetting("keepalives") == "1")
+        #expect(connection.sessionSetting("keepalives_idle") == "10")
+        #expect(connection.sessionSetting("keepalives_count") == "3")
+        #expect(connection.sessionSetting("tcp_user_timeout") == "30000")
+
+        let base = try #require(IsolatedDatabase.baseURL)
+        let tuned = try PostgresConnection(url: base + (base.contains("?") ? "&" : "?") + "keepalives_idle=60")
+        try tuned.connect()
+        #expect(tuned.sessionSetting("keepalives_idle") == "60", "the URL wins")
+        #expect(tuned.sessionSetting("tcp_user_timeout") == "30000")
     }
 
     @Test("an unreachable server is a transient connection error")
