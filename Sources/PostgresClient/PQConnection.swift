@@ -25,7 +25,7 @@ final class PQConnection {
             throw PostgresError(kind: .connection, message: "libpq could not allocate a connection")
         }
         guard PQstatus(connection) == CONNECTION_OK else {
-            let message = String(cString: PQerrorMessage(connection)).trimmingTrailingNewlines()
+            let message = String(cString: PQerrorMessage(connection)).libpqMessageAsOneLine()
             PQfinish(connection)
             throw PostgresError(kind: .connection, message: message.isEmpty ? "connection failed" : message)
         }
@@ -39,7 +39,7 @@ final class PQConnection {
 
     var isHealthy: Bool { PQstatus(pointer) == CONNECTION_OK }
     var backendPID: Int32 { PQbackendPID(pointer) }
-    var errorMessage: String { String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines() }
+    var errorMessage: String { String(cString: PQerrorMessage(pointer)).libpqMessageAsOneLine() }
 
     /// The value libpq uses for the connection setting `keyword`, if set.
     func setting(_ keyword: String) -> String? {
@@ -64,7 +64,7 @@ final class PQConnection {
         var message: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(conninfo, &message) else {
             defer { if let message { PQfreemem(message) } }
-            return message.map { String(cString: $0).trimmingTrailingNewlines() } ?? "unparsable connection string"
+            return message.map { String(cString: $0).libpqMessageAsOneLine() } ?? "unparsable connection string"
         }
         PQconninfoFree(options)
         return nil

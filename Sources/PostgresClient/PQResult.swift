@@ -26,7 +26,7 @@ final class PQResult {
 
     var primaryMessage: String {
         if let primary = PQresultErrorField(pointer, CLibPQ_DIAG_MESSAGE_PRIMARY()) { return String(cString: primary) }
-        return String(cString: PQresultErrorMessage(pointer)).trimmingTrailingNewlines()
+        return String(cString: PQresultErrorMessage(pointer)).libpqMessageAsOneLine()
     }
 
     /// Copies every row out as text (`nil` for SQL NULL).
@@ -53,10 +53,20 @@ final class PQResult {
 }
 
 extension String {
-    func trimmingTrailingNewlines() -> String {
-        var text = self
-        while text.last == "\n" || text.last == "\r" { text.removeLast() }
-        return text
+    /// libpq's messages as one line: its lines ("...failed: Connection refused", then a tabbed
+    /// hint "Is the server running...?", one line per host tried) become sentences, so a log line
+    /// or a start-up problem reads as text and nothing is cut off.
+    func libpqMessageAsOneLine() -> String {
+        var line = ""
+        for part in split(whereSeparator: \.isNewline) {
+            let text = part.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()
+            guard !text.isEmpty else { continue }
+            if let last = line.last {
+                line += ".?!:;".contains(last) ? " " : ". "
+            }
+            line += String(text)
+        }
+        return line
     }
 }
 

@@ -227,13 +227,24 @@ struct ConnectionFailureTests {
         #expect(tuned.sessionSetting("tcp_user_timeout") == "30000")
     }
 
-    @Test("an unreachable server is a transient connection error")
+    @Test("an unreachable server is a transient connection error, told in one line that names every host tried")
     func unreachable() throws {
-        let connection = try PostgresConnection(url: "postgresql://nobody@127.0.0.1:1/none")
+        let connection = try PostgresConnection(url: "postgresql://nobody@127.0.0.1:1,127.0.0.1:2/none")
         connection.connectTimeoutSeconds = 2
-        #expect { try connection.connect() } throws: { error in
-            (error as? PostgresError)?.kind == .connection && (error as? PostgresError)?.isTransient == true
-        }
+        let error = #expect(throws: PostgresError.self) { try connection.connect() }
+        #expect(error?.kind == .connection && error?.isTransient == true)
+        let message = error?.message ?? ""
+        #expect(!message.contains(where: { $0.isNewline || $0 == "\t" }))
+        #expect(message.contains(#"port 1 failed: Connection refused. Is the server running"#))
+        #expect(message.contains(#"port 2 failed"#))
+    }
+
+    @Test("libpq's multi-line messages become sentences on one line")
+    func messageFolding() {
+        let libpq = "connection to server at \"db\", port 1 failed: Connection refused\n\tIs the server running?\nsecond host failed: timeout expired\n"
+        #expect(libpq.libpqMessageAsOneLine() == #"connection to server at "db", port 1 failed: Connection refused. Is the server running? second host failed: timeout expired"#)
+        #expect("FATAL:  password authentication failed\n".libpqMessageAsOneLine() == "FATAL:  password authentication failed")
+        #expect("\n\n".libpqMessageAsOneLine() == "")
     }
 
     @Test("an unparsable URL is a configuration error, found without connecting")
