@@ -44,10 +44,12 @@ public final class DecryptdDatabase {
     }
 
     /// Stores session keys (what the login service does; used by the load generator and tests).
-    /// `issuedAt` is seconds since the epoch.
-    public func insertSessionKeys(_ entries: [(user: UserKey, sessionKey: String, issuedAt: Double)]) throws(PostgresError) {
-        guard !entries.isEmpty else { return }
-        try connection.execute(Statements.insertSessionKeys, [
+    /// `issuedAt` is seconds since the epoch. Keys already stored are left alone; returns how many
+    /// were new.
+    @discardableResult
+    public func insertSessionKeys(_ entries: [(user: UserKey, sessionKey: String, issuedAt: Double)]) throws(PostgresError) -> Int {
+        guard !entries.isEmpty else { return 0 }
+        return try connection.execute(Statements.insertSessionKeys, [
             PostgresArray.text(entries.map(\.user.appid)),
             PostgresArray.text(entries.map(\.user.openid)),
             PostgresArray.text(entries.map(\.sessionKey)),

@@ -120,7 +120,8 @@ public struct LoadGenerator {
     }
 
     /// Makes the jobs in order, a chunk at a time, with the session rows that only they need
-    /// (the broken keys of invalid_session_key jobs).
+    /// (the broken keys of invalid_session_key jobs) and the ones they must not find (the keys of
+    /// session_not_found jobs, which ``storeWithheldSessions(database:)`` stores later).
     struct JobMaker {
         let generator: LoadGenerator
         var random: SplitMix
@@ -135,12 +136,13 @@ public struct LoadGenerator {
             synthetic = SyntheticPayloads(appid: generator.plan.appid, generator: SplitMix(seed: generator.plan.seed &+ 1))
         }
 
-        mutating func chunk() -> (jobs: [Job], sessions: [SessionRow]) {
+        mutating func chunk() -> (jobs: [Job], sessions: [SessionRow], withheld: [SessionRow]) {
             let plan = generator.plan
             let range = next..<min(plan.jobs, next + plan.chunkSize)
             next = range.upperBound
             var jobs: [Job] = []
             var sessions: [SessionRow] = []
+            var withheld: [SessionRow] = []
             jobs.reserveCapacity(range.count)
             for index in range {
                 let failure = generator.pick(&random)
@@ -165,6 +167,7 @@ public struct LoadGenerator {
                     }
                 case .sessionNotFound?:
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)nobody\(index)"), secret: synthetic.key())
+                    withheld.append((user.key, Base64Encoding.encode(user.secret), 1_700_000_200))
                     value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 case .invalidSessionKey?:
                     brokenKeyUsers += 1
@@ -197,7 +200,7 @@ public struct LoadGenerator {
             for index in stride(from: 1, to: jobs.count, by: 5) where Bool.random(using: &random) {
                 jobs.swapAt(index - 1, index)
             }
-            return (jobs, sessions)
+            return (jobs, sessions, withheld)
         }
     }
 
@@ -241,7 +244,7 @@ public struct LoadGenerator {
         var hasPhone = [Bool](repeating: false, count: userCount)
         var maker = JobMaker(self)
         while maker.next < plan.jobs {
-            let (jobs, sessions) = maker.chunk()
+            let (jobs, sessions, _) = maker.chunk()
             try database.insertSessionKeys(sessions)
             let results = producer.send(jobs.map(\.record))
             for (job, result) in zip(jobs, results) {
@@ -262,6 +265,21 @@ public struct LoadGenerator {
             progress(expectation.jobs)
         }
         return expectation
+    }
+}
+
+extension LoadGenerator {
+    /// Stores the session keys that the load of this plan left out, the keys of its
+    /// session_not_found users, as a login service that caught up would; produces nothing. After
+    /// it, `decryptd reprocess` recovers those jobs. The jobs are made again from the seed, a chunk
+    /// at a time, to learn the keys. Returns how many keys it stored (none that were there already).
+    public func storeWithheldSessions(database: DecryptdDatabase) throws -> Int {
+        var maker = JobMaker(self)
+        var stored = 0
+        while maker.next < plan.jobs {
+            stored += try database.insertSessionKeys(maker.chunk().withheld)
+        }
+        return stored
     }
 }
 

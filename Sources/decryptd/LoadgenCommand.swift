@@ -3,6 +3,7 @@ import DecryptdStore
 import DecryptdWorker
 import Foundation
 import KafkaClient
+import Logging
 import PostgresClient
 
 /// `decryptd loadgen`: seed sessions and produce synthetic jobs with a chosen fault mix.
@@ -15,7 +16,10 @@ struct LoadgenCommand: ParsableCommand {
         key stored, so decryption falls back to the older one; some ok payloads have damaged base64. \
         Faults: malformed_job, session_not_found, invalid_session_key, invalid_iv, invalid_ciphertext, \
         bad_padding, invalid_plaintext, appid_mismatch. \
-        The same --seed gives the same load. The embedded broker keeps about 5 MB per partition \
+        The same --seed gives the same load. To see reprocessing recover jobs, run the same command \
+        again with --store-withheld-sessions after the worker: it stores the keys the load left out \
+        (its session_not_found users), as a login service that caught up would, and then \
+        `decryptd reprocess` recovers those jobs. The embedded broker keeps about 5 MB per partition \
         (roughly 14,000 jobs): create the topic with enough partitions for large loads (a missing \
         topic is created where the brokers create topics on demand, with their default partition count).
         """
@@ -42,6 +46,9 @@ struct LoadgenCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
     var seed: UInt64?
 
+    @Flag(name: .customLong("store-withheld-sessions"), help: "Produce nothing: store the session keys that the load of these same settings (--jobs, --faults, --seed, --appid, ...) left out, the keys of its session_not_found users. Env: DECRYPTD_LOADGEN_STORE_WITHHELD_SESSIONS=1.")
+    var storeWithheldSessions = false
+
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
         var settings: [String] = []
@@ -58,10 +65,21 @@ struct LoadgenCommand: ParsableCommand {
         if !(0...1).contains(plan.staleKeyShare) { settings.append("--stale-key-share must be from 0 to 1") }
         plan.seed = try seed ?? Environment.integer("DECRYPTD_LOADGEN_SEED") ?? plan.seed
         plan.topic = configuration.jobsTopic
+        let storeWithheldSessions = try storeWithheldSessions || Environment.flag("DECRYPTD_LOADGEN_STORE_WITHHELD_SESSIONS")
 
-        let problems = Preflight.problems(configuration, topics: [], produced: [configuration.jobsTopic], settings: settings, logger: logger)
+        let produced = storeWithheldSessions ? [] : [configuration.jobsTopic]
+        let problems = Preflight.problems(configuration, topics: [], produced: produced, settings: settings, logger: logger)
         guard problems.isEmpty else { throw UsageError(lines: problems) }
         let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        if storeWithheldSessions {
+            try Self.storeWithheldSessions(of: plan, in: database)
+        } else {
+            try Self.produce(plan, configuration: configuration, database: database, logger: logger)
+        }
+    }
+
+    /// Seeds the sessions and produces the jobs, with a progress bar, then prints what was made.
+    static func produce(_ plan: LoadGenerator.Plan, configuration: WorkerConfiguration, database: DecryptdDatabase, logger: Logger) throws {
         var producerConfiguration = configuration.producerConfiguration
         // Large record batches: a real broker returns many batches per partition in one fetch, the
         // embedded one only one, so small batches would make the consumer wait on round trips.
@@ -72,7 +90,7 @@ struct LoadgenCommand: ParsableCommand {
         producer.start()
         defer { producer.close() }
 
-        let bar = ProgressBar(total: jobs, label: "producing jobs")
+        let bar = ProgressBar(total: plan.jobs, label: "producing jobs")
         let expectation: LoadGenerator.Expectation
         do {
             expectation = try LoadGenerator(plan: plan).run(database: database, producer: producer, detailed: false) { bar.update($0) }
@@ -84,6 +102,17 @@ struct LoadgenCommand: ParsableCommand {
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
             print("  " + kind.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }
+    }
+
+    /// Stores the keys that the load of `plan` left out; produces nothing.
+    static func storeWithheldSessions(of plan: LoadGenerator.Plan, in database: DecryptdDatabase) throws {
+        let stored: Int
+        do {
+            stored = try LoadGenerator(plan: plan).storeWithheldSessions(database: database)
+        } catch {
+            throw RuntimeFailure("storing the withheld session keys failed: \(error)")
+        }
+        print("loadgen: stored \(stored) withheld session key(s); decryptd reprocess can now recover their session_not_found jobs")
     }
 }
 

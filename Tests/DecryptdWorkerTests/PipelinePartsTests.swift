@@ -180,7 +180,7 @@ struct PipelinePartsTests {
             var maker = LoadGenerator.JobMaker(LoadGenerator(plan: plan))
             var chunks: [(records: [KafkaRecord], sessions: [String])] = []
             while maker.next < plan.jobs {
-                let (jobs, sessions) = maker.chunk()
+                let (jobs, sessions, _) = maker.chunk()
                 chunks.append((jobs.map(\.record), sessions.map { "\($0.user.openid) \($0.sessionKey)" }))
             }
             return chunks
