@@ -2,10 +2,12 @@
 # The main job on the embedded default, on a fresh machine: installs what is missing, starts a
 # throwaway PostgreSQL and the embedded Kafka broker, creates the tables, produces a few thousand
 # sample jobs with faults, runs the worker until drained, shows the outcome and the failure
-# report, shows how to reprocess, and stops everything it started.
+# report, recovers jobs by reprocessing once the missing session keys are stored, and stops
+# everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${DEMO_JOBS:-5000}
+seed=$RANDOM
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 scripts/setup.sh
@@ -43,7 +45,7 @@ step "creating the tables (decryptd migrate)"
 step "seeding session keys and producing $jobs jobs with faults (decryptd loadgen)"
 echo "Some users have a newer session key stored than the one their payload used (the worker falls back),"
 echo "some payloads arrive with damaged base64 (repaired), and a few percent are broken in every way SPEC.md names."
-"$bin" loadgen --jobs "$jobs" --seed "$RANDOM"
+"$bin" loadgen --jobs "$jobs" --seed "$seed"
 
 step "running the worker until every partition is drained (decryptd run --exit-at-end)"
 "$bin" run --exit-at-end --progress-interval 0
@@ -55,11 +57,19 @@ psql "$DATABASE_URL" -q -c "SELECT reason, count(*) FROM decrypt_failures GROUP 
 step "which failure types dominate (decryptd report; also --format json and --format html)"
 "$bin" report --since 1h
 
-step "reprocessing (decryptd reprocess)"
-echo "When the login service has refreshed session keys, 'decryptd reprocess' replays the dead-letter topic:"
-echo "successes go to members and resolve their failure rows, failures are dead-lettered again with"
-echo "decrypt.attempts + 1. A dry run shows what it would do without writing anything:"
+step "reprocessing once the login service has caught up (decryptd reprocess)"
+echo "The session_not_found jobs came before their users' session keys were stored. The login service"
+echo "catches up (here: the same loadgen command stores the keys it had left out):"
+"$bin" loadgen --jobs "$jobs" --seed "$seed" --store-withheld-sessions
+echo
+echo "'decryptd reprocess' replays the dead-letter topic: successes go to members and resolve their"
+echo "failure rows, failures are dead-lettered again with decrypt.attempts + 1. A dry run first, which"
+echo "writes nothing, then the real run for the jobs whose keys arrived (--reason session_not_found):"
 "$bin" reprocess --dry-run
+echo
+"$bin" reprocess --reason session_not_found
+echo
+"$bin" report --since 1h | head -n 1
 
 echo
 echo "Done. The same commands run against real Kafka and PostgreSQL: see README (docker-compose.yml)."
