@@ -7,8 +7,10 @@ enum Bootstrap {
     nonisolated(unsafe) private static var done = false
     nonisolated(unsafe) static var registry = PrometheusCollectorRegistry()
 
-    static func logging(level: String?) throws -> Logger {
-        let name = (level ?? Environment.value("DECRYPTD_LOG_LEVEL") ?? "info").lowercased()
+    /// A logger at `level` (the `--log-level` flag), else at `DECRYPTD_LOG_LEVEL`, else at
+    /// `defaultLevel`: info for the worker, warning for the commands that end in a summary.
+    static func logging(level: String?, defaultLevel: String = "info") throws -> Logger {
+        let name = (level ?? Environment.value("DECRYPTD_LOG_LEVEL") ?? defaultLevel).lowercased()
         guard let parsed = Logger.Level(rawValue: name) else {
             throw UsageError("bad log level \(name): use trace, debug, info, notice, warning, error or critical")
         }

@@ -50,7 +50,7 @@ struct LoadgenCommand: ParsableCommand {
     var storeWithheldSessions = false
 
     func run() throws {
-        let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
+        let logger = try Bootstrap.logging(level: connection.logLevel, defaultLevel: "warning")
         var settings: [String] = []
         let configuration = try connection.configuration(problems: &settings)
         let jobs = try jobs ?? Environment.integer("DECRYPTD_LOADGEN_JOBS") ?? 10_000

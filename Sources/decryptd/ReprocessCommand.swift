@@ -36,7 +36,7 @@ struct ReprocessCommand: ParsableCommand {
     var maxAttempts: Int?
 
     func run() throws {
-        let logger = try Bootstrap.logging(level: connection.logLevel ?? "warning")
+        let logger = try Bootstrap.logging(level: connection.logLevel, defaultLevel: "warning")
         var settings: [String] = []
         let configuration = try connection.configuration(problems: &settings)
         let reasons = reasons.isEmpty ? Environment.list("DECRYPTD_REPROCESS_REASONS") : reasons

@@ -27,7 +27,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("kafka-property"), help: ArgumentHelp("A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.", valueName: "key=value"))
     var kafkaProperties: [String] = []
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: DECRYPTD_LOG_LEVEL. Default: info.")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: DECRYPTD_LOG_LEVEL. Default: info for run, warning for reprocess and loadgen (which print a summary).")
     var logLevel: String?
 
     /// The worker configuration these options describe (numbers and lists still to be validated).

@@ -103,6 +103,8 @@ struct CLITests {
         ("reprocess", "DECRYPTD_REPROCESS_REASONS", "bad_padding,no_such_reason", "--reason"),
         ("reprocess", "DECRYPTD_MAX_ATTEMPTS", "0", "--max-attempts"),
         ("reprocess", "DECRYPTD_DRY_RUN", "perhaps", "--dry-run"),
+        ("reprocess", "DECRYPTD_LOG_LEVEL", "chatty", "log level"),
+        ("loadgen", "DECRYPTD_LOG_LEVEL", "chatty", "log level"),
         ("report", "DECRYPTD_REPORT_FORMAT", "xml", "--format"),
         ("report", "DECRYPTD_REPORT_SINCE", "5x", "--since"),
         ("loadgen", "DECRYPTD_LOADGEN_JOBS", "0", "--jobs"),
