@@ -27,6 +27,10 @@ struct LoadgenCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    /// Accepted, so that one list of connection arguments serves every command, but left out of
+    /// `--help` and unused: loadgen neither decrypts nor dead-letters.
+    @OptionGroup(visibility: .hidden) var decryption: DecryptionOptions
+
     @Option(parsing: .unconditional, help: "Jobs to produce (made and sent 40,000 at a time, so memory stays flat), at most 100000000. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
     var jobs: Int?
 

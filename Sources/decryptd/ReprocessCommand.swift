@@ -23,6 +23,8 @@ struct ReprocessCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @OptionGroup var decryption: DecryptionOptions
+
     @Option(help: "Consumer group of the reprocessor. Env: DECRYPTD_REPROCESS_GROUP. Default: decryptd-reprocess.")
     var group: String?
 
@@ -38,7 +40,8 @@ struct ReprocessCommand: ParsableCommand {
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel, defaultLevel: "warning")
         var settings: [String] = []
-        let configuration = try connection.configuration(problems: &settings)
+        var configuration = try connection.configuration(problems: &settings)
+        try decryption.apply(to: &configuration)
         let reasons = reasons.isEmpty ? Environment.list("DECRYPTD_REPROCESS_REASONS") : reasons
         let dryRun = try dryRun || Environment.flag("DECRYPTD_DRY_RUN")
         let maxAttempts = try maxAttempts ?? Environment.integer("DECRYPTD_MAX_ATTEMPTS") ?? 5

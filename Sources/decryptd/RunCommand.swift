@@ -25,6 +25,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @OptionGroup var decryption: DecryptionOptions
+
     @Option(help: "Consumer group. Env: DECRYPTD_GROUP. Default: decryptd.")
     var group: String?
 
@@ -72,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = try Bootstrap.logging(level: connection.logLevel)
         var settings: [String] = []
         var configuration = try connection.configuration(problems: &settings)
+        try decryption.apply(to: &configuration)
         configuration.group = group ?? Environment.value("DECRYPTD_GROUP") ?? configuration.group
         configuration.concurrency = try concurrency ?? Environment.integer("DECRYPTD_CONCURRENCY") ?? configuration.concurrency
         configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize

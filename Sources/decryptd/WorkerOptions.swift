@@ -3,8 +3,8 @@ import DecryptdWorker
 import Foundation
 import KafkaClient
 
-/// The connection options `run` and `reprocess` share. Every option also reads an environment
-/// variable (named in its help); flags win.
+/// The connection options `run`, `reprocess` and `loadgen` share. Every option also reads an
+/// environment variable (named in its help); flags win.
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Kafka bootstrap servers, host:port[,host:port]. Env: KAFKA_BROKERS.")
     var brokers: String?
@@ -17,12 +17,6 @@ struct ConnectionOptions: ParsableArguments {
 
     @Option(name: .customLong("jobs-topic"), help: "Input topic. Env: DECRYPTD_JOBS_TOPIC. Default: wechat.phone.jobs.")
     var jobsTopic: String?
-
-    @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: DECRYPTD_DLQ_TOPIC. Default: wechat.phone.dlq.")
-    var deadLetterTopic: String?
-
-    @Option(name: .customLong("max-session-keys"), parsing: .unconditional, help: "Session keys tried per user, newest first. Env: DECRYPTD_MAX_SESSION_KEYS. Default: 3.")
-    var maxSessionKeys: Int?
 
     @Option(name: .customLong("kafka-property"), help: ArgumentHelp("A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.", valueName: "key=value"))
     var kafkaProperties: [String] = []
@@ -41,8 +35,6 @@ struct ConnectionOptions: ParsableArguments {
             appids: appidList.filter { !$0.isEmpty }
         )
         configuration.jobsTopic = jobsTopic ?? Environment.value("DECRYPTD_JOBS_TOPIC") ?? configuration.jobsTopic
-        configuration.deadLetterTopic = deadLetterTopic ?? Environment.value("DECRYPTD_DLQ_TOPIC") ?? configuration.deadLetterTopic
-        configuration.maxSessionKeys = try maxSessionKeys ?? Environment.integer("DECRYPTD_MAX_SESSION_KEYS") ?? configuration.maxSessionKeys
         let properties = kafkaProperties.isEmpty
             ? (Environment.value("DECRYPTD_KAFKA_PROPERTIES") ?? "").split(separator: ";").map(String.init)
             : kafkaProperties
@@ -58,5 +50,21 @@ struct ConnectionOptions: ParsableArguments {
             configuration.kafkaProperties[setting.key] = setting.value
         }
         return configuration
+    }
+}
+
+/// The options of the commands that decrypt and dead-letter jobs, `run` and `reprocess`.
+struct DecryptionOptions: ParsableArguments {
+    @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: DECRYPTD_DLQ_TOPIC. Default: wechat.phone.dlq.")
+    var deadLetterTopic: String?
+
+    @Option(name: .customLong("max-session-keys"), parsing: .unconditional, help: "Session keys tried per user, newest first. Env: DECRYPTD_MAX_SESSION_KEYS. Default: 3.")
+    var maxSessionKeys: Int?
+
+    /// Sets these options (or their environment variables) in `configuration`; the values are
+    /// validated with the rest of it at start-up.
+    func apply(to configuration: inout WorkerConfiguration) throws {
+        configuration.deadLetterTopic = deadLetterTopic ?? Environment.value("DECRYPTD_DLQ_TOPIC") ?? configuration.deadLetterTopic
+        configuration.maxSessionKeys = try maxSessionKeys ?? Environment.integer("DECRYPTD_MAX_SESSION_KEYS") ?? configuration.maxSessionKeys
     }
 }

@@ -143,6 +143,25 @@ struct CLITests {
         #expect(lines.contains { $0.contains(line) }, "\(output.stderr)")
     }
 
+    @Test("loadgen's help leaves out the options it has no use for, and it still accepts them with the others")
+    func loadgenSharedOptions() throws {
+        let help = try decryptd("loadgen --help")
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("--jobs-topic") && help.stdout.contains("--appid"), "\(help.stdout)")
+        #expect(!help.stdout.contains("--dlq-topic") && !help.stdout.contains("--max-session-keys"), "\(help.stdout)")
+        for command in ["run", "reprocess"] {
+            let shown = try decryptd(command + " --help").stdout
+            #expect(shown.contains("--dlq-topic") && shown.contains("--max-session-keys"), "\(command): \(shown)")
+        }
+        // The same connection arguments as run's: the only complaint is the missing brokers.
+        var environment = Self.unreachable
+        environment["KAFKA_BROKERS"] = nil
+        let output = try decryptd("loadgen --dlq-topic wechat.phone.dlq --max-session-keys 2", environment: environment)
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("--brokers"), "\(output.stderr)")
+        #expect(!output.stderr.contains("nknown option"), "\(output.stderr)")
+    }
+
     @Test("a flag wins over its environment variable, which is then not even read")
     func flagsWin() throws {
         let output = try decryptd("report --format json --since 1h", environment: [
