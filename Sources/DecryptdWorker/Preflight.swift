@@ -36,16 +36,18 @@ public enum Preflight {
     /// topic). `produced` topics, only written to, may be missing where the brokers create topics
     /// on demand, as they would for the first record sent: they are asked to create them now.
     /// `settings` are the calling command's own problems with its flags, listed after the shared ones
-    /// and before anything found by reaching the services. `timeout` (seconds) bounds the wait for
-    /// an unreachable broker, and for the database unless its URL sets `connect_timeout`.
+    /// and before anything found by reaching the services. A command that names no topic does not
+    /// use Kafka: its brokers are neither required nor probed. `timeout` (seconds) bounds the wait
+    /// for an unreachable broker, and for the database unless its URL sets `connect_timeout`.
     public static func check(
         _ configuration: WorkerConfiguration, topics required: [String], produced: [String] = [], settings: [String] = [],
         timeout: Double = 10, logger: Logger
     ) -> Findings {
         var problems: [String] = []
         var partitions: [String: Int] = [:]
+        let usesKafka = !required.isEmpty || !produced.isEmpty
         if configuration.appids.isEmpty { problems.append("no appid: give --appid (repeatable) or set WECHAT_APPIDS") }
-        if configuration.brokers.isEmpty { problems.append("no brokers: give --brokers or set KAFKA_BROKERS") }
+        if usesKafka, configuration.brokers.isEmpty { problems.append("no brokers: give --brokers or set KAFKA_BROKERS") }
         if configuration.concurrency < 1 || configuration.concurrency > 512 { problems.append("--concurrency must be 1 to 512") }
         if configuration.batchSize < 1 || configuration.batchSize > 100_000 { problems.append("--batch-size must be 1 to 100000") }
         if configuration.maxSessionKeys < 1 || configuration.maxSessionKeys > 50 { problems.append("--max-session-keys must be 1 to 50") }
@@ -62,7 +64,7 @@ public enum Preflight {
             problems.append(problem)
         }
 
-        if !configuration.brokers.isEmpty {
+        if usesKafka, !configuration.brokers.isEmpty {
             do {
                 // The probe's own connection errors would repeat what the one line below says.
                 var quiet = logger

@@ -162,6 +162,18 @@ struct CLITests {
         #expect(!output.stderr.contains("nknown option"), "\(output.stderr)")
     }
 
+    @Test("loadgen --store-withheld-sessions only writes to the database, so it neither needs nor probes the brokers")
+    func storeWithheldSessionsNeedsNoBrokers() throws {
+        var environment = Self.unreachable
+        environment["KAFKA_BROKERS"] = nil
+        let output = try decryptd("loadgen --store-withheld-sessions", environment: environment)
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("cannot reach the database"), "\(output.stderr)")
+        // Producing the load still needs them.
+        #expect(try decryptd("loadgen", environment: environment).stderr.contains("no brokers"))
+    }
+
     @Test("a flag wins over its environment variable, which is then not even read")
     func flagsWin() throws {
         let output = try decryptd("report --format json --since 1h", environment: [
