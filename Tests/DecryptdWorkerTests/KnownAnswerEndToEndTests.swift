@@ -1,0 +1,87 @@
+import DecryptdStore
+import DecryptdTestSupport
+import DecryptdWorker
+import Foundation
+import KafkaClient
+import PhoneDecryption
+import Testing
+
+@Suite("Known-answer vectors end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 5))
+struct KnownAnswerEndToEndTests {
+    /// Every vector becomes a job on the topic and its session key a row in wechat_sessions, as the
+    /// login service would store it; two more jobs cover the codes no vector has. What lands in every
+    /// column of members, in decrypt_failures and on the dead-letter topic is the vectors' answer.
+    @Test("every vector as a Kafka job: each members column, each failure row and each dead letter as the vectors say")
+    func vectorsThroughTheWorker() throws {
+        let vectors = VectorFile.loaded
+        let pipeline = try Pipeline(partitions: 3)
+        let stored = try pipeline.database.insertSessionKeys(vectors.cases.map {
+            (user: UserKey(appid: $0.appid, openid: $0.openid), sessionKey: $0.session_key, issuedAt: 1_700_000_000)
+        })
+        #expect(stored == vectors.cases.count)
+
+        struct Job: Encodable { var openid: String, encryptedData: String, iv: String, appid: String?, requestId: String }
+        var records = try vectors.cases.enumerated().map { index, vector in
+            let job = Job(openid: vector.openid, encryptedData: vector.encryptedData, iv: vector.iv,
+                          appid: index.isMultiple(of: 2) ? vector.appid : nil, requestId: vector.name)
+            return KafkaRecord(topic: "wechat.phone.jobs", key: Array(vector.openid.utf8), value: Array(try JSONEncoder().encode(job)),
+                               headers: [KafkaHeader("case", vector.name)])
+        }
+        let first = vectors.cases[0]
+        let extra = [
+            ("no_session", #"{"openid":"o-nobody","encryptedData":"\#(first.encryptedData)","iv":"\#(first.iv)"}"#, "session_not_found"),
+            ("not_json", "\u{1}garbage", "malformed_job"),
+        ]
+        records += extra.map { KafkaRecord(topic: "wechat.phone.jobs", key: nil, value: Array($0.1.utf8), headers: [KafkaHeader("case", $0.0)]) }
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: pipeline.cluster.bootstrapServers), logger: logger)
+        producer.start()
+        let ids = try producer.send(records).map { try $0.get() }
+        producer.close()
+        var expectedReason: [String: String] = Dictionary(uniqueKeysWithValues: extra.map { ($0.0, $0.2) })
+        for vector in vectors.cases { if let error = vector.expect.error { expectedReason[vector.name] = error } }
+
+        let summary = try WorkerRun(pipeline.configuration(group: "vectors")).wait()
+        #expect(summary.drained && summary.total == records.count && summary.abandoned == 0)
+        #expect(summary.outcomes["ok"] == vectors.cases.count - (expectedReason.count - extra.count))
+        try pipeline.expectCommitted(group: "vectors")
+
+        let members = try pipeline.database.connection.query(
+            "SELECT openid, phone_number, pure_phone_number, country_code, watermark_ts, appid FROM members")
+        let byOpenid = Dictionary(members.map { ($0[0]!, $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(members.count == vectors.cases.count - (expectedReason.count - extra.count), "a row per ok vector, no other")
+        for vector in vectors.cases {
+            guard let ok = vector.expect.ok else {
+                #expect(byOpenid[vector.openid] == nil, "\(vector.name): no member")
+                continue
+            }
+            #expect(byOpenid[vector.openid] == [vector.openid, ok.phoneNumber, ok.purePhoneNumber, ok.countryCode,
+                                                String(ok.watermarkTimestamp), vectors.appid], "\(vector.name)")
+        }
+
+        let name = Dictionary(uniqueKeysWithValues: zip(ids, records).map { ($0, $1.headers[0].value.map { String(decoding: $0, as: UTF8.self) } ?? "") })
+        let rows = try pipeline.failureRows()
+        #expect(rows.count == expectedReason.count, "a failure row per failed job")
+        #expect(Dictionary(rows.map { (name[$0.id] ?? "?", $0.reason) }, uniquingKeysWith: { a, _ in a }) == expectedReason)
+        // Who failed: the job's user where it names one (the appid defaulted when absent), none for
+        // a value that is not a job; and a detail saying why.
+        let openid = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.name, $0.openid) }).merging(["no_session": "o-nobody"]) { a, _ in a }
+        for row in try pipeline.database.connection.query("SELECT source_partition, source_offset, appid, openid, detail FROM decrypt_failures") {
+            let id = KafkaMessageID(topic: "wechat.phone.jobs", partition: Int32(row[0]!)!, offset: Int64(row[1]!)!)
+            let job = name[id] ?? "?"
+            let user: [String?] = openid[job].map { [vectors.appid, $0] } ?? [nil, nil]
+            #expect(Array(row[2...3]) == user, "\(job)")
+            #expect(!(row[4] ?? "").isEmpty, "\(job): a detail")
+        }
+
+        let letters = try pipeline.readAll("wechat.phone.dlq")
+        #expect(letters.count == expectedReason.count, "a dead letter per failed job")
+        for letter in letters {
+            let vectorName = DeadLetter.header("case", in: letter.headers) ?? "?"
+            #expect(DeadLetter.header(DeadLetter.reason, in: letter.headers) == expectedReason[vectorName], "\(vectorName)")
+            let detail = DeadLetter.header(DeadLetter.detail, in: letter.headers) ?? ""
+            for secret in vectors.cases.flatMap({ [$0.session_key, $0.expect.ok?.purePhoneNumber] }).compactMap({ $0 }) where secret.count >= 8 {
+                #expect(!detail.contains(secret), "\(vectorName): no key material or number in the detail")
+            }
+        }
+    }
+}
