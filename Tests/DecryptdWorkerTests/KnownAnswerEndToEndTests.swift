@@ -84,4 +84,43 @@ struct KnownAnswerEndToEndTests {
             }
         }
     }
+
+    /// Keys are tried newest first, and no more of them than --max-session-keys: a user whose
+    /// right key is the second newest decrypts with two keys allowed, one whose right key is the
+    /// third newest needs three (the default). The same holds when reprocessing.
+    @Test("--max-session-keys: the worker and reprocessing try that many keys, newest first")
+    func keyLimit() throws {
+        let cases = VectorFile.loaded.cases.filter { $0.expect.ok != nil }
+        let (second, third, stranger) = (cases[0], cases[1], cases[2])
+        let pipeline = try Pipeline(partitions: 1)
+        func entry(_ vector: VectorFile.Case, key: String, at time: Double) -> (user: UserKey, sessionKey: String, issuedAt: Double) {
+            (UserKey(appid: vector.appid, openid: vector.openid), key, time)
+        }
+        _ = try pipeline.database.insertSessionKeys([
+            entry(second, key: second.session_key, at: 1_700_000_000), entry(second, key: stranger.session_key, at: 1_700_000_100),
+            entry(third, key: third.session_key, at: 1_700_000_000), entry(third, key: stranger.session_key, at: 1_700_000_100),
+            entry(third, key: second.session_key, at: 1_700_000_200),
+        ])
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: pipeline.cluster.bootstrapServers), logger: logger)
+        producer.start()
+        for vector in [second, third] {
+            let value = #"{"openid":"\#(vector.openid)","encryptedData":"\#(vector.encryptedData)","iv":"\#(vector.iv)"}"#
+            _ = try producer.send(KafkaRecord(topic: "wechat.phone.jobs", key: nil, value: Array(value.utf8))).get()
+        }
+        producer.close()
+
+        var twoKeys = pipeline.configuration(group: "two-keys")
+        twoKeys.maxSessionKeys = 2
+        #expect(try WorkerRun(twoKeys).wait().outcomes == ["ok": 1, "bad_padding": 1])
+        #expect(try pipeline.members().keys.map(\.openid) == [second.openid])
+        #expect(try pipeline.failureRows().map(\.reason) == ["bad_padding"])
+        // Reprocessing honours the same limit.
+        var dryRun = Reprocessor.Options()
+        dryRun.dryRun = true
+        #expect(try Reprocessor(configuration: twoKeys, options: dryRun, logger: logger).run(partitions: 2).total.recovered == 0)
+        #expect(try Reprocessor(configuration: pipeline.configuration(group: "two-keys"), options: dryRun, logger: logger).run(partitions: 2).total.recovered == 1)
+
+        #expect(try WorkerRun(pipeline.configuration(group: "default-keys")).wait().outcomes == ["ok": 2])
+        #expect(try Set(pipeline.members().keys.map(\.openid)) == [second.openid, third.openid])
+    }
 }
