@@ -6,8 +6,8 @@ import KafkaClient
 import PhoneDecryption
 import Testing
 
-@Suite("Known-answer vectors end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 5))
-struct KnownAnswerEndToEndTests {
+@Suite("Decryption through the worker: vectors, key limit, appids (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 5))
+struct DecryptionEndToEndTests {
     /// Every vector becomes a job on the topic and its session key a row in wechat_sessions, as the
     /// login service would store it; two more jobs cover the codes no vector has. What lands in every
     /// column of members, in decrypt_failures and on the dead-letter topic is the vectors' answer.
@@ -123,4 +123,41 @@ struct KnownAnswerEndToEndTests {
         #expect(try WorkerRun(pipeline.configuration(group: "default-keys")).wait().outcomes == ["ok": 2])
         #expect(try Set(pipeline.members().keys.map(\.openid)) == [second.openid, third.openid])
     }
+
+    /// A worker serving two appids: a job without an appid is the first one's, a job naming the
+    /// second is looked up, checked and stored under the second; one openid under both is two members.
+    @Test("two appids: each job's session key, watermark check and member row are its own appid's")
+    func twoAppids() throws {
+        let (first, second) = (Pipeline.appid, "wx0second0000app")
+        var forFirst = SyntheticPayloads(appid: first, generator: SystemRandomNumberGenerator())
+        var forSecond = SyntheticPayloads(appid: second, generator: SystemRandomNumberGenerator())
+        let (a, b, wrong) = (forFirst.make(.none), forSecond.make(.none), forFirst.make(.none))
+        let pipeline = try Pipeline(partitions: 1)
+        _ = try pipeline.database.insertSessionKeys([
+            (UserKey(appid: first, openid: "o-both"), a.sessionKeys[0], 1_700_000_000),
+            (UserKey(appid: second, openid: "o-both"), b.sessionKeys[0], 1_700_000_000),
+            // Encrypted for the first appid, sent as the second's, with the right key stored there.
+            (UserKey(appid: second, openid: "o-wrong"), wrong.sessionKeys[0], 1_700_000_000),
+        ])
+        let values = [
+            #"{"openid":"o-both","encryptedData":"\#(a.encryptedData)","iv":"\#(a.iv)"}"#,
+            #"{"openid":"o-both","encryptedData":"\#(b.encryptedData)","iv":"\#(b.iv)","appid":"\#(second)"}"#,
+            #"{"openid":"o-wrong","encryptedData":"\#(wrong.encryptedData)","iv":"\#(wrong.iv)","appid":"\#(second)"}"#,
+        ]
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: pipeline.cluster.bootstrapServers), logger: logger)
+        producer.start()
+        for value in values { _ = try producer.send(KafkaRecord(topic: "wechat.phone.jobs", key: nil, value: Array(value.utf8))).get() }
+        producer.close()
+
+        var configuration = pipeline.configuration(group: "two-appids")
+        configuration.appids = [first, second]
+        #expect(try WorkerRun(configuration).wait().outcomes == ["ok": 2, "appid_mismatch": 1])
+        let members = try pipeline.members()
+        #expect(members.count == 2)
+        #expect(members[UserKey(appid: first, openid: "o-both")]?.phone == a.phoneNumber)
+        #expect(members[UserKey(appid: second, openid: "o-both")]?.phone == b.phoneNumber)
+        let failure = try pipeline.database.connection.query("SELECT appid, openid, reason FROM decrypt_failures")
+        #expect(failure == [[second, "o-wrong", "appid_mismatch"]])
+    }
 }
+
