@@ -345,4 +345,62 @@ struct CLITests {
         let html = try decryptd("report --format html", environment: ["DATABASE_URL": url])
         #expect(html.status == 0 && html.stdout.hasPrefix("<!doctype html>") && html.stdout.contains("</svg>"))
     }
+
+    /// What analysts read: failures by reason in the window, largest first, each with its share,
+    /// how many a reprocess recovered, and when it was first and last seen; older failures left out.
+    @Test("report: counts, shares, recovered and first/last seen per reason, only inside --since, in all three formats",
+          .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
+    func reportFigures() throws {
+        let (url, database) = try IsolatedDatabase.create()
+        // (reason, minutes ago, resolved)
+        let failures: [(String, Int, Bool)] = [
+            ("bad_padding", 10, true), ("bad_padding", 20, false), ("bad_padding", 130, false),
+            ("session_not_found", 200, true), ("invalid_iv", 3 * 1440, false), ("invalid_iv", 4 * 1440, false),
+        ]
+        for (offset, (reason, minutes, resolved)) in failures.enumerated() {
+            _ = try database.connection.query("""
+                INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset, failed_at, resolved_at)
+                VALUES ('wx0', 'o\(offset)', $1, 'd', 'jobs', 0, \(offset), now() - make_interval(mins => \(minutes)),
+                        CASE WHEN \(resolved) THEN now() END)
+                """, [reason])
+        }
+        let environment = ["DATABASE_URL": url]
+
+        let day = try decryptd("report --format json", environment: environment)
+        #expect(day.status == 0, "\(day.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(day.stdout.utf8)) as? [String: Any])
+        #expect(json["since"] as? String == "24h" && json["window_seconds"] as? Int == 86_400)
+        #expect(json["total"] as? Int == 4 && json["recovered"] as? Int == 2)
+        let reasons = try #require(json["reasons"] as? [[String: Any]])
+        #expect(reasons.map { $0["reason"] as? String } == ["bad_padding", "session_not_found"], "largest first; invalid_iv is older than 24h")
+        #expect(reasons.map { $0["count"] as? Int } == [3, 1])
+        #expect(reasons.map { $0["share"] as? Double } == [0.75, 0.25])
+        #expect(reasons.map { $0["recovered"] as? Int } == [1, 1])
+        #expect(reasons.map { $0["recovered_share"] as? Double } == [1.0 / 3.0, 1.0])
+        let badPadding = reasons[0]
+        let (first, last) = (badPadding["first_seen"] as? String ?? "", badPadding["last_seen"] as? String ?? "")
+        #expect(first.count == 20 && first.hasSuffix("Z") && last.count == 20 && first < last, "\(first) \(last)")
+        let hourly = try #require(json["hourly"] as? [[String: Any]])
+        let perReason = Dictionary(hourly.map { ($0["reason"] as? String ?? "", $0["count"] as? Int ?? 0) }, uniquingKeysWith: +)
+        #expect(perReason == ["bad_padding": 3, "session_not_found": 1], "the hours add up to the counts")
+        let hours = hourly.compactMap { $0["hour"] as? String }
+        #expect(hours == hours.sorted() && hours.allSatisfy { $0.hasSuffix(":00:00Z") } && Set(hours).count >= 2)
+
+        let week = try decryptd("report --since 7d --format json", environment: environment)
+        let weekJSON = try JSONSerialization.jsonObject(with: Data(week.stdout.utf8)) as? [String: Any]
+        #expect(weekJSON?["total"] as? Int == 6)
+        #expect((weekJSON?["reasons"] as? [[String: Any]])?.map { $0["reason"] as? String } == ["bad_padding", "invalid_iv", "session_not_found"])
+
+        let table = try decryptd("report", environment: environment)
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "failures in the last 24h: 4, recovered 2 (50.0%)")
+        let row = lines.first { $0.hasPrefix("bad_padding") }?.split(separator: " ").map(String.init)
+        #expect(row.map { Array($0[1...3]) } == ["3", "75.0%", "33.3%"], "\(table.stdout)")
+        #expect(!table.stdout.contains("invalid_iv"))
+
+        let html = try decryptd("report --format html --since 7d", environment: environment)
+        #expect(html.stdout.contains("invalid_iv</td><td>2</td><td>33.3%</td>"), "\(html.stdout)")
+        #expect(html.stdout.contains("<b>6</b>"))
+    }
 }
+
