@@ -147,4 +147,34 @@ struct WorkerEndToEndTests {
         try pipeline.expectDeadLetters(expectation, group: "dlq-outage", exactly: false)
         try pipeline.expectCommitted(group: "dlq-outage")
     }
+
+    /// What an operator types first: SPEC's three variables and nothing else, so SPEC's default
+    /// topics and group, through the binary; then the report, through the binary too.
+    @Test("decryptd run --exit-at-end with only KAFKA_BROKERS, DATABASE_URL and WECHAT_APPIDS: SPEC's default topics and group")
+    func binaryWithDefaults() throws {
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try pipeline.generate(jobs: 600, seed: 23)
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DECRYPTD_") }
+        environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
+        environment["DATABASE_URL"] = pipeline.url
+        environment["WECHAT_APPIDS"] = Pipeline.appid
+        let output = NSTemporaryDirectory() + "decryptd-defaults-\(UUID().uuidString).out"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let run = try ChildProcess([decryptdBinary.path, "run", "--exit-at-end"], environment: environment, logPath: output)
+        #expect(try run.wait(timeout: 120) == 0)
+        let printed = try String(contentsOfFile: output, encoding: .utf8)
+        #expect(printed.contains("decryptd run: 600 jobs") && printed.contains("all partitions drained"), "\(printed)")
+
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "decryptd", exactly: true)
+        try pipeline.expectCommitted(group: "decryptd")
+
+        let reportOutput = output + ".report"
+        defer { try? FileManager.default.removeItem(atPath: reportOutput) }
+        let report = try ChildProcess([decryptdBinary.path, "report", "--format", "json"], environment: environment, logPath: reportOutput)
+        #expect(try report.wait(timeout: 60) == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportOutput))) as? [String: Any]
+        #expect(json?["total"] as? Int == expectation.failures.count)
+    }
 }
+
