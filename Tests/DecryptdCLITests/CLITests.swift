@@ -318,8 +318,12 @@ struct CLITests {
             let expect = item["expect"] as! [String: Any]
             if let ok = expect["ok"] as? [String: Any] {
                 #expect(result["ok"] as? Bool == true)
-                #expect(result["phoneNumber"] as? String == ok["phoneNumber"] as? String)
+                for field in ["phoneNumber", "purePhoneNumber", "countryCode"] {
+                    #expect(result[field] as? String == ok[field] as? String, "\(item["name"]!) \(field)")
+                }
+                #expect(result["watermarkTimestamp"] as? Int == ok["watermarkTimestamp"] as? Int, "\(item["name"]!)")
                 #expect(result["keyIndex"] as? Int == 0)
+                #expect(result["repaired"] as? Bool == (item["name"] as! String).hasPrefix("ok_lenient_base64"), "\(item["name"]!)")
             } else {
                 #expect(result["ok"] as? Bool == false)
                 #expect(result["reason"] as? String == expect["error"] as? String)
