@@ -119,7 +119,7 @@ struct ReprocessTests {
         let letters = try pipeline.readAll("wechat.phone.dlq")
         #expect(Set(letters.map(\.id.partition)) == [0, 1], "dead letters on both partitions")
 
-        let (status, text) = try decryptd(["reprocess", "--dry-run"], against: pipeline)
+        let (status, text) = try pipeline.decryptd(["reprocess", "--dry-run"])
         #expect(status == 0)
         let total = text.split(separator: "\n").first { $0.hasPrefix("total") }?.split(separator: " ").dropFirst().first
         #expect(total.flatMap { Int($0) } == letters.count, "\(text)")
@@ -135,9 +135,9 @@ struct ReprocessTests {
 
         let faults = Pipeline.everyFault.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ",")
         let store = ["loadgen", "--store-withheld-sessions", "--jobs", "1500", "--seed", "43", "--faults", faults]
-        let first = try decryptd(store, against: pipeline)
+        let first = try pipeline.decryptd(store)
         #expect(first.status == 0 && first.text.contains("stored \(notFound) withheld session key(s)"), "\(first.text)")
-        let again = try decryptd(store, against: pipeline)
+        let again = try pipeline.decryptd(store)
         #expect(again.status == 0 && again.text.contains("stored 0 withheld session key(s)"), "\(again.text)")
         #expect(try pipeline.readAll("wechat.phone.jobs").count == 1500, "nothing produced")
 
@@ -147,21 +147,6 @@ struct ReprocessTests {
         #expect(try pipeline.members().count == expected.usersWithPhone + notFound, "each session_not_found job is its own user")
         let unresolved = try pipeline.database.connection.query("SELECT count(*) FROM decrypt_failures WHERE reason = 'session_not_found' AND resolved_at IS NULL")
         #expect(unresolved.first?.first == "0")
-    }
-
-    /// Runs the decryptd binary against `pipeline` (brokers, database and appid from the
-    /// environment) and returns its exit status and everything it printed.
-    func decryptd(_ arguments: [String], against pipeline: Pipeline) throws -> (status: Int32, text: String) {
-        var environment = ProcessInfo.processInfo.environment
-        environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
-        environment["DATABASE_URL"] = pipeline.url
-        environment["WECHAT_APPIDS"] = Pipeline.appid
-        let output = NSTemporaryDirectory() + "decryptd-\(arguments[0])-\(UUID().uuidString).txt"
-        defer { try? FileManager.default.removeItem(atPath: output) }
-        let child = try ChildProcess([decryptdBinary.path] + arguments, environment: environment, logPath: output)
-        defer { if child.exitStatus == nil { child.kill(SIGKILL) } }
-        let status = try child.wait(timeout: 120)
-        return (status, try String(contentsOfFile: output, encoding: .utf8))
     }
 }
 

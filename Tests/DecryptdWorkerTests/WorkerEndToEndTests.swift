@@ -154,27 +154,51 @@ struct WorkerEndToEndTests {
     func binaryWithDefaults() throws {
         let pipeline = try Pipeline(partitions: 2)
         let expectation = try pipeline.generate(jobs: 600, seed: 23)
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DECRYPTD_") }
-        environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
-        environment["DATABASE_URL"] = pipeline.url
-        environment["WECHAT_APPIDS"] = Pipeline.appid
-        let output = NSTemporaryDirectory() + "decryptd-defaults-\(UUID().uuidString).out"
-        defer { try? FileManager.default.removeItem(atPath: output) }
-        let run = try ChildProcess([decryptdBinary.path, "run", "--exit-at-end"], environment: environment, logPath: output)
-        #expect(try run.wait(timeout: 120) == 0)
-        let printed = try String(contentsOfFile: output, encoding: .utf8)
-        #expect(printed.contains("decryptd run: 600 jobs") && printed.contains("all partitions drained"), "\(printed)")
+        let run = try pipeline.decryptd(["run", "--exit-at-end"])
+        #expect(run.status == 0)
+        #expect(run.text.contains("decryptd run: 600 jobs") && run.text.contains("all partitions drained"), "\(run.text)")
 
         try pipeline.expectTables(expectation)
         try pipeline.expectDeadLetters(expectation, group: "decryptd", exactly: true)
         try pipeline.expectCommitted(group: "decryptd")
 
-        let reportOutput = output + ".report"
-        defer { try? FileManager.default.removeItem(atPath: reportOutput) }
-        let report = try ChildProcess([decryptdBinary.path, "report", "--format", "json"], environment: environment, logPath: reportOutput)
-        #expect(try report.wait(timeout: 60) == 0)
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportOutput))) as? [String: Any]
+        let report = try pipeline.decryptd(["report", "--format", "json"])
+        #expect(report.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(report.text.utf8)) as? [String: Any]
         #expect(json?["total"] as? Int == expectation.failures.count)
     }
-}
 
+    /// The load an operator generates with the binary is the load the worker then finds: what
+    /// `loadgen` says it produced, `run` counts, and the tables and the dead-letter topic hold.
+    @Test("decryptd loadgen, then decryptd run: the worker's outcome counts are the ones loadgen printed")
+    func binaryLoadgen() throws {
+        let pipeline = try Pipeline(partitions: 2)
+        let faults = Pipeline.everyFault.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ",")
+        let loadgen = try pipeline.decryptd(["loadgen", "--jobs", "900", "--faults", faults, "--seed", "5"])
+        #expect(loadgen.status == 0, "\(loadgen.text)")
+        let run = try pipeline.decryptd(["run", "--exit-at-end", "--log-level", "warning"])
+        #expect(run.status == 0, "\(run.text)")
+
+        /// "  <outcome>   <count> ..." lines, as both commands print them.
+        func counts(_ text: String) -> [String: Int] {
+            let outcomes = Set(FailureReason.allCases.map(\.rawValue) + ["ok"])
+            return Dictionary(text.split(separator: "\n").compactMap { line -> (String, Int)? in
+                let words = line.split(separator: " ")
+                guard words.count >= 2, outcomes.contains(String(words[0])), let count = Int(words[1]) else { return nil }
+                return (String(words[0]), count)
+            }, uniquingKeysWith: +)
+        }
+        let produced = counts(loadgen.text)
+        #expect(produced.keys.count == 9 && produced.values.reduce(0, +) == 900, "every code in the load: \(loadgen.text)")
+        #expect(counts(run.text) == produced, "\(run.text)")
+
+        // "loadgen: produced 900 jobs to wechat.phone.jobs for N users with a phone number to store"
+        let words = loadgen.text.split(whereSeparator: \.isWhitespace)
+        let users = words.firstIndex(of: "users").flatMap { Int(words[$0 - 1]) }
+        #expect(try pipeline.members().count == users, "\(loadgen.text)")
+        let failed = produced.filter { $0.key != "ok" }.values.reduce(0, +)
+        #expect(try pipeline.failureRows().count == failed)
+        #expect(try pipeline.readAll("wechat.phone.dlq").count == failed)
+        try pipeline.expectCommitted(group: "decryptd")
+    }
+}
