@@ -6,7 +6,7 @@ import Testing
 
 @Suite("What a running worker shows (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
 struct ObservabilityEndToEndTests {
-    @Test("/metrics counts every outcome the load holds; probes answer; lag drains to 0; logs and dead letters hold no secret; SIGTERM exits 0")
+    @Test("/metrics counts every outcome the load holds; probes answer; lag drains to 0; logs, dead letters and failure rows hold no secret; SIGTERM exits 0")
     func runningWorker() throws {
         let pipeline = try Pipeline(partitions: 4)
         let expectation = try pipeline.generate(jobs: 3000, seed: 41)
@@ -64,6 +64,9 @@ struct ObservabilityEndToEndTests {
         }
         #expect(added.count > 9 * expectation.failures.count / 2)
         #expect(secrets.leak(in: added.joined(separator: "\n")) == nil, "a secret in a dead letter's decrypt.* headers")
+        let details = try pipeline.database.connection.query("SELECT detail FROM decrypt_failures").compactMap { $0[0] }
+        #expect(details.count == expectation.failures.count)
+        #expect(secrets.leak(in: details.joined(separator: "\n")) == nil, "a secret in the failures table's details")
     }
 
     /// Every session key, phone number and encryptedData of the load.
