@@ -15,10 +15,7 @@ let decryptdBinary: URL = {
 
 /// `decryptd run` as a child process, its output in a file (a pipe could fill and block it).
 func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = [], logPath: String? = nil) throws -> ChildProcess {
-    var environment = ProcessInfo.processInfo.environment
-    environment["KAFKA_BROKERS"] = pipeline.cluster.bootstrapServers
-    environment["DATABASE_URL"] = pipeline.url
-    environment["WECHAT_APPIDS"] = Pipeline.appid
+    var environment = pipeline.binaryEnvironment
     environment["DECRYPTD_LOG_LEVEL"] = "warning"
     let arguments = [decryptdBinary.path, "run", "--group", group, "--batch-size", "100", "--progress-interval", "0",
                      "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=300"] + extra

@@ -144,16 +144,22 @@ struct Pipeline {
 }
 
 extension Pipeline {
-    /// Runs the decryptd binary against this pipeline with nothing but SPEC's three variables
-    /// (brokers, database, appid) set, and returns its exit status and everything it printed.
-    func decryptd(_ arguments: [String], timeout: TimeInterval = 120) throws -> (status: Int32, text: String) {
+    /// The environment for the decryptd binary against this pipeline: SPEC's three variables
+    /// (brokers, database, appid) and none of decryptd's own from the test's environment.
+    var binaryEnvironment: [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DECRYPTD_") }
         environment["KAFKA_BROKERS"] = cluster.bootstrapServers
         environment["DATABASE_URL"] = url
         environment["WECHAT_APPIDS"] = Self.appid
+        return environment
+    }
+
+    /// Runs the decryptd binary against this pipeline with ``binaryEnvironment`` and returns its
+    /// exit status and everything it printed.
+    func decryptd(_ arguments: [String], timeout: TimeInterval = 120) throws -> (status: Int32, text: String) {
         let output = NSTemporaryDirectory() + "decryptd-\(arguments[0])-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let child = try ChildProcess([decryptdBinary.path] + arguments, environment: environment, logPath: output)
+        let child = try ChildProcess([decryptdBinary.path] + arguments, environment: binaryEnvironment, logPath: output)
         defer { if child.exitStatus == nil { child.kill(SIGKILL) } }
         let status = try child.wait(timeout: timeout)
         return (status, try String(contentsOfFile: output, encoding: .utf8))
