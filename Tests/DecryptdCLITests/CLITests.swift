@@ -407,4 +407,3 @@ struct CLITests {
         #expect(html.stdout.contains("<b>6</b>"))
     }
 }
-

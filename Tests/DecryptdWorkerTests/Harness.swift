@@ -56,6 +56,27 @@ struct Pipeline {
         return try LoadGenerator(plan: plan).run(database: database, producer: producer)
     }
 
+    /// A job for the jobs topic, its value SPEC's JSON object with these fields.
+    static func job(openid: String, encryptedData: String, iv: String, appid: String? = nil, key: [UInt8]? = nil,
+                    headers: [KafkaHeader] = []) -> KafkaRecord {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("openid", openid)
+        writer.field("encryptedData", encryptedData)
+        writer.field("iv", iv)
+        if let appid { writer.field("appid", appid) }
+        writer.endObject()
+        return KafkaRecord(topic: "wechat.phone.jobs", key: key, value: Array(writer.text.utf8), headers: headers)
+    }
+
+    /// Sends records to the embedded broker, acknowledged, and returns where they landed.
+    func produce(_ records: [KafkaRecord]) throws -> [KafkaMessageID] {
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
+        producer.start()
+        defer { producer.close() }
+        return try producer.send(records).map { try $0.get() }
+    }
+
     // MARK: - Reading back
 
     func members() throws -> [UserKey: (phone: String, watermark: Int64)] {

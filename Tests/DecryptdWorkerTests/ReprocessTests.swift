@@ -24,13 +24,8 @@ struct ReprocessTests {
             plaintext: PhoneEncryptor.plaintext(phoneNumber: phone, purePhoneNumber: phone, countryCode: "86", timestamp: 1_750_000_000, appid: Pipeline.appid),
             key: key, iv: PhoneEncryptor.randomBlock(using: &story)
         )
-        var writer = JSONWriter()
-        writer.beginObject()
-        writer.field("openid", user.openid)
-        writer.field("encryptedData", encrypted.encryptedData)
-        writer.field("iv", iv ?? encrypted.iv)
-        writer.endObject()
-        return KafkaRecord(topic: "wechat.phone.jobs", key: Array(user.openid.utf8), value: Array(writer.text.utf8), headers: [KafkaHeader("trace", user.openid)])
+        return Pipeline.job(openid: user.openid, encryptedData: encrypted.encryptedData, iv: iv ?? encrypted.iv,
+                            key: Array(user.openid.utf8), headers: [KafkaHeader("trace", user.openid)])
     }
 
     func options(_ configure: (inout Reprocessor.Options) -> Void = { _ in }) -> Reprocessor.Options {
@@ -44,14 +39,11 @@ struct ReprocessTests {
         let pipeline = try Pipeline(partitions: 2)
         let s = Story()
         try pipeline.database.insertSessionKeys([(s.stale, Base64Encoding.encode(s.staleKey), 1_700_000_000), (s.broken, Base64Encoding.encode(s.staleKey), 1_700_000_000)])
-        let producer = try KafkaProducer(configuration: .init(bootstrapServers: pipeline.cluster.bootstrapServers), logger: logger)
-        producer.start()
-        defer { producer.close() }
-        let sent = producer.send([
+        let sent = try pipeline.produce([
             job(s.stale, key: s.freshKey, phone: "13800000001"),
             job(s.late, key: s.lateKey, phone: "13800000002"),
             job(s.broken, key: s.staleKey, phone: "13800000003", iv: "AAAA"),
-        ]).map { try! $0.get() }
+        ])
         _ = try WorkerRun(pipeline.configuration(group: "worker")).wait()
         #expect(try pipeline.failureRows().map(\.reason).sorted() == ["bad_padding", "invalid_iv", "session_not_found"])
         #expect(try pipeline.members().isEmpty)
@@ -98,10 +90,7 @@ struct ReprocessTests {
         let pipeline = try Pipeline(partitions: 2)
         let s = Story()
         try pipeline.database.insertSessionKeys([(s.broken, Base64Encoding.encode(s.staleKey), 1_700_000_000)])
-        let producer = try KafkaProducer(configuration: .init(bootstrapServers: pipeline.cluster.bootstrapServers), logger: logger)
-        producer.start()
-        defer { producer.close() }
-        _ = producer.send([job(s.late, key: s.lateKey, phone: "13800000002"), job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")])
+        _ = try pipeline.produce([job(s.late, key: s.lateKey, phone: "13800000002"), job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")])
         _ = try WorkerRun(pipeline.configuration(group: "worker")).wait()
         try pipeline.database.insertSessionKeys([(s.late, Base64Encoding.encode(s.lateKey), 1_700_000_500)])
 
