@@ -53,7 +53,11 @@ struct ObservabilityEndToEndTests {
 
         // Nothing secret in the logs (at the most verbose level) or in the dead letters' own headers.
         let log = try String(contentsOfFile: logPath, encoding: .utf8)
-        #expect(log.contains("progress"), "progress lines on a long run")
+        let progress = log.split(separator: "\n").filter { $0.hasSuffix("] progress") }
+        #expect(progress.count >= 2, "progress lines at a steady interval on a long run")
+        for field in ["jobs_per_s=", "jobs=", "in_flight=", "lag=", "outcome.ok="] {
+            #expect(progress.last?.contains(field) == true, "a progress line shows \(field): \(progress.last ?? "")")
+        }
         let secrets = SecretScanner(try secretsOf(pipeline, expectation))
         #expect(secrets.count > 3000)
         let phone = try #require(expectation.members.values.first?.phone)
