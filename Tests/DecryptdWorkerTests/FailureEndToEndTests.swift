@@ -41,6 +41,26 @@ struct FailureEndToEndTests {
         try pipeline.expectCommitted(group: "crash")
     }
 
+    /// Ctrl-C on a worker in a terminal: the same graceful stop as SIGTERM. What it had fetched
+    /// is finished and committed, so the restart neither loses a job nor dead-letters one twice.
+    @Test("SIGINT mid-run: exit 0 with finished work committed; the restart completes it, every dead letter once")
+    func interrupt() throws {
+        let pipeline = try Pipeline(partitions: 4)
+        let expectation = try pipeline.generate(jobs: 8000, seed: 27)
+        // A small in-flight limit, so that the stop comes while most of the topic is still unread.
+        let first = try launchWorker(pipeline, group: "interrupt", extra: ["--max-in-flight", "400"])
+        try waitUntil(timeout: 90, "the worker made progress") { try pipeline.members().count >= 300 }
+        first.kill(SIGINT)
+        #expect(try first.wait(timeout: 60) == 0)
+        #expect(try pipeline.members().count < expectation.members.count, "it was stopped mid-run")
+
+        let second = try launchWorker(pipeline, group: "interrupt", extra: ["--exit-at-end"])
+        #expect(try second.wait(timeout: 180) == 0)
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "interrupt", exactly: true)
+        try pipeline.expectCommitted(group: "interrupt")
+    }
+
     static let outageURL = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_DATABASE_URL"]
     static let outageControl = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_PG_CONTROL"]
 
