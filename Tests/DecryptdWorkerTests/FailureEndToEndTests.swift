@@ -33,12 +33,7 @@ struct FailureEndToEndTests {
         first.kill(SIGKILL)
         #expect(try first.wait(timeout: 30) == 128 + SIGKILL)
         #expect(try pipeline.members().count < expectation.members.count, "it was killed mid-run")
-
-        let second = try launchWorker(pipeline, group: "crash", extra: ["--exit-at-end"])
-        #expect(try second.wait(timeout: 180) == 0)
-        try pipeline.expectTables(expectation)
-        try pipeline.expectDeadLetters(expectation, group: "crash", exactly: false)
-        try pipeline.expectCommitted(group: "crash")
+        try restartToTheEnd(pipeline, expectation, group: "crash", deadLettersOnce: false)
     }
 
     /// Ctrl-C on a worker in a terminal: the same graceful stop as SIGTERM. What it had fetched
@@ -53,12 +48,17 @@ struct FailureEndToEndTests {
         first.kill(SIGINT)
         #expect(try first.wait(timeout: 60) == 0)
         #expect(try pipeline.members().count < expectation.members.count, "it was stopped mid-run")
+        try restartToTheEnd(pipeline, expectation, group: "interrupt", deadLettersOnce: true)
+    }
 
-        let second = try launchWorker(pipeline, group: "interrupt", extra: ["--exit-at-end"])
+    /// Runs the worker again in the group until the topic is drained, and checks that the tables,
+    /// the dead letters and the group's offsets then hold the whole load.
+    func restartToTheEnd(_ pipeline: Pipeline, _ expectation: LoadGenerator.Expectation, group: String, deadLettersOnce: Bool) throws {
+        let second = try launchWorker(pipeline, group: group, extra: ["--exit-at-end"])
         #expect(try second.wait(timeout: 180) == 0)
         try pipeline.expectTables(expectation)
-        try pipeline.expectDeadLetters(expectation, group: "interrupt", exactly: true)
-        try pipeline.expectCommitted(group: "interrupt")
+        try pipeline.expectDeadLetters(expectation, group: group, exactly: deadLettersOnce)
+        try pipeline.expectCommitted(group: group)
     }
 
     static let outageURL = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_DATABASE_URL"]
