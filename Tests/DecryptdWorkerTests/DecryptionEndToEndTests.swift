@@ -134,9 +134,9 @@ struct DecryptionEndToEndTests {
             Pipeline.job(openid: "o-wrong", encryptedData: wrong.encryptedData, iv: wrong.iv, appid: second),
         ])
 
-        var configuration = pipeline.configuration(group: "two-appids")
-        configuration.appids = [first, second]
-        #expect(try WorkerRun(configuration).wait().outcomes == ["ok": 2, "appid_mismatch": 1])
+        // Through the binary, so that WECHAT_APPIDS's list is read as an operator would write it.
+        let run = try pipeline.decryptd(["run", "--exit-at-end", "--log-level", "warning"], environment: ["WECHAT_APPIDS": "\(first), \(second)"])
+        #expect(run.status == 0 && Pipeline.outcomeCounts(in: run.text) == ["ok": 2, "appid_mismatch": 1], "\(run.text)")
         let members = try pipeline.members()
         #expect(members.count == 2)
         #expect(members[UserKey(appid: first, openid: "o-both")]?.phone == a.phoneNumber)

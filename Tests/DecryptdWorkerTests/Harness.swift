@@ -175,12 +175,22 @@ extension Pipeline {
         return environment
     }
 
-    /// Runs the decryptd binary against this pipeline with ``binaryEnvironment`` and returns its
-    /// exit status and everything it printed.
-    func decryptd(_ arguments: [String], timeout: TimeInterval = 120) throws -> (status: Int32, text: String) {
+    /// Outcome counts from the "  <outcome>   <count> ..." lines that run and loadgen print.
+    static func outcomeCounts(in text: String) -> [String: Int] {
+        let outcomes = Set(FailureReason.allCases.map(\.rawValue) + ["ok"])
+        return Dictionary(text.split(separator: "\n").compactMap { line -> (String, Int)? in
+            let words = line.split(separator: " ")
+            guard words.count >= 2, outcomes.contains(String(words[0])), let count = Int(words[1]) else { return nil }
+            return (String(words[0]), count)
+        }, uniquingKeysWith: +)
+    }
+
+    /// Runs the decryptd binary against this pipeline with ``binaryEnvironment`` (and `environment`
+    /// over it) and returns its exit status and everything it printed.
+    func decryptd(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> (status: Int32, text: String) {
         let output = NSTemporaryDirectory() + "decryptd-\(arguments[0])-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let child = try ChildProcess([decryptdBinary.path] + arguments, environment: binaryEnvironment, logPath: output)
+        let child = try ChildProcess([decryptdBinary.path] + arguments, environment: binaryEnvironment.merging(environment) { $1 }, logPath: output)
         defer { if child.exitStatus == nil { child.kill(SIGKILL) } }
         let status = try child.wait(timeout: timeout)
         return (status, try String(contentsOfFile: output, encoding: .utf8))

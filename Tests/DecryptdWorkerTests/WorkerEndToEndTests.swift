@@ -179,18 +179,9 @@ struct WorkerEndToEndTests {
         let run = try pipeline.decryptd(["run", "--exit-at-end", "--log-level", "warning"])
         #expect(run.status == 0, "\(run.text)")
 
-        /// "  <outcome>   <count> ..." lines, as both commands print them.
-        func counts(_ text: String) -> [String: Int] {
-            let outcomes = Set(FailureReason.allCases.map(\.rawValue) + ["ok"])
-            return Dictionary(text.split(separator: "\n").compactMap { line -> (String, Int)? in
-                let words = line.split(separator: " ")
-                guard words.count >= 2, outcomes.contains(String(words[0])), let count = Int(words[1]) else { return nil }
-                return (String(words[0]), count)
-            }, uniquingKeysWith: +)
-        }
-        let produced = counts(loadgen.text)
+        let produced = Pipeline.outcomeCounts(in: loadgen.text)
         #expect(produced.keys.count == 9 && produced.values.reduce(0, +) == 900, "every code in the load: \(loadgen.text)")
-        #expect(counts(run.text) == produced, "\(run.text)")
+        #expect(Pipeline.outcomeCounts(in: run.text) == produced, "\(run.text)")
 
         // "loadgen: produced 900 jobs to wechat.phone.jobs for N users with a phone number to store"
         let words = loadgen.text.split(whereSeparator: \.isWhitespace)
