@@ -19,7 +19,9 @@ struct CLITests {
         var stderr: String
     }
 
-    /// Runs `decryptd ARGS` through sh (for stdin redirection), with a clean configuration environment.
+    /// Runs `decryptd ARGS` through sh (for stdin redirection), with a clean configuration environment,
+    /// in an empty directory of its own: nothing a command needs (migrations, say) may come from the
+    /// working directory.
     func decryptd(_ arguments: String, stdin: String? = nil, environment: [String: String] = [:]) throws -> Output {
         let directory = NSTemporaryDirectory() + "cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -27,7 +29,7 @@ struct CLITests {
         if let stdin { try stdin.write(toFile: directory + "/in", atomically: true, encoding: .utf8) }
         var env = ProcessInfo.processInfo.environment.filter { !["DATABASE_URL", "KAFKA_BROKERS", "WECHAT_APPIDS"].contains($0.key) && !$0.key.hasPrefix("DECRYPTD_") }
         env.merge(environment) { _, new in new }
-        let command = "'\(Self.binary)' \(arguments) < \(stdin == nil ? "/dev/null" : "'\(directory)/in'") > '\(directory)/out' 2> '\(directory)/err'"
+        let command = "cd '\(directory)' && '\(Self.binary)' \(arguments) < \(stdin == nil ? "/dev/null" : "'\(directory)/in'") > '\(directory)/out' 2> '\(directory)/err'"
         let status = try ChildProcess(["/bin/sh", "-c", command], environment: env).wait(timeout: 60)
         return Output(
             status: status,
