@@ -90,7 +90,7 @@ struct WorkerEndToEndTests {
         #expect(letters.filter { DeadLetter.header(DeadLetter.omitted, in: $0.headers) != nil }.count == 1, "only that one is cut")
     }
 
-    @Test("two workers share the partitions, one stops mid-run: nothing lost")
+    @Test("two workers share the partitions, one stops mid-run: nothing lost; each is ready only while it owns partitions and is not stopping")
     func twoWorkers() throws {
         let pipeline = try Pipeline(partitions: 6)
         let expectation = try pipeline.generate(jobs: 6000, seed: 11)
@@ -98,9 +98,13 @@ struct WorkerEndToEndTests {
         first.batchSize = 100
         let a = try WorkerRun(first)
         try waitUntil(timeout: 60, "first worker progress") { try pipeline.members().count > 200 }
+        #expect(a.worker.health == (live: true, ready: true))
         let b = try WorkerRun(pipeline.configuration(group: "shared", exitAtEnd: false))
+        #expect(b.worker.health == (live: true, ready: false), "/readyz: not ready before it owns partitions")
         try waitUntil(timeout: 60, "second worker joined") { !b.worker.consumerAssignment.isEmpty }
+        #expect(b.worker.health.ready, "/readyz: ready once it owns partitions")
         a.worker.stop()
+        #expect(a.worker.health.ready == false, "/readyz: not ready once stopping")
         let summaryA = try a.wait()
         #expect(summaryA.abandoned == 0, "a graceful stop finishes in-flight work")
         // The survivor now owns every partition; it is done when all of them are drained.
