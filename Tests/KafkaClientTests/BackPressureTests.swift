@@ -8,11 +8,7 @@ import Testing
 struct BackPressureTests {
     @Test("at the limit nothing more is handed out; only a stall longer than pauseAfter pauses; finishing work resumes")
     func inFlightLimit() throws {
-        let cluster = try KafkaMockCluster(brokers: 1)
-        try cluster.createTopic("jobs", partitions: 4)
-        let producer = try startedProducer(cluster)
-        #expect(producer.send(records("jobs", count: 3000)).allSatisfy { (try? $0.get()) != nil })
-        producer.close()
+        let cluster = try cluster(holding: 3000, in: "jobs", partitions: 4)
 
         var configuration = consumerConfiguration(cluster, group: "g", topic: "jobs")
         configuration.maxInFlight = 500
@@ -53,11 +49,7 @@ struct BackPressureTests {
 
     @Test("a consumer dropped without close leaves the group uncommitted; the next member gets everything again")
     func dropWithoutClose() throws {
-        let cluster = try KafkaMockCluster(brokers: 1)
-        try cluster.createTopic("jobs", partitions: 2)
-        let producer = try startedProducer(cluster)
-        #expect(producer.send(records("jobs", count: 200)).allSatisfy { (try? $0.get()) != nil })
-        producer.close()
+        let cluster = try cluster(holding: 200, in: "jobs", partitions: 2)
 
         var configuration = consumerConfiguration(cluster, group: "g", topic: "jobs")
         configuration.commitInterval = .infinity

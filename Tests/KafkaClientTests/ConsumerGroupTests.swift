@@ -49,6 +49,35 @@ struct ConsumerGroupTests {
         producer.close()
     }
 
+    /// What `decryptd_partition_lag` and the progress line show: how far the group's committed
+    /// offset is behind the end of each partition it owns.
+    @Test("lag: the end of each assigned partition minus the committed offset, 0 once all is committed")
+    func lag() throws {
+        let cluster = try cluster(holding: 100, in: "lagging", partitions: 1)
+        var configuration = consumerConfiguration(cluster, group: "lag", topic: "lagging")
+        configuration.commitInterval = 3600  // only the explicit commits below
+        let consumer = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        defer { consumer.close() }
+        let partition = TopicPartition("lagging", 0)
+
+        var taken: [KafkaMessage] = []
+        try waitUntil(timeout: 30, "30 messages") {
+            taken += try consumer.poll(maxMessages: 30 - taken.count, timeout: 0.1)
+            return taken.count == 30
+        }
+        #expect(consumer.lag() == [partition: 100], "nothing committed yet")
+        consumer.complete(taken.map(\.id))
+        try consumer.commit()
+        #expect(consumer.lag() == [partition: 70])
+
+        try waitUntil(timeout: 30, "the other 70") {
+            consumer.complete(try consumer.poll(maxMessages: 100, timeout: 0.1).map(\.id))
+            return consumer.isDrained
+        }
+        try consumer.commit()
+        #expect(consumer.lag() == [partition: 0])
+    }
+
     @Test("consumed messages keep headers of any size and number, with null and empty parts kept apart")
     func headerSizes() throws {
         let cluster = try KafkaMockCluster(brokers: 1)

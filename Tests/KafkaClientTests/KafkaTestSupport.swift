@@ -100,6 +100,16 @@ func startedProducer(_ cluster: KafkaMockCluster, messageTimeout: TimeInterval =
     return producer
 }
 
+/// An embedded broker whose `topic` holds `count` acknowledged ``records(_:count:from:)``.
+func cluster(holding count: Int, in topic: String, partitions: Int32) throws -> KafkaMockCluster {
+    let cluster = try KafkaMockCluster(brokers: 1)
+    try cluster.createTopic(topic, partitions: partitions)
+    let producer = try startedProducer(cluster)
+    defer { producer.close() }
+    for result in producer.send(records(topic, count: count)) { _ = try result.get() }
+    return cluster
+}
+
 func records(_ topic: String, count: Int, from start: Int = 0) -> [KafkaRecord] {
     (start..<start + count).map { index in
         KafkaRecord(
