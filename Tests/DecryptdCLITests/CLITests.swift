@@ -222,6 +222,34 @@ struct CLITests {
         #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") })
     }
 
+    /// dev-broker is how the scripts, and users without Kafka, get a broker: its first line of
+    /// output is the bootstrap address, and the topics it was asked for are there.
+    @Test("dev-broker prints its address first, serves the topics it was given, and stops on SIGTERM with exit 0")
+    func devBroker() throws {
+        let output = NSTemporaryDirectory() + "dev-broker-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let broker = try ChildProcess([Self.binary, "dev-broker", "--topic", "jobs.here:3"], logPath: output)
+        defer { if broker.exitStatus == nil { broker.kill(SIGKILL) } }
+        var address = ""
+        try waitUntil(timeout: 30, "the address line") {
+            address = (try? String(contentsOfFile: output, encoding: .utf8))?.split(separator: "\n").first.map(String.init) ?? ""
+            return !address.isEmpty
+        }
+        #expect(address.hasPrefix("127.0.0.1:") && Int(address.dropFirst(10)) != nil, "\(address)")
+
+        // run's start-up checks reach it: the topic it made is found, one it did not make is not.
+        let unreachable = "--startup-timeout 5 --database-url postgresql://x@127.0.0.1:1/x"
+        let found = try decryptd("run --appid wx0 --brokers \(address) --jobs-topic jobs.here \(unreachable)")
+        let problems = found.stderr.split(separator: "\n").filter { $0.hasPrefix("decryptd: ") }  // not the log lines
+        #expect(found.status == 2 && problems.count == 1 && problems[0].hasPrefix("decryptd: cannot reach the database"),
+                "only the database is a problem: \(found.stderr)")
+        let missing = try decryptd("run --appid wx0 --brokers \(address) --jobs-topic jobs.absent \(unreachable)")
+        #expect(missing.stderr.contains("topic jobs.absent does not exist on \(address)"), "\(missing.stderr)")
+
+        broker.kill(SIGTERM)
+        #expect(try broker.wait(timeout: 30) == 0)
+    }
+
     @Test("--startup-timeout also bounds the wait for a database that accepts the connection but never answers")
     func silentDatabase() throws {
         let database = try HTTPProbe.silentListener()
