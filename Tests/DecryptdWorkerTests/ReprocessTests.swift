@@ -114,6 +114,38 @@ struct ReprocessTests {
         #expect(total.flatMap { Int($0) } == letters.count, "\(text)")
     }
 
+    /// SPEC's --max-attempts defaults to 5: a dead letter already tried five times is passed over
+    /// (and counted), one tried four times is replayed.
+    @Test("the reprocess command skips dead letters already tried --max-attempts times, 5 unless told otherwise")
+    func attemptLimit() throws {
+        let pipeline = try Pipeline(partitions: 1)
+        let s = Story()
+        let letters = try (4...5).map { attempts in
+            var letter = job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")
+            letter.topic = "wechat.phone.dlq"
+            letter.partition = 0
+            letter.headers += [
+                KafkaHeader(DeadLetter.reason, "invalid_iv"), KafkaHeader(DeadLetter.detail, "iv is 3 bytes, not 16"),
+                KafkaHeader(DeadLetter.sourceTopic, "wechat.phone.jobs"), KafkaHeader(DeadLetter.sourcePartition, "0"),
+                KafkaHeader(DeadLetter.sourceOffset, String(attempts)), KafkaHeader(DeadLetter.attempts, String(attempts)),
+            ]
+            return letter
+        }
+        _ = try pipeline.produce(letters)
+
+        /// The total row: replayed, recovered, failed again, skipped.
+        func total(_ arguments: [String]) throws -> [Int] {
+            // A group of its own each time: the embedded broker would hold a reused one for a while.
+            let (status, text) = try pipeline.decryptd(["reprocess", "--dry-run", "--group", "r-\(UUID().uuidString)"] + arguments)
+            #expect(status == 0, "\(text)")
+            let row = text.split(separator: "\n").first { $0.hasPrefix("total") }
+            return row?.split(separator: " ").dropFirst().compactMap { Int($0) } ?? []
+        }
+        #expect(try total([]) == [1, 0, 1, 1], "by default the fifth attempt is the last")
+        #expect(try total(["--max-attempts", "4"]) == [0, 0, 0, 2])
+        #expect(try total(["--max-attempts", "6"]) == [2, 0, 2, 0])
+    }
+
     @Test("loadgen --store-withheld-sessions stores the keys a load left out, once; reprocess then recovers every session_not_found job and nothing else")
     func withheldSessions() throws {
         let pipeline = try Pipeline(partitions: 2)
