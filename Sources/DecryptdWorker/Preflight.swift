@@ -87,8 +87,13 @@ public enum Preflight {
                 problems.append("cannot reach Kafka: \(error.message)")
             }
         }
-        let lines = problems.map { $0.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") }
-        return Findings(problems: lines, partitions: partitions)
+        return Findings(problems: problems.map(oneLine), partitions: partitions)
+    }
+
+    /// A message as one line, as every problem and error line is printed: line breaks and tabs
+    /// (a library's multi-line message, say) become single spaces between trimmed pieces.
+    public static func oneLine(_ message: String) -> String {
+        message.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
     }
 
     /// What keeps the database at `url` from serving a run, if anything: unreachable within

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DecryptdWorker
 import Foundation
 
 /// Entry point: parses the command line, runs the command, and maps errors to SPEC.md's exit codes
@@ -41,10 +42,9 @@ enum DecryptdMain {
     }
 }
 
-/// Writes one line to stderr: multi-line messages (libpq's, for one) are folded.
+/// Writes one line to stderr: multi-line messages are folded (``Preflight/oneLine(_:)``).
 func printError(_ message: String) {
-    let line = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
-    FileHandle.standardError.write(Data("decryptd: \(line)\n".utf8))
+    FileHandle.standardError.write(Data("decryptd: \(Preflight.oneLine(message))\n".utf8))
 }
 
 /// Bad usage or configuration: exit 2 with one line per problem.
