@@ -46,6 +46,9 @@ struct Pipeline {
         .invalidCiphertext: 0.03, .badPadding: 0.04, .invalidPlaintext: 0.03, .appidMismatch: 0.03,
     ]
 
+    /// ``everyFault`` as loadgen's --faults value.
+    static let everyFaultFlag = everyFault.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ",")
+
     func generate(jobs: Int, seed: UInt64 = 7) throws -> LoadGenerator.Expectation {
         var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)
         plan.faults = Self.everyFault
@@ -183,6 +186,12 @@ extension Pipeline {
             guard words.count >= 2, outcomes.contains(String(words[0])), let count = Int(words[1]) else { return nil }
             return (String(words[0]), count)
         }, uniquingKeysWith: +)
+    }
+
+    /// The numbers of the total row reprocess prints: replayed, recovered, failed again, skipped.
+    static func reprocessTotals(in text: String) -> [Int] {
+        let row = text.split(separator: "\n").first { $0.hasPrefix("total") }
+        return row?.split(separator: " ").dropFirst().compactMap { Int($0) } ?? []
     }
 
     /// Runs the decryptd binary against this pipeline with ``binaryEnvironment`` (and `environment`

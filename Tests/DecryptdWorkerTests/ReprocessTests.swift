@@ -110,8 +110,7 @@ struct ReprocessTests {
 
         let (status, text) = try pipeline.decryptd(["reprocess", "--dry-run"])
         #expect(status == 0)
-        let total = text.split(separator: "\n").first { $0.hasPrefix("total") }?.split(separator: " ").dropFirst().first
-        #expect(total.flatMap { Int($0) } == letters.count, "\(text)")
+        #expect(Pipeline.reprocessTotals(in: text).first == letters.count, "\(text)")
     }
 
     /// SPEC's --max-attempts defaults to 5: a dead letter already tried five times is passed over
@@ -120,7 +119,7 @@ struct ReprocessTests {
     func attemptLimit() throws {
         let pipeline = try Pipeline(partitions: 1)
         let s = Story()
-        let letters = try (4...5).map { attempts in
+        let letters = (4...5).map { attempts in
             var letter = job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")
             letter.topic = "wechat.phone.dlq"
             letter.partition = 0
@@ -133,13 +132,12 @@ struct ReprocessTests {
         }
         _ = try pipeline.produce(letters)
 
-        /// The total row: replayed, recovered, failed again, skipped.
+        /// Replayed, recovered, failed again, skipped.
         func total(_ arguments: [String]) throws -> [Int] {
             // A group of its own each time: the embedded broker would hold a reused one for a while.
             let (status, text) = try pipeline.decryptd(["reprocess", "--dry-run", "--group", "r-\(UUID().uuidString)"] + arguments)
             #expect(status == 0, "\(text)")
-            let row = text.split(separator: "\n").first { $0.hasPrefix("total") }
-            return row?.split(separator: " ").dropFirst().compactMap { Int($0) } ?? []
+            return Pipeline.reprocessTotals(in: text)
         }
         #expect(try total([]) == [1, 0, 1, 1], "by default the fifth attempt is the last")
         #expect(try total(["--max-attempts", "4"]) == [0, 0, 0, 2])
@@ -154,8 +152,7 @@ struct ReprocessTests {
         let notFound = try #require(expected.counts["session_not_found"])
         #expect(try pipeline.members().count == expected.usersWithPhone)
 
-        let faults = Pipeline.everyFault.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ",")
-        let store = ["loadgen", "--store-withheld-sessions", "--jobs", "1500", "--seed", "43", "--faults", faults]
+        let store = ["loadgen", "--store-withheld-sessions", "--jobs", "1500", "--seed", "43", "--faults", Pipeline.everyFaultFlag]
         let first = try pipeline.decryptd(store)
         #expect(first.status == 0 && first.text.contains("stored \(notFound) withheld session key(s)"), "\(first.text)")
         let again = try pipeline.decryptd(store)

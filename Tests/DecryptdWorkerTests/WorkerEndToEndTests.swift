@@ -177,8 +177,7 @@ struct WorkerEndToEndTests {
     @Test("decryptd loadgen, then decryptd run: the worker's outcome counts are the ones loadgen printed")
     func binaryLoadgen() throws {
         let pipeline = try Pipeline(partitions: 2)
-        let faults = Pipeline.everyFault.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ",")
-        let loadgen = try pipeline.decryptd(["loadgen", "--jobs", "900", "--faults", faults, "--seed", "5"])
+        let loadgen = try pipeline.decryptd(["loadgen", "--jobs", "900", "--faults", Pipeline.everyFaultFlag, "--seed", "5"])
         #expect(loadgen.status == 0, "\(loadgen.text)")
         let run = try pipeline.decryptd(["run", "--exit-at-end", "--log-level", "warning"])
         #expect(run.status == 0, "\(run.text)")
