@@ -19,7 +19,10 @@ pg_free_port() {
 
 pg_as_owner() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$@"
+        # From /, which the postgres user can enter: run from a root-only directory (a clone under
+        # /root, say), pg_ctl and initdb print "could not change directory" warnings. Every path
+        # given is absolute.
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
