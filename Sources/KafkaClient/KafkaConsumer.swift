@@ -326,7 +326,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 logger.error("assign failed", metadata: ["error": "\(KafkaError(status))"])
             }
             if paused { _ = rd_kafka_pause_partitions(handle.pointer, list) }
-            logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).joined(separator: ","))"])
+            logger.info("partitions assigned", metadata: ["partitions": "\(TopicPartition.summary(of: partitions))"])
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(handle.pointer) == 1
@@ -363,7 +363,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 logger.error("unassign failed", metadata: ["error": "\(KafkaError(status))"])
             }
             logger.info(lost ? "partitions lost (not committed)" : "partitions revoked", metadata: [
-                "partitions": "\(partitions.map(\.description).joined(separator: ","))",
+                "partitions": "\(TopicPartition.summary(of: partitions))",
                 "unfinished_in_flight": "\(unfinished)",
             ])
 

@@ -15,6 +15,24 @@ public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConver
     public static func < (lhs: TopicPartition, rhs: TopicPartition) -> Bool {
         (lhs.topic, lhs.partition) < (rhs.topic, rhs.partition)
     }
+
+    /// Partitions for a log line, one entry per topic with runs of partitions folded:
+    /// `jobs[0-95]`, `jobs[0,2-4],dlq[1]`. A rebalance of 96 partitions stays one short line.
+    public static func summary(of partitions: some Sequence<TopicPartition>) -> String {
+        let byTopic = Dictionary(grouping: partitions, by: \.topic)
+        return byTopic.keys.sorted().map { topic in
+            let numbers = Set(byTopic[topic]!.map(\.partition)).sorted()
+            var runs: [String] = []
+            var start = 0
+            while start < numbers.count {
+                var end = start
+                while end + 1 < numbers.count, numbers[end + 1] == numbers[end] + 1 { end += 1 }
+                runs.append(end == start ? "\(numbers[start])" : "\(numbers[start])-\(numbers[end])")
+                start = end + 1
+            }
+            return "\(topic)[\(runs.joined(separator: ","))]"
+        }.joined(separator: ",")
+    }
 }
 
 /// Owns an `rd_kafka_topic_partition_list_t` built from Swift values; destroys it in `deinit`.
