@@ -72,6 +72,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = try Bootstrap.logging(level: connection.logLevel)
+        let startupSignals = StartupSignals(logger: logger)
         var settings: [String] = []
         var configuration = try connection.configuration(problems: &settings)
         try decryption.apply(to: &configuration)
@@ -99,6 +100,9 @@ struct RunCommand: AsyncParsableCommand {
         if !Self.isDuration(configuration.shutdownTimeout) {
             settings.append("--shutdown-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
         }
+        logger.debug("checking the brokers and the database", metadata: [
+            "brokers": "\(configuration.brokers)", "jobs_topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
+        ])
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
             timeout: startupTimeoutIsUsable ? startupTimeout : Self.defaultStartupTimeout,
@@ -112,7 +116,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw UsageError("\(error)")
         }
-        var services: [any Service] = [WorkerService(worker: worker)]
+        var services: [any Service] = [WorkerService(worker: worker, startupSignals: startupSignals)]
         if let port {
             let server = HTTPEndpointServer(port: port) { path in
                 switch path {
@@ -151,10 +155,13 @@ struct RunCommand: AsyncParsableCommand {
 /// Runs the worker on a dedicated thread as a service; a graceful shutdown asks it to stop.
 struct WorkerService: Service {
     let worker: Worker
+    /// Handed over here: the group's signal handlers are installed before any service runs.
+    let startupSignals: StartupSignals
     static let lastSummary = SummaryBox()
 
     func run() async throws {
         try await withGracefulShutdownHandler {
+            startupSignals.handOver()
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let thread = Thread {
                     do {
