@@ -59,23 +59,8 @@ struct DevBrokerCommand: ParsableCommand {
         let topicList = plan.topics.map { "\($0.name):\($0.partitions)" }.joined(separator: ", ")
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
         FileHandle.standardError.write(Data("dev-broker: \(plan.brokers) broker(s) at \(cluster.bootstrapServers), topics \(topicList); Ctrl-C stops it\n".utf8))
-        waitForTerminationSignal()
+        TerminationSignals.wait()
         FileHandle.standardError.write(Data("dev-broker: stopped\n".utf8))
         withExtendedLifetime(cluster) {}
     }
-}
-
-/// Blocks until SIGINT or SIGTERM arrives.
-func waitForTerminationSignal() {
-    let stop = DispatchSemaphore(value: 0)
-    var sources: [any DispatchSourceSignal] = []
-    for signalNumber in [SIGINT, SIGTERM] {
-        signal(signalNumber, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-        source.setEventHandler { stop.signal() }
-        source.resume()
-        sources.append(source)
-    }
-    stop.wait()
-    sources.forEach { $0.cancel() }
 }

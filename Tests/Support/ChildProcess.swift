@@ -16,11 +16,26 @@ public final class ChildProcess: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // As a shell starts it: no signal blocked, SIGINT and SIGTERM at their defaults. Otherwise the
+        // child inherits the mask of the test's thread, which blocks most signals, and a signal
+        // sent to it would stay pending where a real one would be delivered (or dropped).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
         var child: pid_t = 0
-        let result = posix_spawnp(&child, arguments[0], &actions, nil, argv, envp)
+        let result = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
         guard result == 0 else { throw SpawnError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
         pid = child
     }
