@@ -20,8 +20,9 @@ public struct Backoff: Sendable {
         return Double.random(in: capped / 2...capped)
     }
 
-    public struct GaveUp: Error {
+    public struct GaveUp: Error, CustomStringConvertible {
         public var lastError: any Error
+        public var description: String { "stopped while retrying: \(lastError)" }
     }
 
     /// Runs `body` until it succeeds, retrying errors `isTransient` accepts; any other error is

@@ -38,6 +38,9 @@ public final class Reprocessor {
     public struct Summary: Sendable {
         public var byReason: [String: Counts] = [:]
         public var dryRun = false
+        /// Stopped on request before the end: what was replayed is committed, the rest is left
+        /// for the next run of the group.
+        public var stoppedEarly = false
         public var total: Counts {
             byReason.values.reduce(into: Counts()) {
                 $0.replayed += $1.replayed; $0.recovered += $1.recovered
@@ -54,6 +57,8 @@ public final class Reprocessor {
     private let database: DecryptdDatabase
     private let decryptors = DecryptorPool()
     private let backoff: Backoff
+    /// Request it from any thread (a signal handler) to end ``run(partitions:timeout:)`` early.
+    public let stopRequest = StopRequest()
 
     public init(configuration: WorkerConfiguration, options: Options, logger: Logger) throws {
         self.configuration = configuration
@@ -67,7 +72,10 @@ public final class Reprocessor {
         database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
     }
 
-    /// Runs to the end as of start. `partitions` is the dead-letter topic's partition count.
+    /// Runs to the end as of start. `partitions` is the dead-letter topic's partition count. Once
+    /// ``stopRequest`` is made, the batch under way is finished (a transient error it meets is no longer
+    /// retried, and the batch is then not committed), what was replayed is committed, and the run
+    /// returns early.
     public func run(partitions: Int, timeout: TimeInterval = 600) throws -> Summary {
         producer.start()
         defer { producer.close(timeout: 10) }
@@ -87,6 +95,10 @@ public final class Reprocessor {
             }
         }
         while !finished() {
+            if stopRequest.isRequested {
+                summary.stoppedEarly = true
+                break
+            }
             guard Date() < deadline else { throw ReprocessTimeout() }
             let messages = try consumer.poll(maxMessages: configuration.batchSize, timeout: 0.2)
             for message in messages { lastDelivered[message.partition] = max(lastDelivered[message.partition] ?? -1, message.offset) }
@@ -156,7 +168,7 @@ public final class Reprocessor {
             }
         }
         guard !options.dryRun else { return }
-        try producer.sendAll(deadLetters, backoff: backoff, logger: logger, shouldStop: { false }, onRetry: {})
+        try producer.sendAll(deadLetters, backoff: backoff, logger: logger, shouldStop: { stopRequest.isRequested }, onRetry: {})
         _ = try retryingPostgres("outcome write") { try database.write(outcome) }
         consumer.complete(batch.jobs.map(\.message.id) + passedOver)
     }
@@ -186,6 +198,6 @@ public final class Reprocessor {
     }
 
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.retryingPostgres(what, logger: logger, shouldStop: { false }, body)
+        try backoff.retryingPostgres(what, logger: logger, shouldStop: { stopRequest.isRequested }, body)
     }
 }

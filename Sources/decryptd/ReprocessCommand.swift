@@ -17,7 +17,10 @@ struct ReprocessCommand: ParsableCommand {
         --reason are passed over (use a fresh --group to replay the whole topic again). Run one \
         reprocess per group at a time. A record that did not come from decryptd is replayed too: \
         without well-formed decrypt.source.* headers it is its own source, and without a known \
-        decrypt.error.reason it counts as "unknown" (which no --reason selects).
+        decrypt.error.reason it counts as "unknown" (which no --reason selects). SIGTERM/SIGINT: \
+        finish the batch under way, commit what was replayed, print the summary so far and exit 0; \
+        the next run goes on from there (a batch that cannot finish because PostgreSQL or the \
+        brokers are down is left uncommitted: exit 1).
         """
     )
 
@@ -39,6 +42,7 @@ struct ReprocessCommand: ParsableCommand {
 
     func run() throws {
         let logger = try Bootstrap.logging(level: connection.logLevel, defaultLevel: "warning")
+        let startupSignals = StartupSignals(logger: logger)
         var settings: [String] = []
         var configuration = try connection.configuration(problems: &settings)
         try decryption.apply(to: &configuration)
@@ -63,7 +67,15 @@ struct ReprocessCommand: ParsableCommand {
         options.maxAttempts = maxAttempts
         let summary: Reprocessor.Summary
         do {
-            summary = try Reprocessor(configuration: configuration, options: options, logger: logger).run(partitions: partitions)
+            let reprocessor = try Reprocessor(configuration: configuration, options: options, logger: logger)
+            let stop = reprocessor.stopRequest
+            let signals = TerminationSignals { name in
+                logger.notice("stopping: finishing the batch under way", metadata: ["signal": "\(name)"])
+                stop.request()
+            }
+            defer { signals.cancel() }
+            startupSignals.handOver()
+            summary = try reprocessor.run(partitions: partitions)
         } catch {
             throw RuntimeFailure("reprocess failed: \(error)")
         }
@@ -81,6 +93,11 @@ struct ReprocessCommand: ParsableCommand {
         lines.append("reason".padding(toLength: 22, withPad: " ", startingAt: 0) + ["replayed", "recovered", "failed again", "skipped"].map { $0.leftPadded(13) }.joined())
         for (reason, counts) in summary.byReason.sorted(by: { $0.key < $1.key }) { lines.append(row(reason, counts)) }
         lines.append(row("total", summary.total))
+        if summary.stoppedEarly {
+            lines.append(summary.dryRun
+                ? "stopped early by a signal, before the end of the topic"
+                : "stopped early by a signal, before the end of the topic: what was replayed is committed; run again to go on from there")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -84,6 +84,7 @@ struct BackoffTests {
             Issue.record("it returned")
         } catch let error as Backoff.GaveUp {
             #expect(error.lastError is Transient)
+            #expect("\(error)" == "stopped while retrying: \(Transient())", "one readable line for the exit message")
         } catch {
             Issue.record("unexpected \(error)")
         }

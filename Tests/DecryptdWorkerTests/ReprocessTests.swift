@@ -4,6 +4,7 @@ import DecryptdWorker
 import Foundation
 import KafkaClient
 import PhoneDecryption
+import PostgresClient
 import Testing
 
 @Suite("Reprocessing the dead-letter topic (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
@@ -26,6 +27,19 @@ struct ReprocessTests {
         )
         return Pipeline.job(openid: user.openid, encryptedData: encrypted.encryptedData, iv: iv ?? encrypted.iv,
                             key: Array(user.openid.utf8), headers: [KafkaHeader("trace", user.openid)])
+    }
+
+    /// An invalid_iv dead letter on partition 0, as the worker writes them: it fails again when replayed.
+    func deadLetter(_ s: Story, sourceOffset: Int, attempts: Int) -> KafkaRecord {
+        var letter = job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")
+        letter.topic = "wechat.phone.dlq"
+        letter.partition = 0
+        letter.headers += [
+            KafkaHeader(DeadLetter.reason, "invalid_iv"), KafkaHeader(DeadLetter.detail, "iv is 3 bytes, not 16"),
+            KafkaHeader(DeadLetter.sourceTopic, "wechat.phone.jobs"), KafkaHeader(DeadLetter.sourcePartition, "0"),
+            KafkaHeader(DeadLetter.sourceOffset, String(sourceOffset)), KafkaHeader(DeadLetter.attempts, String(attempts)),
+        ]
+        return letter
     }
 
     func options(_ configure: (inout Reprocessor.Options) -> Void = { _ in }) -> Reprocessor.Options {
@@ -119,18 +133,7 @@ struct ReprocessTests {
     func attemptLimit() throws {
         let pipeline = try Pipeline(partitions: 1)
         let s = Story()
-        let letters = (4...5).map { attempts in
-            var letter = job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")
-            letter.topic = "wechat.phone.dlq"
-            letter.partition = 0
-            letter.headers += [
-                KafkaHeader(DeadLetter.reason, "invalid_iv"), KafkaHeader(DeadLetter.detail, "iv is 3 bytes, not 16"),
-                KafkaHeader(DeadLetter.sourceTopic, "wechat.phone.jobs"), KafkaHeader(DeadLetter.sourcePartition, "0"),
-                KafkaHeader(DeadLetter.sourceOffset, String(attempts)), KafkaHeader(DeadLetter.attempts, String(attempts)),
-            ]
-            return letter
-        }
-        _ = try pipeline.produce(letters)
+        _ = try pipeline.produce((4...5).map { deadLetter(s, sourceOffset: $0, attempts: $0) })
 
         /// Replayed, recovered, failed again, skipped.
         func total(_ arguments: [String]) throws -> [Int] {
@@ -142,6 +145,45 @@ struct ReprocessTests {
         #expect(try total([]) == [1, 0, 1, 1], "by default the fifth attempt is the last")
         #expect(try total(["--max-attempts", "4"]) == [0, 0, 0, 2])
         #expect(try total(["--max-attempts", "6"]) == [2, 0, 2, 0])
+    }
+
+    /// Stopped mid-run, reprocess finishes the batch under way, commits what it replayed and
+    /// exits 0; the next run goes on from there, so no dead letter is replayed twice.
+    @Test("SIGTERM mid-run: reprocess finishes its batch, commits, exits 0; the next run replays the rest, nothing twice")
+    func stopMidRun() throws {
+        let pipeline = try Pipeline(partitions: 1)
+        let s = Story()
+        let total = 3000
+        _ = try pipeline.produce((0..<total).map { deadLetter(s, sourceOffset: $0, attempts: 1) })
+
+        // Hold the failure table, so that the first batch's write waits while the signal comes.
+        let holder = try PostgresConnection(url: pipeline.url)
+        try holder.executeScript("BEGIN; LOCK TABLE decrypt_failures IN EXCLUSIVE MODE")
+        let log = NSTemporaryDirectory() + "reprocess-stop-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let first = try ChildProcess([decryptdBinary.path, "reprocess", "--log-level", "info"], environment: pipeline.binaryEnvironment, logPath: log)
+        defer { if first.exitStatus == nil { first.kill(SIGKILL) } }
+        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        try waitUntil(timeout: 60, "the first batch's write waiting") {
+            // Asked on another connection: within the holder's transaction the view would not change.
+            try pipeline.database.connection.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").first?.first == "1"
+        }
+        first.kill(SIGTERM)
+        try waitUntil(timeout: 10, "the stop request") { text().contains("stopping: finishing the batch under way") }
+        try holder.executeScript("ROLLBACK")
+        #expect(try first.wait(timeout: 60) == 0, "\(text())")
+        #expect(text().contains("stopped early by a signal"), "\(text())")
+        let firstTotals = Pipeline.reprocessTotals(in: text())  // replayed, recovered, failed again, skipped
+        let replayed = try #require(firstTotals.first)
+        #expect(replayed > 0 && replayed < total && firstTotals == [replayed, 0, replayed, 0], "one batch: \(text())")
+
+        // The next run replays the rest, and the first run's own dead letters (produced after its start).
+        let (status, output) = try pipeline.decryptd(["reprocess"])
+        #expect(status == 0 && !output.contains("stopped early"), "\(output)")
+        #expect(Pipeline.reprocessTotals(in: output) == [total, 0, total, 0], "\(output)")
+        let attempts = try pipeline.readAll("wechat.phone.dlq").map { DeadLetter.header(DeadLetter.attempts, in: $0.headers) ?? "" }
+        #expect(attempts.filter { $0 == "2" }.count == total, "every original replayed exactly once")
+        #expect(attempts.filter { $0 == "3" }.count == replayed)
     }
 
     @Test("loadgen --store-withheld-sessions stores the keys a load left out, once; reprocess then recovers every session_not_found job and nothing else")
