@@ -19,9 +19,8 @@ public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConver
     /// Partitions for a log line, one entry per topic with runs of partitions folded:
     /// `jobs[0-95]`, `jobs[0,2-4],dlq[1]`. A rebalance of 96 partitions stays one short line.
     public static func summary(of partitions: some Sequence<TopicPartition>) -> String {
-        let byTopic = Dictionary(grouping: partitions, by: \.topic)
-        return byTopic.keys.sorted().map { topic in
-            let numbers = Set(byTopic[topic]!.map(\.partition)).sorted()
+        Dictionary(grouping: partitions, by: \.topic).sorted { $0.key < $1.key }.map { topic, partitions in
+            let numbers = Set(partitions.map(\.partition)).sorted()
             var runs: [String] = []
             var start = 0
             while start < numbers.count {

@@ -4,8 +4,8 @@ import Logging
 /// SIGTERM and SIGINT while `run` or `reprocess` starts up. The start-up checks may wait up to
 /// `--startup-timeout` for a broker or database that does not answer, and nothing has been taken
 /// from Kafka yet: the process stops at once with exit 0, as a graceful stop would, instead of dying
-/// of the signal (exit 143 or 130). Once the command's own handling of the signals is in place (`run`'s service
-/// group, `reprocess`'s stop request), ``handOver()`` leaves them to it.
+/// of the signal (exit 143 or 130). Once the command's own handling of the signals is in place
+/// (`run`'s service group, `reprocess`'s stop request), ``handOver()`` leaves them to it.
 final class StartupSignals: @unchecked Sendable {
     private let lock = NSLock()
     private var handedOver = false
