@@ -19,11 +19,6 @@ struct CLITests {
         var stderr: String
     }
 
-    /// This process's environment without any of decryptd's configuration.
-    static let environment = ProcessInfo.processInfo.environment.filter {
-        !["DATABASE_URL", "KAFKA_BROKERS", "WECHAT_APPIDS"].contains($0.key) && !$0.key.hasPrefix("DECRYPTD_")
-    }
-
     /// Runs `decryptd ARGS` through sh (for stdin redirection), with a clean configuration environment,
     /// in an empty directory of its own: nothing a command needs (migrations, say) may come from the
     /// working directory.
@@ -32,7 +27,7 @@ struct CLITests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         if let stdin { try stdin.write(toFile: directory + "/in", atomically: true, encoding: .utf8) }
-        let env = Self.environment.merging(environment) { _, new in new }
+        let env = ChildProcess.environmentWithoutDecryptdConfiguration.merging(environment) { _, new in new }
         let command = "cd '\(directory)' && '\(Self.binary)' \(arguments) < \(stdin == nil ? "/dev/null" : "'\(directory)/in'") > '\(directory)/out' 2> '\(directory)/err'"
         let status = try ChildProcess(["/bin/sh", "-c", command], environment: env).wait(timeout: 60)
         return Output(
@@ -236,7 +231,7 @@ struct CLITests {
         defer { if broker.exitStatus == nil { broker.kill(SIGKILL) } }
         var address = ""
         try waitUntil(timeout: 30, "the address line") {
-            address = (try? String(contentsOfFile: output, encoding: .utf8))?.split(separator: "\n").first.map(String.init) ?? ""
+            address = broker.output.split(separator: "\n").first.map(String.init) ?? ""
             return !address.isEmpty
         }
         #expect(address.hasPrefix("127.0.0.1:") && Int(address.dropFirst(10)) != nil, "\(address)")
@@ -263,14 +258,13 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: log) }
         let arguments = ["run", "--log-level", "debug", "--appid", "wx0", "--brokers", "127.0.0.1:1", "--startup-timeout", "60",
                          "--database-url", "postgresql://x@127.0.0.1:1/x"]
-        let worker = try ChildProcess([Self.binary] + arguments, environment: Self.environment, logPath: log)
+        let worker = try ChildProcess([Self.binary] + arguments, environment: ChildProcess.environmentWithoutDecryptdConfiguration, logPath: log)
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
-        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        try waitUntil(timeout: 30, "the start-up checks") { text().contains("checking the brokers and the database") }
+        try waitUntil(timeout: 30, "the start-up checks") { worker.output.contains("checking the brokers and the database") }
         Thread.sleep(forTimeInterval: 0.3)  // into the wait for the broker
         worker.kill(signal)
-        #expect(try worker.wait(timeout: 10) == 0, "\(text())")
-        #expect(text().contains("stopped during start-up"), "\(text())")
+        #expect(try worker.wait(timeout: 10) == 0, "\(worker.output)")
+        #expect(worker.output.contains("stopped during start-up"), "\(worker.output)")
     }
 
     @Test("--startup-timeout also bounds the wait for a database that accepts the connection but never answers")

@@ -171,7 +171,7 @@ extension Pipeline {
     /// The environment for the decryptd binary against this pipeline: SPEC's three variables
     /// (brokers, database, appid) and none of decryptd's own from the test's environment.
     var binaryEnvironment: [String: String] {
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DECRYPTD_") }
+        var environment = ChildProcess.environmentWithoutDecryptdConfiguration
         environment["KAFKA_BROKERS"] = cluster.bootstrapServers
         environment["DATABASE_URL"] = url
         environment["WECHAT_APPIDS"] = Self.appid

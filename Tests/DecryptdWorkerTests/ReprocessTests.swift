@@ -163,20 +163,19 @@ struct ReprocessTests {
         defer { try? FileManager.default.removeItem(atPath: log) }
         let first = try ChildProcess([decryptdBinary.path, "reprocess", "--log-level", "info"], environment: pipeline.binaryEnvironment, logPath: log)
         defer { if first.exitStatus == nil { first.kill(SIGKILL) } }
-        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         try waitUntil(timeout: 60, "the first batch's write waiting") {
             // Asked on another connection (within the holder's transaction the view would not change),
             // about this test's own table (other tests share the server).
             try pipeline.database.connection.query("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'decrypt_failures'::regclass").first?.first != "0"
         }
         first.kill(SIGTERM)
-        try waitUntil(timeout: 10, "the stop request") { text().contains("stopping: finishing the batch under way") }
+        try waitUntil(timeout: 10, "the stop request") { first.output.contains("stopping: finishing the batch under way") }
         try holder.executeScript("ROLLBACK")
-        #expect(try first.wait(timeout: 60) == 0, "\(text())")
-        #expect(text().contains("stopped early by a signal"), "\(text())")
-        let firstTotals = Pipeline.reprocessTotals(in: text())  // replayed, recovered, failed again, skipped
+        #expect(try first.wait(timeout: 60) == 0, "\(first.output)")
+        #expect(first.output.contains("stopped early by a signal"), "\(first.output)")
+        let firstTotals = Pipeline.reprocessTotals(in: first.output)  // replayed, recovered, failed again, skipped
         let replayed = try #require(firstTotals.first)
-        #expect(replayed > 0 && replayed < total && firstTotals == [replayed, 0, replayed, 0], "one batch: \(text())")
+        #expect(replayed > 0 && replayed < total && firstTotals == [replayed, 0, replayed, 0], "one batch: \(first.output)")
 
         // The next run replays the rest, and the first run's own dead letters (produced after its start).
         let (status, output) = try pipeline.decryptd(["reprocess"])

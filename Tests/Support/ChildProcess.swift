@@ -7,6 +7,8 @@ import Glibc
 /// `Process.waitUntilExit` can hang on Linux when called from a Swift-concurrency thread.)
 public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
+    /// Where its stdout and stderr go.
+    public let logPath: String
     private var status: Int32?
 
     /// Starts `arguments[0]` (searched in PATH) with `environment`; stdout and stderr go to `logPath`.
@@ -38,6 +40,18 @@ public final class ChildProcess: @unchecked Sendable {
         let result = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
         guard result == 0 else { throw SpawnError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
         pid = child
+        self.logPath = logPath
+    }
+
+    /// What it has written to stdout and stderr so far ("" while its log file does not exist).
+    public var output: String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    }
+
+    /// This process's environment without decryptd's configuration (SPEC's three variables and
+    /// every DECRYPTD_*), so that a child decryptd sees only what its test gives it.
+    public static let environmentWithoutDecryptdConfiguration = ProcessInfo.processInfo.environment.filter {
+        !["DATABASE_URL", "KAFKA_BROKERS", "WECHAT_APPIDS"].contains($0.key) && !$0.key.hasPrefix("DECRYPTD_")
     }
 
     public struct SpawnError: Error, CustomStringConvertible {
