@@ -10,6 +10,11 @@
 # batched Python worker: confluent-kafka + psycopg + cryptography), on the same jobs from the same
 # state, and reports decryptd's speed as a multiple of it: a figure that does not depend on how fast
 # the host is that minute. Its packages go into a virtualenv under .build/ (from PyPI, once).
+# After each round `decryptd-bench store` measures PostgreSQL alone on the same server, doing the
+# worker's lookup + upsert in 1000-row batches: over one connection (the "PostgreSQL alone"
+# figure) and over one connection per core (the server's own ceiling for these statements on this
+# machine's cores, which the worker shares with everything else it does); the share of that ceiling
+# the worker reached is, like the multiple above, a figure the host's speed moves little.
 # Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override the partition
 # count, ROUNDS=... the number of runs, RUN_ARGS="--database-connections 4 ..." to pass options to
 # `decryptd run`, REFERENCE=1 as above)
@@ -40,6 +45,11 @@ bin="$bin_dir/decryptd"
 # minute): OpenSSL's AES-128-CBC decrypts per second on one thread, the floor `decryptd-bench
 # decrypt` compares against, measured just before and just after the run.
 host_speed() { "$bin_dir/decryptd-bench" decrypt --only floor --seconds 1; }
+# PostgreSQL alone over N connections at once: rows/s (in schemas of its own, dropped afterwards).
+postgres_alone() {
+    "$bin_dir/decryptd-bench" store --database-url "$BENCH_URL" --connections "$1" --rows 100000 --json \
+        | sed -E 's/.*"rows_per_s":([0-9]+).*/\1/'
+}
 
 work=$(mktemp -d /tmp/decryptd-bench.XXXXXX)
 # shellcheck source=lib/postgres.sh
@@ -113,7 +123,11 @@ for round in $(seq "$rounds"); do
         echo "round $round: reference worker (Python) $reference_rate jobs/s just after; decryptd ${multiple}x as fast"
         reference_json=",\"reference_jobs_per_s\":$reference_rate,\"times_reference\":$multiple"
     fi
-    round_json+=("{\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"openssl_floor_per_s\":[$floor_before,$floor_after]$reference_json}")
+    store_one=$(postgres_alone 1)
+    store_all=$(postgres_alone "$(nproc)")
+    share=$(awk -v a="$rate" -v b="$store_all" 'BEGIN { printf "%.2f", a / b }')
+    echo "round $round: PostgreSQL alone (lookup + upsert, 1000-row batches) just after: $store_one rows/s over one connection, $store_all over $(nproc) at once; decryptd end to end at $share of the latter"
+    round_json+=("{\"jobs_per_s\":$rate,\"processing_s\":$window,\"peak_rss_mb\":$rss,\"decryptd_cpu_us_per_job\":$decryptd_us,\"postgres_cpu_us_per_job\":$postgres_us,\"openssl_floor_per_s\":[$floor_before,$floor_after]$reference_json,\"postgres_alone_rows_per_s\":{\"one_connection\":$store_one,\"all_cores\":$store_all},\"share_of_postgres_ceiling\":$share}")
 done
 
 # The median round by jobs/s (the lower middle one for an even count); peak RSS is the highest of all.
@@ -128,5 +142,8 @@ if [ "$reference" = 1 ]; then
     echo "median multiple of the reference worker's speed: ${times}x"
     reference_summary=",\"times_reference\":$times"
 fi
+# The median of the per-round shares of PostgreSQL's ceiling, each measured right after its round.
+share=$(printf '%s\n' "${round_json[@]}" | sed -E 's/.*"share_of_postgres_ceiling":([0-9.]+).*/\1/' | sort -n | sed -n "$(( (rounds + 1) / 2 ))p")
+echo "median share of PostgreSQL's own ceiling (lookup + upsert alone on $(nproc) connections): $share"
 rounds_list=$(IFS=,; echo "${round_json[*]}")
 echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"rounds\":$rounds,\"jobs_per_s\":$(field jobs_per_s),\"peak_rss_mb\":$peak,\"decryptd_cpu_us_per_job\":$(field decryptd_cpu_us_per_job),\"postgres_cpu_us_per_job\":$(field postgres_cpu_us_per_job),\"cores\":$(nproc)$reference_summary,\"each_round\":[$rounds_list]}"
