@@ -14,7 +14,8 @@
 # worker's lookup + upsert in 1000-row batches: over one connection (the "PostgreSQL alone"
 # figure) and over one connection per core (the server's own ceiling for these statements on this
 # machine's cores, which the worker shares with everything else it does); the share of that ceiling
-# the worker reached is, like the multiple above, a figure the host's speed moves little.
+# the worker reached moves much less with the host's speed than jobs/s do (unless the host's speed
+# changes between the round and the measurement after it).
 # Usage: scripts/bench-worker.sh [JOBS]   (default 300000; PARTITIONS=... to override the partition
 # count, ROUNDS=... the number of runs, RUN_ARGS="--database-connections 4 ..." to pass options to
 # `decryptd run`, REFERENCE=1 as above)
