@@ -135,16 +135,18 @@ done
 median=$(printf '%s\n' "${round_json[@]}" | sed -E 's/^\{"jobs_per_s":([0-9]+),.*/\1 &/' | sort -n | sed -n "$(( (rounds + 1) / 2 ))p" | cut -d' ' -f2-)
 peak=$(printf '%s\n' "${round_json[@]}" | sed -E 's/.*"peak_rss_mb":([0-9]+),.*/\1/' | sort -n | tail -n 1)
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$median"; }
+# The median over the rounds of a per-round figure (the lower middle one for an even count).
+median_of() { printf '%s\n' "${round_json[@]}" | sed -E "s/.*\"$1\":([0-9.]+).*/\1/" | sort -n | sed -n "$(( (rounds + 1) / 2 ))p"; }
 echo "median of $rounds rounds: $(field jobs_per_s) jobs/s, CPU per job decryptd $(field decryptd_cpu_us_per_job) µs and PostgreSQL $(field postgres_cpu_us_per_job) µs (their sum bounds jobs/s at $(nproc) cores / sum); highest peak RSS $peak MB"
 reference_summary=""
 if [ "$reference" = 1 ]; then
     # The median of the per-round multiples, each taken against the reference run right after it.
-    times=$(printf '%s\n' "${round_json[@]}" | sed -E 's/.*"times_reference":([0-9.]+).*/\1/' | sort -n | sed -n "$(( (rounds + 1) / 2 ))p")
+    times=$(median_of times_reference)
     echo "median multiple of the reference worker's speed: ${times}x"
     reference_summary=",\"times_reference\":$times"
 fi
 # The median of the per-round shares of PostgreSQL's ceiling, each measured right after its round.
-share=$(printf '%s\n' "${round_json[@]}" | sed -E 's/.*"share_of_postgres_ceiling":([0-9.]+).*/\1/' | sort -n | sed -n "$(( (rounds + 1) / 2 ))p")
+share=$(median_of share_of_postgres_ceiling)
 echo "median share of PostgreSQL's own ceiling (lookup + upsert alone on $(nproc) connections): $share"
 rounds_list=$(IFS=,; echo "${round_json[*]}")
-echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"rounds\":$rounds,\"jobs_per_s\":$(field jobs_per_s),\"peak_rss_mb\":$peak,\"decryptd_cpu_us_per_job\":$(field decryptd_cpu_us_per_job),\"postgres_cpu_us_per_job\":$(field postgres_cpu_us_per_job),\"cores\":$(nproc)$reference_summary,\"each_round\":[$rounds_list]}"
+echo "{\"jobs\":$jobs,\"partitions\":$partitions,\"rounds\":$rounds,\"jobs_per_s\":$(field jobs_per_s),\"peak_rss_mb\":$peak,\"decryptd_cpu_us_per_job\":$(field decryptd_cpu_us_per_job),\"postgres_cpu_us_per_job\":$(field postgres_cpu_us_per_job),\"cores\":$(nproc)$reference_summary,\"share_of_postgres_ceiling\":$share,\"each_round\":[$rounds_list]}"

@@ -66,6 +66,8 @@ struct StoreBenchmark: ParsableCommand {
 }
 
 /// One connection's share of the store benchmark: its own schema, tables and users.
+/// Unchecked Sendable: its connection is used by one thread at a time (set up on the caller's, then
+/// run on a thread of its own).
 private struct StoreLane: @unchecked Sendable {
     let schema = "bench_\(UInt32.random(in: 0...UInt32.max))"
     private let connection: PostgresConnection
