@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         // MARK: - C libraries
@@ -69,6 +71,39 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "OpenSSLDigest",
+            dependencies: ["CLibCrypto"],
+            swiftSettings: strict
+        ),
+
+        // MARK: - WeChat's server API
+        .target(
+            name: "WeChatAPI",
+            dependencies: [
+                "PhoneDecryption",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DevWeChat",
+            dependencies: [
+                "PhoneDecryption",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
         // MARK: - Storage
         .target(
             name: "DecryptdStore",
@@ -97,7 +132,7 @@ let package = Package(
         .target(
             name: "DecryptdWorker",
             dependencies: [
-                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient",
+                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -120,6 +155,8 @@ let package = Package(
                 "KafkaClient",
                 "DecryptdWorker",
                 "MetricsEndpoint",
+                "DevWeChat",
+                "WeChatAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -153,6 +190,7 @@ let package = Package(
             name: "DecryptdWorkerTests",
             dependencies: [
                 "DecryptdWorker", "DecryptdTestSupport", "DecryptdStore", "PostgresClient", "KafkaClient", "PhoneDecryption",
+                "DevWeChat", "WeChatAPI", "OpenSSLDigest",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -170,6 +208,15 @@ let package = Package(
         .testTarget(
             name: "KafkaClientTests",
             dependencies: ["KafkaClient", "DecryptdTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WeChatAPITests",
+            dependencies: [
+                "WeChatAPI", "DevWeChat", "PhoneDecryption", "DecryptdTestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

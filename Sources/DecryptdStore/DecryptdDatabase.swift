@@ -72,8 +72,35 @@ public final class DecryptdDatabase {
         public var membersChanged: Int
         /// Failure rows inserted (a redelivered failure adds none).
         public var failuresRecorded: Int
-        /// Failure rows newly resolved.
+        /// Failure rows newly resolved, or (for a batch with exchanges) ledger rows added.
         public var failuresResolved: Int
+    }
+
+    // MARK: - Code exchanges
+
+    /// What the ledger says of a code that was exchanged before.
+    public struct ExchangedCode: Sendable, Hashable {
+        /// "ok" or a failure reason.
+        public var outcome: String
+        public var detail: String
+    }
+
+    /// The ledger rows of the codes whose SHA-256 (hex) are `digests`, in one round trip.
+    public func exchangedCodes(_ digests: [String]) throws(PostgresError) -> [String: ExchangedCode] {
+        guard !digests.isEmpty else { return [:] }
+        var found: [String: ExchangedCode] = [:]
+        try connection.forEachRow(Statements.lookupExchanges, [PostgresArray.text(digests)]) { row throws(PostgresError) in
+            guard let digest = row.string(0), let outcome = row.string(1) else {
+                throw PostgresError(kind: .protocolViolation, message: "unexpected exchange ledger row")
+            }
+            found[digest] = ExchangedCode(outcome: outcome, detail: row.string(2) ?? "")
+        }
+        return found
+    }
+
+    /// Deletes ledger rows older than `seconds`, at most `limit` in one statement; returns how many.
+    public func deleteExchanges(olderThan seconds: Double, limit: Int) throws(PostgresError) -> Int {
+        try connection.execute(Statements.deleteExpiredExchanges, [String(seconds), String(limit)])
     }
 
     /// Writes one batch's members, failures and resolutions atomically, in one statement.
@@ -98,9 +125,21 @@ public final class DecryptdDatabase {
             PostgresArray.text(failures.lazy.map { $0.source.topic }),
             PostgresArray.integers(failures.lazy.map { $0.source.partition }),
             PostgresArray.integers(failures.lazy.map { $0.source.offset }),
+            PostgresArray.text(failures.lazy.map { $0.jobKind }),
         ]
         var statement = Statements.writeOutcomes
-        if !resolved.isEmpty {
+        precondition(resolved.isEmpty || batch.exchanges.isEmpty, "reprocessing exchanges no codes")
+        if !batch.exchanges.isEmpty {
+            let exchanges = batch.exchanges
+            statement = Statements.writeOutcomesRecordingExchanges
+            parameters += [
+                PostgresArray.text(exchanges.lazy.map { $0.codeDigest }),
+                PostgresArray.text(exchanges.lazy.map { $0.user.appid }),
+                PostgresArray.text(exchanges.lazy.map { $0.user.openid }),
+                PostgresArray.text(exchanges.lazy.map { $0.outcome }),
+                PostgresArray.text(exchanges.lazy.map { $0.detail }),
+            ]
+        } else if !resolved.isEmpty {
             statement = Statements.writeOutcomesResolving
             parameters += [
                 PostgresArray.text(resolved.lazy.map { $0.topic }),

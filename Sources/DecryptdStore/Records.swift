@@ -53,13 +53,34 @@ public struct FailureRecord: Sendable, Hashable {
     /// Short, never secret.
     public var detail: String
     public var source: SourceCoordinates
+    /// "encrypted" or "code"; `nil` when the job was too malformed to tell.
+    public var jobKind: String?
 
-    public init(appid: String?, openid: String?, reason: String, detail: String, source: SourceCoordinates) {
+    public init(appid: String?, openid: String?, reason: String, detail: String, source: SourceCoordinates, jobKind: String? = nil) {
         self.appid = appid
         self.openid = openid
         self.reason = reason
         self.detail = detail
         self.source = source
+        self.jobKind = jobKind
+    }
+}
+
+/// A code WeChat answered for, for the `phone_code_exchanges` ledger: by its SHA-256 only.
+public struct CodeExchangeRecord: Sendable, Hashable {
+    /// The code's SHA-256 as 64 lowercase hex digits.
+    public var codeDigest: String
+    public var user: UserKey
+    /// "ok" or the failure reason the answer gave.
+    public var outcome: String
+    /// The failure's detail (empty for ok).
+    public var detail: String
+
+    public init(codeDigest: String, user: UserKey, outcome: String, detail: String) {
+        self.codeDigest = codeDigest
+        self.user = user
+        self.outcome = outcome
+        self.detail = detail
     }
 }
 
@@ -69,14 +90,19 @@ public struct OutcomeBatch: Sendable, Hashable {
     public var failures: [FailureRecord] = []
     /// Failure rows to mark resolved (a reprocessed job that now succeeded).
     public var resolved: [SourceCoordinates] = []
+    /// Codes exchanged for this batch's code jobs, recorded with their outcomes.
+    public var exchanges: [CodeExchangeRecord] = []
 
-    public init(members: [MemberRecord] = [], failures: [FailureRecord] = [], resolved: [SourceCoordinates] = []) {
+    public init(
+        members: [MemberRecord] = [], failures: [FailureRecord] = [], resolved: [SourceCoordinates] = [], exchanges: [CodeExchangeRecord] = []
+    ) {
         self.members = members
         self.failures = failures
         self.resolved = resolved
+        self.exchanges = exchanges
     }
 
-    public var isEmpty: Bool { members.isEmpty && failures.isEmpty && resolved.isEmpty }
+    public var isEmpty: Bool { members.isEmpty && failures.isEmpty && resolved.isEmpty && exchanges.isEmpty }
 
     /// One member row per user: the newest watermark wins, on a tie the later entry. Sorted by
     /// (appid, openid) byte by byte, which is the order of the tables' "C" collation. Identifiers

@@ -29,28 +29,61 @@ enum Statements {
     /// key order, so concurrent workers take row locks in one order and cannot deadlock.
     ///
     /// Failures ($7 appids, $8 openids, $9 reasons, $10 details, $11 topics, $12 partitions,
-    /// $13 offsets): a redelivered job (same coordinates) is recorded once.
+    /// $13 offsets, $14 job kinds): a redelivered job (same coordinates) is recorded once.
     ///
     /// Returns (members changed, failures recorded, failures resolved).
     static let writeOutcomes = PreparedStatement(name: "decryptd_write_outcomes", sql: """
         WITH \(upsertMembers), \(recordFailures)
         SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), 0
-        """, parameterCount: 13)
+        """, parameterCount: 14)
 
-    /// ``writeOutcomes`` plus resolutions ($14 topics, $15 partitions, $16 offsets: set resolved_at
+    /// ``writeOutcomes`` plus resolutions ($15 topics, $16 partitions, $17 offsets: set resolved_at
     /// once), for reprocessing. A separate statement, so that the worker's hot path never plans a
     /// join against decrypt_failures: with the statistics of a table that has just grown from
     /// empty, a cached plan for it scans every unresolved failure once per batch.
     static let writeOutcomesResolving = PreparedStatement(name: "decryptd_write_outcomes_resolving", sql: """
         WITH \(upsertMembers), \(recordFailures), resolved AS (
             UPDATE decrypt_failures f SET resolved_at = now()
-            FROM unnest($14::text[], $15::integer[], $16::bigint[]) AS r(topic, part, off)
+            FROM unnest($15::text[], $16::integer[], $17::bigint[]) AS r(topic, part, off)
             WHERE f.source_topic = r.topic AND f.source_partition = r.part AND f.source_offset = r.off
               AND f.resolved_at IS NULL
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), (SELECT count(*) FROM resolved)
-        """, parameterCount: 16)
+        """, parameterCount: 17)
+
+    /// ``writeOutcomes`` plus the ledger rows of the codes exchanged for the batch ($15 SHA-256 as
+    /// hex, $16 appids, $17 openids, $18 outcomes, $19 details), in the same transaction as the
+    /// members and failures they produced (SPEC "Code jobs": idempotence). The third count is the
+    /// ledger rows added.
+    static let writeOutcomesRecordingExchanges = PreparedStatement(name: "decryptd_write_outcomes_exchanges", sql: """
+        WITH \(upsertMembers), \(recordFailures), exchanged AS (
+            INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, detail)
+            SELECT decode(e.digest, 'hex'), e.appid, e.openid, e.outcome, e.detail
+            FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[]) AS e(digest, appid, openid, outcome, detail)
+            ON CONFLICT (code_sha256) DO NOTHING
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM recorded), (SELECT count(*) FROM exchanged)
+        """, parameterCount: 19)
+
+    /// $1 code SHA-256s as hex. Rows: (digest as hex, outcome, detail) for the codes in the ledger.
+    static let lookupExchanges = PreparedStatement(name: "decryptd_lookup_exchanges", sql: """
+        SELECT encode(p.code_sha256, 'hex'), p.outcome, p.detail
+        FROM phone_code_exchanges p
+        WHERE p.code_sha256 = ANY (SELECT decode(d, 'hex') FROM unnest($1::text[]) AS d)
+        """, parameterCount: 1)
+
+    /// Deletes at most $2 ledger rows older than $1 seconds; the count is how many.
+    static let deleteExpiredExchanges = PreparedStatement(name: "decryptd_delete_expired_exchanges", sql: """
+        DELETE FROM phone_code_exchanges p
+        USING (
+            SELECT code_sha256 FROM phone_code_exchanges
+            WHERE exchanged_at < now() - make_interval(secs => $1::double precision)
+            LIMIT $2
+        ) old
+        WHERE p.code_sha256 = old.code_sha256
+        """, parameterCount: 2)
 
     private static let upsertMembers = """
         upserted AS (
@@ -74,8 +107,8 @@ enum Statements {
 
     private static let recordFailures = """
         recorded AS (
-            INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset)
-            SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::integer[], $13::bigint[])
+            INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset, job_kind)
+            SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::integer[], $13::bigint[], $14::text[])
             ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
             RETURNING 1
         )

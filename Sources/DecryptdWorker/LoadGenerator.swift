@@ -19,6 +19,18 @@ public struct LoadGenerator {
         public var damagedShare = 0.05
         public var topic = "wechat.phone.jobs"
         public var seed: UInt64 = 1
+        /// Share of jobs that are code jobs (WeChat's recommended flow): 0 for `--kind encrypted`,
+        /// 1 for `code`, 0.5 for `mixed`. Fault shares apply to the jobs of the kind a reason belongs
+        /// to (the code reasons to code jobs, the decryption reasons to encrypted jobs; malformed_job
+        /// and appid_mismatch to both). Default: 0.
+        public var codeShare = 0.0
+        /// Share of ok code jobs whose first exchange answers transiently (-1, 45011, HTTP 503, a
+        /// reset, a token error, in turn): they must still end ok, with nothing dead-lettered. Default: 0.
+        public var transientShare = 0.0
+        /// The appid of `exchange_not_configured` jobs: one the worker serves without an app secret.
+        public var unconfiguredAppid: String?
+        /// When the code jobs' codes are issued (seconds since the epoch). Default: now.
+        public var codesIssuedAt = Int64(Date().timeIntervalSince1970)
         /// Jobs are made, produced and acknowledged this many at a time, in multiples of 5 (so that
         /// the neighbour swaps that deliver some jobs out of order stay within a chunk).
         public var chunkSize = 40_000 {
@@ -40,7 +52,10 @@ public struct LoadGenerator {
                 else { throw PlanError(description: "bad fault \(item): use code=share with a failure code and a share from 0 to 1") }
                 faults[reason] = share
             }
-            guard faults.values.reduce(0, +) <= 1 else { throw PlanError(description: "fault shares add up to more than 1") }
+            for kind in JobKind.allCases {
+                let total = faults.filter { $0.key.applies(to: kind) }.values.reduce(0, +)
+                guard total <= 1 else { throw PlanError(description: "fault shares of \(kind.rawValue) jobs add up to more than 1") }
+            }
             return faults
         }
     }
@@ -58,6 +73,8 @@ public struct LoadGenerator {
         /// Jobs by outcome: "ok" or a failure code.
         public var counts: [String: Int] = [:]
         public var jobs = 0
+        /// Jobs by kind.
+        public var kinds: [JobKind: Int] = [:]
         /// Users with at least one ok job: the rows `members` must end with.
         public var usersWithPhone = 0
     }
@@ -117,6 +134,7 @@ public struct LoadGenerator {
         var userIndex: Int?
         var phone: String
         var watermark: Int64
+        var kind = JobKind.encrypted
     }
 
     /// Makes the jobs in order, a chunk at a time, with the session rows that only they need
@@ -145,7 +163,11 @@ public struct LoadGenerator {
             var withheld: [SessionRow] = []
             jobs.reserveCapacity(range.count)
             for index in range {
-                let failure = generator.pick(&random)
+                if plan.codeShare > 0, Double.random(in: 0..<1, using: &random) < plan.codeShare {
+                    jobs.append(codeJob(index))
+                    continue
+                }
+                let failure = generator.pick(&random, kind: .encrypted)
                 let userIndex = Int.random(in: 0..<generator.userCount, using: &random)
                 var user = generator.user(userIndex)
                 var value: [UInt8]?
@@ -189,6 +211,8 @@ public struct LoadGenerator {
                 case .invalidIV?, .invalidCiphertext?, .invalidPlaintext?, .appidMismatch?:
                     let fault = SyntheticPayloads<SplitMix>.Fault(rawValue: failure!.rawValue)!
                     value = generator.jobValue(user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                case .codeInvalid?, .codeExpired?, .invalidPhoneInfo?, .exchangeNotConfigured?, .wechatError?:
+                    preconditionFailure("a code reason is only picked for code jobs")
                 }
                 let record = KafkaRecord(
                     topic: plan.topic, key: key, value: value,
@@ -202,12 +226,58 @@ public struct LoadGenerator {
             }
             return (jobs, sessions, withheld)
         }
+
+        /// Code job `index`: a user of its own (one code per user, so the expected member is that
+        /// code's number) with a code dev-wechat honours, or the fault the plan picked.
+        mutating func codeJob(_ index: Int) -> Job {
+            let plan = generator.plan
+            var failure = generator.pick(&random, kind: .code)
+            var appid = plan.appid
+            let openid = "o\(plan.seed)c\(index)"
+            var issuedAt = plan.codesIssuedAt
+            var faults: SyntheticCode.Faults = []
+            var timestamp: Int64?
+            var forged = false
+            switch failure {
+            case .codeInvalid?: forged = true
+            case .codeExpired?:
+                issuedAt -= SyntheticCode.lifetime + 100
+                timestamp = issuedAt * 1000
+            case .invalidPhoneInfo?: faults = .noPhoneInfo
+            case .appidMismatch?: faults = .wrongWatermark
+            case .wechatError?: faults = .otherErrcode
+            case .exchangeNotConfigured?:
+                if let other = plan.unconfiguredAppid { appid = other } else { failure = nil }
+            case nil:
+                if Double.random(in: 0..<1, using: &random) < plan.transientShare {
+                    faults = SyntheticCode.Faults.transient[index % SyntheticCode.Faults.transient.count]
+                }
+            default: break
+            }
+            let code = SyntheticCode(appid: appid, issuedAt: issuedAt, serial: UInt64(index) &+ plan.seed &* 1_000_003, faults: faults)
+            var writer = JSONWriter()
+            writer.beginObject()
+            writer.field("openid", openid)
+            writer.field("code", forged ? code.forgedText : code.text)
+            if failure == .malformedJob { writer.field("encryptedData", "AAAA") }
+            writer.field("appid", appid)
+            writer.endObject()
+            let record = KafkaRecord(
+                topic: plan.topic, key: Array(openid.utf8), value: Array(writer.text.utf8),
+                headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")], timestamp: timestamp
+            )
+            let phone = code.phone
+            return Job(
+                record: record, failure: failure, user: UserKey(appid: appid, openid: openid), userIndex: failure == nil ? -1 : nil,
+                phone: phone.phoneNumber, watermark: phone.watermarkTimestamp, kind: .code
+            )
+        }
     }
 
-    /// A failure code by the plan's shares, or nil for an ok job.
-    fileprivate func pick(_ random: inout SplitMix) -> FailureReason? {
+    /// A failure code by the plan's shares for jobs of `kind`, or nil for an ok job.
+    fileprivate func pick(_ random: inout SplitMix, kind: JobKind) -> FailureReason? {
         var roll = Double.random(in: 0..<1, using: &random)
-        for reason in FailureReason.allCases {
+        for reason in FailureReason.allCases where reason.applies(to: kind) {
             let share = plan.faults[reason] ?? 0
             if roll < share { return reason }
             roll -= share
@@ -250,7 +320,11 @@ public struct LoadGenerator {
             for (job, result) in zip(jobs, results) {
                 let id = try result.get()
                 expectation.counts[job.failure?.rawValue ?? "ok", default: 0] += 1
-                if let userIndex = job.userIndex {
+                expectation.kinds[job.kind, default: 0] += 1
+                if job.kind == .code, job.failure == nil {
+                    expectation.usersWithPhone += 1
+                    if detailed { expectation.members[job.user] = (job.phone, job.watermark) }
+                } else if let userIndex = job.userIndex {
                     if !hasPhone[userIndex] { (hasPhone[userIndex], expectation.usersWithPhone) = (true, expectation.usersWithPhone + 1) }
                     guard detailed else { continue }
                     let current = expectation.members[job.user]

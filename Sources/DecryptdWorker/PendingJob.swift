@@ -14,8 +14,13 @@ struct PendingJob: Sendable {
     let openid: String?
     /// The appid the job is for: its own, or the worker's default. `nil` for malformed jobs.
     let appid: String?
-    /// Where the job's ciphertext and iv are (`nil` for malformed jobs).
+    /// Where the job's ciphertext and iv are (`nil` for code jobs and malformed jobs).
     let ciphertext: Ciphertext?
+    /// A code job's one-time code (`nil` for encrypted jobs and malformed jobs).
+    let code: String?
+    /// A code job found in the exchange ledger as exchanged with success before (a redelivery):
+    /// its member row is already durable, so its outcome writes nothing.
+    var alreadyStored = false
     /// Set by parsing (failures) or by decryption.
     var outcome: Result<PhonePayload, DecryptFailure>?
     /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by
@@ -30,6 +35,18 @@ struct PendingJob: Sendable {
     enum Ciphertext: Sendable {
         case inValue(encryptedData: Range<Int32>, iv: Range<Int32>)
         case unescaped(encryptedData: String, iv: String)
+    }
+
+    /// What kind of job this is; `nil` when the value was not a job.
+    var kind: JobKind? {
+        if code != nil { return .code }
+        return ciphertext == nil ? nil : .encrypted
+    }
+
+    /// A code job that still needs its exchange.
+    var awaitsExchange: Bool {
+        guard code != nil, case .none = outcome else { return false }
+        return true
     }
 
     var user: UserKey? {
@@ -47,6 +64,7 @@ struct PendingJob: Sendable {
             openid = nil
             appid = nil
             ciphertext = nil
+            code = nil
             openidHash = 0
             if case .failure(let failure) = parsed {
                 outcome = .failure(failure)
@@ -58,6 +76,7 @@ struct PendingJob: Sendable {
         openid = fields.openid
         appid = fields.appid
         ciphertext = fields.ciphertext
+        code = fields.code
         openidHash = WorkBatch.laneHash(fields.openid)
         if !fields.served {
             outcome = .failure(DecryptFailure(.appidMismatch, "job appid \(Self.quoted(appid: fields.appid)) is not one this worker serves"))
@@ -77,7 +96,7 @@ struct PendingJob: Sendable {
     /// `appids` (no copy); a job without one is for the first.
     private static func fields(
         of job: DecryptJob.Located, in value: UnsafeBufferPointer<UInt8>, appids: [String]
-    ) -> (openid: String, appid: String, served: Bool, ciphertext: Ciphertext) {
+    ) -> (openid: String, appid: String, served: Bool, ciphertext: Ciphertext?, code: String?) {
         var appid = appids[0], served = true
         if let token = job.appid {
             let scanner = JSONScanner(value)
@@ -88,14 +107,16 @@ struct PendingJob: Sendable {
                 (appid, served) = (job.string(token, in: value), false)
             }
         }
-        let ciphertext: Ciphertext
-        if job.encryptedData.hasEscapes || job.iv.hasEscapes {
-            ciphertext = .unescaped(encryptedData: job.string(job.encryptedData, in: value), iv: job.string(job.iv, in: value))
-        } else {
-            ciphertext = .inValue(encryptedData: Int32(job.encryptedData.start)..<Int32(job.encryptedData.end),
-                                  iv: Int32(job.iv.start)..<Int32(job.iv.end))
+        let openid = job.string(job.openid, in: value)
+        switch job.payload {
+        case .code(let code):
+            return (openid, appid, served, nil, job.string(code, in: value))
+        case .encrypted(let encryptedData, let iv) where encryptedData.hasEscapes || iv.hasEscapes:
+            return (openid, appid, served, .unescaped(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value)), nil)
+        case .encrypted(let encryptedData, let iv):
+            let ranges = Ciphertext.inValue(encryptedData: Int32(encryptedData.start)..<Int32(encryptedData.end), iv: Int32(iv.start)..<Int32(iv.end))
+            return (openid, appid, served, ranges, nil)
         }
-        return (job.string(job.openid, in: value), appid, served, ciphertext)
     }
 
     /// Decrypts the job with its user's session keys (newest first) and sets its outcome.

@@ -132,7 +132,14 @@ public final class Reprocessor {
                 passedOver.append(message.id)
                 continue
             }
-            batch.jobs.append(PendingJob(message, appids: configuration.appids))
+            let job = PendingJob(message, appids: configuration.appids)
+            // A code job's code has expired by now (and may be spent): it cannot be recovered (SPEC).
+            if job.code != nil {
+                summary.byReason[reason, default: Counts()].skipped += 1
+                passedOver.append(message.id)
+                continue
+            }
+            batch.jobs.append(job)
             sources.append(Self.source(of: message))
             attempts.append(attempt)
             reasons.append(reason)
@@ -160,7 +167,7 @@ public final class Reprocessor {
                 outcome.resolved.append(coordinates)
             case .failure(let failure):
                 summary.byReason[reasons[index], default: Counts()].failedAgain += 1
-                outcome.failures.append(FailureRecord(appid: pending.appid, openid: pending.openid, failure: failure, source: coordinates))
+                outcome.failures.append(FailureRecord(appid: pending.appid, openid: pending.openid, failure: failure, source: coordinates, kind: pending.kind))
                 deadLetters.append(DeadLetter.record(
                     for: pending.message, failure: failure, source: source, attempts: attempts[index] + 1,
                     topic: configuration.deadLetterTopic, group: options.group

@@ -20,6 +20,8 @@ struct WorkBatch: Sendable {
     /// Session keys, newest first, by key slot (filled by the lookup stage): positions, not a
     /// dictionary, so that each job's user is hashed once on its way through.
     var sessionKeys: [[String]] = []
+    /// The codes this batch's code jobs exchanged, for the ledger (see ``ExchangeStage``).
+    var exchanges: [CodeExchangeRecord] = []
     let fetchedAt: DispatchTime
     let fetchedDate: Date
 
@@ -35,7 +37,10 @@ struct WorkBatch: Sendable {
     /// that does not fit is cut into equal parts, not into full batches and a small remainder: a
     /// poll fills each lane to about `batchSize`, so half the lanes would otherwise leave a tail
     /// of a few dozen jobs, each a transaction of its own.
-    static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> [WorkBatch] {
+    ///
+    /// Code jobs that need an exchange are not dealt: they are returned apart, in order, for the
+    /// exchange stage, so that their calls to WeChat never hold up the encrypted jobs beside them.
+    static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> (batches: [WorkBatch], codeJobs: [PendingJob]) {
         let messages = fetched.messages
         // Jobs are parsed into a buffer and moved from there into their batches, each exactly
         // once: appending copies would retain every reference a job holds, and freeing the
@@ -44,9 +49,14 @@ struct WorkBatch: Sendable {
         defer { parsed.deallocate() }
         var laneOf = [Int](repeating: 0, count: messages.count)
         var perLane = [Int](repeating: 0, count: lanes)
+        var codeJobs: [PendingJob] = []
         for (index, message) in messages.enumerated() {
             let job = parsed.baseAddress! + index
             job.initialize(to: PendingJob(message, appids: appids))
+            if job.pointee.awaitsExchange {
+                laneOf[index] = -1
+                continue
+            }
             let lane: Int
             if case .none = job.pointee.openid { lane = index % lanes } else { lane = Int(job.pointee.openidHash % UInt64(lanes)) }
             laneOf[index] = lane
@@ -68,10 +78,28 @@ struct WorkBatch: Sendable {
         var dealt = [Int](repeating: 0, count: lanes)
         for index in 0..<messages.count {
             let lane = laneOf[index]
+            if lane < 0 {
+                codeJobs.append((parsed.baseAddress! + index).move())
+                continue
+            }
             batches[firstBatch[lane] + dealt[lane] / partSize[lane]].jobs.append((parsed.baseAddress! + index).move())
             dealt[lane] += 1
         }
-        return batches
+        return (batches, codeJobs)
+    }
+
+    /// Deals finished jobs (exchanged code jobs) into one batch per lane, by the same hash as
+    /// ``split(_:appids:lanes:batchSize:)``, so that a user's rows are always written by one slot.
+    static func byLane(_ jobs: [PendingJob], exchanges: [CodeExchangeRecord], lanes: Int, fetchedAt: DispatchTime, fetchedDate: Date) -> [WorkBatch] {
+        var batches = (0..<lanes).map { WorkBatch(lane: $0, fetchedAt: fetchedAt, fetchedDate: fetchedDate) }
+        for job in jobs {
+            let lane = job.openid == nil ? 0 : Int(job.openidHash % UInt64(lanes))
+            batches[lane].jobs.append(job)
+        }
+        for exchange in exchanges {
+            batches[Int(laneHash(exchange.user.openid) % UInt64(lanes))].exchanges.append(exchange)
+        }
+        return batches.filter { !$0.jobs.isEmpty || !$0.exchanges.isEmpty }
     }
 
     /// FNV-1a over the openid's bytes (the openid alone keeps every job of a user in one lane),
@@ -98,7 +126,8 @@ struct WorkBatch: Sendable {
         // Through the buffer: copying whole jobs out would retain every string they hold.
         jobs.withUnsafeMutableBufferPointer { jobs in
             for index in jobs.indices {
-                guard case .none = jobs[index].outcome, let openid = jobs[index].openid, let appid = jobs[index].appid else { continue }
+                guard case .none = jobs[index].outcome, jobs[index].ciphertext != nil,
+                      let openid = jobs[index].openid, let appid = jobs[index].appid else { continue }
                 jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
             }
         }
@@ -115,7 +144,7 @@ extension MemberRecord {
 
 extension FailureRecord {
     /// The failure row of a job (`appid` and `openid` as far as the job names them).
-    init(appid: String?, openid: String?, failure: DecryptFailure, source: SourceCoordinates) {
-        self.init(appid: appid, openid: openid, reason: failure.reason.rawValue, detail: failure.detail, source: source)
+    init(appid: String?, openid: String?, failure: DecryptFailure, source: SourceCoordinates, kind: JobKind?) {
+        self.init(appid: appid, openid: openid, reason: failure.reason.rawValue, detail: failure.detail, source: source, jobKind: kind?.rawValue)
     }
 }

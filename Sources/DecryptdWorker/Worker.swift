@@ -5,6 +5,7 @@ public import KafkaClient
 public import Logging
 import PhoneDecryption
 import PostgresClient
+import WeChatAPI
 
 /// The Kafka → PostgreSQL decryption worker, at least once.
 ///
@@ -21,6 +22,9 @@ import PostgresClient
 ///   (and only then) the batch's offsets are marked done. A user's jobs are always written by the
 ///   same slot, so the slots' transactions never wait on each other's row locks.
 /// - dead-letter retry: records that were not acknowledged, with backoff.
+/// - exchange (``ExchangeStage``): code jobs, which the lookup slots set apart, beside lookup and
+///   decrypt: ledger lookup, WeChat's code exchange with bounded concurrency, then the same persist
+///   slots. A slow exchange never holds up an encrypted job.
 /// The stages overlap: batch N+1 is looked up and decrypted while batch N is written. That is
 /// safe because every write is order-independent (watermark rule, idempotent failure rows,
 /// out-of-order completion). Transient errors are retried in place with backoff; nothing is
@@ -43,6 +47,9 @@ public final class Worker: @unchecked Sendable {
     private let persistQueues: [BlockingQueue<PersistWork>]
     /// Dead letters that were not acknowledged, to retry with backoff.
     private let deadLetterQueue = BlockingQueue<DeadLetterBatch>()
+    /// Code jobs' stage; its exchanger is shared with nobody.
+    private var exchangeStage: ExchangeStage!
+    private let exchanger: PhoneCodeExchanger
     private let state = NSCondition()
     private var stopRequested = false
     private var abandonRequested = false
@@ -64,6 +71,22 @@ public final class Worker: @unchecked Sendable {
         lookupDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
         writeDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
         persistQueues = (0..<slots).map { _ in BlockingQueue<PersistWork>() }
+        let transport = try HTTPClientTransport(baseURL: configuration.wechatAPIURL, connections: configuration.exchangeConcurrency)
+        var exchangeConfiguration = PhoneCodeExchanger.Configuration()
+        exchangeConfiguration.timeout = configuration.exchangeTimeout
+        exchangeConfiguration.maximumRetryDelay = configuration.maxRetryDelay
+        exchangeConfiguration.concurrency = configuration.exchangeConcurrency
+        exchanger = PhoneCodeExchanger(
+            transport: transport, credentials: configuration.appSecrets, configuration: exchangeConfiguration,
+            metrics: metrics.exchange, logger: logger
+        )
+        let exchangeDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        exchangeStage = ExchangeStage(
+            settings: .init(concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
+            exchanger: exchanger, database: exchangeDatabase, backoff: backoff, logger: logger,
+            shouldAbandon: { [unowned self] in shouldAbandon }, onPostgresRetry: { [metrics] in metrics.postgresRetries.increment() },
+            deliver: { [unowned self] batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
+        )
     }
 
     // MARK: - Control
@@ -113,6 +136,7 @@ public final class Worker: @unchecked Sendable {
         // Before the first dead letter, not at it: learning the topic then held the first batches
         // of every run ~0.75 s.
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)
+        exchangeStage.start()
         // Lookup and persist run in several slots (batches in parallel, one connection each): their
         // cost is round-trip latency, not CPU. Decryption is one slot that fans out over the pool.
         let stages = lookupDatabases.indices.map { slot in
@@ -174,6 +198,8 @@ public final class Worker: @unchecked Sendable {
         }
         state.lock(); abandonRequested = true; state.unlock()
         lookupQueue.close()
+        while stages.first(where: { $0.name?.hasPrefix("decryptd-lookup") ?? false && !$0.isFinished }) != nil { Thread.sleep(forTimeInterval: 0.01) }
+        exchangeStage.close()
         decryptQueue.close()
         for queue in persistQueues { queue.close() }
         deadLetterQueue.close()
@@ -216,7 +242,10 @@ public final class Worker: @unchecked Sendable {
     /// Parses what one poll returned, deals it into lane batches, and looks up the session keys
     /// of all of them in one round trip.
     private func lookUp(_ fetched: FetchedMessages, _ database: DecryptdDatabase) throws {
-        var batches = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
+        var (batches, codeJobs) = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
+        if !codeJobs.isEmpty {
+            exchangeStage.submit(.init(jobs: codeJobs, fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate))
+        }
         let users = WorkBatch.assignKeySlots(&batches)
         var keys: [[String]] = []
         if !users.isEmpty {
@@ -242,17 +271,19 @@ public final class Worker: @unchecked Sendable {
         var deadLetters: [KafkaRecord] = []
         lazy var failedAt = DeadLetter.rfc3339(Date())  // formatted once, if a job failed
         outcome.members.reserveCapacity(batch.jobs.count)
+        outcome.exchanges = batch.exchanges
         // Through the buffer, reading only the fields needed (see `record`).
         batch.jobs.withUnsafeBufferPointer { jobs in
             for index in jobs.indices {
                 switch jobs[index].outcome! {
                 case .success(let payload):
-                    outcome.members.append(MemberRecord(user: jobs[index].user!, payload: payload))
+                    if !jobs[index].alreadyStored { outcome.members.append(MemberRecord(user: jobs[index].user!, payload: payload)) }
                 case .failure(let failure):
                     let message = jobs[index].message
                     outcome.failures.append(FailureRecord(
                         appid: jobs[index].appid, openid: jobs[index].openid, failure: failure,
-                        source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset)
+                        source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset),
+                        kind: jobs[index].kind
                     ))
                     deadLetters.append(DeadLetter.record(
                         for: message, failure: failure,

@@ -1,5 +1,6 @@
 public import Foundation
 public import KafkaClient
+public import WeChatAPI
 
 /// Everything `decryptd run` is told, already validated. Flags and environment variables map onto
 /// it in the command-line layer; librdkafka and libpq settings are built from it in one place each.
@@ -37,6 +38,19 @@ public struct WorkerConfiguration: Sendable {
     public var progressInterval: TimeInterval = 10
     /// Longest pause between retries of a transient error. Default: 5 s.
     public var maxRetryDelay: TimeInterval = 5
+
+    // MARK: Code jobs
+
+    /// WeChat's server API. Default: https://api.weixin.qq.com.
+    public var wechatAPIURL = "https://api.weixin.qq.com"
+    /// App secrets by appid; an appid without one fails its code jobs with `exchange_not_configured`.
+    public var appSecrets = WeChatCredentials()
+    /// Code exchanges in flight at most. Default: 64.
+    public var exchangeConcurrency = 64
+    /// Each exchange call's limit. Default: 5 s.
+    public var exchangeTimeout: TimeInterval = 5
+    /// How long the exchange ledger keeps a code. Default: 7 days.
+    public var exchangeLedgerRetention: TimeInterval = 7 * 86_400
 
     public init(brokers: String, databaseURL: String, appids: [String]) {
         self.brokers = brokers

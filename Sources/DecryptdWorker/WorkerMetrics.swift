@@ -1,5 +1,6 @@
 import CoreMetrics
 import PhoneDecryption
+import WeChatAPI
 
 /// The worker's metrics, created once (the labels are known up front) and reused on the hot path.
 /// Names are the Prometheus ones; the executable bootstraps the metrics backend.
@@ -17,6 +18,8 @@ public final class WorkerMetrics: Sendable {
     /// `decryptd_transient_retries_total{component}`.
     let postgresRetries = Counter(label: "decryptd_transient_retries_total", dimensions: [("component", "postgres")])
     let kafkaRetries = Counter(label: "decryptd_transient_retries_total", dimensions: [("component", "kafka")])
+    /// The code exchange's: `decryptd_exchanges_total`, `decryptd_exchange_duration_seconds`, ...
+    let exchange = ExchangeMetrics()
 
     public init() {
         var jobs = ["ok": Counter(label: "decryptd_jobs_total", dimensions: [("outcome", "ok")])]
@@ -30,5 +33,12 @@ public final class WorkerMetrics: Sendable {
     /// `decryptd_partition_lag{topic,partition}`; gauges are cached by the backend per label set.
     func lag(topic: String, partition: Int32) -> Gauge {
         Gauge(label: "decryptd_partition_lag", dimensions: [("topic", topic), ("partition", String(partition))])
+    }
+
+    /// `decryptd_oldest_unfinished_job_age_seconds{topic,partition}`: how long ago the oldest job
+    /// taken and not yet durable was produced (0 when none is unfinished). Codes expire after 5
+    /// minutes, so for code jobs this matters more than the lag in messages.
+    func oldestUnfinishedAge(topic: String, partition: Int32) -> Gauge {
+        Gauge(label: "decryptd_oldest_unfinished_job_age_seconds", dimensions: [("topic", topic), ("partition", String(partition))])
     }
 }

@@ -189,12 +189,15 @@ public struct KafkaRecord: Sendable, Hashable {
     public var key: [UInt8]?
     public var value: [UInt8]?
     public var headers: [KafkaHeader]
+    /// The creation time in ms since the epoch; `nil`: now.
+    public var timestamp: Int64?
 
-    public init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) {
+    public init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = [], timestamp: Int64? = nil) {
         self.topic = topic
         self.partition = partition
         self.key = key
         self.value = value
         self.headers = headers
+        self.timestamp = timestamp
     }
 }

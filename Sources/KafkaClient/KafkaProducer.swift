@@ -156,7 +156,7 @@ public final class KafkaProducer: @unchecked Sendable {
         let status = withOptionalBytes(record.key) { key in
             withOptionalBytes(record.value) { value in
                 CRDKafka_produce(handle.pointer, record.topic, partition,
-                                 key.baseAddress, key.count, value.baseAddress, value.count, headers, opaque)
+                                 key.baseAddress, key.count, value.baseAddress, value.count, headers, record.timestamp ?? 0, opaque)
             }
         }
         // On success librdkafka owns the headers; on failure they are still ours.

@@ -1,30 +1,58 @@
-/// A job message from the input topic, as SPEC.md defines its value.
+/// A job message from the input topic, as SPEC.md defines its value: an **encrypted job**
+/// `{"openid": str, "encryptedData": str, "iv": str, "appid": str?, "requestId": str?}` or a
+/// **code job** `{"openid": str, "code": str, "appid": str?, "requestId": str?}`.
 ///
-/// `{"openid": str, "encryptedData": str, "iv": str, "appid": str?, "requestId": str?}`;
-/// unknown members are validated as JSON and ignored; `null` counts as absent for the optional ones.
-/// A known member that appears twice makes the job malformed (no first-wins guessing).
+/// Unknown members are validated as JSON and ignored; `null` counts as absent for the optional ones.
+/// A known member that appears twice makes the job malformed (no first-wins guessing), and so does a
+/// value with both `code` and `encryptedData`.
 public struct DecryptJob: Sendable, Hashable {
+    /// What the job carries to get the phone number from.
+    public enum Payload: Sendable, Hashable {
+        /// The legacy button's `encryptedData` and `iv`, decrypted with the user's session key.
+        case encrypted(encryptedData: String, iv: String)
+        /// The one-time `code` that WeChat's phone-number API exchanges.
+        case code(String)
+    }
+
     public var openid: String
-    public var encryptedData: String
-    public var iv: String
+    public var payload: Payload
     public var appid: String?
     public var requestId: String?
 
     public init(openid: String, encryptedData: String, iv: String, appid: String? = nil, requestId: String? = nil) {
+        self.init(openid: openid, payload: .encrypted(encryptedData: encryptedData, iv: iv), appid: appid, requestId: requestId)
+    }
+
+    public init(openid: String, code: String, appid: String? = nil, requestId: String? = nil) {
+        self.init(openid: openid, payload: .code(code), appid: appid, requestId: requestId)
+    }
+
+    public init(openid: String, payload: Payload, appid: String? = nil, requestId: String? = nil) {
         self.openid = openid
-        self.encryptedData = encryptedData
-        self.iv = iv
+        self.payload = payload
         self.appid = appid
         self.requestId = requestId
     }
 
+    public var kind: JobKind {
+        if case .code = payload { return .code }
+        return .encrypted
+    }
+
+    /// The longest `code` accepted (WeChat's are a few dozen characters); a longer one is
+    /// `malformed_job`, never sent to WeChat.
+    public static let maximumCodeLength = 512
+
     /// Parses a message value; any failure is `malformed_job` with a detail that quotes no content.
     public static func parse(_ value: UnsafeBufferPointer<UInt8>) -> Result<DecryptJob, DecryptFailure> {
         locate(value).map { job in
-            DecryptJob(
-                openid: job.string(job.openid, in: value), encryptedData: job.string(job.encryptedData, in: value),
-                iv: job.string(job.iv, in: value), appid: job.appid.map { job.string($0, in: value) },
-                requestId: job.requestId.map { job.string($0, in: value) }
+            let payload: Payload = switch job.payload {
+            case .encrypted(let encryptedData, let iv): .encrypted(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value))
+            case .code(let code): .code(job.string(code, in: value))
+            }
+            return DecryptJob(
+                openid: job.string(job.openid, in: value), payload: payload,
+                appid: job.appid.map { job.string($0, in: value) }, requestId: job.requestId.map { job.string($0, in: value) }
             )
         }
     }
@@ -32,7 +60,13 @@ public struct DecryptJob: Sendable, Hashable {
     /// Where a valid job's members are in its message value: ``parse(_:)`` without the copies,
     /// for a reader that keeps the value anyway (the worker decrypts straight from it).
     public struct Located: Sendable {
-        public var openid, encryptedData, iv: JSONStringToken
+        public enum Payload: Sendable {
+            case encrypted(encryptedData: JSONStringToken, iv: JSONStringToken)
+            case code(JSONStringToken)
+        }
+
+        public var openid: JSONStringToken
+        public var payload: Payload
         public var appid, requestId: JSONStringToken?
 
         /// A member's text (escapes resolved); `value` is the buffer that was located.
@@ -72,26 +106,38 @@ public struct DecryptJob: Sendable, Hashable {
         }
         if let duplicate = found.duplicate { return .failure(DecryptFailure(.malformedJob, "job has \(duplicate.name) twice")) }
         if let wrongType = found.wrongType { return .failure(DecryptFailure(.malformedJob, "job field \(wrongType.name) is not a string")) }
-        guard let openid = found.openid, let encryptedData = found.encryptedData, let iv = found.iv else {
-            let missing: Field = found.openid == nil ? .openid : found.encryptedData == nil ? .encryptedData : .iv
-            return .failure(DecryptFailure(.malformedJob, "job has no \(missing.name)"))
+        guard let openid = found.openid else { return .failure(DecryptFailure(.malformedJob, "job has no openid")) }
+        let payload: Located.Payload
+        if let code = found.code {
+            guard found.encryptedData == nil else { return .failure(DecryptFailure(.malformedJob, "job has both code and encryptedData")) }
+            guard code.end > code.start else { return .failure(DecryptFailure(.malformedJob, "job field code is empty")) }
+            guard code.end - code.start <= maximumCodeLength else {
+                return .failure(DecryptFailure(.malformedJob, "job field code is longer than \(maximumCodeLength) bytes"))
+            }
+            payload = .code(code)
+        } else {
+            guard let encryptedData = found.encryptedData, let iv = found.iv else {
+                return .failure(DecryptFailure(.malformedJob, "job has no \(found.encryptedData == nil ? "encryptedData or code" : "iv")"))
+            }
+            payload = .encrypted(encryptedData: encryptedData, iv: iv)
         }
         // A NUL (from a \u0000 escape: raw control characters are already refused) cannot be stored
         // in PostgreSQL text and would be truncated by C APIs, letting two different openids look
-        // alike: refuse it.
-        for field in [Field.openid, .appid] {
+        // alike: refuse it. A code goes into a request body and a digest: the same holds.
+        for field in [Field.openid, .appid, .code] {
             guard let token = found[field], scanner.token(token, containsByte: { $0 == 0 }) else { continue }
             return .failure(DecryptFailure(.malformedJob, "job field \(field.name) contains a NUL character"))
         }
-        return .success(Located(openid: openid, encryptedData: encryptedData, iv: iv, appid: found.appid, requestId: found.requestId))
+        return .success(Located(openid: openid, payload: payload, appid: found.appid, requestId: found.requestId))
     }
 
     /// The members a job names.
     private enum Field: CaseIterable {
-        case openid, encryptedData, iv, appid, requestId
+        case openid, encryptedData, iv, code, appid, requestId
 
         var name: StaticString {
             switch self {
+            case .code: "code"
             case .openid: "openid"
             case .encryptedData: "encryptedData"
             case .iv: "iv"
@@ -111,7 +157,7 @@ public struct DecryptJob: Sendable, Hashable {
 
     /// What the walk found: each known member's string token, and the first problem.
     private struct Members {
-        var openid, encryptedData, iv, appid, requestId: JSONStringToken?
+        var openid, encryptedData, iv, code, appid, requestId: JSONStringToken?
         var duplicate: Field?
         var wrongType: Field?
 
@@ -121,6 +167,7 @@ public struct DecryptJob: Sendable, Hashable {
                 case .openid: openid
                 case .encryptedData: encryptedData
                 case .iv: iv
+                case .code: code
                 case .appid: appid
                 case .requestId: requestId
                 }
@@ -130,6 +177,7 @@ public struct DecryptJob: Sendable, Hashable {
                 case .openid: openid = newValue
                 case .encryptedData: encryptedData = newValue
                 case .iv: iv = newValue
+                case .code: code = newValue
                 case .appid: appid = newValue
                 case .requestId: requestId = newValue
                 }

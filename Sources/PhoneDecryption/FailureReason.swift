@@ -18,6 +18,37 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable, Hashable {
     case invalidPlaintext = "invalid_plaintext"
     /// The watermark appid (or the job's appid) is not the expected one (-41003).
     case appidMismatch = "appid_mismatch"
+
+    // MARK: Code jobs (SPEC "Code jobs")
+
+    /// WeChat answered 40029 while the job was younger than a code's 5 minutes: a wrong or reused code.
+    case codeInvalid = "code_invalid"
+    /// WeChat answered 40029 for a job older than a code's 5 minutes: the pipeline was too slow.
+    case codeExpired = "code_expired"
+    /// The exchange answered without a usable `phone_info`.
+    case invalidPhoneInfo = "invalid_phone_info"
+    /// No app secret is configured for the job's appid.
+    case exchangeNotConfigured = "exchange_not_configured"
+    /// Any other WeChat errcode (named in the detail).
+    case wechatError = "wechat_error"
+
+    /// Whether a job of `kind` can fail for this reason.
+    public func applies(to kind: JobKind) -> Bool {
+        switch self {
+        case .malformedJob, .appidMismatch: true
+        case .codeInvalid, .codeExpired, .invalidPhoneInfo, .exchangeNotConfigured, .wechatError: kind == .code
+        default: kind == .encrypted
+        }
+    }
+
+    /// The reasons only code jobs have.
+    public static let codeOnly: Set<FailureReason> = [.codeInvalid, .codeExpired, .invalidPhoneInfo, .exchangeNotConfigured, .wechatError]
+}
+
+/// The two kinds of job SPEC names: the legacy `encryptedData`/`iv` and the one-time `code`.
+public enum JobKind: String, Sendable, CaseIterable, Hashable {
+    case encrypted
+    case code
 }
 
 /// A permanent decryption failure: a stable code and a short detail for humans.

@@ -4,6 +4,7 @@ import DecryptdWorker
 import Foundation
 import KafkaClient
 import Logging
+import PhoneDecryption
 import PostgresClient
 
 /// `decryptd loadgen`: seed sessions and produce synthetic jobs with a chosen fault mix.
@@ -15,7 +16,10 @@ struct LoadgenCommand: ParsableCommand {
         Users get several jobs each (some out of order); some users have a newer, unrelated session \
         key stored, so decryption falls back to the older one; some ok payloads have damaged base64. \
         Faults: malformed_job, session_not_found, invalid_session_key, invalid_iv, invalid_ciphertext, \
-        bad_padding, invalid_plaintext, appid_mismatch. \
+        bad_padding, invalid_plaintext, appid_mismatch; for code jobs (--kind code|mixed, served by \
+        decryptd dev-wechat) also code_invalid, code_expired, invalid_phone_info, wechat_error and \
+        exchange_not_configured (with --unconfigured-appid). A share is of the jobs of the kind the \
+        reason belongs to. \
         The same --seed gives the same load. To see reprocessing recover jobs, run the same command \
         again with --store-withheld-sessions after the worker: it stores the keys the load left out \
         (its session_not_found users), as a login service that caught up would, and then \
@@ -39,7 +43,28 @@ struct LoadgenCommand: ParsableCommand {
     @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Env: DECRYPTD_LOADGEN_FAULTS. Default: a little of everything (\(Self.defaultFaults)).")
     var faults: String?
 
-    static let defaultFaults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005"
+    static let defaultFaults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005,code_invalid=0.01,code_expired=0.005,invalid_phone_info=0.005,wechat_error=0.005,exchange_not_configured=0.005"
+
+    enum Kind: String, ExpressibleByArgument, CaseIterable {
+        case encrypted, code, mixed
+
+        var codeShare: Double {
+            switch self {
+            case .encrypted: 0
+            case .code: 1
+            case .mixed: 0.5
+            }
+        }
+    }
+
+    @Option(help: "Which jobs: encrypted (encryptedData/iv), code (one-time codes for WeChat's exchange, honoured by dev-wechat) or mixed (half each). Env: DECRYPTD_LOADGEN_KIND. Default: encrypted.")
+    var kind: Kind?
+
+    @Option(name: .customLong("transient-share"), parsing: .unconditional, help: "Share of ok code jobs whose first exchange dev-wechat answers transiently (-1, 45011, 503, a reset, 40001 in turn); they must still end ok. Env: DECRYPTD_LOADGEN_TRANSIENT_SHARE. Default: 0.")
+    var transientShare: Double?
+
+    @Option(name: .customLong("unconfigured-appid"), help: "An appid the worker serves without an app secret, for exchange_not_configured code jobs (without it those jobs are ok ones). Env: DECRYPTD_LOADGEN_UNCONFIGURED_APPID.")
+    var unconfiguredAppid: String?
 
     @Option(name: .customLong("jobs-per-user"), parsing: .unconditional, help: "Average jobs per user. Env: DECRYPTD_LOADGEN_JOBS_PER_USER. Default: 3.")
     var jobsPerUser: Double?
@@ -68,6 +93,10 @@ struct LoadgenCommand: ParsableCommand {
         if !(plan.jobsPerUser >= 1 && plan.jobsPerUser.isFinite) { settings.append("--jobs-per-user must be a number of at least 1") }
         if !(0...1).contains(plan.staleKeyShare) { settings.append("--stale-key-share must be from 0 to 1") }
         plan.seed = try seed ?? Environment.integer("DECRYPTD_LOADGEN_SEED") ?? plan.seed
+        plan.codeShare = (try kind ?? Environment.choice("DECRYPTD_LOADGEN_KIND") ?? .encrypted).codeShare
+        plan.transientShare = try transientShare ?? Environment.number("DECRYPTD_LOADGEN_TRANSIENT_SHARE") ?? 0
+        if !(0...1).contains(plan.transientShare) { settings.append("--transient-share must be from 0 to 1") }
+        plan.unconfiguredAppid = unconfiguredAppid ?? Environment.value("DECRYPTD_LOADGEN_UNCONFIGURED_APPID")
         plan.topic = configuration.jobsTopic
         let storeWithheldSessions = try storeWithheldSessions || Environment.flag("DECRYPTD_LOADGEN_STORE_WITHHELD_SESSIONS")
 
@@ -102,7 +131,8 @@ struct LoadgenCommand: ParsableCommand {
             throw RuntimeFailure("load generation failed: \(error)")
         }
         bar.finish()
-        print("loadgen: produced \(expectation.jobs) jobs to \(plan.topic) for \(expectation.usersWithPhone) users with a phone number to store")
+        let kinds = JobKind.allCases.compactMap { kind in expectation.kinds[kind].map { "\($0) \(kind.rawValue)" } }.joined(separator: ", ")
+        print("loadgen: produced \(expectation.jobs) jobs (\(kinds)) to \(plan.topic) for \(expectation.usersWithPhone) users with a phone number to store")
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
             print("  " + kind.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }

@@ -13,8 +13,10 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
         A job's offset is committed only after its outcome is durable: the members upsert committed in \
         PostgreSQL, or the dead-letter record acknowledged and its failure row committed. Transient \
-        errors (PostgreSQL down, a dead-letter produce not acknowledged) are retried with backoff and \
-        never dead-lettered. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
+        errors (PostgreSQL down, a dead-letter produce not acknowledged, WeChat busy or rate-limited) are \
+        retried with backoff and never dead-lettered. Code jobs ({"openid", "code"}) are exchanged with \
+        WeChat's phone-number API beside decryption, each code once: exchanged codes are remembered (by \
+        SHA-256) in phone_code_exchanges, in the same transaction as the member row. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
         (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
         Start-up problems (unreachable broker or database, a missing jobs topic, no appid, bad values) \
         exit 2 with one line each; a missing dead-letter topic is created where the brokers create \
@@ -26,6 +28,8 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     @OptionGroup var decryption: DecryptionOptions
+
+    @OptionGroup(title: "Code jobs") var wechat: WeChatOptions
 
     @Option(help: "Consumer group. Env: DECRYPTD_GROUP. Default: decryptd.")
     var group: String?
@@ -76,6 +80,7 @@ struct RunCommand: AsyncParsableCommand {
         var settings: [String] = []
         var configuration = try connection.configuration(problems: &settings)
         try decryption.apply(to: &configuration)
+        try wechat.apply(to: &configuration, problems: &settings)
         configuration.group = group ?? Environment.value("DECRYPTD_GROUP") ?? configuration.group
         configuration.concurrency = try concurrency ?? Environment.integer("DECRYPTD_CONCURRENCY") ?? configuration.concurrency
         configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize
@@ -109,6 +114,12 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger
         )
         guard problems.isEmpty else { throw UsageError(lines: problems) }
+        let unconfigured = configuration.appids.filter { configuration.appSecrets.secret(for: $0) == nil }
+        if !unconfigured.isEmpty {
+            logger.warning("no app secret for these appids: their code jobs fail with exchange_not_configured (set WECHAT_APP_SECRETS or --app-secrets-file)", metadata: [
+                "appids": "\(unconfigured.joined(separator: ","))",
+            ])
+        }
 
         let worker: Worker
         do {

@@ -24,7 +24,7 @@ struct PipelinePartsTests {
                 : #"{"openid":"user-\#(index % 40)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
             messages.append(message(index, partition: Int32(index % 3), value: value))
         }
-        let batches = WorkBatch.split(FetchedMessages(messages: messages), appids: ["wx1"], lanes: 4, batchSize: 50)
+        let batches = WorkBatch.split(FetchedMessages(messages: messages), appids: ["wx1"], lanes: 4, batchSize: 50).batches
 
         let offsets = batches.flatMap { $0.jobs.map(\.message.offset) }
         #expect(offsets.count == 600)
@@ -49,10 +49,10 @@ struct PipelinePartsTests {
     func splitEvenly() {
         let job = { (index: Int) in #"{"openid":"user-\#(index)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"# }
         let fetched = { (count: Int) in FetchedMessages(messages: (0..<count).map { self.message($0, partition: 0, value: job($0)) }) }
-        #expect(WorkBatch.split(fetched(103), appids: ["wx1"], lanes: 1, batchSize: 100).map(\.jobs.count) == [52, 51])
-        #expect(WorkBatch.split(fetched(100), appids: ["wx1"], lanes: 1, batchSize: 100).map(\.jobs.count) == [100])
-        #expect(WorkBatch.split(fetched(250), appids: ["wx1"], lanes: 1, batchSize: 100).map(\.jobs.count) == [84, 84, 82])
-        #expect(WorkBatch.split(fetched(0), appids: ["wx1"], lanes: 2, batchSize: 100).isEmpty)
+        #expect(WorkBatch.split(fetched(103), appids: ["wx1"], lanes: 1, batchSize: 100).batches.map(\.jobs.count) == [52, 51])
+        #expect(WorkBatch.split(fetched(100), appids: ["wx1"], lanes: 1, batchSize: 100).batches.map(\.jobs.count) == [100])
+        #expect(WorkBatch.split(fetched(250), appids: ["wx1"], lanes: 1, batchSize: 100).batches.map(\.jobs.count) == [84, 84, 82])
+        #expect(WorkBatch.split(fetched(0), appids: ["wx1"], lanes: 2, batchSize: 100).batches.isEmpty)
     }
 
     @Test("key slots: one per distinct user across batches, only for jobs still to decrypt")
@@ -62,7 +62,7 @@ struct PipelinePartsTests {
         var batches = WorkBatch.split(
             FetchedMessages(messages: values.enumerated().map { message($0.offset, partition: 0, value: $0.element) }),
             appids: ["wx1", "wx2"], lanes: 2, batchSize: 2
-        )
+        ).batches
         let users = WorkBatch.assignKeySlots(&batches)
         #expect(Set(users).count == users.count, "each user once")
         #expect(Set(users) == [UserKey(appid: "wx1", openid: "a"), UserKey(appid: "wx1", openid: "b"), UserKey(appid: "wx2", openid: "a")])

@@ -29,7 +29,12 @@ struct DecryptJobTests {
     @Test("the detail names the member at fault and quotes no content", arguments: [
         (#"{"openid":"o","encryptedData":"AAAA"}"#, "job has no iv"),
         (#"{"iv":"B","encryptedData":"AAAA"}"#, "job has no openid"),
-        (#"{"openid":"o","iv":"B"}"#, "job has no encryptedData"),
+        (#"{"openid":"o","iv":"B"}"#, "job has no encryptedData or code"),
+        (#"{"openid":"o","code":"c1","encryptedData":"AAAA","iv":"B"}"#, "job has both code and encryptedData"),
+        (#"{"openid":"o","code":""}"#, "job field code is empty"),
+        (#"{"openid":"o","code":"c\u0000"}"#, "job field code contains a NUL character"),
+        (#"{"openid":"o","code":7}"#, "job field code is not a string"),
+        (#"{"openid":"o","code":"a","code":"b"}"#, "job has code twice"),
         (#"{"openid":"o","encryptedData":"AAAA","iv":"B","iv":"C"}"#, "job has iv twice"),
         (#"{"openid":"o","encryptedData":"AAAA","iv":"B","requestId":"r","requestId":null}"#, "job has requestId twice"),
         (#"{"openid":"o","encryptedData":["AAAA"],"iv":"B"}"#, "job field encryptedData is not a string"),
@@ -44,6 +49,17 @@ struct DecryptJobTests {
         }
         #expect(failure.reason == .malformedJob)
         #expect(failure.detail == detail)
+    }
+
+    @Test("a code job: openid and code, the optional fields, unknown fields ignored")
+    func codeJob() throws {
+        let job = try parse(#"{"openid":"o1","code":"0-abc-1-\/x","appid":"wx1","requestId":null,"iv":"ignored","x":[1]}"#).get()
+        #expect(job == DecryptJob(openid: "o1", code: "0-abc-1-/x", appid: "wx1"))
+        #expect(job.kind == .code)
+        #expect(try parse(#"{"openid":"o1","encryptedData":"A","iv":"B"}"#).get().kind == .encrypted)
+        let long = String(repeating: "c", count: DecryptJob.maximumCodeLength + 1)
+        #expect(parse(#"{"openid":"o1","code":"\#(long)"}"#).failureReason == .malformedJob)
+        #expect(try parse(#"{"openid":"o1","code":"\#(long.dropLast())"}"#).get().kind == .code)
     }
 
     @Test("member names and values are compared and taken after unescaping")

@@ -36,6 +36,7 @@ struct FuzzTests {
         let seeds = [
             #"{"openid":"oNzLenSwhQ5621p5e419ib-6VqeM","encryptedData":"GEIaxkQB+fxSmdQ58vDg==","iv":"KyqYXWRZWJrmHT5o6xN4FA==","appid":"wx6ede2086ee29a89f","requestId":"r-9","x":[1.5e3,true,null,{"y":"\u00e9"}]}"#,
             #"{"iv":"a","openid":"b","encryptedData":"c"}"#,
+            #"{"openid":"oNzLenSwhQ5621p5e419ib-6VqeM","code":"0-smk2tc-1-0123456789abcdef","appid":"wx6ede2086ee29a89f"}"#,
         ].map { Array($0.utf8) }
         var accepted = 0
         for iteration in 0..<(400_000 * Self.scale) {
@@ -46,8 +47,13 @@ struct FuzzTests {
                 var writer = JSONWriter()
                 writer.beginObject()
                 writer.field("openid", job.openid)
-                writer.field("encryptedData", job.encryptedData)
-                writer.field("iv", job.iv)
+                switch job.payload {
+                case .encrypted(let encryptedData, let iv):
+                    writer.field("encryptedData", encryptedData)
+                    writer.field("iv", iv)
+                case .code(let code):
+                    writer.field("code", code)
+                }
                 if let appid = job.appid { writer.field("appid", appid) }
                 if let requestId = job.requestId { writer.field("requestId", requestId) }
                 writer.endObject()

@@ -1,0 +1,243 @@
+import DecryptdStore
+import Dispatch
+import Foundation
+import Logging
+import OpenSSLDigest
+import PhoneDecryption
+import WeChatAPI
+
+/// The exchange stage: code jobs' way from the lookup stage to the persist slots, beside decryption
+/// (SPEC "Code jobs").
+///
+/// - its thread takes the code jobs of each poll, looks their codes up in the ledger in one round
+///   trip on its own connection (a code found there was exchanged before: the job is complete without
+///   calling WeChat), and starts one exchange per remaining code, at most `exchangeConcurrency` at a
+///   time (it waits for a free slot, never the pipeline). A code already in flight is not exchanged
+///   again: the job waits for that exchange's result.
+/// - the exchanges run as tasks on the HTTP client's event loops; each retries its transient answers
+///   with backoff until it has a result or the worker stops (then the job stays unfinished).
+/// - its collector thread takes whatever results have arrived, deals them into one batch per lane
+///   with their ledger rows, and hands them to the persist slots, which write members, failures and
+///   ledger rows in one transaction and dead-letter as for encrypted jobs.
+/// Between batches, the thread deletes ledger rows older than the retention, in small batches.
+final class ExchangeStage: @unchecked Sendable {
+    struct Settings: Sendable {
+        var concurrency: Int
+        var lanes: Int
+        var ledgerRetention: TimeInterval
+        /// Rows deleted per statement, and the pause between sweeps.
+        var retentionBatch = 1000
+        var retentionInterval: TimeInterval = 60
+    }
+
+    /// One poll's code jobs.
+    struct Submission: Sendable {
+        var jobs: [PendingJob]
+        var fetchedAt: DispatchTime
+        var fetchedDate: Date
+    }
+
+    /// An exchanged job on its way to the collector, with the ledger row its exchange made.
+    private struct Finished: Sendable {
+        var jobs: [PendingJob]
+        var exchange: CodeExchangeRecord?
+        var fetchedAt: DispatchTime
+        var fetchedDate: Date
+    }
+
+    private let settings: Settings
+    private let exchanger: PhoneCodeExchanger
+    private let database: DecryptdDatabase
+    private let backoff: Backoff
+    private let logger: Logger
+    private let shouldAbandon: @Sendable () -> Bool
+    private let deliver: @Sendable ([WorkBatch]) -> Void
+    private let onPostgresRetry: @Sendable () -> Void
+
+    private let submissions = BlockingQueue<Submission>()
+    private let finished = BlockingQueue<Finished>()
+    private let slots: DispatchSemaphore
+    private let running = DispatchGroup()
+    /// Followers of codes in flight, by digest: jobs that carry a code being exchanged right now.
+    private let inFlight = NSLock()
+    private var followers: [String: [PendingJob]] = [:]
+    private var threads: [Thread] = []
+    private var lastSweep = Date.distantPast
+
+    init(
+        settings: Settings, exchanger: PhoneCodeExchanger, database: DecryptdDatabase, backoff: Backoff, logger: Logger,
+        shouldAbandon: @escaping @Sendable () -> Bool, onPostgresRetry: @escaping @Sendable () -> Void,
+        deliver: @escaping @Sendable ([WorkBatch]) -> Void
+    ) {
+        self.settings = settings
+        self.exchanger = exchanger
+        self.database = database
+        self.backoff = backoff
+        self.logger = logger
+        self.shouldAbandon = shouldAbandon
+        self.onPostgresRetry = onPostgresRetry
+        self.deliver = deliver
+        slots = DispatchSemaphore(value: settings.concurrency)
+    }
+
+    /// Hands one poll's code jobs to the stage; never blocks.
+    func submit(_ submission: Submission) {
+        submissions.put(submission)
+    }
+
+    func start() {
+        let exchange = Thread { [self] in
+            while let submission = submissions.take() {
+                guard !shouldAbandon() else { continue }
+                do {
+                    try start(submission)
+                } catch {
+                    // Only a stop ends a retry here (Backoff.GaveUp): the jobs stay unfinished.
+                    continue
+                }
+                sweepLedgerIfDue()
+            }
+        }
+        exchange.name = "decryptd-exchange"
+        let collector = Thread { [self] in
+            while let all = finished.takeAll() {
+                guard !shouldAbandon() else { continue }
+                collect(all)
+            }
+        }
+        collector.name = "decryptd-exchange-collect"
+        threads = [exchange, collector]
+        for thread in threads { thread.start() }
+    }
+
+    /// Stops taking work, lets the exchanges under way end (they give up once the worker abandons
+    /// its work), and waits for both threads. Call after the worker stopped polling.
+    func close() {
+        submissions.close()
+        while !threads[0].isFinished { _ = running.wait(timeout: .now() + 0.05) }
+        running.wait()
+        finished.close()
+        while !threads[1].isFinished { _ = running.wait(timeout: .now() + 0.01) }
+    }
+
+    // MARK: - Exchanging
+
+    private func start(_ submission: Submission) throws {
+        var jobs = submission.jobs
+        let digests = jobs.map { SHA256Digest.hex($0.code!) }
+        let known = try backoff.retryingPostgres("exchange ledger lookup", logger: logger, shouldStop: shouldAbandon, onRetry: onPostgresRetry) {
+            try database.exchangedCodes(Array(Set(digests)))
+        }
+        var done: [PendingJob] = []
+        for index in jobs.indices {
+            let digest = digests[index]
+            if let entry = known[digest] {
+                jobs[index].settle(from: entry)
+                done.append(jobs[index])
+                continue
+            }
+            guard lead(digest, jobs[index]) else { continue }  // the code is in flight: it follows
+            let job = jobs[index]
+            // A free slot first: at most `concurrency` exchanges in flight.
+            while slots.wait(timeout: .now() + 0.1) == .timedOut {
+                if shouldAbandon() { return }
+            }
+            running.enter()
+            Task { [self] in
+                let result = await exchanger.exchange(
+                    code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp, shouldStop: shouldAbandon
+                )
+                slots.signal()
+                finish(job, digest: digest, result: result, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate)
+                running.leave()
+            }
+        }
+        if !done.isEmpty {
+            finished.put(Finished(jobs: done, exchange: nil, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate))
+        }
+    }
+
+    /// Makes the job the leader of its code's exchange (true), or a follower of the one in flight.
+    private func lead(_ digest: String, _ job: PendingJob) -> Bool {
+        inFlight.lock()
+        defer { inFlight.unlock() }
+        if followers[digest] != nil {
+            followers[digest]!.append(job)
+            return false
+        }
+        followers[digest] = []
+        return true
+    }
+
+    private func finish(_ job: PendingJob, digest: String, result: PhoneCodeExchanger.Result, fetchedAt: DispatchTime, fetchedDate: Date) {
+        inFlight.lock()
+        let following = followers.removeValue(forKey: digest) ?? []
+        inFlight.unlock()
+        let outcome: Result<PhonePayload, DecryptFailure>
+        switch result {
+        case .stopped: return  // unfinished: not committed, redelivered
+        case .phone(let payload): outcome = .success(payload)
+        case .failure(let failure): outcome = .failure(failure)
+        }
+        var jobs = [job] + following
+        for index in jobs.indices { jobs[index].outcome = outcome }
+        // A code WeChat never saw (no secret for the appid) is not spent: nothing to record.
+        var exchange: CodeExchangeRecord?
+        if case .failure(let failure) = outcome, failure.reason == .exchangeNotConfigured {
+            exchange = nil
+        } else {
+            let failure = outcome.failureValue
+            exchange = CodeExchangeRecord(
+                codeDigest: digest, user: job.user!, outcome: failure?.reason.rawValue ?? "ok", detail: failure?.detail ?? ""
+            )
+        }
+        finished.put(Finished(jobs: jobs, exchange: exchange, fetchedAt: fetchedAt, fetchedDate: fetchedDate))
+    }
+
+    private func collect(_ all: [Finished]) {
+        let earliest = all.min { $0.fetchedAt < $1.fetchedAt }!
+        let batches = WorkBatch.byLane(
+            all.flatMap(\.jobs), exchanges: all.compactMap(\.exchange), lanes: settings.lanes,
+            fetchedAt: earliest.fetchedAt, fetchedDate: earliest.fetchedDate
+        )
+        deliver(batches)
+    }
+
+    // MARK: - Ledger retention
+
+    private func sweepLedgerIfDue() {
+        guard Date().timeIntervalSince(lastSweep) >= settings.retentionInterval else { return }
+        lastSweep = Date()
+        var deleted = 0
+        do {
+            while !shouldAbandon() {
+                let count = try database.deleteExchanges(olderThan: settings.ledgerRetention, limit: settings.retentionBatch)
+                deleted += count
+                if count < settings.retentionBatch { break }
+            }
+        } catch {
+            logger.warning("could not delete old exchange ledger rows; trying again later", metadata: ["error": "\(error)"])
+        }
+        if deleted > 0 { logger.info("deleted old exchange ledger rows", metadata: ["rows": "\(deleted)"]) }
+    }
+}
+
+extension PendingJob {
+    /// The outcome the ledger recorded for this job's code, which was exchanged before.
+    mutating func settle(from entry: DecryptdDatabase.ExchangedCode) {
+        if entry.outcome == "ok" {
+            alreadyStored = true
+            outcome = .success(PhonePayload(phoneNumber: "", purePhoneNumber: "", countryCode: "", watermarkTimestamp: 0))
+        } else {
+            let reason = FailureReason(rawValue: entry.outcome) ?? .wechatError
+            outcome = .failure(DecryptFailure(reason, entry.detail))
+        }
+    }
+}
+
+extension Result {
+    var failureValue: Failure? {
+        if case .failure(let failure) = self { return failure }
+        return nil
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import PhoneDecryption
+
+/// What `decryptd dev-wechat` knows and decides: WeChat's two endpoints (stable token, phone-number
+/// code exchange) over in-memory state. Pure: no sockets, no clocks but the one given, so tests can
+/// drive it directly; ``DevWeChatServer`` puts it behind HTTP.
+///
+/// It honours the codes ``SyntheticCode`` makes (genuine for one appid, valid for 5 minutes, once),
+/// checks the app secret and the token, and answers as WeChat documents: errcode 40013 (unknown
+/// appid), 40125 (wrong secret), 40001 (unknown token), 42001 (expired token), 40029 (a wrong, spent
+/// or expired code), -1, 45011 and 47001 on request.
+public struct DevWeChatState: Sendable {
+    public struct Settings: Sendable {
+        /// appid → secret: the apps it knows.
+        public var secrets: [String: String]
+        /// Lifetime of a token it issues, seconds. Default: 7200 (WeChat's).
+        public var tokenLifetime: Int64 = 7200
+        /// Shares of exchanges answered transiently at random, on top of the codes' own faults.
+        public var busyShare = 0.0
+        public var quotaShare = 0.0
+        public var serverErrorShare = 0.0
+        public var resetShare = 0.0
+
+        public init(secrets: [String: String]) { self.secrets = secrets }
+    }
+
+    /// How to answer one request.
+    public enum Answer: Sendable, Equatable {
+        case json(status: Int, body: String)
+        /// Close the connection without an answer.
+        case reset
+    }
+
+    /// Counts for tests and the curious (`GET /dev/stats`).
+    public struct Stats: Sendable, Codable, Equatable {
+        public var tokenFetches: [String: Int] = [:]
+        public var tokensIssued: [String: Int] = [:]
+        public var exchanges = 0
+        public var exchangesAnswered: [String: Int] = [:]
+        public var codesSpent = 0
+        /// Exchanges of a code that was already spent: a worker that exchanged a code twice.
+        public var codesReused = 0
+        public var tokensInvalidated = 0
+    }
+
+    private struct IssuedToken {
+        var appid: String
+        var expiresAt: Double
+    }
+
+    public let settings: Settings
+    public private(set) var stats = Stats()
+    private var current: [String: String] = [:]
+    private var tokens: [String: IssuedToken] = [:]
+    private var spent: Set<String> = []
+    private var faulted: Set<String> = []
+    private var generation = 0
+    private var random: UInt64
+
+    public init(settings: Settings, seed: UInt64 = 1) {
+        self.settings = settings
+        random = seed
+    }
+
+    // MARK: - Endpoints
+
+    public mutating func answer(method: String, path: String, query: [String: String], body: [UInt8], now: Double) -> Answer {
+        switch (method, path) {
+        case ("POST", "/cgi-bin/stable_token"): return stableToken(body, now: now)
+        case ("POST", "/wxa/business/getuserphonenumber"): return exchange(token: query["access_token"], body: body, now: now)
+        case ("GET", "/dev/stats"): return .json(status: 200, body: statsJSON)
+        case ("POST", "/dev/invalidate-tokens"):
+            let count = invalidateTokens()
+            return .json(status: 200, body: #"{"invalidated":\#(count)}"#)
+        default: return .json(status: 404, body: #"{"errcode":404,"errmsg":"no such endpoint"}"#)
+        }
+    }
+
+    /// Makes every issued token invalid (as a `force_refresh` by another caller would); returns how many.
+    public mutating func invalidateTokens() -> Int {
+        let count = current.count
+        current.removeAll()
+        tokens.removeAll()
+        stats.tokensInvalidated += count
+        return count
+    }
+
+    public var statsJSON: String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(stats)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    private mutating func stableToken(_ body: [UInt8], now: Double) -> Answer {
+        guard let request = Self.object(body) else { return Self.error(47001, "data format error") }
+        guard request["grant_type"] as? String == "client_credential" else { return Self.error(40002, "invalid grant_type") }
+        guard let appid = request["appid"] as? String, let secret = settings.secrets[appid] else { return Self.error(40013, "invalid appid") }
+        stats.tokenFetches[appid, default: 0] += 1
+        guard request["secret"] as? String == secret else { return Self.error(40125, "invalid appsecret") }
+        let force = request["force_refresh"] as? Bool ?? false
+        if !force, let token = current[appid], let issued = tokens[token], issued.expiresAt > now {
+            return .json(status: 200, body: #"{"access_token":"\#(token)","expires_in":\#(Int64(issued.expiresAt - now))}"#)
+        }
+        if let old = current[appid] { tokens[old] = nil }
+        generation += 1
+        let token = "devtoken\(generation)x\(String(next(), radix: 36))"
+        current[appid] = token
+        tokens[token] = IssuedToken(appid: appid, expiresAt: now + Double(settings.tokenLifetime))
+        stats.tokensIssued[appid, default: 0] += 1
+        return .json(status: 200, body: #"{"access_token":"\#(token)","expires_in":\#(settings.tokenLifetime)}"#)
+    }
+
+    private mutating func exchange(token: String?, body: [UInt8], now: Double) -> Answer {
+        stats.exchanges += 1
+        let answer = exchangeAnswer(token: token, body: body, now: now)
+        let key: String
+        switch answer {
+        case .reset: key = "reset"
+        case .json(let status, _) where status != 200: key = "http_\(status)"
+        case .json(_, let body):
+            key = body.hasPrefix(#"{"errcode":0,"#) ? (body.contains("phone_info") ? "ok" : "no_phone_info") : String(body.dropFirst(11).prefix { $0 != "," })
+        }
+        stats.exchangesAnswered[key, default: 0] += 1
+        return answer
+    }
+
+    private mutating func exchangeAnswer(token: String?, body: [UInt8], now: Double) -> Answer {
+        guard let token, let issued = tokens[token] else {
+            return Self.error(40001, "invalid credential, access_token is invalid or not latest")
+        }
+        guard issued.expiresAt > now else { return Self.error(42001, "access_token expired") }
+        if roll(settings.resetShare) { return .reset }
+        if roll(settings.serverErrorShare) { return .json(status: 503, body: "{}") }
+        if roll(settings.busyShare) { return Self.error(-1, "system error") }
+        if roll(settings.quotaShare) { return Self.error(45011, "api minute-quota reach limit") }
+        guard let request = Self.object(body), let text = request["code"] as? String else { return Self.error(47001, "data format error") }
+        let appid = issued.appid
+        guard let code = SyntheticCode.parse(text, appid: appid), now - Double(code.issuedAt) < Double(SyntheticCode.lifetime) else {
+            return Self.error(40029, "invalid code")
+        }
+        // A code's own transient fault, on its first exchange only.
+        if let fault = SyntheticCode.Faults.transient.first(where: { code.faults.contains($0) }), faulted.insert(text).inserted {
+            switch fault {
+            case .busyOnce: return Self.error(-1, "system error")
+            case .quotaOnce: return Self.error(45011, "api minute-quota reach limit")
+            case .serverErrorOnce: return .json(status: 503, body: "{}")
+            case .resetOnce: return .reset
+            default:
+                // The token stops working, as when another caller forced a refresh.
+                current[appid] = nil
+                tokens[token] = nil
+                stats.tokensInvalidated += 1
+                return Self.error(40001, "invalid credential, access_token is invalid or not latest")
+            }
+        }
+        guard spent.insert(text).inserted else {
+            stats.codesReused += 1
+            return Self.error(40029, "invalid code")
+        }
+        stats.codesSpent += 1
+        if code.faults.contains(.otherErrcode) { return Self.error(47001, "data format error") }
+        if code.faults.contains(.noPhoneInfo) { return .json(status: 200, body: #"{"errcode":0,"errmsg":"ok"}"#) }
+        let phone = code.phone
+        // countryCode as WeChat sends it: a string, and a number now and then.
+        let country = code.serial % 2 == 0 ? "\"\(phone.countryCode)\"" : phone.countryCode
+        return .json(status: 200, body: """
+            {"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"\(phone.phoneNumber)","purePhoneNumber":"\(phone.purePhoneNumber)",\
+            "countryCode":\(country),"watermark":{"timestamp":\(phone.watermarkTimestamp),"appid":"\(code.watermarkAppid)"}}}
+            """)
+    }
+
+    // MARK: - Helpers
+
+    private static func error(_ errcode: Int, _ message: String) -> Answer {
+        .json(status: 200, body: #"{"errcode":\#(errcode),"errmsg":"\#(message)"}"#)
+    }
+
+    private static func object(_ body: [UInt8]) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+    }
+
+    private mutating func next() -> UInt64 {
+        random &+= 0x9E37_79B9_7F4A_7C15
+        var z = random
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    private mutating func roll(_ share: Double) -> Bool {
+        share > 0 && Double(next() >> 11) / Double(1 << 53) < share
+    }
+}

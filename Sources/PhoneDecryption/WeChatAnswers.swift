@@ -1,0 +1,149 @@
+/// WeChat's answers to the two server API calls decryptd makes, parsed strictly (SPEC "Code jobs").
+///
+/// Both are JSON objects; an `errcode` other than 0 is an error whatever else the object holds. The
+/// parsers keep no text from the answer but what they return: `errmsg` is dropped (it is free text of
+/// any size), and a token is only ever returned, never described.
+
+/// What `POST /wxa/business/getuserphonenumber` answered.
+public enum PhoneNumberAnswer: Sendable, Hashable {
+    /// `errcode` 0 with a `phone_info` that checks out like a decrypted plaintext.
+    case phone(PhonePayload)
+    /// A non-zero `errcode`.
+    case error(errcode: Int64)
+    /// `errcode` 0 (or none) without a usable `phone_info`; the detail names the problem, never a value.
+    case invalidPhoneInfo(String)
+    /// A usable `phone_info` whose `watermark.appid` is not the job's appid.
+    case appidMismatch
+    /// Not a JSON object, or `errcode` not an integer: not an answer of WeChat's API at all (a proxy's
+    /// error page, say), so transient.
+    case unreadable(String)
+
+    /// Parses an answer body for a job of `expectedAppid`.
+    public static func parse(_ body: UnsafeBufferPointer<UInt8>, expectedAppid: String) -> PhoneNumberAnswer {
+        var scanner = JSONScanner(body)
+        var errcode: Int64?
+        var phoneInfo: Range<Int>?
+        var problem: String?
+        do throws(JSONSyntaxError) {
+            guard try scanner.peek() == UInt8(ascii: "{") else { return .unreadable("answer is not a JSON object") }
+            try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
+                if scanner.token(key, equals: "errcode") {
+                    if errcode != nil { problem = "answer has errcode twice" }
+                    errcode = try readInteger(&scanner)
+                    if errcode == nil, problem == nil { problem = "errcode is not an integer" }
+                } else if scanner.token(key, equals: "phone_info") {
+                    if phoneInfo != nil, problem == nil { problem = "answer has phone_info twice" }
+                    _ = try scanner.peek()
+                    let start = scanner.position
+                    try scanner.skipValue()
+                    phoneInfo = start..<scanner.position
+                } else {
+                    try scanner.skipValue()
+                }
+            }
+            try scanner.finish()
+        } catch {
+            return .unreadable("answer is not strict JSON: \(error)")
+        }
+        if let problem { return .unreadable(problem) }
+        if let errcode, errcode != 0 { return .error(errcode: errcode) }
+        guard let phoneInfo else { return .invalidPhoneInfo("answer has no phone_info") }
+        let info = UnsafeBufferPointer(rebasing: body[phoneInfo])
+        guard info.first == UInt8(ascii: "{") else { return .invalidPhoneInfo("phone_info is not an object") }
+        var appid = expectedAppid
+        return appid.withUTF8 { appid in
+            switch PhonePayload.parse(plaintext: info, expectedAppid: appid) {
+            case .success(let fields):
+                return .phone(PhonePayload(
+                    phoneNumber: fields.phone, purePhoneNumber: fields.pure, countryCode: fields.country, watermarkTimestamp: fields.timestamp
+                ))
+            case .failure(.appidMismatch): return .appidMismatch
+            case .failure(.invalid(let detail)):
+                return .invalidPhoneInfo("phone_info: " + detail.replacingPrefix("plaintext ", with: ""))
+            }
+        }
+    }
+}
+
+/// What `POST /cgi-bin/stable_token` answered.
+public enum StableTokenAnswer: Sendable, Hashable {
+    /// An access token and its lifetime in seconds.
+    case token(String, expiresIn: Int64)
+    case error(errcode: Int64)
+    case unreadable(String)
+
+    /// The longest token accepted (WeChat's are about 150 characters).
+    public static let maximumTokenLength = 2048
+
+    public static func parse(_ body: UnsafeBufferPointer<UInt8>) -> StableTokenAnswer {
+        var scanner = JSONScanner(body)
+        var errcode: Int64?
+        var token: JSONStringToken?
+        var expiresIn: Int64?
+        var problem: String?
+        do throws(JSONSyntaxError) {
+            guard try scanner.peek() == UInt8(ascii: "{") else { return .unreadable("answer is not a JSON object") }
+            try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
+                if scanner.token(key, equals: "errcode") {
+                    if errcode != nil { problem = "answer has errcode twice" }
+                    errcode = try readInteger(&scanner)
+                    if errcode == nil, problem == nil { problem = "errcode is not an integer" }
+                } else if scanner.token(key, equals: "access_token") {
+                    if token != nil, problem == nil { problem = "answer has access_token twice" }
+                    if try scanner.peek() == UInt8(ascii: "\"") {
+                        token = try scanner.readString()
+                    } else {
+                        if problem == nil { problem = "access_token is not a string" }
+                        try scanner.skipValue()
+                    }
+                } else if scanner.token(key, equals: "expires_in") {
+                    if expiresIn != nil, problem == nil { problem = "answer has expires_in twice" }
+                    expiresIn = try readInteger(&scanner)
+                    if expiresIn == nil, problem == nil { problem = "expires_in is not an integer" }
+                } else {
+                    try scanner.skipValue()
+                }
+            }
+            try scanner.finish()
+        } catch {
+            return .unreadable("answer is not strict JSON: \(error)")
+        }
+        if let problem { return .unreadable(problem) }
+        if let errcode, errcode != 0 { return .error(errcode: errcode) }
+        guard let token else { return .unreadable("answer has no access_token") }
+        guard let expiresIn, expiresIn > 0 else { return .unreadable("answer has no positive expires_in") }
+        let length = token.end - token.start
+        guard length > 0, length <= maximumTokenLength else { return .unreadable("access_token is empty or too long") }
+        // The token goes into a URL's query: only what needs no escaping there is accepted.
+        guard !scanner.token(token, containsByte: { !Self.isTokenByte($0) }) else {
+            return .unreadable("access_token has characters a URL query cannot carry as they are")
+        }
+        return .token(scanner.string(token), expiresIn: expiresIn)
+    }
+
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: "*"): true
+        default: false
+        }
+    }
+}
+
+/// Reads an integer that fits an `Int64`, signed; `nil` (number consumed) for any other value.
+private func readInteger(_ scanner: inout JSONScanner) throws(JSONSyntaxError) -> Int64? {
+    let first = try scanner.peek()
+    guard first == UInt8(ascii: "-") || first &- UInt8(ascii: "0") < 10 else {
+        try scanner.skipValue()
+        return nil
+    }
+    let range = try scanner.readNumber()
+    let text = String(decoding: UnsafeBufferPointer(rebasing: scanner.bytes[range]), as: UTF8.self)
+    return Int64(text)
+}
+
+extension String {
+    fileprivate func replacingPrefix(_ prefix: String, with replacement: String) -> String {
+        hasPrefix(prefix) ? replacement + dropFirst(prefix.count) : self
+    }
+}

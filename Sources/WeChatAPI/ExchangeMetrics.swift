@@ -1,0 +1,47 @@
+import CoreMetrics
+import NIOConcurrencyHelpers
+
+/// The exchange's metrics (names are the Prometheus ones), created once per label set and cached.
+/// No label ever carries a code, a token, a secret or a phone number: appids are the configured
+/// ones, errcodes a fixed list.
+public final class ExchangeMetrics: Sendable {
+    /// `decryptd_exchanges_in_flight`: calls to the exchange endpoint awaiting their answer.
+    private let inFlight = Gauge(label: "decryptd_exchanges_in_flight")
+    private let calls = NIOLockedValueBox(0)
+    /// `decryptd_exchange_duration_seconds`: one call to the exchange endpoint, answered or not.
+    let duration = Timer(label: "decryptd_exchange_duration_seconds", preferredDisplayUnit: .seconds)
+    private let counters = NIOLockedValueBox<[String: Counter]>([:])
+
+    /// The errcodes SPEC and WeChat's documentation name; any other is counted as "other".
+    static let knownErrcodes: Set<Int64> = [-1, 40001, 40013, 40014, 40029, 40125, 40164, 40226, 41001, 41002, 41004, 42001, 45009, 45011, 47001, 48001, 61024]
+
+    public init() {}
+
+    func callStarted() { inFlight.record(calls.withLockedValue { $0 += 1; return $0 }) }
+
+    func callEnded() { inFlight.record(calls.withLockedValue { $0 -= 1; return $0 }) }
+
+    /// `decryptd_exchanges_total{outcome}`: every call's outcome, "ok", a failure code, or what made
+    /// it transient (busy, rate_limited, token_rejected, http_error, no_answer, unreadable).
+    func exchange(_ outcome: String) { counter("decryptd_exchanges_total", [("outcome", outcome)]).increment() }
+
+    /// `decryptd_token_fetches_total{appid,result}`: result ok, errcode, no_answer, http_error or unreadable.
+    func tokenFetch(appid: String, result: String) {
+        counter("decryptd_token_fetches_total", [("appid", appid), ("result", result)]).increment()
+    }
+
+    /// `decryptd_wechat_errcodes_total{errcode}`: non-zero errcodes WeChat answered, by either endpoint.
+    func errcode(_ errcode: Int64) {
+        counter("decryptd_wechat_errcodes_total", [("errcode", Self.knownErrcodes.contains(errcode) ? String(errcode) : "other")]).increment()
+    }
+
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return counters.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: label, dimensions: dimensions)
+            counters[key] = counter
+            return counter
+        }
+    }
+}

@@ -1,0 +1,301 @@
+public import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+public import PhoneDecryption
+
+/// Exchanges phone-number codes with WeChat (`phonenumber.getPhoneNumber`), as SPEC's "Code jobs"
+/// says: access tokens from the stable-token endpoint, cached per appid; transient answers (no
+/// answer, a timeout, HTTP 5xx, errcode -1, 45009/45011, a token error that persists) retried with
+/// capped, jittered backoff until they pass or the worker stops, never turned into failures; a token
+/// WeChat rejects fetched again and the call retried at once; every other answer a result.
+public final class PhoneCodeExchanger: Sendable {
+    public struct Configuration: Sendable {
+        /// Each call's limit. Default: 5 s.
+        public var timeout: TimeInterval = 5
+        /// Retry delays double from this. Default: 0.1 s.
+        public var initialRetryDelay: TimeInterval = 0.1
+        /// Longest pause between retries. Default: 5 s.
+        public var maximumRetryDelay: TimeInterval = 5
+        /// Calls in flight per appid at most (the pacing starts from here). Default: 64.
+        public var concurrency = 64
+
+        public init() {}
+    }
+
+    /// How an exchange ended.
+    public enum Result: Sendable, Hashable {
+        case phone(PhonePayload)
+        case failure(DecryptFailure)
+        /// Given up because the worker stops: the job stays unfinished (not committed).
+        case stopped
+    }
+
+    public let configuration: Configuration
+    private let transport: any WeChatTransport
+    private let credentials: WeChatCredentials
+    public let tokens: AccessTokenCache
+    private let pacer: AppidPacer
+    private let metrics: ExchangeMetrics
+    private let logger: Logger
+    private let trouble: TroubleLog
+
+    public init(
+        transport: any WeChatTransport, credentials: WeChatCredentials, configuration: Configuration = Configuration(),
+        metrics: ExchangeMetrics = ExchangeMetrics(), logger: Logger
+    ) {
+        self.transport = transport
+        self.credentials = credentials
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        trouble = TroubleLog(logger: logger)
+        pacer = AppidPacer(maximum: configuration.concurrency)
+        let timeout = configuration.timeout
+        tokens = AccessTokenCache { [transport, credentials, metrics, logger] appid in
+            try await Self.fetchToken(appid: appid, secret: credentials.secret(for: appid) ?? "", transport: transport, timeout: timeout, metrics: metrics, logger: logger)
+        }
+    }
+
+    public func hasSecret(for appid: String) -> Bool { credentials.secret(for: appid) != nil }
+
+    /// The errcodes that mean the access token is invalid or expired.
+    static let tokenErrcodes: Set<Int64> = [40001, 40014, 42001]
+    /// Quota and frequency limits: the appid slows down.
+    static let rateErrcodes: Set<Int64> = [45009, 45011]
+    /// A wrong or spent code.
+    static let invalidCode: Int64 = 40029
+
+    /// Exchanges `code` for a job of `appid` produced at `jobTimestamp` (ms since the epoch; nil when
+    /// the broker gave none). Retries transient answers until `shouldStop` says to give up.
+    public func exchange(code: String, appid: String, jobTimestamp: Int64?, shouldStop: @escaping @Sendable () -> Bool) async -> Result {
+        guard hasSecret(for: appid) else {
+            metrics.exchange(FailureReason.exchangeNotConfigured.rawValue)
+            return .failure(DecryptFailure(.exchangeNotConfigured, "no app secret is configured for appid \(appid)"))
+        }
+        var retries = 0
+        var rejectedToken: String?
+        while true {
+            if shouldStop() { return .stopped }
+            let attempt = await attemptOnce(code: code, appid: appid, jobTimestamp: jobTimestamp)
+            switch attempt {
+            case .done(let result):
+                trouble.recovered()
+                return result
+            case .tokenRejected(let token):
+                tokens.invalidate(token, for: appid)
+                // A token rejected for the first time is fetched again and the call retried at once;
+                // the same token rejected twice is a token error that persists: backoff.
+                if rejectedToken != token {
+                    rejectedToken = token
+                    continue
+                }
+                trouble.failed("WeChat keeps rejecting the access token of appid \(appid) (errcode 40001/40014/42001)")
+            case .rateLimited(let errcode):
+                trouble.failed("WeChat's quota or frequency limit for appid \(appid) (errcode \(errcode)); its exchanges slow down")
+            case .transient(let why):
+                trouble.failed(why)
+            }
+            retries += 1
+            if !(await pause(Self.delay(retry: retries, configuration), shouldStop: shouldStop)) { return .stopped }
+        }
+    }
+
+    /// The pause before retry `retry` (1-based): uniform in [d/2, d], d doubling to the cap.
+    static func delay(retry: Int, _ configuration: Configuration) -> TimeInterval {
+        let capped = min(configuration.maximumRetryDelay, configuration.initialRetryDelay * pow(2, Double(min(retry - 1, 30))))
+        return Double.random(in: capped / 2...capped)
+    }
+
+    /// Sleeps `seconds` in steps of at most 0.1 s, so a stop ends it early; false when stopped.
+    private func pause(_ seconds: TimeInterval, shouldStop: @Sendable () -> Bool) async -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if shouldStop() { return false }
+            let left = min(0.1, end.timeIntervalSinceNow)
+            if left > 0 { try? await Task.sleep(nanoseconds: UInt64(left * 1e9)) }
+        }
+        return !shouldStop()
+    }
+
+    private enum Attempt {
+        case done(Result)
+        case tokenRejected(String)
+        case rateLimited(Int64)
+        case transient(String)
+    }
+
+    private func attemptOnce(code: String, appid: String, jobTimestamp: Int64?) async -> Attempt {
+        let token: AccessToken
+        do {
+            token = try await tokens.token(for: appid)
+        } catch {
+            return .transient("no access token for appid \(appid): \(error)")
+        }
+        await pacer.acquire(appid)
+        let attempt = await call(code: code, appid: appid, token: token, jobTimestamp: jobTimestamp)
+        switch attempt {
+        case .done: pacer.release(appid, .succeeded)
+        case .rateLimited: pacer.release(appid, .rateLimited)
+        default: pacer.release(appid, .other)
+        }
+        return attempt
+    }
+
+    private func call(code: String, appid: String, token: AccessToken, jobTimestamp: Int64?) async -> Attempt {
+        var body = JSONWriter()
+        body.beginObject()
+        body.field("code", code)
+        body.endObject()
+        metrics.callStarted()
+        let started = DispatchTime.now()
+        let answer: (status: Int, body: [UInt8])
+        do {
+            answer = try await transport.post("/wxa/business/getuserphonenumber?access_token=\(token.value)", body: Array(body.text.utf8), timeout: configuration.timeout)
+        } catch {
+            metrics.callEnded()
+            metrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))
+            metrics.exchange("no_answer")
+            return .transient("the code exchange got no answer: \(Self.describe(error))")
+        }
+        metrics.callEnded()
+        metrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))
+        guard answer.status == 200 else {
+            metrics.exchange("http_error")
+            return .transient("the code exchange answered HTTP \(answer.status)")
+        }
+        let parsed = answer.body.withUnsafeBufferPointer { PhoneNumberAnswer.parse($0, expectedAppid: appid) }
+        let age = Self.age(of: jobTimestamp)
+        switch parsed {
+        case .phone(let payload):
+            metrics.exchange("ok")
+            return .done(.phone(payload))
+        case .appidMismatch:
+            metrics.exchange(FailureReason.appidMismatch.rawValue)
+            return .done(.failure(DecryptFailure(.appidMismatch, "phone_info watermark appid is not the job's appid \(appid) (errcode 0, \(age))")))
+        case .invalidPhoneInfo(let detail):
+            metrics.exchange(FailureReason.invalidPhoneInfo.rawValue)
+            return .done(.failure(DecryptFailure(.invalidPhoneInfo, "\(detail) (errcode 0, \(age))")))
+        case .unreadable(let detail):
+            metrics.exchange("unreadable")
+            return .transient("the code exchange answered something that is not WeChat's JSON: \(detail)")
+        case .error(let errcode):
+            metrics.errcode(errcode)
+            if errcode == -1 {
+                metrics.exchange("busy")
+                return .transient("WeChat is busy (errcode -1)")
+            }
+            if Self.rateErrcodes.contains(errcode) {
+                metrics.exchange("rate_limited")
+                return .rateLimited(errcode)
+            }
+            if Self.tokenErrcodes.contains(errcode) {
+                metrics.exchange("token_rejected")
+                return .tokenRejected(token.value)
+            }
+            if errcode == Self.invalidCode {
+                let expired = jobTimestamp.map { Self.ageSeconds($0) >= Double(SyntheticCode.lifetime) } ?? false
+                let reason: FailureReason = expired ? .codeExpired : .codeInvalid
+                metrics.exchange(reason.rawValue)
+                return .done(.failure(DecryptFailure(reason, "errcode 40029, \(age)")))
+            }
+            metrics.exchange(FailureReason.wechatError.rawValue)
+            return .done(.failure(DecryptFailure(.wechatError, "errcode \(errcode), \(age)")))
+        }
+    }
+
+    static func ageSeconds(_ timestamp: Int64) -> Double {
+        Date().timeIntervalSince1970 - Double(timestamp) / 1000
+    }
+
+    /// "job age 12 s" (or "job age unknown").
+    static func age(of timestamp: Int64?) -> String {
+        guard let timestamp else { return "job age unknown" }
+        return "job age \(max(0, Int(ageSeconds(timestamp).rounded()))) s"
+    }
+
+    /// A transport error in a few words: its type and case, never a URL (it would carry the token).
+    static func describe(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("access_token") || text.count > 200 { return String(describing: type(of: error)) }
+        return text
+    }
+
+    // MARK: - Tokens
+
+    private static func fetchToken(
+        appid: String, secret: String, transport: any WeChatTransport, timeout: TimeInterval, metrics: ExchangeMetrics, logger: Logger
+    ) async throws -> AccessToken {
+        var body = JSONWriter()
+        body.beginObject()
+        body.field("grant_type", "client_credential")
+        body.field("appid", appid)
+        body.field("secret", secret)
+        // Never forced: forcing would invalidate every other worker's token (SPEC).
+        body.field("force_refresh", false)
+        body.endObject()
+        let answer: (status: Int, body: [UInt8])
+        do {
+            answer = try await transport.post("/cgi-bin/stable_token", body: Array(body.text.utf8), timeout: timeout)
+        } catch {
+            metrics.tokenFetch(appid: appid, result: "no_answer")
+            throw TokenError(description: "the stable-token call got no answer: \(describe(error))")
+        }
+        guard answer.status == 200 else {
+            metrics.tokenFetch(appid: appid, result: "http_error")
+            throw TokenError(description: "the stable-token call answered HTTP \(answer.status)")
+        }
+        switch answer.body.withUnsafeBufferPointer({ StableTokenAnswer.parse($0) }) {
+        case .token(let token, let expiresIn):
+            metrics.tokenFetch(appid: appid, result: "ok")
+            logger.debug("fetched an access token", metadata: ["appid": "\(appid)", "expires_in": "\(expiresIn)"])
+            return AccessToken(value: token, expiresIn: TimeInterval(expiresIn))
+        case .error(let errcode):
+            metrics.tokenFetch(appid: appid, result: "errcode")
+            metrics.errcode(errcode)
+            throw TokenError(description: "the stable-token call answered errcode \(errcode)\(tokenHint(errcode))")
+        case .unreadable(let detail):
+            metrics.tokenFetch(appid: appid, result: "unreadable")
+            throw TokenError(description: "the stable-token call answered something that is not WeChat's JSON: \(detail)")
+        }
+    }
+
+    private static func tokenHint(_ errcode: Int64) -> String {
+        switch errcode {
+        case 40013: " (invalid appid)"
+        case 40125: " (invalid app secret: check WECHAT_APP_SECRETS)"
+        case 40164: " (this host's IP is not on the appid's allow list)"
+        case -1: " (system busy)"
+        default: ""
+        }
+    }
+
+    struct TokenError: Error, CustomStringConvertible {
+        var description: String
+    }
+}
+
+/// Logs once when exchanges start failing transiently and once when one succeeds again, however
+/// many exchanges are retrying at the time (never once per attempt).
+final class TroubleLog: Sendable {
+    private let state = NIOLockedValueBox<(troubled: Bool, retries: Int)>((false, 0))
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func failed(_ why: String) {
+        let first = state.withLockedValue { state in
+            defer { state = (true, state.retries + 1) }
+            return !state.troubled
+        }
+        if first { logger.warning("code exchanges are failing transiently; retrying with backoff until they recover", metadata: ["error": "\(why)"]) }
+    }
+
+    func recovered() {
+        let retries = state.withLockedValue { state -> Int? in
+            guard state.troubled else { return nil }
+            defer { state = (false, 0) }
+            return state.retries
+        }
+        if let retries { logger.notice("code exchanges recovered", metadata: ["retries": "\(retries)"]) }
+    }
+}

@@ -1,0 +1,138 @@
+import DecryptdStore
+import DecryptdTestSupport
+import DecryptdWorker
+import Foundation
+import KafkaClient
+import PhoneDecryption
+import Testing
+
+@Suite("Code jobs end to end (dev-wechat + embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
+struct CodeJobEndToEndTests {
+    @Test("a mixed load with every reason and transient answers: tables, dead letters, ledger and offsets exactly right; no code exchanged twice")
+    func mixedLoad() throws {
+        let wechat = try WeChatStandIn()
+        let pipeline = try Pipeline()
+        let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.5)
+        #expect(Set(expectation.counts.keys) == Set(FailureReason.allCases.map(\.rawValue) + ["ok"]), "the load has every code")
+        #expect((expectation.kinds[.code] ?? 0) > 1000 && (expectation.kinds[.encrypted] ?? 0) > 1000)
+
+        let summary = try WorkerRun(pipeline.configuration(group: "c1", wechat: wechat)).wait()
+        #expect(summary.drained && summary.total == 3000 && summary.abandoned == 0)
+        for (kind, count) in expectation.counts {
+            #expect(summary.outcomes[kind] == count, "outcome \(kind)")
+        }
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "c1", exactly: true)
+        try pipeline.expectCommitted(group: "c1")
+
+        let stats = wechat.stats
+        #expect(stats.codesReused == 0, "no code exchanged twice")
+        #expect((stats.exchangesAnswered["-1"] ?? 0) > 0 && (stats.exchangesAnswered["45011"] ?? 0) > 0 && (stats.exchangesAnswered["reset"] ?? 0) > 0,
+                "transient answers were met (and retried: the counts above are exact)")
+        // The ledger holds every code WeChat answered for, by digest only.
+        let ledger = try pipeline.ledger()
+        #expect(ledger.rows == stats.codesSpent + (expectation.counts["code_invalid"] ?? 0) + (expectation.counts["code_expired"] ?? 0))
+        try expectNoSecrets(pipeline, ledger: ledger.text)
+
+        // Failure rows name their job kind; the code reasons only ever code jobs.
+        let kinds = try pipeline.database.connection.query("SELECT reason, job_kind, count(*) FROM decrypt_failures GROUP BY 1, 2")
+        for row in kinds where FailureReason(rawValue: row[0]!)?.applies(to: .encrypted) == false {
+            #expect(row[1] == "code", "\(row[0]!) is a code job's reason")
+        }
+        #expect(kinds.contains { $0[0] == "appid_mismatch" && $0[1] == "code" } && kinds.contains { $0[0] == "appid_mismatch" && $0[1] == "encrypted" })
+
+        // A replay by another group exchanges nothing: every code is found in the ledger.
+        let exchangesBefore = wechat.stats.exchanges
+        let replay = try WorkerRun(pipeline.configuration(group: "c2", wechat: wechat)).wait()
+        #expect(replay.total == 3000)
+        #expect(wechat.stats.exchanges == exchangesBefore, "redelivered code jobs are complete without calling WeChat")
+        try pipeline.expectTables(expectation)
+        try pipeline.expectDeadLetters(expectation, group: "c2", exactly: false)
+    }
+
+    @Test("tokens invalidated mid-run are renewed once per appid; two workers in one group share one token")
+    func tokens() throws {
+        let wechat = try WeChatStandIn(latency: 0.03)
+        let pipeline = try Pipeline(partitions: 4)
+        let expectation = try pipeline.generate(jobs: 2500, codeShare: 1, transientShare: 0, seed: 5)
+        let okCodes = expectation.counts["ok"] ?? 0
+        let one = try WorkerRun(pipeline.configuration(group: "t", wechat: wechat))
+        let two = try WorkerRun(pipeline.configuration(group: "t", wechat: wechat))
+        try waitUntil(timeout: 60, "exchanges under way") { wechat.stats.exchanges > 400 }
+        #expect(wechat.server.invalidateTokens() == 1, "one token for the appid, shared by both workers")
+        let summaries = [try one.wait(), try two.wait()]
+        #expect(summaries.map(\.total).reduce(0, +) >= 2500)
+        try pipeline.expectTables(expectation)
+        try pipeline.expectCommitted(group: "t")
+        let stats = wechat.stats
+        #expect(stats.tokensIssued[Pipeline.appid] == 2, "the first token, and one renewal after the invalidation")
+        #expect((stats.tokenFetches[Pipeline.appid] ?? 0) <= 4, "at most one fetch per worker per token")
+        #expect(stats.codesReused == 0)
+        #expect(stats.exchangesAnswered["ok"] ?? 0 == okCodes)
+    }
+
+    @Test("kill -9 mid-run, restart: every job a member or a failure, and only the exchanges in flight lost to the crash gap")
+    func crash() throws {
+        let wechat = try WeChatStandIn(latency: 0.05)
+        let pipeline = try Pipeline(partitions: 4)
+        let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.7, transientShare: 0.05, seed: 9)
+        let concurrency = 16
+        var environment = pipeline.binaryEnvironment
+        environment["WECHAT_APPIDS"] = "\(Pipeline.appid), \(Pipeline.unconfiguredAppid)"
+        environment["WECHAT_API_URL"] = wechat.url
+        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        environment["DECRYPTD_LOG_LEVEL"] = "debug"
+        let arguments = [decryptdBinary.path, "run", "--group", "crash", "--batch-size", "100", "--progress-interval", "1",
+                         "--exchange-concurrency", String(concurrency), "--kafka-property", "session.timeout.ms=6000"]
+        let logs = [NSTemporaryDirectory() + "decryptd-code-crash-1.log", NSTemporaryDirectory() + "decryptd-code-crash-2.log"]
+        let first = try ChildProcess(arguments, environment: environment, logPath: logs[0])
+        try waitUntil(timeout: 90, "exchanges under way") { wechat.stats.exchanges > 500 }
+        first.kill(SIGKILL)
+        #expect(try first.wait(timeout: 30) == 128 + SIGKILL)
+        let second = try ChildProcess(arguments + ["--exit-at-end"], environment: environment, logPath: logs[1])
+        #expect(try second.wait(timeout: 180) == 0)
+
+        // Every job is a member or a failure row; the only difference the crash may make is a code
+        // spent by an exchange whose answer died with the process: its redelivery fails code_invalid.
+        let members = try pipeline.members()
+        let failures = Dictionary(try pipeline.failureRows().map { ($0.id, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        var lostToTheGap = 0
+        for (user, expected) in expectation.members where members[user]?.phone != expected.phone {
+            lostToTheGap += 1
+            #expect(user.openid.contains("c"), "only code jobs can be lost to the gap: \(user.openid)")
+        }
+        for (id, reason) in expectation.failures where failures[id] != reason {
+            lostToTheGap += 1
+            #expect(failures[id] == "code_invalid", "failure \(id): \(reason) or, lost to the gap, code_invalid")
+        }
+        #expect(failures.count == expectation.failures.count + expectation.members.filter { members[$0.key]?.phone != $0.value.phone }.count,
+                "one failure row per failed job, and one per ok job lost to the gap")
+        #expect(lostToTheGap <= concurrency, "at most the exchanges in flight")
+        #expect(wechat.stats.codesReused == lostToTheGap, "no code exchanged twice but those")
+        try pipeline.expectCommitted(group: "crash")
+
+        // What the worker logged, at debug, holds no secret, token, code or number.
+        let printed = try logs.map { try String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: "\n")
+        #expect(printed.contains("progress"))
+        try expectNoSecrets(pipeline, ledger: printed, extra: ["devtoken", WeChatStandIn.secret])
+    }
+
+    /// No code, code user's number, or `extra` appears in `text`, in the failure rows or in the
+    /// dead letters' headers.
+    func expectNoSecrets(_ pipeline: Pipeline, ledger text: String, extra: [String] = [WeChatStandIn.secret], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        var secrets = extra
+        for message in try pipeline.readAll("wechat.phone.jobs") {
+            guard let value = message.value, case .success(let job) = DecryptJob.parse(value), case .code(let code) = job.payload else { continue }
+            secrets.append(code)
+            if let synthetic = SyntheticCode.parse(code, appid: job.appid ?? Pipeline.appid) { secrets.append(synthetic.phone.purePhoneNumber) }
+        }
+        #expect(secrets.count > 100, sourceLocation: sourceLocation)
+        let details = try pipeline.database.connection.query("SELECT detail FROM decrypt_failures").compactMap { $0[0] }.joined(separator: "\n")
+        let headers = try pipeline.readAll("wechat.phone.dlq").flatMap { letter in
+            letter.headers.filter { $0.name.hasPrefix("decrypt.") }.map { String(decoding: $0.value ?? [], as: UTF8.self) }
+        }.joined(separator: "\n")
+        for secret in Set(secrets) {
+            #expect(!text.contains(secret) && !details.contains(secret) && !headers.contains(secret), "a secret leaked", sourceLocation: sourceLocation)
+        }
+    }
+}

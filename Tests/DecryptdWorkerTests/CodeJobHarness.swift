@@ -1,0 +1,69 @@
+import DecryptdStore
+import DecryptdTestSupport
+import DecryptdWorker
+import DevWeChat
+import Foundation
+import KafkaClient
+import PhoneDecryption
+import WeChatAPI
+
+/// A dev-wechat server in this process, for code jobs: it knows ``Pipeline/appid`` (secret
+/// ``secret``); ``Pipeline/unconfiguredAppid`` is served by the worker without a secret.
+final class WeChatStandIn: @unchecked Sendable {
+    static let secret = "dev-secret-0123456789abcdef"
+    let server: DevWeChatServer
+    let url: String
+
+    init(latency: TimeInterval = 0.01, settings: (inout DevWeChatState.Settings) -> Void = { _ in }) throws {
+        var state = DevWeChatState.Settings(secrets: [Pipeline.appid: Self.secret])
+        settings(&state)
+        var configuration = DevWeChatServer.Configuration()
+        configuration.latency = latency
+        server = DevWeChatServer(configuration: configuration, state: DevWeChatState(settings: state))
+        url = try server.start()
+    }
+
+    var stats: DevWeChatState.Stats { server.stats }
+
+    deinit { server.stop() }
+}
+
+extension Pipeline {
+    static let unconfiguredAppid = "wx00000000unconfigured"
+
+    /// Every reason a code job can fail for, beside ok ones, some of which meet a transient answer first.
+    static let everyCodeFault: [FailureReason: Double] = [
+        .malformedJob: 0.02, .appidMismatch: 0.03, .codeInvalid: 0.04, .codeExpired: 0.03,
+        .invalidPhoneInfo: 0.03, .exchangeNotConfigured: 0.03, .wechatError: 0.03,
+    ]
+
+    /// The worker's settings for code jobs against `wechat`.
+    func configuration(group: String, wechat: WeChatStandIn, exitAtEnd: Bool = true) -> WorkerConfiguration {
+        var configuration = configuration(group: group, exitAtEnd: exitAtEnd)
+        configuration.appids = [Self.appid, Self.unconfiguredAppid]
+        configuration.wechatAPIURL = wechat.url
+        configuration.appSecrets = WeChatCredentials([Self.appid: WeChatStandIn.secret])
+        configuration.exchangeConcurrency = 32
+        return configuration
+    }
+
+    /// A load of `kind` jobs (the encrypted ones with ``everyFault``, the code ones with ``everyCodeFault``).
+    func generate(jobs: Int, codeShare: Double, transientShare: Double = 0.1, seed: UInt64 = 21) throws -> LoadGenerator.Expectation {
+        var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)
+        plan.faults = Self.everyFault.merging(Self.everyCodeFault) { a, _ in a }
+        plan.codeShare = codeShare
+        plan.transientShare = transientShare
+        plan.unconfiguredAppid = Self.unconfiguredAppid
+        plan.seed = seed
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
+        producer.start()
+        defer { producer.close() }
+        return try LoadGenerator(plan: plan).run(database: database, producer: producer)
+    }
+
+    /// Rows in the exchange ledger, and whether any holds `text` (a code, a number, a secret...).
+    func ledger() throws -> (rows: Int, text: String) {
+        let rows = try database.connection.query("SELECT encode(code_sha256, 'hex'), appid, openid, outcome, detail FROM phone_code_exchanges")
+        return (rows.count, rows.map { $0.compactMap { $0 }.joined(separator: " ") }.joined(separator: "\n"))
+    }
+}
