@@ -47,7 +47,9 @@ struct CodeJobEndToEndTests {
         #expect(replay.total == 3000)
         #expect(wechat.stats.exchanges == exchangesBefore, "redelivered code jobs are complete without calling WeChat")
         try pipeline.expectTables(expectation)
-        try pipeline.expectDeadLetters(expectation, group: "c2", exactly: false)
+        // ... and a failed code job found there is dead-lettered again (its first dead letter may
+        // not have been acknowledged when the worker died).
+        #expect(try pipeline.readAll("wechat.phone.dlq").count == 2 * expectation.failures.count)
     }
 
     @Test("tokens invalidated mid-run are renewed once per appid; two workers in one group share one token")
@@ -55,12 +57,22 @@ struct CodeJobEndToEndTests {
         let wechat = try WeChatStandIn(latency: 0.03)
         let pipeline = try Pipeline(partitions: 4)
         let expectation = try pipeline.generate(jobs: 2500, codeShare: 1, transientShare: 0, seed: 5)
-        let okCodes = expectation.counts["ok"] ?? 0
-        let one = try WorkerRun(pipeline.configuration(group: "t", wechat: wechat))
-        let two = try WorkerRun(pipeline.configuration(group: "t", wechat: wechat))
+        // Answers with a phone_info: the ok codes and those watermarked for another appid.
+        let okCodes = (expectation.counts["ok"] ?? 0) + (expectation.counts["appid_mismatch"] ?? 0)
+        // Both run until stopped: with --exit-at-end the first to drain its partitions would leave
+        // the group, and the second could stop before it was given them.
+        let one = try WorkerRun(pipeline.configuration(group: "t", wechat: wechat, exitAtEnd: false))
+        let two = try WorkerRun(pipeline.configuration(group: "t", wechat: wechat, exitAtEnd: false))
         try waitUntil(timeout: 60, "exchanges under way") { wechat.stats.exchanges > 400 }
         #expect(wechat.server.invalidateTokens() == 1, "one token for the appid, shared by both workers")
+        try waitUntil(timeout: 120, "every job durable") {
+            try pipeline.members().count == expectation.members.count && pipeline.failureRows().count == expectation.failures.count
+                && one.worker.consumerInFlight == 0 && two.worker.consumerInFlight == 0
+        }
+        one.worker.stop()
+        two.worker.stop()
         let summaries = [try one.wait(), try two.wait()]
+        #expect(summaries.allSatisfy { $0.total > 0 }, "both workers exchanged codes")
         #expect(summaries.map(\.total).reduce(0, +) >= 2500)
         try pipeline.expectTables(expectation)
         try pipeline.expectCommitted(group: "t")
