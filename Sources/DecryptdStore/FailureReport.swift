@@ -10,6 +10,9 @@ public struct FailureReport: Sendable {
         /// RFC 3339, UTC.
         public var firstSeen: String
         public var lastSeen: String
+        /// Of `count`: failures of encrypted jobs and of code jobs (the rest could not be told).
+        public var encrypted = 0
+        public var code = 0
     }
 
     public struct Bucket: Sendable, Hashable {
@@ -26,6 +29,8 @@ public struct FailureReport: Sendable {
     public var hourly: [Bucket]
 
     public var total: Int { rows.reduce(0) { $0 + $1.count } }
+    public var encrypted: Int { rows.reduce(0) { $0 + $1.encrypted } }
+    public var code: Int { rows.reduce(0) { $0 + $1.code } }
     public var recovered: Int { rows.reduce(0) { $0 + $1.recovered } }
 }
 
@@ -37,14 +42,15 @@ extension DecryptdDatabase {
         let rows = try connection.query("""
             SELECT reason, count(*), count(resolved_at),
                    to_char(min(failed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                   to_char(max(failed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                   to_char(max(failed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                   count(*) FILTER (WHERE job_kind = 'encrypted'), count(*) FILTER (WHERE job_kind = 'code')
             FROM decrypt_failures
             WHERE failed_at >= now() - make_interval(secs => $1::double precision)
             GROUP BY reason
             ORDER BY count(*) DESC, reason
             """, window).map {
             FailureReport.Row(reason: $0[0] ?? "", count: Int($0[1] ?? "") ?? 0, recovered: Int($0[2] ?? "") ?? 0,
-                              firstSeen: $0[3] ?? "", lastSeen: $0[4] ?? "")
+                              firstSeen: $0[3] ?? "", lastSeen: $0[4] ?? "", encrypted: Int($0[5] ?? "") ?? 0, code: Int($0[6] ?? "") ?? 0)
         }
         let hourly = try connection.query("""
             SELECT to_char(date_trunc('hour', failed_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:00:00"Z"'), reason, count(*)

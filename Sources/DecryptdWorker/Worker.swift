@@ -169,7 +169,7 @@ public final class Worker: @unchecked Sendable {
                 state.lock(); lastPoll = Date(); state.unlock()
                 if !messages.isEmpty { lookupQueue.put(FetchedMessages(messages: messages)) }
                 metrics.inFlight.record(consumer.inFlight)
-                progress.tick(inFlight: consumer.inFlight, lag: consumer.lag(), metrics: metrics)
+                progress.tick(inFlight: consumer.inFlight, lag: consumer.lag(), oldestUnfinished: consumer.oldestUnfinished, metrics: metrics)
                 if configuration.exitAtEnd, consumer.isDrained {
                     drained = true
                     break

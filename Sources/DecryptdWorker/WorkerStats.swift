@@ -81,11 +81,23 @@ final class ProgressReporter {
         self.logger = logger
     }
 
-    func tick(inFlight: Int, lag: @autoclosure () -> [TopicPartition: Int64], metrics: WorkerMetrics) {
+    /// Partitions whose oldest-unfinished age was last reported above 0 (reported 0 once they have none).
+    private var aged: Set<TopicPartition> = []
+
+    func tick(
+        inFlight: Int, lag: @autoclosure () -> [TopicPartition: Int64], oldestUnfinished: @autoclosure () -> [TopicPartition: Int64],
+        metrics: WorkerMetrics
+    ) {
         let now = Date()
         guard now.timeIntervalSince(last) >= max(interval, 1) else { return }
         let lags = lag()
         for (partition, value) in lags { metrics.lag(topic: partition.topic, partition: partition.partition).record(value) }
+        let oldest = oldestUnfinished()
+        for partition in aged.union(lags.keys).union(oldest.keys) {
+            let age = oldest[partition].map { max(0, now.timeIntervalSince1970 - Double($0) / 1000) } ?? 0
+            metrics.oldestUnfinishedAge(topic: partition.topic, partition: partition.partition).record(age)
+            if age > 0 { aged.insert(partition) } else { aged.remove(partition) }
+        }
         guard interval > 0 else { return }
         let outcomes = stats.snapshot
         let total = outcomes.values.reduce(0, +)
@@ -94,6 +106,7 @@ final class ProgressReporter {
         var metadata: Logger.Metadata = [
             "jobs_per_s": "\(Int(rate))", "jobs": "\(total)", "in_flight": "\(inFlight)",
             "lag": "\(lags.values.reduce(0, +))",
+            "oldest_unfinished_s": "\(Int(oldest.values.min().map { max(0, now.timeIntervalSince1970 - Double($0) / 1000) } ?? 0))",
         ]
         for (outcome, count) in outcomes.sorted(by: { $0.key < $1.key }) { metadata["outcome.\(outcome)"] = "\(count)" }
         logger.info("progress", metadata: metadata)

@@ -119,8 +119,9 @@ public final class KafkaConsumer: @unchecked Sendable {
             let topic = topicName(message.pointee.rkt)
             let partition = TopicPartition(topic, message.pointee.partition)
             let offset = message.pointee.offset
+            let timestamp = rd_kafka_message_timestamp(message, nil)
             let deliverable = condition.withLock {
-                switch tracker.deliver(partition, offset: offset) {
+                switch tracker.deliver(partition, offset: offset, timestamp: timestamp) {
                 case .refused: return false
                 case .first:
                     if committed[partition] == nil { committed[partition] = offset }
@@ -224,6 +225,12 @@ public final class KafkaConsumer: @unchecked Sendable {
             result[partition] = high
         }
         return result
+    }
+
+    /// Per assigned partition with unfinished work: when its oldest unfinished message was created
+    /// (ms since the epoch). Partitions with nothing unfinished are absent.
+    public var oldestUnfinished: [TopicPartition: Int64] {
+        condition.withLock { tracker.partitions.compactMapValues(\.oldestUnfinished) }
     }
 
     /// Messages behind the end of each assigned partition: the broker's high watermark (as last

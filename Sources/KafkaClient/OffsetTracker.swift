@@ -8,6 +8,8 @@ struct OffsetTracker {
         /// Offsets handed out, in increasing order; `done[i]` says whether `offsets[i]` finished.
         var offsets: [Int64] = []
         var done: [Bool] = []
+        /// Creation time of each offset's message, ms since the epoch (-1: unknown).
+        var timestamps: [Int64] = []
         /// Index of the oldest unfinished entry.
         var head = 0
         /// The broker reported end of partition and nothing was delivered since.
@@ -18,6 +20,12 @@ struct OffsetTracker {
         var started = false
 
         var inFlight: Int { done[head...].lazy.filter { !$0 }.count }
+
+        /// When the oldest unfinished message was created (ms), if one is unfinished and it says.
+        var oldestUnfinished: Int64? {
+            guard head < offsets.count, timestamps[head] >= 0 else { return nil }
+            return timestamps[head]
+        }
     }
 
     private(set) var partitions: [TopicPartition: Partition] = [:]
@@ -53,21 +61,22 @@ struct OffsetTracker {
 
     /// Records a message handed to the application, unless its partition is not (or no longer)
     /// deliverable. Offsets must increase per partition. One hash lookup: this runs per message.
-    mutating func deliver(_ partition: TopicPartition, offset: Int64) -> Delivery {
+    mutating func deliver(_ partition: TopicPartition, offset: Int64, timestamp: Int64 = -1) -> Delivery {
         guard let index = partitions.index(forKey: partition), !partitions.values[index].revoking else { return .refused }
         // Mutating through `values[index]` works in place; copying the value out and back would
         // copy its arrays on every call.
-        let first = Self.append(offset, to: &partitions.values[index])
+        let first = Self.append(offset, timestamp: timestamp, to: &partitions.values[index])
         inFlight += 1
         return first ? .first : .delivered
     }
 
-    private static func append(_ offset: Int64, to state: inout Partition) -> Bool {
+    private static func append(_ offset: Int64, timestamp: Int64, to state: inout Partition) -> Bool {
         precondition(state.offsets.last.map { $0 < offset } ?? true, "offsets must increase within a partition")
         let first = !state.started
         state.started = true
         state.offsets.append(offset)
         state.done.append(false)
+        state.timestamps.append(timestamp)
         state.atEnd = false
         return first
     }
@@ -109,6 +118,7 @@ struct OffsetTracker {
         if state.head > 4096, state.head * 2 > state.offsets.count {  // compact occasionally
             state.offsets.removeFirst(state.head)
             state.done.removeFirst(state.head)
+            state.timestamps.removeFirst(state.head)
             state.head = 0
         }
         return (true, next)

@@ -48,9 +48,7 @@ struct DevWeChatCommand: ParsableCommand {
     var invalidateTokensEvery: Double?
 
     func run() throws {
-        let secrets = try WeChatOptions.secrets(file: appSecretsFile)
-        guard !secrets.isEmpty else { throw UsageError("dev-wechat needs the apps it stands in for: set WECHAT_APP_SECRETS (appid:secret,...) or --app-secrets-file") }
-        var settings = DevWeChatState.Settings(secrets: Dictionary(uniqueKeysWithValues: secrets.appids.map { ($0, secrets.secret(for: $0)!) }))
+        var settings = DevWeChatState.Settings(secrets: [:])
         for (name, share) in [("--busy-share", busyShare), ("--quota-share", quotaShare), ("--server-error-share", serverErrorShare), ("--reset-share", resetShare)] {
             guard (0...1).contains(share) else { throw UsageError("\(name) must be from 0 to 1") }
         }
@@ -67,6 +65,9 @@ struct DevWeChatCommand: ParsableCommand {
             guard every > 0, every <= 86_400 else { throw UsageError("--invalidate-tokens-every must be more than 0 and at most 86400 seconds") }
             configuration.invalidateTokensEvery = every
         }
+        let secrets = try WeChatOptions.secrets(file: appSecretsFile)
+        guard !secrets.isEmpty else { throw UsageError("dev-wechat needs the apps it stands in for: set WECHAT_APP_SECRETS (appid:secret,...) or --app-secrets-file") }
+        settings.secrets = Dictionary(uniqueKeysWithValues: secrets.appids.map { ($0, secrets.secret(for: $0)!) })
         let server = DevWeChatServer(configuration: configuration, state: DevWeChatState(settings: settings, seed: UInt64(Date().timeIntervalSince1970)))
         let url: String
         do {

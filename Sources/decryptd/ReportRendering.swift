@@ -12,14 +12,17 @@ enum ReportRendering {
 
     static func table(_ report: FailureReport, since: String) -> String {
         guard report.total > 0 else { return "no failures in the last \(since)" }
-        var lines = ["failures in the last \(since): \(report.total), recovered \(report.recovered) (\(percent(report.recovered, report.total)))", ""]
-        let header = ["reason".padding(toLength: 22, withPad: " ", startingAt: 0), "count".leftPadded(8), "share".leftPadded(8),
-                      "recovered".leftPadded(10), "  first seen            last seen"]
+        var lines = [
+            "failures in the last \(since): \(report.total) (encrypted jobs \(report.encrypted), code jobs \(report.code)), recovered \(report.recovered) (\(percent(report.recovered, report.total)))",
+            "",
+        ]
+        let header = ["reason".padding(toLength: 24, withPad: " ", startingAt: 0), "count".leftPadded(8), "share".leftPadded(8),
+                      "encrypted".leftPadded(10), "code".leftPadded(7), "recovered".leftPadded(10), "  first seen            last seen"]
         lines.append(header.joined())
         for row in report.rows {
-            lines.append(row.reason.padding(toLength: 22, withPad: " ", startingAt: 0) + String(row.count).leftPadded(8)
-                + percent(row.count, report.total).leftPadded(8) + percent(row.recovered, row.count).leftPadded(10)
-                + "  \(row.firstSeen)  \(row.lastSeen)")
+            lines.append(row.reason.padding(toLength: 24, withPad: " ", startingAt: 0) + String(row.count).leftPadded(8)
+                + percent(row.count, report.total).leftPadded(8) + String(row.encrypted).leftPadded(10) + String(row.code).leftPadded(7)
+                + percent(row.recovered, row.count).leftPadded(10) + "  \(row.firstSeen)  \(row.lastSeen)")
         }
         lines.append("")
         lines.append("by hour (UTC):")
@@ -42,6 +45,11 @@ enum ReportRendering {
         writer.field("window_seconds", report.windowSeconds)
         writer.field("total", report.total)
         writer.field("recovered", report.recovered)
+        writer.key("by_kind")
+        writer.beginObject()
+        writer.field("encrypted", report.encrypted)
+        writer.field("code", report.code)
+        writer.endObject()
         writer.key("reasons")
         writer.beginArray()
         for row in report.rows {
@@ -53,6 +61,11 @@ enum ReportRendering {
             writer.field("recovered_share", row.count == 0 ? 0 : Double(row.recovered) / Double(row.count))
             writer.field("first_seen", row.firstSeen)
             writer.field("last_seen", row.lastSeen)
+            writer.key("by_kind")
+            writer.beginObject()
+            writer.field("encrypted", row.encrypted)
+            writer.field("code", row.code)
+            writer.endObject()
             writer.endObject()
         }
         writer.endArray()
@@ -75,6 +88,8 @@ enum ReportRendering {
     static let colors: [String: String] = [
         "malformed_job": "#8c564b", "session_not_found": "#1f77b4", "invalid_session_key": "#9467bd", "invalid_iv": "#e377c2",
         "invalid_ciphertext": "#7f7f7f", "bad_padding": "#d62728", "invalid_plaintext": "#bcbd22", "appid_mismatch": "#ff7f0e",
+        "code_invalid": "#17becf", "code_expired": "#2ca02c", "invalid_phone_info": "#aec7e8", "exchange_not_configured": "#c49c94",
+        "wechat_error": "#393b79",
     ]
 
     static func escape(_ text: String) -> String {
@@ -109,6 +124,7 @@ enum ReportRendering {
         let legend = reasons.map { ##"<span class="key"><i style="background:\##(colors[$0] ?? "#333")"></i>\##(escape($0))</span>"## }.joined()
         let rows = report.rows.map { row in
             "<tr><td><i class=\"dot\" style=\"background:\(colors[row.reason] ?? "#333")\"></i>\(escape(row.reason))</td><td>\(row.count)</td><td>\(percent(row.count, report.total))</td>"
+                + "<td>\(row.encrypted)</td><td>\(row.code)</td>"
                 + "<td>\(row.recovered) (\(percent(row.recovered, row.count)))</td><td>\(escape(row.firstSeen))</td><td>\(escape(row.lastSeen))</td></tr>"
         }.joined()
         return """
@@ -121,17 +137,19 @@ enum ReportRendering {
         .card b{display:block;font-size:24px}
         table{border-collapse:collapse;width:100%;margin-top:16px;font-size:14px}
         th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eee} th{color:#555;font-weight:600}
-        td:nth-child(2),td:nth-child(3){text-align:right}
+        td:nth-child(2),td:nth-child(3),td:nth-child(4),td:nth-child(5){text-align:right}
         .key{margin-right:14px;font-size:13px;white-space:nowrap}.key i,.dot{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
         </style></head><body>
         <h1>Decryption failures</h1>
         <p class="sub">last \(escape(since)), by reason and by hour (UTC); from decrypt_failures</p>
         <div class="cards"><div class="card">failures<b>\(report.total)</b></div>
         <div class="card">recovered by reprocessing<b>\(report.recovered) (\(percent(report.recovered, report.total)))</b></div>
+        <div class="card">of encrypted jobs<b>\(report.encrypted)</b></div>
+        <div class="card">of code jobs<b>\(report.code)</b></div>
         <div class="card">reasons<b>\(report.rows.count)</b></div></div>
         <svg width="\(width)" height="\(height)" role="img" aria-label="failures per hour by reason">\(axis)\(bars)</svg>
         <div>\(legend)</div>
-        <table><tr><th>reason</th><th>count</th><th>share</th><th>recovered</th><th>first seen</th><th>last seen</th></tr>\(rows)</table>
+        <table><tr><th>reason</th><th>count</th><th>share</th><th>encrypted jobs</th><th>code jobs</th><th>recovered</th><th>first seen</th><th>last seen</th></tr>\(rows)</table>
         </body></html>
         """
     }

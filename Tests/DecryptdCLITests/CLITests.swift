@@ -115,6 +115,15 @@ struct CLITests {
         ("loadgen", "DECRYPTD_LOADGEN_SEED", "-1", "--seed"),
         ("dev-broker", "DECRYPTD_DEV_BROKERS", "40", "--brokers"),
         ("dev-broker", "DECRYPTD_DEV_TOPICS", "wechat.phone.jobs:0", "--topic"),
+        ("run --startup-timeout 1", "WECHAT_API_URL", "ftp://api.example", "--wechat-api-url"),
+        ("run --startup-timeout 1", "WECHAT_APP_SECRETS", "wx0-no-colon", "WECHAT_APP_SECRETS"),
+        ("run --startup-timeout 1", "WECHAT_APP_SECRETS_FILE", "/nonexistent/secrets", "app secrets file"),
+        ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_CONCURRENCY", "0", "--exchange-concurrency"),
+        ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_TIMEOUT", "-1", "--exchange-timeout"),
+        ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_LEDGER_RETENTION", "1w", "--exchange-ledger-retention"),
+        ("loadgen", "DECRYPTD_LOADGEN_KIND", "both", "DECRYPTD_LOADGEN_KIND"),
+        ("loadgen", "DECRYPTD_LOADGEN_TRANSIENT_SHARE", "2", "--transient-share"),
+        ("dev-wechat", "DECRYPTD_DEV_WECHAT_LATENCY_MS", "slow", "DECRYPTD_DEV_WECHAT_LATENCY_MS"),
     ])
     func environmentValues(_ arguments: String, _ variable: String, _ value: String, _ option: String) throws {
         // No brokers: commands that list every problem at once then say so instead of probing 127.0.0.1:1 for 10 s.
@@ -135,6 +144,9 @@ struct CLITests {
         ("run --jobs-topic ''", "--jobs-topic must not be empty"),
         ("run --dlq-topic wechat.phone.jobs", "--jobs-topic and --dlq-topic must differ"),
         ("reprocess --group ''", "--group must not be empty"),
+        ("run --wechat-api-url 'https://api.weixin.qq.com/?x=1'", "--wechat-api-url must have no query"),
+        ("run --exchange-concurrency 5000", "--exchange-concurrency must be 1 to 4096"),
+        ("run --exchange-ledger-retention 5m", "--exchange-ledger-retention 5m must be a duration from 10m to 366d"),
     ])
     func configurationMistakes(_ arguments: String, _ line: String) throws {
         let output = try decryptd(arguments.hasPrefix("run") ? arguments + " --startup-timeout 1" : arguments, environment: Self.unreachable)
@@ -223,6 +235,59 @@ struct CLITests {
 
     /// dev-broker is how the scripts, and users without Kafka, get a broker: its first line of
     /// output is the bootstrap address, and the topics it was asked for are there.
+    /// A secrets file that cannot be read or parsed is bad configuration: one line, never the secret.
+    @Test("a secrets file that cannot be read or parsed: exit 2, one line, no secret in it")
+    func secretsFile() throws {
+        let directory = NSTemporaryDirectory() + "decryptd-secrets-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bad = directory + "/bad", good = directory + "/good"
+        try "# comment\nwx0 s3cr3t-value extra\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        try "wx0 s3cr3t-value\n".write(toFile: good, atomically: true, encoding: .utf8)
+        for (arguments, expected) in [("--app-secrets-file \(bad)", "line 2 is not 'appid secret'"), ("--app-secrets-file \(directory)/absent", "cannot read app secrets file")] {
+            let output = try decryptd("run --startup-timeout 1 \(arguments)", environment: Self.unreachable)
+            #expect(output.status == 2)
+            let lines = output.stderr.split(separator: "\n")
+            #expect(lines.filter { $0.contains("secrets") }.count == 1 && output.stderr.contains(expected), "\(output.stderr)")
+            #expect(!output.stderr.contains("s3cr3t"))
+        }
+        // Both the file and the variable, one appid in both: named, never quoted.
+        let twice = try decryptd("run --startup-timeout 1 --app-secrets-file \(good)", environment: Self.unreachable.merging(["WECHAT_APP_SECRETS": "wx0:other"]) { $1 })
+        #expect(twice.status == 2 && twice.stderr.contains("appid wx0 has a secret both in WECHAT_APP_SECRETS and in"), "\(twice.stderr)")
+        #expect(!twice.stderr.contains("s3cr3t") && !twice.stderr.contains("other"))
+    }
+
+    @Test("dev-wechat prints its URL first, answers WeChat's two endpoints, and stops on SIGTERM with exit 0")
+    func devWeChat() throws {
+        let output = NSTemporaryDirectory() + "dev-wechat-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let server = try ChildProcess([Self.binary, "dev-wechat"], environment: ["WECHAT_APP_SECRETS": "wxA:sA"], logPath: output)
+        defer { if server.exitStatus == nil { server.kill(SIGKILL) } }
+        var url = ""
+        try waitUntil(timeout: 30, "the URL line") {
+            url = server.output.split(separator: "\n").first.map(String.init) ?? ""
+            return !url.isEmpty
+        }
+        #expect(url.hasPrefix("http://127.0.0.1:"), "\(url)")
+        let port = try #require(url.split(separator: ":").last.flatMap { Int($0) })
+        func post(_ path: String, _ body: String) throws -> [String: Any] {
+            let response = try HTTPProbe.exchange(port: port, "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+            #expect(response.status == 200)
+            return try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any] ?? [:]
+        }
+        #expect(try post("/cgi-bin/stable_token", #"{"grant_type":"client_credential","appid":"wxA","secret":"wrong","force_refresh":false}"#)["errcode"] as? Int == 40125)
+        let token = try post("/cgi-bin/stable_token", #"{"grant_type":"client_credential","appid":"wxA","secret":"sA","force_refresh":false}"#)
+        let accessToken = try #require(token["access_token"] as? String)
+        #expect(token["expires_in"] as? Int == 7200)
+        #expect(try post("/wxa/business/getuserphonenumber?access_token=nope", #"{"code":"x"}"#)["errcode"] as? Int == 40001)
+        #expect(try post("/wxa/business/getuserphonenumber?access_token=\(accessToken)", #"{"code":"x"}"#)["errcode"] as? Int == 40029)
+        server.kill(SIGTERM)
+        #expect(try server.wait(timeout: 30) == 0)
+        let missing = try decryptd("dev-wechat", environment: [:])
+        #expect(missing.status == 2 && missing.stderr.contains("WECHAT_APP_SECRETS"), "\(missing.stderr)")
+    }
+
     @Test("dev-broker prints its address first, serves the topics it was given, and stops on SIGTERM with exit 0")
     func devBroker() throws {
         let output = NSTemporaryDirectory() + "dev-broker-\(UUID().uuidString).txt"
@@ -385,6 +450,7 @@ struct CLITests {
         let first = try decryptd("migrate", environment: ["DATABASE_URL": url])
         #expect(first.status == 0)
         #expect(first.stdout.contains("applied          001_create_tables.sql"))
+        #expect(first.stdout.contains("applied          002_code_jobs.sql"))
         let second = try decryptd("migrate", environment: ["DATABASE_URL": url])
         #expect(second.status == 0)
         #expect(second.stdout.contains("already applied  001_create_tables.sql"))
@@ -403,17 +469,18 @@ struct CLITests {
           .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
     func reportFigures() throws {
         let (url, database) = try IsolatedDatabase.create()
-        // (reason, minutes ago, resolved)
-        let failures: [(String, Int, Bool)] = [
-            ("bad_padding", 10, true), ("bad_padding", 20, false), ("bad_padding", 130, false),
-            ("session_not_found", 200, true), ("invalid_iv", 3 * 1440, false), ("invalid_iv", 4 * 1440, false),
+        // (reason, minutes ago, resolved, job kind)
+        let failures: [(String, Int, Bool, String?)] = [
+            ("bad_padding", 10, true, "encrypted"), ("bad_padding", 20, false, "encrypted"), ("bad_padding", 130, false, nil),
+            ("session_not_found", 200, true, "encrypted"), ("code_expired", 30, false, "code"),
+            ("invalid_iv", 3 * 1440, false, "encrypted"), ("invalid_iv", 4 * 1440, false, "encrypted"),
         ]
-        for (offset, (reason, minutes, resolved)) in failures.enumerated() {
+        for (offset, (reason, minutes, resolved, kind)) in failures.enumerated() {
             _ = try database.connection.query("""
-                INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset, failed_at, resolved_at)
+                INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset, failed_at, resolved_at, job_kind)
                 VALUES ('wx0', 'o\(offset)', $1, 'd', 'jobs', 0, \(offset), now() - make_interval(mins => \(minutes)),
-                        CASE WHEN \(resolved) THEN now() END)
-                """, [reason])
+                        CASE WHEN \(resolved) THEN now() END, $2)
+                """, [reason, kind])
         }
         let environment = ["DATABASE_URL": url]
 
@@ -421,36 +488,41 @@ struct CLITests {
         #expect(day.status == 0, "\(day.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(day.stdout.utf8)) as? [String: Any])
         #expect(json["since"] as? String == "24h" && json["window_seconds"] as? Int == 86_400)
-        #expect(json["total"] as? Int == 4 && json["recovered"] as? Int == 2)
+        #expect(json["total"] as? Int == 5 && json["recovered"] as? Int == 2)
+        #expect(json["by_kind"] as? [String: Int] == ["encrypted": 3, "code": 1], "a row of unknown kind is in neither")
         let reasons = try #require(json["reasons"] as? [[String: Any]])
-        #expect(reasons.map { $0["reason"] as? String } == ["bad_padding", "session_not_found"], "largest first; invalid_iv is older than 24h")
-        #expect(reasons.map { $0["count"] as? Int } == [3, 1])
-        #expect(reasons.map { $0["share"] as? Double } == [0.75, 0.25])
-        #expect(reasons.map { $0["recovered"] as? Int } == [1, 1])
-        #expect(reasons.map { $0["recovered_share"] as? Double } == [1.0 / 3.0, 1.0])
+        #expect(reasons.map { $0["reason"] as? String } == ["bad_padding", "code_expired", "session_not_found"], "largest first, then by name; invalid_iv is older than 24h")
+        #expect(reasons.map { $0["count"] as? Int } == [3, 1, 1])
+        #expect(reasons.map { $0["share"] as? Double } == [0.6, 0.2, 0.2])
+        #expect(reasons.map { $0["recovered"] as? Int } == [1, 0, 1])
+        #expect(reasons.map { $0["recovered_share"] as? Double } == [1.0 / 3.0, 0, 1.0])
+        #expect(reasons.map { $0["by_kind"] as? [String: Int] } == [["encrypted": 2, "code": 0], ["encrypted": 0, "code": 1], ["encrypted": 1, "code": 0]])
         let badPadding = reasons[0]
         let (first, last) = (badPadding["first_seen"] as? String ?? "", badPadding["last_seen"] as? String ?? "")
         #expect(first.count == 20 && first.hasSuffix("Z") && last.count == 20 && first < last, "\(first) \(last)")
         let hourly = try #require(json["hourly"] as? [[String: Any]])
         let perReason = Dictionary(hourly.map { ($0["reason"] as? String ?? "", $0["count"] as? Int ?? 0) }, uniquingKeysWith: +)
-        #expect(perReason == ["bad_padding": 3, "session_not_found": 1], "the hours add up to the counts")
+        #expect(perReason == ["bad_padding": 3, "code_expired": 1, "session_not_found": 1], "the hours add up to the counts")
         let hours = hourly.compactMap { $0["hour"] as? String }
         #expect(hours == hours.sorted() && hours.allSatisfy { $0.hasSuffix(":00:00Z") } && Set(hours).count >= 2)
 
         let week = try decryptd("report --since 7d --format json", environment: environment)
         let weekJSON = try JSONSerialization.jsonObject(with: Data(week.stdout.utf8)) as? [String: Any]
-        #expect(weekJSON?["total"] as? Int == 6)
-        #expect((weekJSON?["reasons"] as? [[String: Any]])?.map { $0["reason"] as? String } == ["bad_padding", "invalid_iv", "session_not_found"])
+        #expect(weekJSON?["total"] as? Int == 7)
+        #expect((weekJSON?["reasons"] as? [[String: Any]])?.map { $0["reason"] as? String } == ["bad_padding", "invalid_iv", "code_expired", "session_not_found"])
 
         let table = try decryptd("report", environment: environment)
         let lines = table.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.first == "failures in the last 24h: 4, recovered 2 (50.0%)")
+        #expect(lines.first == "failures in the last 24h: 5 (encrypted jobs 3, code jobs 1), recovered 2 (40.0%)")
         let row = lines.first { $0.hasPrefix("bad_padding") }?.split(separator: " ").map(String.init)
-        #expect(row.map { Array($0[1...3]) } == ["3", "75.0%", "33.3%"], "\(table.stdout)")
+        #expect(row.map { Array($0[1...5]) } == ["3", "60.0%", "2", "0", "33.3%"], "\(table.stdout)")
+        let codeRow = lines.first { $0.hasPrefix("code_expired") }?.split(separator: " ").map(String.init)
+        #expect(codeRow.map { Array($0[1...5]) } == ["1", "20.0%", "0", "1", "0.0%"], "\(table.stdout)")
         #expect(!table.stdout.contains("invalid_iv"))
 
         let html = try decryptd("report --format html --since 7d", environment: environment)
-        #expect(html.stdout.contains("invalid_iv</td><td>2</td><td>33.3%</td>"), "\(html.stdout)")
-        #expect(html.stdout.contains("<b>6</b>"))
+        #expect(html.stdout.contains("invalid_iv</td><td>2</td><td>28.6%</td><td>2</td><td>0</td>"), "\(html.stdout)")
+        #expect(html.stdout.contains("code_expired</td><td>1</td><td>14.3%</td><td>0</td><td>1</td>"), "\(html.stdout)")
+        #expect(html.stdout.contains("<b>7</b>"))
     }
 }

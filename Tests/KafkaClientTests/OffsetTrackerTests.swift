@@ -21,6 +21,25 @@ struct OffsetTrackerTests {
         #expect(tracker.completed(p0, offset: 15) == nil)  // repeated completion is ignored
     }
 
+    @Test("the oldest unfinished message's creation time: the one that holds the partition's commit back")
+    func oldestUnfinished() {
+        var tracker = OffsetTracker()
+        tracker.assign([p0])
+        #expect(tracker.partitions[p0]?.oldestUnfinished == nil)
+        _ = tracker.deliver(p0, offset: 0, timestamp: 1000)
+        _ = tracker.deliver(p0, offset: 1, timestamp: 2000)
+        _ = tracker.deliver(p0, offset: 2, timestamp: 3000)
+        #expect(tracker.partitions[p0]?.oldestUnfinished == 1000)
+        _ = tracker.completed(p0, offset: 1)
+        #expect(tracker.partitions[p0]?.oldestUnfinished == 1000, "finished out of order: offset 0 still holds it back")
+        _ = tracker.completed(p0, offset: 0)
+        #expect(tracker.partitions[p0]?.oldestUnfinished == 3000)
+        _ = tracker.completed(p0, offset: 2)
+        #expect(tracker.partitions[p0]?.oldestUnfinished == nil)
+        _ = tracker.deliver(p0, offset: 3)
+        #expect(tracker.partitions[p0]?.oldestUnfinished == nil, "a message without a timestamp says nothing")
+    }
+
     @Test("completing a run of offsets at once gives the highest new committable offset")
     func runs() {
         var tracker = OffsetTracker()
