@@ -129,6 +129,47 @@ struct CodeJobEndToEndTests {
         try expectNoSecrets(pipeline, ledger: printed, extra: ["devtoken", WeChatStandIn.secret])
     }
 
+    @Test("/metrics: exchanges by outcome, their latency, tokens fetched, errcodes, exchanges in flight and the oldest unfinished job's age")
+    func metrics() throws {
+        let wechat = try WeChatStandIn(latency: 0.1)
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try pipeline.generate(jobs: 1500, codeShare: 1, transientShare: 0.05, seed: 13)
+        let port = try HTTPProbe.freePort()
+        var environment = pipeline.binaryEnvironment
+        environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
+        environment["WECHAT_API_URL"] = wechat.url
+        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        let worker = try ChildProcess([decryptdBinary.path, "run", "--group", "metrics", "--metrics-port", "\(port)", "--progress-interval", "1",
+                                       "--exchange-concurrency", "8"], environment: environment, logPath: NSTemporaryDirectory() + "decryptd-code-metrics.log")
+        defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
+        var samples = PrometheusSamples(""), oldestSeen = 0.0, inFlightSeen = 0.0
+        try waitUntil(timeout: 120, "every job counted in /metrics") {
+            guard let response = try? HTTPProbe.get(port: port, "/metrics"), response.status == 200 else { return false }
+            samples = PrometheusSamples(response.body)
+            oldestSeen = max(oldestSeen, samples.all("decryptd_oldest_unfinished_job_age_seconds").values.max() ?? 0)
+            inFlightSeen = max(inFlightSeen, samples["decryptd_exchanges_in_flight"] ?? 0)
+            return samples.all("decryptd_jobs_total").values.reduce(0, +) >= Double(expectation.jobs)
+        }
+        #expect(oldestSeen >= 1, "8 exchanges of 0.1 s at a time leave jobs waiting for seconds")
+        #expect(inFlightSeen > 0 && inFlightSeen <= 8)
+        #expect(samples["decryptd_exchanges_total", ["outcome": "ok"]] == Double((expectation.counts["ok"] ?? 0)))
+        #expect(samples["decryptd_exchanges_total", ["outcome": "code_expired"]] == Double(expectation.counts["code_expired"] ?? 0))
+        #expect((samples["decryptd_exchanges_total", ["outcome": "busy"]] ?? 0) > 0 && (samples["decryptd_exchanges_total", ["outcome": "no_answer"]] ?? 0) > 0)
+        #expect((samples["decryptd_exchange_duration_seconds_count"] ?? 0) >= Double(expectation.counts["ok"] ?? 0))
+        #expect((samples["decryptd_token_fetches_total", ["appid": Pipeline.appid, "result": "ok"]] ?? 0) >= 1)
+        #expect((samples["decryptd_wechat_errcodes_total", ["errcode": "40029"]] ?? 0) > 0)
+        #expect((samples["decryptd_wechat_errcodes_total", ["errcode": "45011"]] ?? 0) > 0)
+        try waitUntil(timeout: 30, "nothing unfinished") {
+            guard let text = try? HTTPProbe.get(port: port, "/metrics").body else { return false }
+            samples = PrometheusSamples(text)
+            return samples.all("decryptd_oldest_unfinished_job_age_seconds").values.allSatisfy { $0 == 0 } && samples["decryptd_exchanges_in_flight"] == 0
+        }
+        let text = try HTTPProbe.get(port: port, "/metrics").body
+        try expectNoSecrets(pipeline, ledger: text, extra: ["devtoken", WeChatStandIn.secret])
+        worker.kill(SIGTERM)
+        #expect(try worker.wait(timeout: 60) == 0)
+    }
+
     /// No code, code user's number, or `extra` appears in `text`, in the failure rows or in the
     /// dead letters' headers.
     func expectNoSecrets(_ pipeline: Pipeline, ledger text: String, extra: [String] = [WeChatStandIn.secret], sourceLocation: SourceLocation = #_sourceLocation) throws {
