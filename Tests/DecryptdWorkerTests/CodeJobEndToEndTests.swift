@@ -170,6 +170,26 @@ struct CodeJobEndToEndTests {
         #expect(try worker.wait(timeout: 60) == 0)
     }
 
+    @Test("reprocess passes code jobs over, counted as skipped, and replays the encrypted ones")
+    func reprocess() throws {
+        let wechat = try WeChatStandIn()
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try pipeline.generate(jobs: 600, codeShare: 0.5, transientShare: 0, seed: 17)
+        _ = try WorkerRun(pipeline.configuration(group: "r", wechat: wechat)).wait()
+        let exchanges = wechat.stats.exchanges
+        let kinds = try pipeline.database.connection.query("SELECT count(*) FILTER (WHERE job_kind = 'code'), count(*) FROM decrypt_failures")
+        let codeFailures = Int(kinds[0][0]!)!, allFailures = Int(kinds[0][1]!)!
+        #expect(codeFailures > 20 && allFailures == expectation.failures.count)
+
+        let summary = try Reprocessor(configuration: pipeline.configuration(group: "r", wechat: wechat), options: .init(), logger: logger).run(partitions: 2)
+        #expect(summary.total.skipped == codeFailures, "every code job's dead letter is passed over")
+        #expect(summary.total.replayed == allFailures - codeFailures)
+        for reason in FailureReason.codeOnly {
+            #expect(summary.byReason[reason.rawValue].map { $0.skipped == $0.replayed + $0.skipped } ?? true, "\(reason) never replayed")
+        }
+        #expect(wechat.stats.exchanges == exchanges, "reprocessing calls WeChat never")
+    }
+
     /// No code, code user's number, or `extra` appears in `text`, in the failure rows or in the
     /// dead letters' headers.
     func expectNoSecrets(_ pipeline: Pipeline, ledger text: String, extra: [String] = [WeChatStandIn.secret], sourceLocation: SourceLocation = #_sourceLocation) throws {
