@@ -173,6 +173,7 @@ let package = Package(
                 "PostgresClient",
                 "KafkaClient",
                 "CLibCrypto",
+                "WeChatAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -51,6 +51,22 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return all
     }
 
+    /// Everything queued once `minimum` items are (or `within` seconds have passed since the first
+    /// arrived, or the queue is closed): batches of results that arrive one by one. `nil` once
+    /// closed and empty.
+    func takeAll(minimum: Int, within seconds: TimeInterval) -> [Element]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while head == items.count, !closed { condition.wait() }
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while items.count - head < minimum, !closed, condition.wait(until: deadline) {}
+        guard head < items.count else { return nil }
+        let all = items[head...].map { $0! }
+        items.removeAll(keepingCapacity: true)
+        head = 0
+        return all
+    }
+
     /// Lets `take` return `nil` once the remaining items are taken.
     func close() {
         condition.lock()

@@ -28,6 +28,10 @@ final class ExchangeStage: @unchecked Sendable {
         /// Rows deleted per statement, and the pause between sweeps.
         var retentionBatch = 1000
         var retentionInterval: TimeInterval = 60
+        /// Exchanged jobs are handed to the persist slots once this many have finished, or this long
+        /// after the first of them did.
+        var persistBatch = 1000
+        var persistDelay: TimeInterval = 0.1
     }
 
     /// One poll's code jobs.
@@ -100,7 +104,9 @@ final class ExchangeStage: @unchecked Sendable {
         }
         exchange.name = "decryptd-exchange"
         let collector = Thread { [self] in
-            while let all = finished.takeAll() {
+            // Results arrive one by one; a transaction per handful would cost PostgreSQL (which the
+            // encrypted jobs' batches need) more than waiting a little for a batch's worth.
+            while let all = finished.takeAll(minimum: settings.persistBatch, within: settings.persistDelay) {
                 guard !shouldAbandon() else { continue }
                 collect(all)
             }

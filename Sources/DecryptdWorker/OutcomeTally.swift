@@ -8,6 +8,8 @@ struct OutcomeTally {
     private(set) var fallbacks = 0
     /// Payloads per repair kind, in the order of `Base64Repairs.named`.
     private(set) var repairs = [Int](repeating: 0, count: Base64Repairs.named.count)
+    /// Jobs by kind (jobs too malformed to tell are in neither).
+    private(set) var kinds: [JobKind: Int] = [:]
 
     /// Every job must have its outcome.
     init(_ jobs: [PendingJob]) {
@@ -15,10 +17,12 @@ struct OutcomeTally {
         // per batch: a dictionary keyed by name would hash a string per job.
         let reasons = FailureReason.allCases
         var tally = [Int](repeating: 0, count: reasons.count + 1)
+        var encrypted = 0, code = 0
         // Through the buffer, reading one field: `for job in jobs` would copy (retain and release)
         // every string and array of every job.
         jobs.withUnsafeBufferPointer { jobs in
             for index in jobs.indices {
+                if jobs[index].code != nil { code += 1 } else if jobs[index].ciphertext != nil { encrypted += 1 }
                 switch jobs[index].outcome! {
                 case .success(let payload):
                     tally[0] += 1
@@ -31,6 +35,8 @@ struct OutcomeTally {
                 }
             }
         }
+        if encrypted > 0 { kinds[.encrypted] = encrypted }
+        if code > 0 { kinds[.code] = code }
         for (position, count) in tally.enumerated() where count > 0 {
             counts[position == 0 ? "ok" : reasons[position - 1].rawValue] = count
         }

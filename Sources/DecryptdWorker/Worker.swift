@@ -351,7 +351,7 @@ public final class Worker: @unchecked Sendable {
         if tally.fallbacks > 0 { metrics.fallbacks.increment(by: tally.fallbacks) }
         for (kind, count) in tally.repairs.enumerated() where count > 0 { metrics.repairs[kind].1.increment(by: count) }
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
-        stats.add(tally.counts, fetchedAt: batch.fetchedDate)
+        stats.add(tally.counts, kinds: tally.kinds, fetchedAt: batch.fetchedDate)
     }
 }
 

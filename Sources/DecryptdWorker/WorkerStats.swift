@@ -1,6 +1,7 @@
 public import Foundation
 public import Logging
 import KafkaClient
+public import PhoneDecryption
 
 /// What a run did, for the final log line and for `--exit-at-end` callers.
 public struct WorkerSummary: Sendable {
@@ -16,6 +17,9 @@ public struct WorkerSummary: Sendable {
     public var processingElapsed: TimeInterval
     /// The process's peak resident set size (VmHWM), in bytes; 0 where unknown.
     public var peakResidentBytes: Int
+    /// Per job kind: how many were made durable, and when the last of them was, in seconds after
+    /// the first job was fetched (a slow exchange must not hold up the encrypted jobs).
+    public var kinds: [JobKind: (jobs: Int, lastDurable: TimeInterval)] = [:]
 
     public var total: Int { outcomes.values.reduce(0, +) }
     /// Jobs per second over the processing window.
@@ -37,12 +41,15 @@ final class WorkerStats: @unchecked Sendable {
     private var outcomes: [String: Int] = [:]
     private var firstFetch: Date?
     private var lastDurable: Date?
+    private var kinds: [JobKind: (jobs: Int, lastDurable: Date)] = [:]
 
-    func add(_ counts: [String: Int], fetchedAt: Date) {
+    func add(_ counts: [String: Int], kinds batchKinds: [JobKind: Int] = [:], fetchedAt: Date) {
         lock.lock(); defer { lock.unlock() }
         for (outcome, count) in counts { outcomes[outcome, default: 0] += count }
         firstFetch = min(firstFetch ?? fetchedAt, fetchedAt)
-        lastDurable = Date()
+        let now = Date()
+        lastDurable = now
+        for (kind, count) in batchKinds { kinds[kind] = ((kinds[kind]?.jobs ?? 0) + count, now) }
     }
 
     var snapshot: [String: Int] { lock.lock(); defer { lock.unlock() }; return outcomes }
@@ -50,10 +57,12 @@ final class WorkerStats: @unchecked Sendable {
     func summary(since start: Date, drained: Bool, abandoned: Int) -> WorkerSummary {
         lock.lock(); defer { lock.unlock() }
         let window = firstFetch.flatMap { first in lastDurable.map { $0.timeIntervalSince(first) } } ?? 0
-        return WorkerSummary(
+        var summary = WorkerSummary(
             outcomes: outcomes, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned,
             processingElapsed: window, peakResidentBytes: Self.peakResidentBytes()
         )
+        if let firstFetch { summary.kinds = kinds.mapValues { ($0.jobs, $0.lastDurable.timeIntervalSince(firstFetch)) } }
+        return summary
     }
 
     /// VmHWM from /proc/self/status (Linux); 0 elsewhere.

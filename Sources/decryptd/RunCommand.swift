@@ -3,6 +3,7 @@ import DecryptdWorker
 import Foundation
 import Logging
 import MetricsEndpoint
+import PhoneDecryption
 import ServiceLifecycle
 
 /// `decryptd run`: the worker.
@@ -214,6 +215,12 @@ final class SummaryBox: @unchecked Sendable {
 enum SummaryTable {
     static func render(_ summary: WorkerSummary) -> String {
         var lines = ["decryptd run: \(summary.total) jobs, \(Int(summary.perSecond)) jobs/s over \(String(format: "%.1f", summary.processingElapsed)) s of processing (\(String(format: "%.1f", summary.elapsed)) s in all), peak RSS \(summary.peakResidentBytes >> 20) MB\(summary.drained ? ", all partitions drained" : "")"]
+        if !summary.kinds.isEmpty {
+            let kinds = JobKind.allCases.compactMap { kind in
+                summary.kinds[kind].map { "\($0.jobs) \(kind.rawValue) jobs durable \(String(format: "%.2f", $0.lastDurable)) s after the first fetch" }
+            }
+            lines.append("  " + kinds.joined(separator: "; "))
+        }
         for (outcome, count) in summary.outcomes.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
             let share = summary.total > 0 ? Double(count) / Double(summary.total) * 100 : 0
             lines.append("  " + outcome.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8) + String(format: "%7.1f%%", share))

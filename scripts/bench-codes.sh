@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Code-job benchmark (figures printed, never a timed test): starts a throwaway PostgreSQL, the
+# embedded broker and `decryptd dev-wechat --latency-ms LATENCY` (default 100), then, release build:
+#  1. code jobs alone: N code jobs at --exchange-concurrency CONCURRENCY (default 256): jobs/s as a
+#     share of what the latency allows (CONCURRENCY / LATENCY), and peak RSS;
+#  2. a 50/50 mixed load of N jobs: when the encrypted half was all durable, against the time the
+#     same number of encrypted jobs take alone (3.), so the ratio says how much the code jobs' latency
+#     held decryption up (1.0: not at all).
+# Each figure is one run per ROUNDS (default 3); the summary is the median. Absolute figures are
+# printed beside the host's speed (OpenSSL's single-thread AES floor, as bench-worker.sh does).
+# Usage: scripts/bench-codes.sh [JOBS]   (default 40000; LATENCY=ms, CONCURRENCY=n, ROUNDS=n)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${1:-40000}
+latency=${LATENCY:-100}
+concurrency=${CONCURRENCY:-256}
+rounds=${ROUNDS:-3}
+for value in "$jobs" "$latency" "$concurrency" "$rounds"; do
+    [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "bench-codes: JOBS, LATENCY, CONCURRENCY and ROUNDS must be positive integers" >&2; exit 2; }
+done
+partitions=$(( jobs / 8000 + 4 ))
+
+scripts/setup.sh
+echo "bench-codes: building (release)" >&2
+for product in decryptd decryptd-bench; do
+    swift build -c release --product "$product" >/tmp/decryptd-bench-build.log 2>&1 || { cat /tmp/decryptd-bench-build.log >&2; exit 1; }
+done
+bin_dir=$(swift build -c release --show-bin-path)
+bin="$bin_dir/decryptd"
+host_speed() { "$bin_dir/decryptd-bench" decrypt --only floor --seconds 1; }
+
+work=$(mktemp -d /tmp/decryptd-bench-codes.XXXXXX)
+# shellcheck source=lib/postgres.sh
+source scripts/lib/postgres.sh
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    pg_stop BENCH >&2
+    rm -rf "$work"
+}
+trap cleanup EXIT
+pg_start BENCH >&2
+
+appid=wx6ede2086ee29a89f
+export WECHAT_APPIDS=$appid WECHAT_APP_SECRETS="$appid:bench-secret" DATABASE_URL=$BENCH_URL DECRYPTD_LOG_LEVEL=error
+"$bin" dev-wechat --latency-ms "$latency" >"$work/wechat.out" 2>"$work/wechat.err" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/wechat.out" ] && break; sleep 0.1; done
+export WECHAT_API_URL; WECHAT_API_URL=$(head -n 1 "$work/wechat.out")
+"$bin" migrate >/dev/null
+
+# One run on a fresh broker and empty tables: loadgen KIND JOBS, then run; prints run's summary.
+round() {
+    local kind=$1 count=$2 broker
+    "$bin" dev-broker --topic "wechat.phone.jobs:$partitions" --topic wechat.phone.dlq:2 >"$work/broker.out" 2>/dev/null &
+    broker=$!
+    for _ in $(seq 100); do [ -s "$work/broker.out" ] && break; sleep 0.1; done
+    psql -q "$DATABASE_URL" -c "TRUNCATE members, decrypt_failures, phone_code_exchanges" >/dev/null
+    KAFKA_BROKERS=$(head -n 1 "$work/broker.out") "$bin" loadgen --kind "$kind" --jobs "$count" --faults "" --seed "$RANDOM" >/dev/null 2>&1
+    KAFKA_BROKERS=$(head -n 1 "$work/broker.out") "$bin" run --exit-at-end --progress-interval 0 --exchange-concurrency "$concurrency"
+    kill "$broker"; wait "$broker" 2>/dev/null || true
+}
+# Fields of run's summary: jobs/s, peak RSS (MB), and per kind the seconds after
+# the first fetch at which the last of that kind was durable.
+rate() { sed -nE 's/^decryptd run: [0-9]+ jobs, ([0-9]+) jobs\/s.*/\1/p' <<<"$1"; }
+rss() { sed -nE 's/.*peak RSS ([0-9]+) MB.*/\1/p' <<<"$1"; }
+durable() { grep -oE "[0-9]+ $2 jobs durable [0-9.]+ s" <<<"$1" | sed -E 's/.* ([0-9.]+) s$/\1/'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+allowed=$(( concurrency * 1000 / latency ))
+echo "bench-codes: $jobs jobs, dev-wechat latency $latency ms, --exchange-concurrency $concurrency (the latency allows $allowed jobs/s), $rounds round(s)"
+echo "host speed before: $(host_speed)"
+shares=() rsses=() ratios=()
+for r in $(seq "$rounds"); do
+    alone=$(round code "$jobs")
+    share=$(awk -v a="$(rate "$alone")" -v m="$allowed" 'BEGIN { printf "%.2f", a / m }')
+    shares+=("$share"); rsses+=("$(rss "$alone")")
+    mixed=$(round mixed "$jobs")
+    encrypted_jobs=$(grep -oE "[0-9]+ encrypted jobs durable" <<<"$mixed" | cut -d' ' -f1)
+    in_mix=$(durable "$mixed" encrypted)
+    only=$(round encrypted "$encrypted_jobs")
+    alone_s=$(durable "$only" encrypted)
+    ratio=$(awk -v m="$in_mix" -v o="$alone_s" 'BEGIN { printf "%.2f", m / o }')
+    ratios+=("$ratio")
+    echo "round $r: code jobs alone $(rate "$alone") jobs/s = $share of $allowed, peak RSS $(rss "$alone") MB;" \
+         "mixed: $encrypted_jobs encrypted jobs durable after ${in_mix} s, alone ${alone_s} s (x$ratio); code half durable after $(durable "$mixed" code) s"
+done
+echo "host speed after: $(host_speed)"
+share=$(printf '%s\n' "${shares[@]}" | median); ratio=$(printf '%s\n' "${ratios[@]}" | median)
+peak=$(printf '%s\n' "${rsses[@]}" | sort -n | tail -n 1)
+echo "summary: code jobs at $share of what ${latency} ms allows (target 0.8), peak RSS $peak MB (target < 300);" \
+     "encrypted half of a mixed load durable in x$ratio the time alone (target <= 1.25)"
+echo "{\"jobs\":$jobs,\"latency_ms\":$latency,\"concurrency\":$concurrency,\"share_of_allowed\":$share,\"peak_rss_mb\":$peak,\"mixed_encrypted_ratio\":$ratio}"
