@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, on a fresh machine: installs what is missing, starts a
-# throwaway PostgreSQL and the embedded Kafka broker, creates the tables, produces a few thousand
-# sample jobs with faults, runs the worker until drained, shows the outcome and the failure
-# report, recovers jobs by reprocessing once the missing session keys are stored, and stops
-# everything it started.
+# throwaway PostgreSQL, the embedded Kafka broker and the local stand-in for WeChat's API, creates
+# the tables, produces a few thousand sample jobs of both kinds (encrypted and code) with faults,
+# runs the worker until drained, shows the outcome and the failure report, recovers jobs by
+# reprocessing once the missing session keys are stored, and stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${DEMO_JOBS:-5000}
@@ -20,9 +20,11 @@ work=$(mktemp -d /tmp/decryptd-demo.XXXXXX)
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
 broker_pid=""
+wechat_pid=""
 cleanup() {
     step "stopping everything the demo started"
     [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+    [ -n "$wechat_pid" ] && kill "$wechat_pid" 2>/dev/null && wait "$wechat_pid" 2>/dev/null
     pg_stop DEMO
     rm -rf "$work"
 }
@@ -36,23 +38,40 @@ step "starting the embedded Kafka broker (librdkafka's mock cluster: a real Kafk
 broker_pid=$!
 for _ in $(seq 100); do [ -s "$work/broker.out" ] && break; sleep 0.1; done
 export KAFKA_BROKERS; KAFKA_BROKERS=$(head -n 1 "$work/broker.out")
-export DATABASE_URL=$DEMO_URL WECHAT_APPIDS=wx6ede2086ee29a89f DECRYPTD_LOG_LEVEL=warning
 echo "broker at $KAFKA_BROKERS, topics wechat.phone.jobs (4 partitions) and wechat.phone.dlq (2)"
+
+step "starting the local stand-in for WeChat's API (decryptd dev-wechat: stable token and code exchange, 50 ms per call)"
+# Two appids: the first has an app secret, the second is served without one (its code jobs fail
+# exchange_not_configured). The secret is demo-only, and never printed by decryptd.
+export WECHAT_APPIDS="wx6ede2086ee29a89f,wx00000000unconfigured" WECHAT_APP_SECRETS="wx6ede2086ee29a89f:demo-secret-not-a-real-one"
+"$bin" dev-wechat --latency-ms 50 >"$work/wechat.out" 2>"$work/wechat.err" &
+wechat_pid=$!
+for _ in $(seq 100); do [ -s "$work/wechat.out" ] && break; sleep 0.1; done
+export WECHAT_API_URL; WECHAT_API_URL=$(head -n 1 "$work/wechat.out")
+export DATABASE_URL=$DEMO_URL DECRYPTD_LOG_LEVEL=warning
+echo "WeChat's API stand-in at $WECHAT_API_URL"
 
 step "creating the tables (decryptd migrate)"
 "$bin" migrate
 
-step "seeding session keys and producing $jobs jobs with faults (decryptd loadgen)"
-echo "Some users have a newer session key stored than the one their payload used (the worker falls back),"
-echo "some payloads arrive with damaged base64 (repaired), and a few percent are broken in every way SPEC.md names."
-"$bin" loadgen --jobs "$jobs" --seed "$seed"
+step "seeding session keys and producing $jobs jobs of both kinds with faults (decryptd loadgen --kind mixed)"
+echo "Half are encrypted jobs (encryptedData/iv): some users have a newer session key stored than the one"
+echo "their payload used (the worker falls back), some payloads arrive with damaged base64 (repaired)."
+echo "Half are code jobs (WeChat's recommended flow): one-time codes the worker exchanges with the API;"
+echo "5% meet a transient answer first (busy, rate limit, 503, a reset, a rejected token), retried to success."
+echo "A few percent of each kind are broken in every way SPEC.md names."
+"$bin" loadgen --jobs "$jobs" --seed "$seed" --kind mixed --transient-share 0.05 --unconfigured-appid wx00000000unconfigured
 
 step "running the worker until every partition is drained (decryptd run --exit-at-end)"
 "$bin" run --exit-at-end --progress-interval 0
 
 step "what is in PostgreSQL now"
 psql "$DATABASE_URL" -q -c "SELECT count(*) AS members, count(DISTINCT country_code) AS countries, max(to_timestamp(watermark_ts)) AS newest_watermark FROM members"
-psql "$DATABASE_URL" -q -c "SELECT reason, count(*) FROM decrypt_failures GROUP BY reason ORDER BY count(*) DESC"
+psql "$DATABASE_URL" -q -c "SELECT reason, job_kind, count(*) FROM decrypt_failures GROUP BY reason, job_kind ORDER BY count(*) DESC"
+psql "$DATABASE_URL" -q -c "SELECT outcome, count(*) AS exchanged_codes FROM phone_code_exchanges GROUP BY outcome ORDER BY count(*) DESC"
+echo "What the WeChat stand-in saw (codes_reused: codes exchanged twice; it must be 0):"
+curl -fsS "$WECHAT_API_URL/dev/stats" 2>/dev/null || python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())" "$WECHAT_API_URL/dev/stats"
+echo
 
 step "which failure types dominate (decryptd report; also --format json and --format html)"
 "$bin" report --since 1h
@@ -60,11 +79,12 @@ step "which failure types dominate (decryptd report; also --format json and --fo
 step "reprocessing once the login service has caught up (decryptd reprocess)"
 echo "The session_not_found jobs came before their users' session keys were stored. The login service"
 echo "catches up (here: the same loadgen command stores the keys it had left out):"
-"$bin" loadgen --jobs "$jobs" --seed "$seed" --store-withheld-sessions
+"$bin" loadgen --jobs "$jobs" --seed "$seed" --kind mixed --transient-share 0.05 --unconfigured-appid wx00000000unconfigured --store-withheld-sessions
 echo
 echo "'decryptd reprocess' replays the dead-letter topic: successes go to members and resolve their"
 echo "failure rows, failures are dead-lettered again with decrypt.attempts + 1. A dry run first, which"
-echo "writes nothing, then the real run for the jobs whose keys arrived (--reason session_not_found):"
+echo "writes nothing, then the real run for the jobs whose keys arrived (--reason session_not_found)."
+echo "Code jobs cannot be recovered (their codes have expired): reprocess passes them over as skipped."
 "$bin" reprocess --dry-run
 echo
 "$bin" reprocess --reason session_not_found

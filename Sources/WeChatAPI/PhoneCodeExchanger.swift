@@ -274,17 +274,25 @@ public final class PhoneCodeExchanger: Sendable {
     }
 }
 
-/// Logs once when exchanges start failing transiently and once when one succeeds again, however
-/// many exchanges are retrying at the time (never once per attempt).
+/// Logs once when exchanges start failing transiently and once when they have been succeeding
+/// again for ``calm`` seconds, however many exchanges are retrying at the time (never once per
+/// attempt, and not once per code when transient answers come now and then).
 final class TroubleLog: Sendable {
-    private let state = NIOLockedValueBox<(troubled: Bool, retries: Int)>((false, 0))
+    private struct State {
+        var troubled = false
+        var retries = 0
+        var lastFailure = Date.distantPast
+    }
+
+    static let calm: TimeInterval = 5
+    private let state = NIOLockedValueBox(State())
     private let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
 
     func failed(_ why: String) {
         let first = state.withLockedValue { state in
-            defer { state = (true, state.retries + 1) }
+            defer { (state.troubled, state.retries, state.lastFailure) = (true, state.retries + 1, Date()) }
             return !state.troubled
         }
         if first { logger.warning("code exchanges are failing transiently; retrying with backoff until they recover", metadata: ["error": "\(why)"]) }
@@ -292,8 +300,8 @@ final class TroubleLog: Sendable {
 
     func recovered() {
         let retries = state.withLockedValue { state -> Int? in
-            guard state.troubled else { return nil }
-            defer { state = (false, 0) }
+            guard state.troubled, Date().timeIntervalSince(state.lastFailure) >= Self.calm else { return nil }
+            defer { (state.troubled, state.retries) = (false, 0) }
             return state.retries
         }
         if let retries { logger.notice("code exchanges recovered", metadata: ["retries": "\(retries)"]) }

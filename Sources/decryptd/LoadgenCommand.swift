@@ -134,7 +134,7 @@ struct LoadgenCommand: ParsableCommand {
         let kinds = JobKind.allCases.compactMap { kind in expectation.kinds[kind].map { "\($0) \(kind.rawValue)" } }.joined(separator: ", ")
         print("loadgen: produced \(expectation.jobs) jobs (\(kinds)) to \(plan.topic) for \(expectation.usersWithPhone) users with a phone number to store")
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
-            print("  " + kind.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
+            print("  " + kind.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }
     }
 

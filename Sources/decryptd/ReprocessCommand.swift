@@ -87,10 +87,10 @@ struct ReprocessCommand: ParsableCommand {
     static func render(_ summary: Reprocessor.Summary) -> String {
         var lines = [summary.dryRun ? "decryptd reprocess (dry run: nothing written, produced or committed)" : "decryptd reprocess"]
         func row(_ name: String, _ counts: Reprocessor.Counts) -> String {
-            name.padding(toLength: 22, withPad: " ", startingAt: 0) + [counts.replayed, counts.recovered, counts.failedAgain, counts.skipped]
+            name.padding(toLength: 24, withPad: " ", startingAt: 0) + [counts.replayed, counts.recovered, counts.failedAgain, counts.skipped]
                 .map { String($0).leftPadded(13) }.joined()
         }
-        lines.append("reason".padding(toLength: 22, withPad: " ", startingAt: 0) + ["replayed", "recovered", "failed again", "skipped"].map { $0.leftPadded(13) }.joined())
+        lines.append("reason".padding(toLength: 24, withPad: " ", startingAt: 0) + ["replayed", "recovered", "failed again", "skipped"].map { $0.leftPadded(13) }.joined())
         for (reason, counts) in summary.byReason.sorted(by: { $0.key < $1.key }) { lines.append(row(reason, counts)) }
         lines.append(row("total", summary.total))
         if summary.stoppedEarly {

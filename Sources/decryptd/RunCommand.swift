@@ -223,7 +223,7 @@ enum SummaryTable {
         }
         for (outcome, count) in summary.outcomes.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
             let share = summary.total > 0 ? Double(count) / Double(summary.total) * 100 : 0
-            lines.append("  " + outcome.padding(toLength: 22, withPad: " ", startingAt: 0) + String(count).leftPadded(8) + String(format: "%7.1f%%", share))
+            lines.append("  " + outcome.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8) + String(format: "%7.1f%%", share))
         }
         return lines.joined(separator: "\n")
     }
