@@ -15,7 +15,10 @@ import WeChatAPI
 ///   time (it waits for a free slot, never the pipeline). A code already in flight is not exchanged
 ///   again: the job waits for that exchange's result.
 /// - the exchanges run as tasks on the HTTP client's event loops; each retries its transient answers
-///   with backoff until it has a result or the worker stops (then the job stays unfinished).
+///   with backoff until it has a result or the worker stops (then the job stays unfinished). A slot
+///   is given back only once the job's outcome is durable (``release(_:)``), so that at most
+///   `exchangeConcurrency` codes are ever spent without their outcome stored: the crash gap SPEC
+///   names is that large at most, even while PostgreSQL is down.
 /// - its collector thread takes whatever results have arrived, deals them into one batch per lane
 ///   with their ledger rows, and hands them to the persist slots, which write members, failures and
 ///   ledger rows in one transaction and dead-letter as for encrypted jobs.
@@ -31,7 +34,7 @@ final class ExchangeStage: @unchecked Sendable {
         /// Exchanged jobs are handed to the persist slots once this many have finished, or this long
         /// after the first of them did.
         var persistBatch = 1000
-        var persistDelay: TimeInterval = 0.1
+        var persistDelay: TimeInterval = 0.02
     }
 
     /// One poll's code jobs.
@@ -153,7 +156,6 @@ final class ExchangeStage: @unchecked Sendable {
                 let result = await exchanger.exchange(
                     code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp, shouldStop: shouldAbandon
                 )
-                slots.signal()
                 finish(job, digest: digest, result: result, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate)
                 running.leave()
             }
@@ -181,12 +183,15 @@ final class ExchangeStage: @unchecked Sendable {
         inFlight.unlock()
         let outcome: Result<PhonePayload, DecryptFailure>
         switch result {
-        case .stopped: return  // unfinished: not committed, redelivered
+        case .stopped:
+            slots.signal()
+            return  // unfinished: not committed, redelivered
         case .phone(let payload): outcome = .success(payload)
         case .failure(let failure): outcome = .failure(failure)
         }
         var jobs = [job] + following
         for index in jobs.indices { jobs[index].outcome = outcome }
+        jobs[0].holdsExchangeSlot = true
         // A code WeChat never saw (no secret for the appid) is not spent: nothing to record.
         var exchange: CodeExchangeRecord?
         if case .failure(let failure) = outcome, failure.reason == .exchangeNotConfigured {
@@ -207,6 +212,11 @@ final class ExchangeStage: @unchecked Sendable {
             fetchedAt: earliest.fetchedAt, fetchedDate: earliest.fetchedDate
         )
         deliver(batches)
+    }
+
+    /// `count` exchanged jobs are durable: their slots are free for new exchanges.
+    func release(_ count: Int) {
+        for _ in 0..<count { slots.signal() }
     }
 
     // MARK: - Ledger retention

@@ -21,6 +21,8 @@ struct PendingJob: Sendable {
     /// A code job found in the exchange ledger as exchanged with success before (a redelivery):
     /// its member row is already durable, so its outcome writes nothing.
     var alreadyStored = false
+    /// This job's exchange holds one of the exchange stage's slots until its outcome is durable.
+    var holdsExchangeSlot = false
     /// Set by parsing (failures) or by decryption.
     var outcome: Result<PhonePayload, DecryptFailure>?
     /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by

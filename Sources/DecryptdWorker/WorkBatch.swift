@@ -22,6 +22,8 @@ struct WorkBatch: Sendable {
     var sessionKeys: [[String]] = []
     /// The codes this batch's code jobs exchanged, for the ledger (see ``ExchangeStage``).
     var exchanges: [CodeExchangeRecord] = []
+    /// Of this batch's jobs, those whose exchange holds a slot until they are durable.
+    var exchangeSlots = 0
     let fetchedAt: DispatchTime
     let fetchedDate: Date
 
@@ -94,6 +96,7 @@ struct WorkBatch: Sendable {
         var batches = (0..<lanes).map { WorkBatch(lane: $0, fetchedAt: fetchedAt, fetchedDate: fetchedDate) }
         for job in jobs {
             let lane = job.openid == nil ? 0 : Int(job.openidHash % UInt64(lanes))
+            if job.holdsExchangeSlot { batches[lane].exchangeSlots += 1 }
             batches[lane].jobs.append(job)
         }
         for exchange in exchanges {

@@ -305,6 +305,7 @@ public final class Worker: @unchecked Sendable {
     /// Both the outcome and the dead letters of `batch` are durable: its offsets may be stored.
     private func complete(_ batch: WorkBatch) {
         consumer.complete(batch.jobs.withUnsafeBufferPointer { jobs in jobs.indices.map { jobs[$0].message.id } })
+        if batch.exchangeSlots > 0 { exchangeStage.release(batch.exchangeSlots) }
         record(batch)
     }
 

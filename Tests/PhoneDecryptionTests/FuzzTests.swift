@@ -30,6 +30,50 @@ struct FuzzTests {
         return bytes
     }
 
+    @Test("200k mutated WeChat answers: a phone_info or token that round-trips, or one of the parsers' cases")
+    func wechatAnswers() throws {
+        var generator = SplitMix64(seed: 3)
+        let appid = "wx6ede2086ee29a89f"
+        let seeds = [
+            #"{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"+86 13800138000","purePhoneNumber":"13800138000","countryCode":"86","watermark":{"timestamp":1700000000,"appid":"wx6ede2086ee29a89f"}}}"#,
+            #"{"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":86,"watermark":{"appid":"wx6ede2086ee29a89f","timestamp":0}},"errcode":0}"#,
+            #"{"errcode":40029,"errmsg":"invalid code, rid: 6560e4b6-0f4a1a63-1b1e3d4c"}"#,
+            #"{"access_token":"ACCESS_TOKEN-abc_123","expires_in":7200}"#,
+        ].map { Array($0.utf8) }
+        var phones = 0, tokens = 0
+        for iteration in 0..<(200_000 * Self.scale) {
+            let input = Self.mutate(seeds[iteration % seeds.count], using: &generator)
+            let answer = input.withUnsafeBufferPointer { PhoneNumberAnswer.parse($0, expectedAppid: appid) }
+            if case .phone(let payload) = answer {
+                phones += 1
+                var writer = JSONWriter()
+                writer.beginObject()
+                writer.key("phone_info")
+                writer.beginObject()
+                writer.field("phoneNumber", payload.phoneNumber)
+                writer.field("purePhoneNumber", payload.purePhoneNumber)
+                writer.field("countryCode", payload.countryCode)
+                writer.key("watermark")
+                writer.beginObject()
+                writer.field("timestamp", payload.watermarkTimestamp)
+                writer.field("appid", appid)
+                writer.endObject()
+                writer.endObject()
+                writer.endObject()
+                let again = Array(writer.text.utf8).withUnsafeBufferPointer { PhoneNumberAnswer.parse($0, expectedAppid: appid) }
+                #expect(again == answer, "a phone_info re-encoded parses to the same number")
+                #expect(!payload.phoneNumber.isEmpty && !payload.purePhoneNumber.isEmpty)
+            }
+            if case .token(let token, let expiresIn) = input.withUnsafeBufferPointer({ StableTokenAnswer.parse($0) }) {
+                tokens += 1
+                #expect(expiresIn > 0 && !token.isEmpty && token.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "&") })
+                let again = Array(#"{"access_token":"\#(token)","expires_in":\#(expiresIn)}"#.utf8).withUnsafeBufferPointer { StableTokenAnswer.parse($0) }
+                #expect(again == .token(token, expiresIn: expiresIn))
+            }
+        }
+        #expect(phones > 1000 && tokens > 1000)  // the mutator must not only produce garbage
+    }
+
     @Test("400k mutated job messages: a job that round-trips, or malformed_job")
     func jobs() throws {
         var generator = SplitMix64(seed: 1)
