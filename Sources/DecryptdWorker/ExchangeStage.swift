@@ -68,7 +68,9 @@ final class ExchangeStage: @unchecked Sendable {
     /// Followers of codes in flight, by digest: jobs that carry a code being exchanged right now.
     private let inFlight = NSLock()
     private var followers: [String: [PendingJob]] = [:]
-    private var threads: [Thread] = []
+    /// Left by the exchange thread and by the collector thread when they end.
+    private let exchangeThreadDone = DispatchGroup()
+    private let collectorDone = DispatchGroup()
     private var lastSweep = Date.distantPast
 
     init(
@@ -93,7 +95,10 @@ final class ExchangeStage: @unchecked Sendable {
     }
 
     func start() {
+        exchangeThreadDone.enter()
+        collectorDone.enter()
         let exchange = Thread { [self] in
+            defer { exchangeThreadDone.leave() }
             while let submission = submissions.take() {
                 guard !shouldAbandon() else { continue }
                 do {
@@ -107,6 +112,7 @@ final class ExchangeStage: @unchecked Sendable {
         }
         exchange.name = "decryptd-exchange"
         let collector = Thread { [self] in
+            defer { collectorDone.leave() }
             // Results arrive one by one; a transaction per handful would cost PostgreSQL (which the
             // encrypted jobs' batches need) more than waiting a little for a batch's worth.
             while let all = finished.takeAll(minimum: settings.persistBatch, within: settings.persistDelay) {
@@ -115,18 +121,19 @@ final class ExchangeStage: @unchecked Sendable {
             }
         }
         collector.name = "decryptd-exchange-collect"
-        threads = [exchange, collector]
-        for thread in threads { thread.start() }
+        exchange.start()
+        collector.start()
     }
 
     /// Stops taking work, lets the exchanges under way end (they give up once the worker abandons
-    /// its work), and waits for both threads. Call after the worker stopped polling.
+    /// its work), and waits for both threads. Call once the worker abandons what is unfinished; a
+    /// submission that comes later is never taken.
     func close() {
         submissions.close()
-        while !threads[0].isFinished { _ = running.wait(timeout: .now() + 0.05) }
+        exchangeThreadDone.wait()
         running.wait()
         finished.close()
-        while !threads[1].isFinished { _ = running.wait(timeout: .now() + 0.01) }
+        collectorDone.wait()
     }
 
     // MARK: - Exchanging

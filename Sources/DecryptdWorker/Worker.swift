@@ -198,8 +198,8 @@ public final class Worker: @unchecked Sendable {
         }
         state.lock(); abandonRequested = true; state.unlock()
         lookupQueue.close()
-        while stages.first(where: { $0.name?.hasPrefix("decryptd-lookup") ?? false && !$0.isFinished }) != nil { Thread.sleep(forTimeInterval: 0.01) }
         exchangeStage.close()
+        exchanger.close()
         decryptQueue.close()
         for queue in persistQueues { queue.close() }
         deadLetterQueue.close()

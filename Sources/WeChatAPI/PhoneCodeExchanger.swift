@@ -58,6 +58,10 @@ public final class PhoneCodeExchanger: Sendable {
 
     public func hasSecret(for appid: String) -> Bool { credentials.secret(for: appid) != nil }
 
+    /// Closes the HTTP connections, waiting (call from a thread of its own, once no exchange is
+    /// under way).
+    public func close() { transport.close() }
+
     /// The errcodes that mean the access token is invalid or expired.
     static let tokenErrcodes: Set<Int64> = [40001, 40014, 42001]
     /// Quota and frequency limits: the appid slows down.

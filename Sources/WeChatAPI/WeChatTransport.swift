@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 public import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -13,6 +14,13 @@ public protocol WeChatTransport: Sendable {
 
     /// Closes the connections; no call may follow.
     func shutdown() async
+
+    /// ``shutdown()`` for a caller on a thread of its own (never an event loop); once is enough.
+    func close()
+}
+
+extension WeChatTransport {
+    public func close() {}
 }
 
 /// ``WeChatTransport`` over swift-server's async-http-client: a pool of kept-alive connections (as
@@ -22,6 +30,7 @@ public final class HTTPClientTransport: WeChatTransport {
     /// The base URL without a trailing slash, e.g. `https://api.weixin.qq.com`.
     public let baseURL: String
     private let client: HTTPClient
+    private let closed = NIOLockedValueBox(false)
 
     public static let largestAnswer = 1 << 20
 
@@ -68,6 +77,27 @@ public final class HTTPClientTransport: WeChatTransport {
     }
 
     public func shutdown() async {
+        guard firstClose() else { return }
         try? await client.shutdown()
+    }
+
+    public func close() {
+        guard firstClose() else { return }
+        try? client.syncShutdown()
+    }
+
+    /// True the first time only.
+    private func firstClose() -> Bool {
+        closed.withLockedValue { closed in
+            defer { closed = true }
+            return !closed
+        }
+    }
+
+    deinit {
+        // async-http-client insists on a shutdown before its client goes (it traps in debug
+        // builds): a transport that was never closed is closed here, unless this runs on an event
+        // loop, where a blocking shutdown would deadlock.
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil { close() }
     }
 }

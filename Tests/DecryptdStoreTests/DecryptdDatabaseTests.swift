@@ -112,6 +112,40 @@ struct DecryptdDatabaseTests {
         #expect(try database.connection.query("SELECT resolved_at::text FROM decrypt_failures WHERE source_offset = 7")[0][0] == resolvedAt)
     }
 
+    @Test("the exchange ledger: written with its batch, once per code, looked up by digest, old rows deleted in small batches")
+    func exchangeLedger() throws {
+        let database = try TestDatabase.migrated()
+        let digest = { (n: Int) in String(repeating: String(format: "%02x", n), count: 32) }
+        let failure = FailureRecord(appid: "wx1", openid: "bob", reason: "code_invalid", detail: "errcode 40029, job age 3 s", source: source(2), jobKind: "code")
+        let counts = try database.write(OutcomeBatch(
+            members: [member(alice, "13800000001", 5)], failures: [failure],
+            exchanges: [CodeExchangeRecord(codeDigest: digest(1), user: alice, outcome: "ok", detail: ""),
+                        CodeExchangeRecord(codeDigest: digest(2), user: bob, outcome: "code_invalid", detail: failure.detail)]
+        ))
+        #expect([counts.membersChanged, counts.failuresRecorded, counts.failuresResolved] == [1, 1, 2], "the third count is ledger rows added")
+        let again = try database.write(OutcomeBatch(exchanges: [CodeExchangeRecord(codeDigest: digest(1), user: alice, outcome: "ok", detail: "")]))
+        #expect(again.failuresResolved == 0, "a code is recorded once")
+        #expect(try database.connection.query("SELECT job_kind FROM decrypt_failures")[0][0] == "code")
+        let found = try database.exchangedCodes([digest(1), digest(2), digest(3)])
+        #expect(found.mapValues { [$0.outcome, $0.detail] } == [digest(1): ["ok", ""], digest(2): ["code_invalid", failure.detail]])
+
+        // A ledger row and its member commit together: a bad failure row rolls back both.
+        let bad = FailureRecord(appid: "wx1", openid: "carol", reason: "no_such_reason", detail: "", source: source(3))
+        #expect(throws: PostgresError.self) {
+            try database.write(OutcomeBatch(members: [member(carol, "2", 1)], failures: [bad],
+                                            exchanges: [CodeExchangeRecord(codeDigest: digest(4), user: carol, outcome: "ok", detail: "")]))
+        }
+        #expect(try database.exchangedCodes([digest(4)]).isEmpty)
+
+        for n in 10..<15 {
+            _ = try database.connection.query("INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, exchanged_at) VALUES (decode($1, 'hex'), 'wx1', 'o', 'ok', now() - interval '8 days')", [digest(n)])
+        }
+        #expect(try database.deleteExchanges(olderThan: 7 * 86_400, limit: 2) == 2)
+        #expect(try database.deleteExchanges(olderThan: 7 * 86_400, limit: 1000) == 3)
+        #expect(try database.deleteExchanges(olderThan: 7 * 86_400, limit: 1000) == 0)
+        #expect(try database.exchangedCodes([digest(1), digest(2)]).count == 2, "recent rows are kept")
+    }
+
     @Test("one transaction per batch: a bad row rolls back the members written before it")
     func atomicBatch() throws {
         let database = try TestDatabase.migrated()

@@ -89,6 +89,11 @@ struct CodeJobEndToEndTests {
         let pipeline = try Pipeline(partitions: 4)
         let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.7, transientShare: 0.05, seed: 9)
         let concurrency = 16
+        // A ledger row from last week: the worker deletes it (--exchange-ledger-retention, 7 days).
+        _ = try pipeline.database.connection.query("""
+            INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, exchanged_at)
+            VALUES (decode(repeat('ab', 32), 'hex'), 'wx', 'o-old', 'ok', now() - interval '8 days')
+            """)
         var environment = pipeline.binaryEnvironment
         environment["WECHAT_APPIDS"] = "\(Pipeline.appid), \(Pipeline.unconfiguredAppid)"
         environment["WECHAT_API_URL"] = wechat.url
@@ -96,7 +101,8 @@ struct CodeJobEndToEndTests {
         environment["DECRYPTD_LOG_LEVEL"] = "debug"
         let arguments = [decryptdBinary.path, "run", "--group", "crash", "--batch-size", "100", "--progress-interval", "1",
                          "--exchange-concurrency", String(concurrency), "--kafka-property", "session.timeout.ms=6000"]
-        let logs = [NSTemporaryDirectory() + "decryptd-code-crash-1.log", NSTemporaryDirectory() + "decryptd-code-crash-2.log"]
+        let logs = [1, 2].map { NSTemporaryDirectory() + "decryptd-code-crash-\($0)-\(UUID().uuidString).log" }
+        defer { for log in logs { try? FileManager.default.removeItem(atPath: log) } }
         let first = try ChildProcess(arguments, environment: environment, logPath: logs[0])
         try waitUntil(timeout: 90, "exchanges under way") { wechat.stats.exchanges > 500 }
         first.kill(SIGKILL)
@@ -123,8 +129,15 @@ struct CodeJobEndToEndTests {
         #expect(wechat.stats.codesReused == lostToTheGap, "no code exchanged twice but those")
         try pipeline.expectCommitted(group: "crash")
 
-        // What the worker logged, at debug, holds no secret, token, code or number.
-        let printed = try logs.map { try String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: "\n")
+        #expect(try pipeline.database.connection.query("SELECT count(*) FROM phone_code_exchanges WHERE openid = 'o-old'")[0][0] == "0")
+
+        // What the worker logged, at debug, holds no secret, token, code or number; the appid
+        // without a secret is named once per start.
+        let texts = try logs.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        for text in texts {
+            #expect(text.components(separatedBy: "no app secret for these appids").count == 2, "logged once at start")
+        }
+        let printed = texts.joined(separator: "\n")
         #expect(printed.contains("progress"))
         try expectNoSecrets(pipeline, ledger: printed, extra: ["devtoken", WeChatStandIn.secret])
     }
@@ -140,7 +153,7 @@ struct CodeJobEndToEndTests {
         environment["WECHAT_API_URL"] = wechat.url
         environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
         let worker = try ChildProcess([decryptdBinary.path, "run", "--group", "metrics", "--metrics-port", "\(port)", "--progress-interval", "1",
-                                       "--exchange-concurrency", "8"], environment: environment, logPath: NSTemporaryDirectory() + "decryptd-code-metrics.log")
+                                       "--exchange-concurrency", "8"], environment: environment, logPath: NSTemporaryDirectory() + "decryptd-code-metrics-\(UUID().uuidString).log")
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
         var samples = PrometheusSamples(""), oldestSeen = 0.0, inFlightSeen = 0.0
         try waitUntil(timeout: 120, "every job counted in /metrics") {
