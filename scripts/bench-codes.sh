@@ -44,7 +44,8 @@ pg_start BENCH >&2
 appid=wx6ede2086ee29a89f
 export WECHAT_APPIDS=$appid WECHAT_APP_SECRETS="$appid:bench-secret" DATABASE_URL=$BENCH_URL DECRYPTD_LOG_LEVEL=error
 "$bin" dev-wechat --latency-ms "$latency" >"$work/wechat.out" 2>"$work/wechat.err" &
-pids+=($!)
+wechat_pid=$!
+pids+=("$wechat_pid")
 for _ in $(seq 100); do [ -s "$work/wechat.out" ] && break; sleep 0.1; done
 export WECHAT_API_URL; WECHAT_API_URL=$(head -n 1 "$work/wechat.out")
 "$bin" migrate >/dev/null
@@ -65,6 +66,9 @@ round() {
 rate() { sed -nE 's/^decryptd run: [0-9]+ jobs, ([0-9]+) jobs\/s.*/\1/p' <<<"$1"; }
 rss() { sed -nE 's/.*peak RSS ([0-9]+) MB.*/\1/p' <<<"$1"; }
 durable() { grep -oE "[0-9]+ $2 jobs durable [0-9.]+ s" <<<"$1" | sed -E 's/.* ([0-9.]+) s$/\1/'; }
+# CPU seconds the stand-in has used so far: on this machine it shares the worker's cores, which a
+# real WeChat does not.
+wechat_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$wechat_pid/stat"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 allowed=$(( concurrency * 1000 / latency ))
@@ -75,7 +79,9 @@ for r in $(seq "$rounds"); do
     alone=$(round code "$jobs")
     share=$(awk -v a="$(rate "$alone")" -v m="$allowed" 'BEGIN { printf "%.2f", a / m }')
     shares+=("$share"); rsses+=("$(rss "$alone")")
+    cpu_before=$(wechat_cpu)
     mixed=$(round mixed "$jobs")
+    cpu_mixed=$(awk -v a="$(wechat_cpu)" -v b="$cpu_before" 'BEGIN { printf "%.1f", a - b }')
     encrypted_jobs=$(grep -oE "[0-9]+ encrypted jobs durable" <<<"$mixed" | cut -d' ' -f1)
     in_mix=$(durable "$mixed" encrypted)
     only=$(round encrypted "$encrypted_jobs")
@@ -83,7 +89,7 @@ for r in $(seq "$rounds"); do
     ratio=$(awk -v m="$in_mix" -v o="$alone_s" 'BEGIN { printf "%.2f", m / o }')
     ratios+=("$ratio")
     echo "round $r: code jobs alone $(rate "$alone") jobs/s = $share of $allowed, peak RSS $(rss "$alone") MB;" \
-         "mixed: $encrypted_jobs encrypted jobs durable after ${in_mix} s, alone ${alone_s} s (x$ratio); code half durable after $(durable "$mixed" code) s"
+         "mixed: $encrypted_jobs encrypted jobs durable after ${in_mix} s, alone ${alone_s} s (x$ratio); code half durable after $(durable "$mixed" code) s, dev-wechat used ${cpu_mixed} CPU-s meanwhile"
 done
 echo "host speed after: $(host_speed)"
 share=$(printf '%s\n' "${shares[@]}" | median); ratio=$(printf '%s\n' "${ratios[@]}" | median)

@@ -34,7 +34,7 @@ final class ExchangeStage: @unchecked Sendable {
         /// Exchanged jobs are handed to the persist slots once this many have finished, or this long
         /// after the first of them did.
         var persistBatch = 1000
-        var persistDelay: TimeInterval = 0.02
+        var persistDelay: TimeInterval = 0.005
     }
 
     /// One poll's code jobs.
