@@ -20,32 +20,20 @@ public enum PhoneNumberAnswer: Sendable, Hashable {
 
     /// Parses an answer body for a job of `expectedAppid`.
     public static func parse(_ body: UnsafeBufferPointer<UInt8>, expectedAppid: String) -> PhoneNumberAnswer {
-        var scanner = JSONScanner(body)
-        var errcode: Int64?
         var phoneInfo: Range<Int>?
-        var problem: String?
-        do throws(JSONSyntaxError) {
-            guard try scanner.peek() == UInt8(ascii: "{") else { return .unreadable("answer is not a JSON object") }
-            try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
-                if scanner.token(key, equals: "errcode") {
-                    if errcode != nil { problem = "answer has errcode twice" }
-                    errcode = try readInteger(&scanner)
-                    if errcode == nil, problem == nil { problem = "errcode is not an integer" }
-                } else if scanner.token(key, equals: "phone_info") {
-                    if phoneInfo != nil, problem == nil { problem = "answer has phone_info twice" }
-                    _ = try scanner.peek()
-                    let start = scanner.position
-                    try scanner.skipValue()
-                    phoneInfo = start..<scanner.position
-                } else {
-                    try scanner.skipValue()
-                }
-            }
-            try scanner.finish()
-        } catch {
-            return .unreadable("answer is not strict JSON: \(error)")
+        let errcode: Int64?
+        switch readAnswer(body, { scanner, key, problem throws(JSONSyntaxError) in
+            guard scanner.token(key, equals: "phone_info") else { return false }
+            if phoneInfo != nil, problem == nil { problem = "answer has phone_info twice" }
+            _ = try scanner.peek()
+            let start = scanner.position
+            try scanner.skipValue()
+            phoneInfo = start..<scanner.position
+            return true
+        }) {
+        case .failure(let unreadable): return .unreadable(unreadable.detail)
+        case .success(let code): errcode = code
         }
-        if let problem { return .unreadable(problem) }
         if let errcode, errcode != 0 { return .error(errcode: errcode) }
         guard let phoneInfo else { return .invalidPhoneInfo("answer has no phone_info") }
         let info = UnsafeBufferPointer(rebasing: body[phoneInfo])
@@ -76,39 +64,31 @@ public enum StableTokenAnswer: Sendable, Hashable {
     public static let maximumTokenLength = 2048
 
     public static func parse(_ body: UnsafeBufferPointer<UInt8>) -> StableTokenAnswer {
-        var scanner = JSONScanner(body)
-        var errcode: Int64?
         var token: JSONStringToken?
         var expiresIn: Int64?
-        var problem: String?
-        do throws(JSONSyntaxError) {
-            guard try scanner.peek() == UInt8(ascii: "{") else { return .unreadable("answer is not a JSON object") }
-            try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
-                if scanner.token(key, equals: "errcode") {
-                    if errcode != nil { problem = "answer has errcode twice" }
-                    errcode = try readInteger(&scanner)
-                    if errcode == nil, problem == nil { problem = "errcode is not an integer" }
-                } else if scanner.token(key, equals: "access_token") {
-                    if token != nil, problem == nil { problem = "answer has access_token twice" }
-                    if try scanner.peek() == UInt8(ascii: "\"") {
-                        token = try scanner.readString()
-                    } else {
-                        if problem == nil { problem = "access_token is not a string" }
-                        try scanner.skipValue()
-                    }
-                } else if scanner.token(key, equals: "expires_in") {
-                    if expiresIn != nil, problem == nil { problem = "answer has expires_in twice" }
-                    expiresIn = try readInteger(&scanner)
-                    if expiresIn == nil, problem == nil { problem = "expires_in is not an integer" }
+        let errcode: Int64?
+        let scanner = JSONScanner(body)
+        switch readAnswer(body, { scanner, key, problem throws(JSONSyntaxError) in
+            if scanner.token(key, equals: "access_token") {
+                if token != nil, problem == nil { problem = "answer has access_token twice" }
+                if try scanner.peek() == UInt8(ascii: "\"") {
+                    token = try scanner.readString()
                 } else {
+                    if problem == nil { problem = "access_token is not a string" }
                     try scanner.skipValue()
                 }
+            } else if scanner.token(key, equals: "expires_in") {
+                if expiresIn != nil, problem == nil { problem = "answer has expires_in twice" }
+                expiresIn = try readInteger(&scanner)
+                if expiresIn == nil, problem == nil { problem = "expires_in is not an integer" }
+            } else {
+                return false
             }
-            try scanner.finish()
-        } catch {
-            return .unreadable("answer is not strict JSON: \(error)")
+            return true
+        }) {
+        case .failure(let unreadable): return .unreadable(unreadable.detail)
+        case .success(let code): errcode = code
         }
-        if let problem { return .unreadable(problem) }
         if let errcode, errcode != 0 { return .error(errcode: errcode) }
         guard let token else { return .unreadable("answer has no access_token") }
         guard let expiresIn, expiresIn > 0 else { return .unreadable("answer has no positive expires_in") }
@@ -128,6 +108,40 @@ public enum StableTokenAnswer: Sendable, Hashable {
         default: false
         }
     }
+}
+
+/// Why an answer is not one of WeChat's.
+private struct Unreadable: Error {
+    var detail: String
+}
+
+/// Walks an answer object strictly: reads `errcode` and offers every other member to `member`,
+/// which reads its value and returns true, or returns false to have it skipped; either may note
+/// the first `problem`. Returns the errcode (nil when absent), or why the answer is unreadable.
+private func readAnswer(
+    _ body: UnsafeBufferPointer<UInt8>,
+    _ member: (inout JSONScanner, JSONStringToken, inout String?) throws(JSONSyntaxError) -> Bool
+) -> Result<Int64?, Unreadable> {
+    var scanner = JSONScanner(body)
+    var errcode: Int64?
+    var problem: String?
+    do throws(JSONSyntaxError) {
+        guard try scanner.peek() == UInt8(ascii: "{") else { return .failure(Unreadable(detail: "answer is not a JSON object")) }
+        try scanner.forEachMember { scanner, key throws(JSONSyntaxError) in
+            if scanner.token(key, equals: "errcode") {
+                if errcode != nil { problem = "answer has errcode twice" }
+                errcode = try readInteger(&scanner)
+                if errcode == nil, problem == nil { problem = "errcode is not an integer" }
+            } else if try !member(&scanner, key, &problem) {
+                try scanner.skipValue()
+            }
+        }
+        try scanner.finish()
+    } catch {
+        return .failure(Unreadable(detail: "answer is not strict JSON: \(error)"))
+    }
+    if let problem { return .failure(Unreadable(detail: problem)) }
+    return .success(errcode)
 }
 
 /// Reads an integer that fits an `Int64`, signed; `nil` (number consumed) for any other value.

@@ -55,10 +55,7 @@ extension Pipeline {
         plan.transientShare = transientShare
         plan.unconfiguredAppid = Self.unconfiguredAppid
         plan.seed = seed
-        let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
-        producer.start()
-        defer { producer.close() }
-        return try LoadGenerator(plan: plan).run(database: database, producer: producer)
+        return try generate(plan)
     }
 
     /// Rows in the exchange ledger, and whether any holds `text` (a code, a number, a secret...).

@@ -53,6 +53,11 @@ struct Pipeline {
         var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)
         plan.faults = Self.everyFault
         plan.seed = seed
+        return try generate(plan)
+    }
+
+    /// Seeds and produces the load of `plan` into this pipeline.
+    func generate(_ plan: LoadGenerator.Plan) throws -> LoadGenerator.Expectation {
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
         producer.start()
         defer { producer.close() }
