@@ -1,6 +1,7 @@
 import DecryptdStore
 import Dispatch
 import Foundation
+import KafkaClient
 import Logging
 import OpenSSLDigest
 import PhoneDecryption
@@ -58,6 +59,7 @@ final class ExchangeStage: @unchecked Sendable {
     private let backoff: Backoff
     private let logger: Logger
     private let shouldAbandon: @Sendable () -> Bool
+    private let owns: @Sendable (TopicPartition) -> Bool
     private let deliver: @Sendable ([WorkBatch]) -> Void
     private let onPostgresRetry: @Sendable () -> Void
 
@@ -75,9 +77,10 @@ final class ExchangeStage: @unchecked Sendable {
 
     init(
         settings: Settings, exchanger: PhoneCodeExchanger, database: DecryptdDatabase, backoff: Backoff, logger: Logger,
-        shouldAbandon: @escaping @Sendable () -> Bool, onPostgresRetry: @escaping @Sendable () -> Void,
-        deliver: @escaping @Sendable ([WorkBatch]) -> Void
+        shouldAbandon: @escaping @Sendable () -> Bool, owns: @escaping @Sendable (TopicPartition) -> Bool,
+        onPostgresRetry: @escaping @Sendable () -> Void, deliver: @escaping @Sendable ([WorkBatch]) -> Void
     ) {
+        self.owns = owns
         self.settings = settings
         self.exchanger = exchanger
         self.database = database
@@ -152,11 +155,20 @@ final class ExchangeStage: @unchecked Sendable {
                 done.append(jobs[index])
                 continue
             }
-            guard lead(digest, jobs[index]) else { continue }  // the code is in flight: it follows
             let job = jobs[index]
             // A free slot first: at most `concurrency` exchanges in flight.
             while slots.wait(timeout: .now() + 0.1) == .timedOut {
                 if shouldAbandon() { return }
+            }
+            // A job of a partition taken away meanwhile (a rebalance) is left to its new owner, which
+            // would otherwise exchange the same code beside this worker.
+            guard owns(TopicPartition(job.message.topic, job.message.partition)) else {
+                slots.signal()
+                continue
+            }
+            guard lead(digest, job) else {  // the code is in flight: the job follows that exchange
+                slots.signal()
+                continue
             }
             running.enter()
             Task { [self] in

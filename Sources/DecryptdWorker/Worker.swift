@@ -84,7 +84,7 @@ public final class Worker: @unchecked Sendable {
         exchangeStage = ExchangeStage(
             settings: .init(concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
             exchanger: exchanger, database: exchangeDatabase, backoff: backoff, logger: logger,
-            shouldAbandon: { [unowned self] in shouldAbandon }, onPostgresRetry: { [metrics] in metrics.postgresRetries.increment() },
+            shouldAbandon: { [unowned self] in shouldAbandon }, owns: { [unowned self] in consumer.owns($0) }, onPostgresRetry: { [metrics] in metrics.postgresRetries.increment() },
             deliver: { [unowned self] batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
         )
     }

@@ -227,6 +227,12 @@ public final class KafkaConsumer: @unchecked Sendable {
         return result
     }
 
+    /// Whether `partition` is assigned to this member and not being revoked: work for it that has
+    /// not started yet should start (else its new owner will do it).
+    public func owns(_ partition: TopicPartition) -> Bool {
+        condition.withLock { tracker.partitions[partition].map { !$0.revoking } ?? false }
+    }
+
     /// Per assigned partition with unfinished work: when its oldest unfinished message was created
     /// (ms since the epoch). Partitions with nothing unfinished are absent.
     public var oldestUnfinished: [TopicPartition: Int64] {

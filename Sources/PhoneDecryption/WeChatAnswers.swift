@@ -94,19 +94,29 @@ public enum StableTokenAnswer: Sendable, Hashable {
         guard let expiresIn, expiresIn > 0 else { return .unreadable("answer has no positive expires_in") }
         let length = token.end - token.start
         guard length > 0, length <= maximumTokenLength else { return .unreadable("access_token is empty or too long") }
-        // The token goes into a URL's query: only what needs no escaping there is accepted.
-        guard !scanner.token(token, containsByte: { !Self.isTokenByte($0) }) else {
-            return .unreadable("access_token has characters a URL query cannot carry as they are")
+        // The token goes into a URL's query (percent-encoded where it must be): printable ASCII only.
+        guard !scanner.token(token, containsByte: { $0 <= 0x20 || $0 >= 0x7F }) else {
+            return .unreadable("access_token has a character that is not printable ASCII")
         }
         return .token(scanner.string(token), expiresIn: expiresIn)
     }
 
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-        case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: "*"): true
-        default: false
+    /// `token` as a URL query value: unreserved characters as they are, the rest percent-encoded.
+    public static func queryValue(_ token: String) -> String {
+        var out = ""
+        for byte in token.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(byte >> 4)])
+                out.unicodeScalars.append(hex[Int(byte & 0xF)])
+            }
         }
+        return out
     }
 }
 

@@ -154,7 +154,7 @@ public final class PhoneCodeExchanger: Sendable {
         let started = DispatchTime.now()
         let answer: (status: Int, body: [UInt8])
         do {
-            answer = try await transport.post("/wxa/business/getuserphonenumber?access_token=\(token.value)", body: Array(body.text.utf8), timeout: configuration.timeout)
+            answer = try await transport.post("/wxa/business/getuserphonenumber?access_token=\(StableTokenAnswer.queryValue(token.value))", body: Array(body.text.utf8), timeout: configuration.timeout)
         } catch {
             metrics.callEnded()
             metrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))

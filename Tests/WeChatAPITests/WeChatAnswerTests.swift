@@ -56,7 +56,10 @@ struct WeChatAnswerTests {
     func stableTokens() {
         #expect(token(#"{"access_token":"ACCESS_TOKEN-x.y_z~1","expires_in":7200}"#) == .token("ACCESS_TOKEN-x.y_z~1", expiresIn: 7200))
         #expect(token(#"{"errcode":40125,"errmsg":"invalid appsecret"}"#) == .error(errcode: 40125))
-        for text in [#"{"access_token":"a b","expires_in":7200}"#, #"{"access_token":"a&b=c","expires_in":7200}"#, #"{"access_token":"","expires_in":7200}"#,
+        // Any printable ASCII is a token (base64 ones, say); it is percent-encoded into the query.
+        #expect(token(#"{"access_token":"a+b/c=","expires_in":7200}"#) == .token("a+b/c=", expiresIn: 7200))
+        #expect(StableTokenAnswer.queryValue("a+b/c=&d_-.~9") == "a%2Bb%2Fc%3D%26d_-.~9")
+        for text in [#"{"access_token":"a b","expires_in":7200}"#, #"{"access_token":"a\u00e9","expires_in":7200}"#, #"{"access_token":"","expires_in":7200}"#,
                      #"{"access_token":"t","expires_in":0}"#, #"{"access_token":"t"}"#, #"{"expires_in":10}"#, #"{"access_token":7,"expires_in":10}"#, "nope"] {
             guard case .unreadable = token(text) else {
                 Issue.record("read as a token: \(text)")
