@@ -147,28 +147,27 @@ final class ExchangeStage: @unchecked Sendable {
         let known = try backoff.retryingPostgres("exchange ledger lookup", logger: logger, shouldStop: shouldAbandon, onRetry: onPostgresRetry) {
             try database.exchangedCodes(Array(Set(digests)))
         }
-        var done: [PendingJob] = []
+        // Codes exchanged before are complete at once; the others are exchanged in order.
+        var done: [PendingJob] = [], pending: [(job: PendingJob, digest: String)] = []
         for index in jobs.indices {
-            let digest = digests[index]
-            if let entry = known[digest] {
+            if let entry = known[digests[index]] {
                 jobs[index].settle(from: entry)
                 done.append(jobs[index])
-                continue
+            } else {
+                pending.append((jobs[index], digests[index]))
             }
-            let job = jobs[index]
+        }
+        if !done.isEmpty {
+            finished.put(Finished(jobs: done, exchange: nil, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate))
+        }
+        for (job, digest) in pending {
+            // A job of a partition taken away meanwhile (a rebalance) is left to its new owner, which
+            // would otherwise exchange the same code beside this worker.
+            guard owns(TopicPartition(job.message.topic, job.message.partition)) else { continue }
+            guard lead(digest, job) else { continue }  // the code is in flight: the job follows that exchange
             // A free slot first: at most `concurrency` exchanges in flight.
             while slots.wait(timeout: .now() + 0.1) == .timedOut {
                 if shouldAbandon() { return }
-            }
-            // A job of a partition taken away meanwhile (a rebalance) is left to its new owner, which
-            // would otherwise exchange the same code beside this worker.
-            guard owns(TopicPartition(job.message.topic, job.message.partition)) else {
-                slots.signal()
-                continue
-            }
-            guard lead(digest, job) else {  // the code is in flight: the job follows that exchange
-                slots.signal()
-                continue
             }
             running.enter()
             Task { [self] in
@@ -178,9 +177,6 @@ final class ExchangeStage: @unchecked Sendable {
                 finish(job, digest: digest, result: result, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate)
                 running.leave()
             }
-        }
-        if !done.isEmpty {
-            finished.put(Finished(jobs: done, exchange: nil, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate))
         }
     }
 
