@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "DevWeChat",
             dependencies: [
-                "PhoneDecryption",
+                "PhoneDecryption", "SyntheticLoad",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -139,6 +139,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: - Synthetic load (loadgen, the stand-ins, tests and benchmarks; never the pipeline)
+        .target(
+            name: "SyntheticLoad",
+            dependencies: ["PhoneDecryption", "OpenSSLAES", "DecryptdStore", "KafkaClient"],
+            swiftSettings: strict
+        ),
+
         .target(
             name: "MetricsEndpoint",
             swiftSettings: strict
@@ -157,6 +164,7 @@ let package = Package(
                 "MetricsEndpoint",
                 "DevWeChat",
                 "WeChatAPI",
+                "SyntheticLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -174,6 +182,7 @@ let package = Package(
                 "KafkaClient",
                 "CLibCrypto",
                 "WeChatAPI",
+                "SyntheticLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -191,7 +200,7 @@ let package = Package(
             name: "DecryptdWorkerTests",
             dependencies: [
                 "DecryptdWorker", "DecryptdTestSupport", "DecryptdStore", "PostgresClient", "KafkaClient", "PhoneDecryption",
-                "DevWeChat", "WeChatAPI", "OpenSSLDigest",
+                "DevWeChat", "WeChatAPI", "OpenSSLDigest", "SyntheticLoad",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -214,7 +223,7 @@ let package = Package(
         .testTarget(
             name: "WeChatAPITests",
             dependencies: [
-                "WeChatAPI", "DevWeChat", "PhoneDecryption", "DecryptdTestSupport",
+                "WeChatAPI", "DevWeChat", "PhoneDecryption", "DecryptdTestSupport", "SyntheticLoad",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -227,7 +236,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PhoneDecryptionTests",
-            dependencies: ["PhoneDecryption", "OpenSSLAES", "DecryptdTestSupport"],
+            dependencies: ["PhoneDecryption", "OpenSSLAES", "DecryptdTestSupport", "SyntheticLoad"],
             swiftSettings: strict
         ),
     ],

@@ -113,7 +113,15 @@ struct WorkBatch: Sendable {
         for byte in openid.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
-        return SplitMix.mix(hash)
+        return finalized(hash)
+    }
+
+    /// SplitMix64's finalizer: every output bit depends on every input bit.
+    private static func finalized(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     /// Numbers the distinct users of the jobs in `batches` that still need decrypting: each such

@@ -1,4 +1,5 @@
 import Foundation
+import SyntheticLoad
 import PhoneDecryption
 
 /// What `decryptd dev-wechat` knows and decides: WeChat's two endpoints (stable token, phone-number

@@ -6,6 +6,9 @@
 /// A known member that appears twice makes the job malformed (no first-wins guessing), and so does a
 /// value with both `code` and `encryptedData`.
 public struct DecryptJob: Sendable, Hashable {
+    /// How long WeChat honours a phone code after it was issued, in seconds (SPEC: 5 minutes).
+    public static let codeLifetime: Int64 = 300
+
     /// What the job carries to get the phone number from.
     public enum Payload: Sendable, Hashable {
         /// The legacy button's `encryptedData` and `iv`, decrypted with the user's session key.

@@ -197,7 +197,7 @@ public final class PhoneCodeExchanger: Sendable {
                 return .tokenRejected(token.value)
             }
             if errcode == Self.invalidCode {
-                let expired = jobTimestamp.map { Self.ageSeconds($0) >= Double(SyntheticCode.lifetime) } ?? false
+                let expired = jobTimestamp.map { Self.ageSeconds($0) >= Double(DecryptJob.codeLifetime) } ?? false
                 let reason: FailureReason = expired ? .codeExpired : .codeInvalid
                 metrics.exchange(reason.rawValue)
                 return .done(.failure(DecryptFailure(reason, "errcode 40029, \(age)")))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SyntheticLoad
 import Dispatch
 import Foundation
 import PhoneDecryption

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SyntheticLoad
 import DecryptdStore
 import DecryptdWorker
 import Foundation

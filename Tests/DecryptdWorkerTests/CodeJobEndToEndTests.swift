@@ -1,4 +1,5 @@
 import DecryptdStore
+import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation

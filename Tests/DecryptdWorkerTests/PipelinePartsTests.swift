@@ -1,4 +1,5 @@
 import Foundation
+@testable import SyntheticLoad
 @testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport

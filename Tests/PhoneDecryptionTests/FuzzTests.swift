@@ -1,4 +1,5 @@
 import DecryptdTestSupport
+import SyntheticLoad
 import Foundation
 import PhoneDecryption
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import SyntheticLoad
 import PhoneDecryption
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import SyntheticLoad
 public import DecryptdTestSupport
 import PhoneDecryption
 public import Testing

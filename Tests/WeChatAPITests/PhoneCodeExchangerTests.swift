@@ -1,4 +1,5 @@
 import DevWeChat
+import SyntheticLoad
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

@@ -1,4 +1,5 @@
 import PhoneDecryption
+import SyntheticLoad
 import Testing
 
 @Suite("Synthetic codes")

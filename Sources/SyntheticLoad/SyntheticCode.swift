@@ -1,3 +1,4 @@
+public import PhoneDecryption
 /// A phone-number code as `decryptd loadgen` makes them and `decryptd dev-wechat` honours them,
 /// derived from its fields alone, so the two share no state: the stand-in knows from a code itself
 /// whether it is genuine, for which appid, when it was issued, which number it stands for and how
@@ -39,7 +40,7 @@ public struct SyntheticCode: Sendable, Hashable {
     }
 
     /// How long a code is valid (SPEC: 5 minutes).
-    public static let lifetime: Int64 = 300
+    public static let lifetime = DecryptJob.codeLifetime
 
     public var appid: String
     /// Seconds since the epoch.
@@ -98,14 +99,7 @@ public struct SyntheticCode: Sendable, Hashable {
     private var check: UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in "decryptd-dev-wechat/\(appid)/\(faultLetters)".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return Self.mix(hash ^ Self.mix(UInt64(bitPattern: issuedAt)) ^ Self.mix(serial &* 0x9E37_79B9_7F4A_7C15))
-    }
-
-    private static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        return SplitMix.mix(hash ^ SplitMix.mix(UInt64(bitPattern: issuedAt)) ^ SplitMix.mix(serial &* 0x9E37_79B9_7F4A_7C15))
     }
 
     private static func hex(_ value: UInt64) -> String {

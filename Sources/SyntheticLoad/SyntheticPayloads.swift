@@ -1,3 +1,4 @@
+public import PhoneDecryption
 /// Realistic synthetic phone payloads with chosen faults, for the benchmark, the demo and the load
 /// generator. Every payload is really encrypted; `expected` is what decryption must report.
 public struct SyntheticPayloads<Generator: RandomNumberGenerator> {

@@ -1,3 +1,4 @@
+public import PhoneDecryption
 internal import OpenSSLAES
 
 /// Produces WeChat-style encrypted phone payloads: the inverse of ``PhoneDecryptor``.
