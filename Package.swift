@@ -61,8 +61,16 @@ let package = Package(
         ),
 
         .target(
+            name: "LogKeys",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DedicatedThread",
+            swiftSettings: strict
+        ),
+        .target(
             name: "KafkaClient",
-            dependencies: ["CRDKafka", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CRDKafka", "DedicatedThread", "LogKeys", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
@@ -81,7 +89,7 @@ let package = Package(
         .target(
             name: "WeChatAPI",
             dependencies: [
-                "PhoneDecryption",
+                "PhoneDecryption", "LogKeys",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -132,7 +140,7 @@ let package = Package(
         .target(
             name: "DecryptdWorker",
             dependencies: [
-                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest",
+                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest", "DedicatedThread", "LogKeys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -148,6 +156,7 @@ let package = Package(
 
         .target(
             name: "MetricsEndpoint",
+            dependencies: ["DedicatedThread"],
             swiftSettings: strict
         ),
 
@@ -165,6 +174,7 @@ let package = Package(
                 "DevWeChat",
                 "WeChatAPI",
                 "SyntheticLoad",
+                "LogKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

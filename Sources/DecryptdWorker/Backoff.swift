@@ -1,8 +1,8 @@
 public import Foundation
 public import Logging
-import PostgresClient
+import LogKeys
 
-/// Capped exponential backoff with full jitter, for transient errors (PostgreSQL down, a
+/// Capped exponential backoff with full jitter, for retriable errors (PostgreSQL down, a
 /// dead-letter produce not acknowledged). Logs once when trouble starts and once when it ends,
 /// never once per attempt.
 public struct Backoff: Sendable {
@@ -25,14 +25,14 @@ public struct Backoff: Sendable {
         public var description: String { "stopped while retrying: \(lastError)" }
     }
 
-    /// Runs `body` until it succeeds, retrying errors `isTransient` accepts; any other error is
-    /// rethrown at once. Throws `GaveUp` when `shouldStop` says to abandon (graceful shutdown past
-    /// its deadline). `onRetry` is called once per retry (metrics).
+    /// Runs `body` until it succeeds, retrying the errors that are ``RetriableError``s and say
+    /// so; any other error is rethrown at once. Throws `GaveUp` once `stop` is requested (graceful
+    /// shutdown past its deadline, or another stage failed): a delay under way ends then, not at
+    /// its end. `onRetry` is called once per retry (metrics).
     public func run<R>(
         _ what: String,
         logger: Logger,
-        isTransient: (any Error) -> Bool,
-        shouldStop: () -> Bool,
+        stop: StopRequest,
         onRetry: () -> Void = {},
         _ body: () throws -> R
     ) throws -> R {
@@ -40,29 +40,19 @@ public struct Backoff: Sendable {
         while true {
             do {
                 let result = try body()
-                if attempt > 0 { logger.notice("\(what) recovered", metadata: ["retries": "\(attempt)"]) }
+                if attempt > 0 { logger.notice("\(what) recovered", metadata: [LogKey.retries: "\(attempt)"]) }
                 return result
             } catch {
-                guard isTransient(error) else { throw error }
+                guard error.isRetriable else { throw error }
                 attempt += 1
                 if attempt == 1 {
-                    logger.warning("\(what) failed; retrying with backoff until it recovers", metadata: ["error": "\(error)"])
+                    logger.warning("\(what) failed; retrying with backoff until it recovers", metadata: [LogKey.error: "\(error)"])
                 }
-                guard !shouldStop() else { throw GaveUp(lastError: error) }
+                guard !stop.isRequested else { throw GaveUp(lastError: error) }
                 onRetry()
-                Thread.sleep(forTimeInterval: delay(attempt: attempt))
+                // The wait is the point of a backoff; a stop ends it early.
+                if stop.wait(seconds: delay(attempt: attempt)) { throw GaveUp(lastError: error) }
             }
         }
-    }
-}
-
-extension Backoff {
-    /// ``run(_:logger:isTransient:shouldStop:onRetry:_:)`` for PostgreSQL work: the errors
-    /// ``PostgresError/isTransient`` accepts are retried.
-    func retryingPostgres<R>(
-        _ what: String, logger: Logger, shouldStop: () -> Bool, onRetry: () -> Void = {}, _ body: () throws -> R
-    ) throws -> R {
-        try run(what, logger: logger, isTransient: { ($0 as? PostgresError)?.isTransient ?? false },
-                shouldStop: shouldStop, onRetry: onRetry, body)
     }
 }

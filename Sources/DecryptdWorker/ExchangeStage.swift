@@ -1,4 +1,5 @@
 import DecryptdStore
+import DedicatedThread
 import Dispatch
 import Foundation
 import KafkaClient
@@ -6,6 +7,7 @@ import Logging
 import OpenSSLDigest
 import PhoneDecryption
 import WeChatAPI
+import LogKeys
 
 /// The exchange stage: code jobs' way from the lookup stage to the persist slots, beside decryption
 /// (SPEC "Code jobs").
@@ -58,7 +60,8 @@ final class ExchangeStage: @unchecked Sendable {
     private let database: DecryptdDatabase
     private let backoff: Backoff
     private let logger: Logger
-    private let shouldAbandon: @Sendable () -> Bool
+    /// Requested when the worker abandons unfinished work: retries and waits end.
+    private let abandon: StopRequest
     private let owns: @Sendable (TopicPartition) -> Bool
     private let deliver: @Sendable ([WorkBatch]) -> Void
     private let onPostgresRetry: @Sendable () -> Void
@@ -70,14 +73,13 @@ final class ExchangeStage: @unchecked Sendable {
     /// Followers of codes in flight, by digest: jobs that carry a code being exchanged right now.
     private let inFlight = NSLock()
     private var followers: [String: [PendingJob]] = [:]
-    /// Left by the exchange thread and by the collector thread when they end.
-    private let exchangeThreadDone = DispatchGroup()
-    private let collectorDone = DispatchGroup()
+    /// The exchange thread and the collector thread, once started.
+    private var threads: [DedicatedThread] = []
     private var lastSweep = Date.distantPast
 
     init(
         settings: Settings, exchanger: PhoneCodeExchanger, database: DecryptdDatabase, backoff: Backoff, logger: Logger,
-        shouldAbandon: @escaping @Sendable () -> Bool, owns: @escaping @Sendable (TopicPartition) -> Bool,
+        abandon: StopRequest, owns: @escaping @Sendable (TopicPartition) -> Bool,
         onPostgresRetry: @escaping @Sendable () -> Void, deliver: @escaping @Sendable ([WorkBatch]) -> Void
     ) {
         self.owns = owns
@@ -86,7 +88,7 @@ final class ExchangeStage: @unchecked Sendable {
         self.database = database
         self.backoff = backoff
         self.logger = logger
-        self.shouldAbandon = shouldAbandon
+        self.abandon = abandon
         self.onPostgresRetry = onPostgresRetry
         self.deliver = deliver
         slots = DispatchSemaphore(value: settings.concurrency)
@@ -98,12 +100,9 @@ final class ExchangeStage: @unchecked Sendable {
     }
 
     func start() {
-        exchangeThreadDone.enter()
-        collectorDone.enter()
-        let exchange = Thread { [self] in
-            defer { exchangeThreadDone.leave() }
+        let exchange = DedicatedThread(name: "decryptd-exchange") { [self] in
             while let submission = submissions.take() {
-                guard !shouldAbandon() else { continue }
+                guard !abandon.isRequested else { continue }
                 do {
                     try start(submission)
                 } catch {
@@ -113,19 +112,15 @@ final class ExchangeStage: @unchecked Sendable {
                 sweepLedgerIfDue()
             }
         }
-        exchange.name = "decryptd-exchange"
-        let collector = Thread { [self] in
-            defer { collectorDone.leave() }
+        let collector = DedicatedThread(name: "decryptd-exchange-collect") { [self] in
             // Results arrive one by one; a transaction per handful would cost PostgreSQL (which the
             // encrypted jobs' batches need) more than waiting a little for a batch's worth.
             while let all = finished.takeAll(minimum: settings.persistBatch, within: settings.persistDelay) {
-                guard !shouldAbandon() else { continue }
+                guard !abandon.isRequested else { continue }
                 collect(all)
             }
         }
-        collector.name = "decryptd-exchange-collect"
-        exchange.start()
-        collector.start()
+        threads = [exchange, collector]
     }
 
     /// Stops taking work, lets the exchanges under way end (they give up once the worker abandons
@@ -133,10 +128,10 @@ final class ExchangeStage: @unchecked Sendable {
     /// submission that comes later is never taken.
     func close() {
         submissions.close()
-        exchangeThreadDone.wait()
+        threads.first?.join()
         running.wait()
         finished.close()
-        collectorDone.wait()
+        threads.last?.join()
     }
 
     // MARK: - Exchanging
@@ -144,7 +139,7 @@ final class ExchangeStage: @unchecked Sendable {
     private func start(_ submission: Submission) throws {
         var jobs = submission.jobs
         let digests = jobs.map { SHA256Digest.hex($0.code!) }
-        let known = try backoff.retryingPostgres("exchange ledger lookup", logger: logger, shouldStop: shouldAbandon, onRetry: onPostgresRetry) {
+        let known = try backoff.run("exchange ledger lookup", logger: logger, stop: abandon, onRetry: onPostgresRetry) {
             try database.exchangedCodes(Array(Set(digests)))
         }
         // Codes exchanged before are complete at once; the others are exchanged in order.
@@ -167,12 +162,12 @@ final class ExchangeStage: @unchecked Sendable {
             guard lead(digest, job) else { continue }  // the code is in flight: the job follows that exchange
             // A free slot first: at most `concurrency` exchanges in flight.
             while slots.wait(timeout: .now() + 0.1) == .timedOut {
-                if shouldAbandon() { return }
+                if abandon.isRequested { return }
             }
             running.enter()
             Task { [self] in
                 let result = await exchanger.exchange(
-                    code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp, shouldStop: shouldAbandon
+                    code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp, shouldStop: { [abandon] in abandon.isRequested }
                 )
                 finish(job, digest: digest, result: result, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate)
                 running.leave()
@@ -241,15 +236,15 @@ final class ExchangeStage: @unchecked Sendable {
         lastSweep = Date()
         var deleted = 0
         do {
-            while !shouldAbandon() {
+            while !abandon.isRequested {
                 let count = try database.deleteExchanges(olderThan: settings.ledgerRetention, limit: settings.retentionBatch)
                 deleted += count
                 if count < settings.retentionBatch { break }
             }
         } catch {
-            logger.warning("could not delete old exchange ledger rows; trying again later", metadata: ["error": "\(error)"])
+            logger.warning("could not delete old exchange ledger rows; trying again later", metadata: [LogKey.error: "\(error)"])
         }
-        if deleted > 0 { logger.info("deleted old exchange ledger rows", metadata: ["rows": "\(deleted)"]) }
+        if deleted > 0 { logger.info("deleted old exchange ledger rows", metadata: [LogKey.rows: "\(deleted)"]) }
     }
 }
 

@@ -4,6 +4,7 @@ import KafkaClient
 public import Logging
 import PhoneDecryption
 import PostgresClient
+import LogKeys
 
 /// `decryptd reprocess`: replays the dead-letter topic from the reprocess group's position up to
 /// its end as of start, with fresh session-key lookups. Successes are upserted (the newest-watermark
@@ -57,6 +58,7 @@ public final class Reprocessor {
     private let database: DecryptdDatabase
     private let decryptors = DecryptorPool()
     private let backoff: Backoff
+    private let deadLetters: DeadLetterSender
     /// Request it from any thread (a signal handler) to end ``run(partitions:timeout:)`` early.
     public let stopRequest = StopRequest()
 
@@ -70,6 +72,7 @@ public final class Reprocessor {
         consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
         producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        deadLetters = DeadLetterSender(transport: producer, backoff: backoff, logger: logger, stop: stopRequest)
     }
 
     /// Runs to the end as of start. `partitions` is the dead-letter topic's partition count. Once
@@ -81,7 +84,7 @@ public final class Reprocessor {
         defer { producer.close(timeout: 10) }
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)  // see Worker.run
         let ends = try consumer.highWatermarks(topic: configuration.deadLetterTopic, partitions: partitions, timeout: 10)
-        logger.info("reprocessing up to the end as of now", metadata: ["records_at_most": "\(ends.values.reduce(0, +))"])
+        logger.info("reprocessing up to the end as of now", metadata: [LogKey.recordsAtMost: "\(ends.values.reduce(0, +))"])
         var summary = Summary(dryRun: options.dryRun)
         var lastDelivered: [Int32: Int64] = [:]
         let deadline = Date(timeIntervalSinceNow: timeout)
@@ -118,8 +121,7 @@ public final class Reprocessor {
 
     private func replay(_ messages: [KafkaMessage], into summary: inout Summary) throws {
         var batch = WorkBatch()
-        var sources: [DeadLetter.Source] = []
-        var attempts: [Int] = []
+        var origins: [BatchOutcome.Origin] = []
         var reasons: [String] = []
         var passedOver: [KafkaMessageID] = []
         for message in messages {
@@ -140,43 +142,32 @@ public final class Reprocessor {
                 continue
             }
             batch.jobs.append(job)
-            sources.append(Self.source(of: message))
-            attempts.append(attempt)
+            origins.append(BatchOutcome.Origin(source: Self.source(of: message), attempts: attempt))
             reasons.append(reason)
         }
         var slots = UserSlots(capacity: batch.jobs.count)
         batch.assignKeySlots(&slots)
         let users = slots.users
         if !users.isEmpty {
-            batch.sessionKeys = try retryingPostgres("session lookup") {
+            batch.sessionKeys = try backoff.run("session lookup", logger: logger, stop: stopRequest) {
                 try database.sessionKeys(forDistinct: users, limit: configuration.maxSessionKeys)
             }
         }
         batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
 
-        var outcome = OutcomeBatch()
-        var deadLetters: [KafkaRecord] = []
-        for (index, pending) in batch.jobs.enumerated() {
-            let source = sources[index]
-            let coordinates = SourceCoordinates(topic: source.topic, partition: source.partition, offset: source.offset)
-            summary.byReason[reasons[index], default: Counts()].replayed += 1
-            switch pending.outcome! {
-            case .success(let payload):
-                summary.byReason[reasons[index], default: Counts()].recovered += 1
-                outcome.members.append(MemberRecord(user: pending.user!, payload: payload))
-                outcome.resolved.append(coordinates)
-            case .failure(let failure):
-                summary.byReason[reasons[index], default: Counts()].failedAgain += 1
-                outcome.failures.append(FailureRecord(appid: pending.appid, openid: pending.openid, failure: failure, source: coordinates, kind: pending.kind))
-                deadLetters.append(DeadLetter.record(
-                    for: pending.message, failure: failure, source: source, attempts: attempts[index] + 1,
-                    topic: configuration.deadLetterTopic, group: options.group
-                ))
-            }
+        for (index, job) in batch.jobs.enumerated() {
+            var counts = summary.byReason[reasons[index], default: Counts()]
+            counts.replayed += 1
+            if case .success = job.outcome! { counts.recovered += 1 } else { counts.failedAgain += 1 }
+            summary.byReason[reasons[index]] = counts
         }
         guard !options.dryRun else { return }
-        try producer.sendAll(deadLetters, backoff: backoff, logger: logger, shouldStop: { stopRequest.isRequested }, onRetry: {})
-        _ = try retryingPostgres("outcome write") { try database.write(outcome) }
+        let outcome = BatchOutcome(
+            replayed: batch.jobs, origins: origins,
+            deadLetters: .init(topic: configuration.deadLetterTopic, group: options.group, failedAt: DeadLetter.rfc3339(Date()))
+        )
+        try deadLetters.sendAll(outcome.deadLetters)
+        _ = try backoff.run("outcome write", logger: logger, stop: stopRequest) { try database.write(outcome.rows) }
         consumer.complete(batch.jobs.map(\.message.id) + passedOver)
     }
 
@@ -202,9 +193,5 @@ public final class Reprocessor {
             default: false
             }
         }
-    }
-
-    private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.retryingPostgres(what, logger: logger, shouldStop: { stopRequest.isRequested }, body)
     }
 }

@@ -1,6 +1,4 @@
 import Dispatch
-import KafkaClient
-import Logging
 import PhoneDecryption
 
 extension WorkBatch {
@@ -46,43 +44,4 @@ final class DecryptorPool: @unchecked Sendable {
     }
 
     func decryptor(_ slot: Int) -> PhoneDecryptor { decryptors[slot] }
-}
-
-extension KafkaProducer {
-    /// Produces dead letters and waits for every acknowledgement; retries only the records that
-    /// failed transiently (the acknowledged ones are not sent twice). A record refused as too large
-    /// is sent again at once without its value (then key, then original headers: see
-    /// ``DeadLetter/shrunk(_:)``). Any other permanent rejection is thrown.
-    func sendAll(
-        _ records: [KafkaRecord], backoff: Backoff, logger: Logger, shouldStop: () -> Bool, onRetry: () -> Void
-    ) throws {
-        var pending = records
-        try backoff.run("dead-letter produce", logger: logger, isTransient: { ($0 as? KafkaError)?.isRetriable ?? false },
-                        shouldStop: shouldStop, onRetry: onRetry) {
-            var firstError: KafkaError?
-            while !pending.isEmpty {
-                let results = send(pending)
-                var failed: [KafkaRecord] = []
-                var shrunk = false
-                firstError = nil
-                for (record, result) in zip(pending, results) {
-                    guard case .failure(let error) = result else { continue }
-                    if error.isTooLarge, let smaller = DeadLetter.shrunk(record) {
-                        logger.warning("dead letter too large for its topic: sending it without part of the original", metadata: [
-                            "omitted": "\(DeadLetter.header(DeadLetter.omitted, in: smaller.headers) ?? "")",
-                            "source": "\(DeadLetter.header(DeadLetter.sourceTopic, in: record.headers) ?? "")/\(DeadLetter.header(DeadLetter.sourcePartition, in: record.headers) ?? "")@\(DeadLetter.header(DeadLetter.sourceOffset, in: record.headers) ?? "")",
-                        ])
-                        failed.append(smaller)
-                        shrunk = true
-                    } else {
-                        failed.append(record)
-                        if firstError == nil || !error.isRetriable { firstError = error }
-                    }
-                }
-                pending = failed
-                if !shrunk { break }
-            }
-            if let firstError { throw firstError }
-        }
-    }
 }

@@ -6,6 +6,7 @@ public import Logging
 import PhoneDecryption
 import PostgresClient
 import WeChatAPI
+import LogKeys
 
 /// The Kafka → PostgreSQL decryption worker, at least once.
 ///
@@ -13,15 +14,15 @@ import WeChatAPI
 /// - the caller of ``run()``: only polls Kafka and hands on what a poll returned. It never waits
 ///   for the pipeline for long, so rebalances stay served; back-pressure is the consumer's
 ///   in-flight limit.
-/// - lookup slots: parse a poll's jobs, deal them into batches by lane (a hash of the openid, one
-///   lane per persist slot), and fetch all their session keys in one round trip, each slot on its
-///   own PostgreSQL connection.
+/// - parse-and-lookup slots: parse a poll's jobs, deal them into batches by lane (a hash of the
+///   openid, one lane per persist slot), and fetch all their session keys in one round trip, each
+///   slot on its own PostgreSQL connection.
 /// - decrypt: the batch over a Dispatch pool of `concurrency` slots, one decryptor per slot.
 /// - persist slots, one per lane: members and failures in one statement on the slot's
 ///   connection while the dead letters are produced without blocking; when both are durable
 ///   (and only then) the batch's offsets are marked done. A user's jobs are always written by the
 ///   same slot, so the slots' transactions never wait on each other's row locks.
-/// - dead-letter retry: records that were not acknowledged, with backoff.
+/// - dead-letter retry (``DeadLetterSender``): records that were not acknowledged, with backoff.
 /// - exchange (``ExchangeStage``): code jobs, which the lookup slots set apart, beside lookup and
 ///   decrypt: ledger lookup, WeChat's code exchange with bounded concurrency, then the same persist
 ///   slots. A slow exchange never holds up an encrypted job.
@@ -41,20 +42,21 @@ public final class Worker: @unchecked Sendable {
     private let backoff: Backoff
     private let stats = WorkerStats()
 
-    private let lookupQueue = BlockingQueue<FetchedMessages>()
+    private let parseQueue = BlockingQueue<FetchedMessages>()
     private let decryptQueue = BlockingQueue<WorkBatch>()
     /// One per persist slot (lane); see ``WorkBatch/lane``.
     private let persistQueues: [BlockingQueue<PersistWork>]
-    /// Dead letters that were not acknowledged, to retry with backoff.
-    private let deadLetterQueue = BlockingQueue<DeadLetterBatch>()
+    private var deadLetters: DeadLetterSender!
     /// Code jobs' stage; its exchanger is shared with nobody.
     private var exchangeStage: ExchangeStage!
     private let exchanger: PhoneCodeExchanger
-    private let state = NSCondition()
-    private var stopRequested = false
-    private var abandonRequested = false
-    private var fatalError: (any Error)?
+    /// Guards `lifecycle` and `lastPoll`.
+    private let state = NSLock()
+    private var lifecycle = WorkerLifecycle()
     private var lastPoll = Date()
+    /// Requested when unfinished work is abandoned (a permanent error, or the shutdown timeout):
+    /// stages drain their queues without working, and retries and backoff waits end at once.
+    private let abandon = StopRequest()
 
     /// Creates the clients; connects nothing and starts no thread (``run()`` does).
     public init(configuration: WorkerConfiguration, logger: Logger, metrics: WorkerMetrics = WorkerMetrics()) throws {
@@ -84,8 +86,12 @@ public final class Worker: @unchecked Sendable {
         exchangeStage = ExchangeStage(
             settings: .init(concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
             exchanger: exchanger, database: exchangeDatabase, backoff: backoff, logger: logger,
-            shouldAbandon: { [unowned self] in shouldAbandon }, owns: { [unowned self] in consumer.owns($0) }, onPostgresRetry: { [metrics] in metrics.postgresRetries.increment() },
+            abandon: abandon, owns: { [unowned self] in consumer.owns($0) }, onPostgresRetry: { [metrics] in metrics.postgresRetries.increment() },
             deliver: { [unowned self] batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
+        )
+        deadLetters = DeadLetterSender(
+            transport: producer, backoff: backoff, logger: logger, stop: abandon,
+            onRetry: { [metrics] in metrics.kafkaRetries.increment() }, onPermanentFailure: { [unowned self] in fail($0, stage: "dead-letter retry") }
         )
     }
 
@@ -94,27 +100,27 @@ public final class Worker: @unchecked Sendable {
     /// Asks for a graceful stop: no more fetching; in-flight work finishes (bounded by
     /// `shutdownTimeout`), offsets are committed, the group is left. Safe from any thread.
     public func stop() {
-        state.lock()
-        stopRequested = true
-        state.unlock()
+        state.withLock { lifecycle.stopRequested() }
     }
 
-    private var isStopping: Bool { state.lock(); defer { state.unlock() }; return stopRequested || fatalError != nil }
-    private var shouldAbandon: Bool { state.lock(); defer { state.unlock() }; return abandonRequested || fatalError != nil }
+    private var keepsPolling: Bool { state.withLock { lifecycle.keepsPolling } }
+    private var shouldAbandon: Bool { abandon.isRequested }
 
-    private func fail(_ error: any Error) {
-        state.lock()
-        if fatalError == nil { fatalError = error }
-        state.unlock()
+    /// A stage met a permanent error: the worker stops, and unfinished work is abandoned (it is
+    /// not committed, so it is redelivered).
+    private func fail(_ error: any Error, stage: String) {
+        let first = state.withLock { lifecycle.failed(error) }
+        logger.critical("permanent error: the worker stops; the batch is not committed", metadata: [LogKey.stage: "\(stage)", LogKey.error: "\(error)"])
+        if first {
+            abandon.request()
+            consumer.interruptWaits()
+        }
     }
 
     /// Liveness: the polling loop ran recently. Readiness: live, partitions assigned, not stopping.
     public var health: (live: Bool, ready: Bool) {
-        state.lock()
-        let recent = Date().timeIntervalSince(lastPoll) < 60
-        let stopping = stopRequested || fatalError != nil
-        state.unlock()
-        return (recent, recent && !stopping && !consumer.assignment.isEmpty)
+        let (recent, polling) = state.withLock { (Date().timeIntervalSince(lastPoll) < 60, lifecycle.keepsPolling) }
+        return (recent, recent && polling && !consumer.assignment.isEmpty)
     }
 
     /// The partitions this worker owns now.
@@ -136,38 +142,22 @@ public final class Worker: @unchecked Sendable {
         // Before the first dead letter, not at it: learning the topic then held the first batches
         // of every run ~0.75 s.
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)
+        deadLetters.start()
         exchangeStage.start()
-        // Lookup and persist run in several slots (batches in parallel, one connection each): their
-        // cost is round-trip latency, not CPU. Decryption is one slot that fans out over the pool.
-        let stages = lookupDatabases.indices.map { slot in
-            startStage("decryptd-lookup-\(slot)", lookupQueue) { [self] fetched in try lookUp(fetched, lookupDatabases[slot]) }
-        } + [
-            startStage("decryptd-decrypt", decryptQueue) { [self] batch in decrypt(&batch) },
-        ] + writeDatabases.indices.map { slot in
-            startStage("decryptd-persist-\(slot)", persistQueues[slot]) { [self] work in
-                switch work {
-                case .write(let batch): try persist(batch, writeDatabases[slot])
-                case .complete(let batch): complete(batch)
-                }
-            }
-        } + [
-            startStage("decryptd-dead-letter-retry", take: deadLetterQueue.takeAll) { [self] pending in
-                try retryDeadLetters(pending.flatMap(\.records))
-                for batch in pending { deadLettersDone(batch.done) }
-            },
-        ]
+        let stages = startStages()
         logger.info("worker started", metadata: [
-            "topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
-            "concurrency": "\(configuration.concurrency)", "batch_size": "\(configuration.batchSize)",
+            LogKey.topic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
+            LogKey.concurrency: "\(configuration.concurrency)", LogKey.batchSize: "\(configuration.batchSize)",
         ])
+        state.withLock { lifecycle.started() }
         let progress = ProgressReporter(interval: configuration.progressInterval, stats: stats, logger: logger)
         var drained = false
         do {
-            while !isStopping {
-                // One poll fills about a batch per lane. Parsing is left to the lookup slots.
+            while keepsPolling {
+                // One poll fills about a batch per lane. Parsing is left to the parse-and-lookup slots.
                 let messages = try consumer.poll(maxMessages: configuration.batchSize * persistQueues.count, timeout: 0.2)
-                state.lock(); lastPoll = Date(); state.unlock()
-                if !messages.isEmpty { lookupQueue.put(FetchedMessages(messages: messages)) }
+                state.withLock { lastPoll = Date() }
+                if !messages.isEmpty { parseQueue.put(FetchedMessages(messages: messages)) }
                 metrics.inFlight.record(consumer.inFlight)
                 progress.tick(inFlight: consumer.inFlight, lag: consumer.lag(), oldestUnfinished: consumer.oldestUnfinished, metrics: metrics)
                 if configuration.exitAtEnd, consumer.isDrained {
@@ -176,34 +166,50 @@ public final class Worker: @unchecked Sendable {
                 }
             }
         } catch {
-            fail(error)
+            fail(error, stage: "poll")
         }
         let abandoned = finish(stages)
         let summary = stats.summary(since: started, drained: drained, abandoned: abandoned)
         logger.info("worker stopped", metadata: summary.metadata)
-        state.lock(); let fatal = fatalError; state.unlock()
-        if let fatal { throw fatal }
+        if let error = state.withLock({ lifecycle.finished(); return lifecycle.error }) { throw error }
         return summary
     }
 
+    /// The pipeline, in the order a job goes through it: parse and look up (several slots: their
+    /// cost is round-trip latency, not CPU), decrypt (one slot that fans out over the pool), persist
+    /// and dead-letter (one slot per lane). The exchange stage and the dead-letter sender's retry
+    /// thread are started beside them.
+    private func startStages() -> [Stage] {
+        lookupDatabases.indices.map { slot in
+            Stage("decryptd-parse-lookup-\(slot)", take: parseQueue.take, abandon: abandon, onError: fail) { [self] fetched in
+                try parseAndLookUp(fetched, lookupDatabases[slot])
+            }
+        } + [
+            Stage("decryptd-decrypt", take: decryptQueue.take, abandon: abandon, onError: fail) { [self] batch in decrypt(&batch) },
+        ] + writeDatabases.indices.map { slot in
+            Stage("decryptd-persist-\(slot)", take: persistQueues[slot].take, abandon: abandon, onError: fail) { [self] work in
+                switch work {
+                case .write(let batch): try persist(batch, writeDatabases[slot])
+                case .complete(let batch): complete(batch)
+                }
+            }
+        }
+    }
+
     /// Lets in-flight work finish (bounded), then stops the stages, commits and leaves the group.
-    private func finish(_ stages: [Thread]) -> Int {
-        let deadline = Date(timeIntervalSinceNow: configuration.shutdownTimeout)
-        while consumer.inFlight > 0, Date() < deadline, !shouldAbandon {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        let abandoned = consumer.inFlight
+    private func finish(_ stages: [Stage]) -> Int {
+        let abandoned = consumer.awaitCompletion(until: Date(timeIntervalSinceNow: configuration.shutdownTimeout))
         if abandoned > 0 {
-            logger.warning("stopping with unfinished jobs; they were not committed and will be redelivered", metadata: ["jobs": "\(abandoned)"])
+            logger.warning("stopping with unfinished jobs; they were not committed and will be redelivered", metadata: [LogKey.jobs: "\(abandoned)"])
         }
-        state.lock(); abandonRequested = true; state.unlock()
-        lookupQueue.close()
+        abandon.request()
+        parseQueue.close()
         exchangeStage.close()
         exchanger.close()
         decryptQueue.close()
         for queue in persistQueues { queue.close() }
-        deadLetterQueue.close()
-        while stages.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.01) }
+        for stage in stages { stage.join() }
+        deadLetters.close()
         consumer.close()
         // Dead letters still unacknowledged belong to abandoned batches, which are redelivered
         // and dead-lettered again: there is nothing to wait for then.
@@ -211,37 +217,11 @@ public final class Worker: @unchecked Sendable {
         return abandoned
     }
 
-    private func startStage<Item: Sendable>(_ name: String, _ queue: BlockingQueue<Item>, _ body: @escaping @Sendable (inout Item) throws -> Void) -> Thread {
-        startStage(name, take: queue.take, body)
-    }
-
-    /// A thread that runs `body` on each item `take` returns, until it returns `nil`.
-    private func startStage<Item: Sendable>(
-        _ name: String, take: @escaping @Sendable () -> Item?, _ body: @escaping @Sendable (inout Item) throws -> Void
-    ) -> Thread {
-        let thread = Thread { [self] in
-            while var batch = take() {
-                guard !shouldAbandon else { continue }  // drain the queue without working
-                do {
-                    try body(&batch)
-                } catch is Backoff.GaveUp {
-                    continue  // shutting down: the batch stays uncommitted and is redelivered
-                } catch {
-                    logger.critical("permanent error: the worker stops; the batch is not committed", metadata: ["stage": "\(name)", "error": "\(error)"])
-                    fail(error)
-                }
-            }
-        }
-        thread.name = name
-        thread.start()
-        return thread
-    }
-
     // MARK: - Stages
 
     /// Parses what one poll returned, deals it into lane batches, and looks up the session keys
     /// of all of them in one round trip.
-    private func lookUp(_ fetched: FetchedMessages, _ database: DecryptdDatabase) throws {
+    private func parseAndLookUp(_ fetched: FetchedMessages, _ database: DecryptdDatabase) throws {
         var (batches, codeJobs) = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
         if !codeJobs.isEmpty {
             exchangeStage.submit(.init(jobs: codeJobs, fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate))
@@ -267,38 +247,19 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func persist(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
-        var outcome = OutcomeBatch()
-        var deadLetters: [KafkaRecord] = []
-        lazy var failedAt = DeadLetter.rfc3339(Date())  // formatted once, if a job failed
-        outcome.members.reserveCapacity(batch.jobs.count)
-        outcome.exchanges = batch.exchanges
-        // Through the buffer, reading only the fields needed (see `record`).
-        batch.jobs.withUnsafeBufferPointer { jobs in
-            for index in jobs.indices {
-                switch jobs[index].outcome! {
-                case .success(let payload):
-                    if !jobs[index].alreadyStored { outcome.members.append(MemberRecord(user: jobs[index].user!, payload: payload)) }
-                case .failure(let failure):
-                    let message = jobs[index].message
-                    outcome.failures.append(FailureRecord(
-                        appid: jobs[index].appid, openid: jobs[index].openid, failure: failure,
-                        source: SourceCoordinates(topic: message.topic, partition: message.partition, offset: message.offset),
-                        kind: jobs[index].kind
-                    ))
-                    deadLetters.append(DeadLetter.record(
-                        for: message, failure: failure,
-                        source: .init(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp),
-                        attempts: 1, topic: configuration.deadLetterTopic, group: configuration.group, failedAt: failedAt
-                    ))
-                }
-            }
-        }
+        var outcome = BatchOutcome(
+            fresh: batch.jobs,
+            deadLetters: .init(topic: configuration.deadLetterTopic, group: configuration.group, failedAt: DeadLetter.rfc3339(Date()))
+        )
+        outcome.rows.exchanges = batch.exchanges
         // The dead letters and the outcome statement are independent; both must be durable before
         // the offsets are completed. The produce does not block: whichever of the two finishes
         // last completes the batch, and the slot moves on to its next batch meanwhile.
-        let done = Rendezvous(parts: deadLetters.isEmpty ? 1 : 2, payload: batch)
-        if !deadLetters.isEmpty { produceDeadLetters(deadLetters, then: done) }
-        _ = try retryingPostgres("outcome write") { try database.write(outcome) }
+        let done = Rendezvous(parts: outcome.deadLetters.isEmpty ? 1 : 2, payload: batch)
+        if !outcome.deadLetters.isEmpty {
+            deadLetters.send(outcome.deadLetters) { [self] in deadLettersDone(done) }
+        }
+        _ = try retryingPostgres("outcome write") { try database.write(outcome.rows) }
         if let batch = done.arrive() { complete(batch) }
     }
 
@@ -317,33 +278,8 @@ public final class Worker: @unchecked Sendable {
         if let batch = done.arrive() { persistQueues[batch.lane].putFirst(.complete(batch)) }
     }
 
-    /// Produces a batch's dead letters without waiting, then arrives at `done`. Records that were
-    /// not acknowledged go to the retry stage; a permanent failure stops the worker (the batch is
-    /// then never completed, so never committed).
-    private func produceDeadLetters(_ records: [KafkaRecord], then done: Rendezvous<WorkBatch>) {
-        producer.send(records) { [self] results in
-            let failed = zip(records, results).compactMap { record, result in
-                if case .failure = result { return record } else { return nil }
-            }
-            if failed.isEmpty {
-                deadLettersDone(done)
-            } else {
-                metrics.kafkaRetries.increment()
-                deadLetterQueue.put(DeadLetterBatch(records: failed, done: done))
-            }
-        }
-    }
-
-    /// Retries dead letters that were not acknowledged (the retry stage takes whatever has queued
-    /// up, together) until they are acknowledged or fail permanently.
-    private func retryDeadLetters(_ records: [KafkaRecord]) throws {
-        try producer.sendAll(records, backoff: backoff, logger: logger, shouldStop: { shouldAbandon }) {
-            metrics.kafkaRetries.increment()
-        }
-    }
-
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.retryingPostgres(what, logger: logger, shouldStop: { shouldAbandon }, onRetry: { metrics.postgresRetries.increment() }, body)
+        try backoff.run(what, logger: logger, stop: abandon, onRetry: { metrics.postgresRetries.increment() }, body)
     }
 
     private func record(_ batch: WorkBatch) {
@@ -354,12 +290,6 @@ public final class Worker: @unchecked Sendable {
         metrics.batchDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - batch.fetchedAt.uptimeNanoseconds))
         stats.add(tally.counts, kinds: tally.kinds, fetchedAt: batch.fetchedDate)
     }
-}
-
-/// One batch's dead letters, and where to report that they are acknowledged.
-private struct DeadLetterBatch: Sendable {
-    var records: [KafkaRecord]
-    var done: Rendezvous<WorkBatch>
 }
 
 /// What a persist slot does: write a batch's outcome, or complete a batch it wrote earlier whose

@@ -2,6 +2,7 @@ public import Foundation
 public import Logging
 import KafkaClient
 public import PhoneDecryption
+import LogKeys
 
 /// What a run did, for the final log line and for `--exit-at-end` callers.
 public struct WorkerSummary: Sendable {
@@ -27,10 +28,10 @@ public struct WorkerSummary: Sendable {
 
     public var metadata: Logger.Metadata {
         var metadata: Logger.Metadata = [
-            "jobs": "\(total)", "jobs_per_s": "\(Int(perSecond))", "seconds": "\(Int(elapsed))",
-            "drained": "\(drained)", "abandoned": "\(abandoned)", "peak_rss_mb": "\(peakResidentBytes >> 20)",
+            LogKey.jobs: "\(total)", LogKey.jobsPerS: "\(Int(perSecond))", LogKey.seconds: "\(Int(elapsed))",
+            LogKey.drained: "\(drained)", LogKey.abandoned: "\(abandoned)", LogKey.peakRssMb: "\(peakResidentBytes >> 20)",
         ]
-        for (outcome, count) in outcomes { metadata["outcome.\(outcome)"] = "\(count)" }
+        for (outcome, count) in outcomes { metadata[LogKey.outcome(outcome)] = "\(count)" }
         return metadata
     }
 }
@@ -113,11 +114,11 @@ final class ProgressReporter {
         let rate = Double(total - lastTotal) / now.timeIntervalSince(last)
         (last, lastTotal) = (now, total)
         var metadata: Logger.Metadata = [
-            "jobs_per_s": "\(Int(rate))", "jobs": "\(total)", "in_flight": "\(inFlight)",
-            "lag": "\(lags.values.reduce(0, +))",
-            "oldest_unfinished_s": "\(Int(oldest.values.min().map { max(0, now.timeIntervalSince1970 - Double($0) / 1000) } ?? 0))",
+            LogKey.jobsPerS: "\(Int(rate))", LogKey.jobs: "\(total)", LogKey.inFlight: "\(inFlight)",
+            LogKey.lag: "\(lags.values.reduce(0, +))",
+            LogKey.oldestUnfinishedS: "\(Int(oldest.values.min().map { max(0, now.timeIntervalSince1970 - Double($0) / 1000) } ?? 0))",
         ]
-        for (outcome, count) in outcomes.sorted(by: { $0.key < $1.key }) { metadata["outcome.\(outcome)"] = "\(count)" }
+        for (outcome, count) in outcomes.sorted(by: { $0.key < $1.key }) { metadata[LogKey.outcome(outcome)] = "\(count)" }
         logger.info("progress", metadata: metadata)
     }
 }

@@ -1,6 +1,7 @@
 internal import CRDKafka
 public import Foundation
 public import Logging
+import LogKeys
 
 /// An at-least-once consumer-group member over librdkafka.
 ///
@@ -51,6 +52,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var lastCommit = Date()
     private var closed = false
     private var redeliverable = 0
+    private var waitsInterrupted = false
 
     public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -66,7 +68,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 guard let context = callbackContext(opaque) else { return }
                 if let offsets { context.committed?(RDKafkaTopicPartitionList.entries(of: offsets)) }
                 guard error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
-                context.logger.warning("offset commit failed; it is retried with the next commit", metadata: ["error": "\(KafkaError(error))"])
+                context.logger.warning("offset commit failed; it is retried with the next commit", metadata: [LogKey.error: "\(KafkaError(error))"])
             }
         }
         context.rebalance = { [unowned self] _, error, partitions in
@@ -154,9 +156,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         let kafkaError = KafkaError(error, message: text)
         if error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
             || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED {
-            logger.error("consumer error", metadata: ["error": "\(kafkaError)"])
+            logger.error("consumer error", metadata: [LogKey.error: "\(kafkaError)"])
         } else {
-            logger.warning("consumer error", metadata: ["error": "\(kafkaError)"])
+            logger.warning("consumer error", metadata: [LogKey.error: "\(kafkaError)"])
         }
     }
 
@@ -186,7 +188,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 let list = RDKafkaTopicPartitionList(store.map { ($0.key, $0.value) })
                 let status = rd_kafka_offsets_store(handle.pointer, list.pointer)
                 if status != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    logger.warning("storing offsets failed", metadata: ["error": "\(KafkaError(status))"])
+                    logger.warning("storing offsets failed", metadata: [LogKey.error: "\(KafkaError(status))"])
                 }
             }
             condition.broadcast()
@@ -195,6 +197,23 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Messages handed out and not yet completed.
     public var inFlight: Int { condition.withLock { tracker.inFlight } }
+
+    /// Waits until every message handed out is complete, `deadline` passes, or
+    /// ``interruptWaits()`` is called (any thread). Returns how many are still unfinished.
+    public func awaitCompletion(until deadline: Date) -> Int {
+        condition.withLock {
+            while tracker.inFlight > 0, !waitsInterrupted, condition.wait(until: deadline) {}
+            return tracker.inFlight
+        }
+    }
+
+    /// Ends ``awaitCompletion(until:)`` waits now and from now on (the caller abandons its work).
+    public func interruptWaits() {
+        condition.withLock {
+            waitsInterrupted = true
+            condition.broadcast()
+        }
+    }
 
     /// Fetching is paused by back-pressure (consumer thread; for tests).
     var isFetchPaused: Bool { paused }
@@ -280,10 +299,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         closing = true
-        do { try commit() } catch { logger.warning("final commit failed", metadata: ["error": "\(error)"]) }
+        do { try commit() } catch { logger.warning("final commit failed", metadata: [LogKey.error: "\(error)"]) }
         let status = rd_kafka_consumer_close(handle.pointer)
         if status != RD_KAFKA_RESP_ERR_NO_ERROR {
-            logger.warning("consumer close reported an error", metadata: ["error": "\(KafkaError(status))"])
+            logger.warning("consumer close reported an error", metadata: [LogKey.error: "\(KafkaError(status))"])
         }
         closed = true
     }
@@ -323,7 +342,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         _ = pause ? rd_kafka_pause_partitions(handle.pointer, list) : rd_kafka_resume_partitions(handle.pointer, list)
         paused = pause
         logger.info(pause ? "in-flight limit reached: fetching paused" : "in-flight work drained: fetching resumed",
-                    metadata: ["in_flight": "\(inFlight)"])
+                    metadata: [LogKey.inFlight: "\(inFlight)"])
     }
 
     // MARK: - Rebalancing (consumer thread, inside poll or close)
@@ -336,10 +355,10 @@ public final class KafkaConsumer: @unchecked Sendable {
             condition.withLock { tracker.assign(partitions) }
             let status = cooperative ? Self.errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
-                logger.error("assign failed", metadata: ["error": "\(KafkaError(status))"])
+                logger.error("assign failed", metadata: [LogKey.error: "\(KafkaError(status))"])
             }
             if paused { _ = rd_kafka_pause_partitions(handle.pointer, list) }
-            logger.info("partitions assigned", metadata: ["partitions": "\(TopicPartition.summary(of: partitions))"])
+            logger.info("partitions assigned", metadata: [LogKey.partitions: "\(TopicPartition.summary(of: partitions))"])
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(handle.pointer) == 1
@@ -359,7 +378,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                     try commit()
                     committedOnRevoke = true
                 } catch {
-                    logger.warning("commit on revoke refused; finished work since the last commit will be redelivered", metadata: ["error": "\(error)"])
+                    logger.warning("commit on revoke refused; finished work since the last commit will be redelivered", metadata: [LogKey.error: "\(error)"])
                 }
             }
             condition.withLock {
@@ -373,15 +392,15 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             let status = Self.unassign(list, from: handle.pointer)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
-                logger.error("unassign failed", metadata: ["error": "\(KafkaError(status))"])
+                logger.error("unassign failed", metadata: [LogKey.error: "\(KafkaError(status))"])
             }
             logger.info(lost ? "partitions lost (not committed)" : "partitions revoked", metadata: [
-                "partitions": "\(TopicPartition.summary(of: partitions))",
-                "unfinished_in_flight": "\(unfinished)",
+                LogKey.partitions: "\(TopicPartition.summary(of: partitions))",
+                LogKey.unfinishedInFlight: "\(unfinished)",
             ])
 
         default:
-            logger.error("rebalance error", metadata: ["error": "\(KafkaError(error))"])
+            logger.error("rebalance error", metadata: [LogKey.error: "\(KafkaError(error))"])
             condition.withLock {
                 tracker.revoke(tracker.assigned)
                 stored = [:]

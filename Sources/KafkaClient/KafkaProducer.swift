@@ -1,6 +1,8 @@
 internal import CRDKafka
+import DedicatedThread
 public import Foundation
 public import Logging
+import LogKeys
 
 /// An idempotent producer whose sends return only when the broker acknowledged every record
 /// (its delivery report), or failed.
@@ -40,7 +42,7 @@ public final class KafkaProducer: @unchecked Sendable {
     private let logger: Logger
     private let state = NSCondition()
     private var running = false
-    private var pollThread: Thread?
+    private var pollThread: DedicatedThread?
 
     public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
         self.logger = logger
@@ -73,14 +75,11 @@ public final class KafkaProducer: @unchecked Sendable {
             guard !running else { return }
             running = true
             let handle = self.handle
-            let thread = Thread { [weak self] in
+            pollThread = DedicatedThread(name: "decryptd-producer-poll") { [weak self] in
                 while self?.isRunning ?? false {
                     rd_kafka_poll(handle.pointer, 100)
                 }
             }
-            thread.name = "decryptd-producer-poll"
-            pollThread = thread
-            thread.start()
         }
     }
 
@@ -169,10 +168,13 @@ public final class KafkaProducer: @unchecked Sendable {
         guard isRunning else { return }
         let status = rd_kafka_flush(handle.pointer, Int32(timeout * 1000))
         if status != RD_KAFKA_RESP_ERR_NO_ERROR {
-            logger.warning("producer closed with undelivered records", metadata: ["error": "\(KafkaError(status))"])
+            logger.warning("producer closed with undelivered records", metadata: [LogKey.error: "\(KafkaError(status))"])
         }
-        state.withLock { running = false }
-        while pollThread?.isFinished == false { usleep(1000) }
+        let thread = state.withLock {
+            running = false
+            return pollThread
+        }
+        thread?.join()
     }
 }
 

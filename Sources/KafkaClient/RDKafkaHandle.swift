@@ -1,6 +1,7 @@
 internal import CRDKafka
 import Foundation
 import Logging
+import LogKeys
 
 /// Shared by the callbacks of one client: its logger and the fatal error, if one happened.
 /// Lives (retained through `rd_kafka_conf_set_opaque`) until the handle is destroyed.
@@ -44,7 +45,7 @@ final class RDKafkaHandle: @unchecked Sendable {
             context.logger.log(
                 level: RDKafkaLog.level(level),
                 "\(message.map { String(cString: $0) } ?? "")",
-                metadata: ["rdkafka.facility": .string(facility.map { String(cString: $0) } ?? "")]
+                metadata: [LogKey.rdkafkaFacility: .string(facility.map { String(cString: $0) } ?? "")]
             )
         }
         rd_kafka_conf_set_error_cb(conf) { handle, error, reason, opaque in
@@ -57,9 +58,9 @@ final class RDKafkaHandle: @unchecked Sendable {
                 let original = rd_kafka_fatal_error(handle, &buffer, buffer.count)
                 let fatal = KafkaError(original, message: String(errorBuffer: buffer), fatal: true)
                 context.recordFatal(fatal)
-                context.logger.critical("kafka fatal error", metadata: ["error": "\(fatal)"])
+                context.logger.critical("kafka fatal error", metadata: [LogKey.error: "\(fatal)"])
             } else {
-                context.logger.warning("kafka error", metadata: ["error": "\(KafkaError(code, message: text))"])
+                context.logger.warning("kafka error", metadata: [LogKey.error: "\(KafkaError(code, message: text))"])
             }
         }
         configure(conf)

@@ -1,3 +1,4 @@
+import DedicatedThread
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -28,7 +29,7 @@ public final class HTTPEndpointServer: @unchecked Sendable {
     private let lock = NSLock()
     private var listener: Int32 = -1
     private var stopping = false
-    private var thread: Thread?
+    private var thread: DedicatedThread?
 
     public init(host: String = "0.0.0.0", port: Int, handler: @escaping Handler) {
         self.host = host
@@ -68,16 +69,13 @@ public final class HTTPEndpointServer: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         lock.lock(); listener = fd; lock.unlock()
-        let thread = Thread { [self] in serve(fd) }
-        thread.name = "decryptd-http"
-        self.thread = thread
-        thread.start()
+        thread = DedicatedThread(name: "decryptd-http") { [self] in serve(fd) }
         return Int(UInt16(bigEndian: actual.sin_port))
     }
 
     public func stop() {
         lock.lock(); stopping = true; lock.unlock()
-        while thread?.isFinished == false { usleep(5000) }
+        thread?.join()  // the poll(2) loop sees `stopping` within its timeout
     }
 
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }

@@ -33,7 +33,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     /// class 53 insufficient resources such as 53300 too many connections, 57P01-57P03 shutdown
     /// and cannot-connect-now, 57014 query canceled, 55P03 lock not available, 58000/58030 I/O).
     /// Everything else (syntax, constraint, type errors) is permanent.
-    public var isTransient: Bool {
+    public var isRetriable: Bool {
         switch kind {
         case .connection: return true
         case .configuration, .protocolViolation, .invalidParameter: return false

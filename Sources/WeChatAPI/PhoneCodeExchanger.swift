@@ -2,6 +2,7 @@ public import Foundation
 public import Logging
 import NIOConcurrencyHelpers
 public import PhoneDecryption
+import LogKeys
 
 /// Exchanges phone-number codes with WeChat (`phonenumber.getPhoneNumber`), as SPEC's "Code jobs"
 /// says: access tokens from the stable-token endpoint, cached per appid; transient answers (no
@@ -251,7 +252,7 @@ public final class PhoneCodeExchanger: Sendable {
         switch answer.body.withUnsafeBufferPointer({ StableTokenAnswer.parse($0) }) {
         case .token(let token, let expiresIn):
             metrics.tokenFetch(appid: appid, result: "ok")
-            logger.debug("fetched an access token", metadata: ["appid": "\(appid)", "expires_in": "\(expiresIn)"])
+            logger.debug("fetched an access token", metadata: [LogKey.appid: "\(appid)", LogKey.expiresIn: "\(expiresIn)"])
             return AccessToken(value: token, expiresIn: TimeInterval(expiresIn))
         case .error(let errcode):
             metrics.tokenFetch(appid: appid, result: "errcode")
@@ -299,7 +300,7 @@ final class TroubleLog: Sendable {
             defer { (state.troubled, state.retries, state.lastFailure) = (true, state.retries + 1, Date()) }
             return !state.troubled
         }
-        if first { logger.warning("code exchanges are failing transiently; retrying with backoff until they recover", metadata: ["error": "\(why)"]) }
+        if first { logger.warning("code exchanges are failing transiently; retrying with backoff until they recover", metadata: [LogKey.error: "\(why)"]) }
     }
 
     func recovered() {
@@ -308,6 +309,6 @@ final class TroubleLog: Sendable {
             defer { (state.troubled, state.retries) = (false, 0) }
             return state.retries
         }
-        if let retries { logger.notice("code exchanges recovered", metadata: ["retries": "\(retries)"]) }
+        if let retries { logger.notice("code exchanges recovered", metadata: [LogKey.retries: "\(retries)"]) }
     }
 }

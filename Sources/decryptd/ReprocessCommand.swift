@@ -2,6 +2,7 @@ import ArgumentParser
 import DecryptdWorker
 import Foundation
 import PhoneDecryption
+import LogKeys
 
 /// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
 struct ReprocessCommand: ParsableCommand {
@@ -70,7 +71,7 @@ struct ReprocessCommand: ParsableCommand {
             let reprocessor = try Reprocessor(configuration: configuration, options: options, logger: logger)
             let stop = reprocessor.stopRequest
             let signals = TerminationSignals { name in
-                logger.notice("stopping: finishing the batch under way", metadata: ["signal": "\(name)"])
+                logger.notice("stopping: finishing the batch under way", metadata: [LogKey.signal: "\(name)"])
                 stop.request()
             }
             defer { signals.cancel() }

@@ -5,6 +5,7 @@ import Logging
 import MetricsEndpoint
 import PhoneDecryption
 import ServiceLifecycle
+import LogKeys
 
 /// `decryptd run`: the worker.
 struct RunCommand: AsyncParsableCommand {
@@ -107,7 +108,7 @@ struct RunCommand: AsyncParsableCommand {
             settings.append("--shutdown-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
         }
         logger.debug("checking the brokers and the database", metadata: [
-            "brokers": "\(configuration.brokers)", "jobs_topic": "\(configuration.jobsTopic)", "group": "\(configuration.group)",
+            LogKey.brokers: "\(configuration.brokers)", LogKey.jobsTopic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
         ])
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
@@ -118,7 +119,7 @@ struct RunCommand: AsyncParsableCommand {
         let unconfigured = configuration.appids.filter { configuration.appSecrets.secret(for: $0) == nil }
         if !unconfigured.isEmpty {
             logger.warning("no app secret for these appids: their code jobs fail with exchange_not_configured (set WECHAT_APP_SECRETS or --app-secrets-file)", metadata: [
-                "appids": "\(unconfigured.joined(separator: ","))",
+                LogKey.appids: "\(unconfigured.joined(separator: ","))",
             ])
         }
 
@@ -144,7 +145,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             do {
                 let bound = try server.start()
-                logger.info("serving metrics", metadata: ["port": "\(bound)"])
+                logger.info("serving metrics", metadata: [LogKey.port: "\(bound)"])
             } catch {
                 throw UsageError("\(error)")
             }

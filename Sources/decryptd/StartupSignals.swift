@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import LogKeys
 
 /// SIGTERM and SIGINT while `run` or `reprocess` starts up. The start-up checks may wait up to
 /// `--startup-timeout` for a broker or database that does not answer, and nothing has been taken
@@ -17,7 +18,7 @@ final class StartupSignals: @unchecked Sendable {
             lock.lock()
             defer { lock.unlock() }
             guard !self.handedOver else { return }
-            logger.notice("stopped during start-up; nothing was taken from Kafka", metadata: ["signal": "\(name)"])
+            logger.notice("stopped during start-up; nothing was taken from Kafka", metadata: [LogKey.signal: "\(name)"])
             fflush(nil)
             _exit(0)  // not exit(): librdkafka's and libpq's threads of the start-up checks may still run
         }

@@ -177,7 +177,7 @@ struct DecryptdDatabaseTests {
         #expect {
             try database.sessionKeys(for: [user], limit: 1)
         } throws: { error in
-            (error as? PostgresError)?.kind == .invalidParameter && (error as? PostgresError)?.isTransient == false
+            (error as? PostgresError)?.kind == .invalidParameter && (error as? PostgresError)?.isRetriable == false
         }
         let failure = FailureRecord(appid: "wx1", openid: "bob", reason: "bad_padding", detail: "a\u{0}b", source: source(1))
         #expect {
@@ -238,7 +238,7 @@ struct ConnectionFailureTests {
             caught = error
         }
         let error = try #require(caught)
-        #expect(error.isTransient)
+        #expect(error.isRetriable)
         // retry, as the worker does: reconnects (and re-prepares statements) transparently
         try database.write(OutcomeBatch(members: [MemberRecord(user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1)]))
         #expect(victim.backendPID != pid)
@@ -266,7 +266,7 @@ struct ConnectionFailureTests {
         let connection = try PostgresConnection(url: "postgresql://nobody@127.0.0.1:1,127.0.0.1:2/none")
         connection.connectTimeoutSeconds = 2
         let error = #expect(throws: PostgresError.self) { try connection.connect() }
-        #expect(error?.kind == .connection && error?.isTransient == true)
+        #expect(error?.kind == .connection && error?.isRetriable == true)
         let message = error?.message ?? ""
         #expect(!message.contains(where: { $0.isNewline || $0 == "\t" }))
         #expect(message.contains(#"port 1 failed: Connection refused. Is the server running"#))
@@ -307,6 +307,6 @@ struct ConnectionFailureTests {
         ("42601", false), ("23505", false), ("22P02", false), ("23514", false),
     ])
     func classification(_ example: (String, Bool)) {
-        #expect(PostgresError(kind: .server, sqlState: example.0, message: "").isTransient == example.1)
+        #expect(PostgresError(kind: .server, sqlState: example.0, message: "").isRetriable == example.1)
     }
 }

@@ -1,12 +1,15 @@
+import Dispatch
 import DecryptdWorker
 import Foundation
 import Logging
 import Testing
 
-@Suite("Backoff for transient errors")
+@Suite("Backoff for retriable errors")
 struct BackoffTests {
-    struct Transient: Error {}
-    struct Permanent: Error {}
+    struct Transient: RetriableError { var isRetriable: Bool { true } }
+    /// Says it is not retriable; `NotRetriable` does not say at all: neither is retried.
+    struct Permanent: RetriableError { var isRetriable: Bool { false } }
+    struct NotRetriable: Error {}
 
     /// Keeps every message logged through it, with its level.
     final class RecordingLogHandler: LogHandler, @unchecked Sendable {
@@ -43,7 +46,7 @@ struct BackoffTests {
         let logger = Logger(label: "test") { _ in handler }
         var calls = 0, retries = 0
         let result = try Backoff(initialDelay: 0.001, maximumDelay: 0.004).run(
-            "outcome write", logger: logger, isTransient: { $0 is Transient }, shouldStop: { false }, onRetry: { retries += 1 }
+            "outcome write", logger: logger, stop: StopRequest(), onRetry: { retries += 1 }
         ) {
             calls += 1
             if calls < 6 { throw Transient() }
@@ -61,13 +64,20 @@ struct BackoffTests {
         let logger = Logger(label: "test") { _ in handler }
         var calls = 0
         #expect(throws: Permanent.self) {
-            try Backoff(initialDelay: 0.001).run("write", logger: logger, isTransient: { $0 is Transient }, shouldStop: { false }) {
+            try Backoff(initialDelay: 0.001).run("write", logger: logger, stop: StopRequest()) {
                 calls += 1
                 throw Permanent()
             }
         }
         #expect(calls == 1)
-        #expect(try Backoff().run("write", logger: logger, isTransient: { _ in true }, shouldStop: { false }) { 7 } == 7)
+        #expect(throws: NotRetriable.self) {
+            try Backoff(initialDelay: 0.001).run("write", logger: logger, stop: StopRequest()) {
+                calls += 1
+                throw NotRetriable()
+            }
+        }
+        #expect(calls == 2)
+        #expect(try Backoff().run("write", logger: logger, stop: StopRequest()) { 7 } == 7)
         #expect(handler.messages.isEmpty)
     }
 
@@ -76,9 +86,10 @@ struct BackoffTests {
         let handler = RecordingLogHandler()
         var calls = 0
         do {
-            _ = try Backoff(initialDelay: 0.001).run("write", logger: Logger(label: "test") { _ in handler }, isTransient: { $0 is Transient },
-                                                     shouldStop: { calls >= 3 }) { () throws -> Int in
+            let stop = StopRequest()
+            _ = try Backoff(initialDelay: 0.001).run("write", logger: Logger(label: "test") { _ in handler }, stop: stop) { () throws -> Int in
                 calls += 1
+                if calls >= 3 { stop.request() }
                 throw Transient()
             }
             Issue.record("it returned")
@@ -90,5 +101,31 @@ struct BackoffTests {
         }
         #expect(calls == 3)
         #expect(handler.messages.map(\.level) == [.warning], "trouble logged once, and no recovery")
+    }
+
+    @Test("a stop requested during a long delay ends the wait then, not at the delay's end")
+    func stopInterruptsTheDelay() throws {
+        let stop = StopRequest()
+        let started = Date()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { stop.request() }
+        var calls = 0
+        #expect(throws: Backoff.GaveUp.self) {
+            // Each delay is 30 to 60 s: only the stop can end this within the test.
+            try Backoff(initialDelay: 60, maximumDelay: 60).run("write", logger: Logger(label: "test"), stop: stop) { () throws -> Int in
+                calls += 1
+                throw Transient()
+            }
+        }
+        #expect(calls == 1, "no retry after the stop")
+        #expect(Date().timeIntervalSince(started) < 20, "the 30 s or longer delay was cut short")
+    }
+
+    @Test("a stop request wakes a waiter at once and stays requested")
+    func stopRequestWakes() {
+        let stop = StopRequest()
+        #expect(!stop.wait(seconds: 0.01), "nothing requested: the wait runs out")
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.1) { stop.request() }
+        #expect(stop.wait(seconds: 60))
+        #expect(stop.isRequested && stop.wait(seconds: 60), "a later wait returns at once")
     }
 }
