@@ -33,26 +33,17 @@ public final class KafkaConsumer: @unchecked Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private let handle: RDKafkaHandle
-    /// Guards the tracker and the offset maps; revoke waits on it for in-flight work.
+    /// Guards `state`; back-pressure, revoke and ``awaitCompletion(until:)`` wait on it for
+    /// in-flight work, and ``complete(_:)`` signals it.
     private let condition = NSCondition()
-    private var tracker = OffsetTracker()
-    /// Per assigned partition: the offset stored for commit, and the offset known committed (the
-    /// broker's, from commit callbacks; or where this assignment started). Their difference is
-    /// finished work that a failed commit would hand to the next owner again.
-    private var stored: [TopicPartition: Int64] = [:]
-    private var committed: [TopicPartition: Int64] = [:]
-    // Consumer-thread state (touched only by poll/commit/close and the rebalance callback).
-    private var paused = false
-    /// Set by `close()`: its revoke commits what is finished without waiting for the rest.
-    private var closing = false
+    /// Everything the consumer knows about its work: see ``ConsumerState``.
+    private var state = ConsumerState()
+    // Consumer-thread caches and the handle's life (touched only by poll/commit/close and the
+    // rebalance callback, which librdkafka runs inside them).
     /// librdkafka's topic handles live as long as the client, so a handle identifies its name.
     private var lastTopic: (handle: OpaquePointer, name: String)?
-    /// When the in-flight limit was reached, while it holds and fetching is not paused.
-    private var saturatedSince: Date?
     private var lastCommit = Date()
     private var closed = false
-    private var redeliverable = 0
-    private var waitsInterrupted = false
 
     public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -76,8 +67,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         context.committed = { [unowned self] entries in
             self.condition.withLock {
-                for (partition, offset, error) in entries where error == RD_KAFKA_RESP_ERR_NO_ERROR && offset >= 0 {
-                    if committed[partition] != nil { committed[partition] = max(committed[partition]!, offset) }
+                for (partition, offset, error) in entries where error == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    state.confirmed(partition, offset: offset)
                 }
             }
         }
@@ -122,15 +113,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             let partition = TopicPartition(topic, message.pointee.partition)
             let offset = message.pointee.offset
             let timestamp = rd_kafka_message_timestamp(message, nil)
-            let deliverable = condition.withLock {
-                switch tracker.deliver(partition, offset: offset, timestamp: timestamp) {
-                case .refused: return false
-                case .first:
-                    if committed[partition] == nil { committed[partition] = offset }
-                    return true
-                case .delivered: return true
-                }
-            }
+            let deliverable = condition.withLock { state.deliver(partition, offset: offset, timestamp: timestamp) }
             // A message of a partition being revoked is not handed out: its new owner gets it.
             if deliverable { batch.append(KafkaMessage(copying: message, topic: topic)) }
         }
@@ -148,7 +131,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     private func handle(_ error: rd_kafka_resp_err_t, in message: UnsafeMutablePointer<rd_kafka_message_t>) throws(KafkaError) {
         if error == RD_KAFKA_RESP_ERR__PARTITION_EOF {
             let partition = TopicPartition(topicName(message.pointee.rkt), message.pointee.partition)
-            condition.withLock { tracker.reachedEnd(partition) }
+            condition.withLock { state.reachedEnd(partition) }
             return
         }
         let text = rd_kafka_message_errstr(message).map { String(cString: $0) }
@@ -176,13 +159,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
         }
         condition.withLock {
-            var store: [TopicPartition: Int64] = [:]
-            for run in runs {
-                if let next = tracker.completed(run.partition, offsets: run.offsets) {
-                    store[run.partition] = next
-                    stored[run.partition] = next
-                }
-            }
+            let store = state.complete(runs)
             if !store.isEmpty {
                 // Under the lock: a revoke cannot slip in between the check above and the store.
                 let list = RDKafkaTopicPartitionList(store.map { ($0.key, $0.value) })
@@ -196,42 +173,42 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Messages handed out and not yet completed.
-    public var inFlight: Int { condition.withLock { tracker.inFlight } }
+    public var inFlight: Int { condition.withLock { state.tracker.inFlight } }
 
     /// Waits until every message handed out is complete, `deadline` passes, or
     /// ``interruptWaits()`` is called (any thread). Returns how many are still unfinished.
     public func awaitCompletion(until deadline: Date) -> Int {
         condition.withLock {
-            while tracker.inFlight > 0, !waitsInterrupted, condition.wait(until: deadline) {}
-            return tracker.inFlight
+            while state.tracker.inFlight > 0, !state.waitsInterrupted, condition.wait(until: deadline) {}
+            return state.tracker.inFlight
         }
     }
 
     /// Ends ``awaitCompletion(until:)`` waits now and from now on (the caller abandons its work).
     public func interruptWaits() {
         condition.withLock {
-            waitsInterrupted = true
+            state.interruptWaits()
             condition.broadcast()
         }
     }
 
     /// Fetching is paused by back-pressure (consumer thread; for tests).
-    var isFetchPaused: Bool { paused }
+    var isFetchPaused: Bool { condition.withLock { state.isPaused } }
 
     /// The partitions this member owns now.
-    public var assignment: [TopicPartition] { condition.withLock { tracker.assigned } }
+    public var assignment: [TopicPartition] { condition.withLock { state.tracker.assigned } }
 
     /// Messages the next owner of a revoked (or lost) partition will receive again: work still
     /// unfinished after the drain timeout, plus finished work whose offsets the broker refused to
     /// commit during the rebalance. These are the only duplicates a rebalance causes.
-    public var redeliverableOnRevoke: Int { condition.withLock { redeliverable } }
+    public var redeliverableOnRevoke: Int { condition.withLock { state.redeliverable } }
 
     /// Every assigned partition reached its end, and every delivered message is complete.
-    public var isDrained: Bool { condition.withLock { tracker.isDrained } }
+    public var isDrained: Bool { condition.withLock { state.tracker.isDrained } }
 
     /// Assigned partitions whose end was reached with nothing delivered since.
     public var partitionsAtEnd: Set<TopicPartition> {
-        condition.withLock { Set(tracker.partitions.filter { $0.value.atEnd }.keys) }
+        condition.withLock { Set(state.tracker.partitions.filter { $0.value.atEnd }.keys) }
     }
 
     /// The current end (high watermark) of each partition of `topic`, asked of the brokers.
@@ -249,19 +226,19 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Whether `partition` is assigned to this member and not being revoked: work for it that has
     /// not started yet should start (else its new owner will do it).
     public func owns(_ partition: TopicPartition) -> Bool {
-        condition.withLock { tracker.partitions[partition].map { !$0.revoking } ?? false }
+        condition.withLock { state.tracker.partitions[partition].map { !$0.revoking } ?? false }
     }
 
     /// Per assigned partition with unfinished work: when its oldest unfinished message was created
     /// (ms since the epoch). Partitions with nothing unfinished are absent.
     public var oldestUnfinished: [TopicPartition: Int64] {
-        condition.withLock { tracker.partitions.compactMapValues(\.oldestUnfinished) }
+        condition.withLock { state.tracker.partitions.compactMapValues(\.oldestUnfinished) }
     }
 
     /// Messages behind the end of each assigned partition: the broker's high watermark (as last
     /// seen by the fetcher) minus the committed offset (or where this member started).
     public func lag() -> [TopicPartition: Int64] {
-        let bases = condition.withLock { (tracker.assigned, committed) }
+        let bases = condition.withLock { (state.tracker.assigned, state.committed) }
         var result: [TopicPartition: Int64] = [:]
         for partition in bases.0 {
             var low: Int64 = 0, high: Int64 = 0
@@ -282,7 +259,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard status == RD_KAFKA_RESP_ERR_NO_ERROR || status == RD_KAFKA_RESP_ERR__NO_OFFSET else {
             throw KafkaError(status)
         }
-        condition.withLock { for (partition, offset) in stored { committed[partition] = offset } }
+        condition.withLock { state.commitSucceeded() }
     }
 
     /// Asynchronous commit of whatever is stored, at most once per interval. librdkafka sends only
@@ -298,7 +275,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// partitions' next owner gets it again.
     public func close() {
         guard !closed else { return }
-        closing = true
+        condition.withLock { state.beginClose() }
         do { try commit() } catch { logger.warning("final commit failed", metadata: [LogKey.error: "\(error)"]) }
         let status = rd_kafka_consumer_close(handle.pointer)
         if status != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -314,24 +291,19 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// serving events (a paused consumer fetches nothing). See the type's documentation.
     private func applyBackPressure(waiting timeout: TimeInterval) -> Bool {
         let limit = configuration.maxInFlight
-        if paused {
-            if inFlight <= limit / 2 { setPaused(false) }
-            return true
-        }
         let deadline = Date(timeIntervalSinceNow: timeout)
-        let hasRoom = condition.withLock {
-            while tracker.inFlight >= limit, condition.wait(until: deadline) {}
-            return tracker.inFlight < limit
+        let action = condition.withLock {
+            if !state.isPaused {
+                while state.tracker.inFlight >= limit, condition.wait(until: deadline) {}
+            }
+            return state.pollAction(limit: limit, pauseAfter: configuration.pauseAfter, now: Date())
         }
-        if hasRoom {
-            saturatedSince = nil
-            return true
+        switch action {
+        case .poll: return true
+        case .holdBack: return false
+        case .pauseThenPoll: setPaused(true)
+        case .resumeThenPoll: setPaused(false)
         }
-        let since = saturatedSince ?? Date()
-        saturatedSince = since
-        guard Date().timeIntervalSince(since) >= configuration.pauseAfter else { return false }
-        saturatedSince = nil
-        setPaused(true)
         return true
     }
 
@@ -340,7 +312,6 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard rd_kafka_assignment(handle.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
         defer { rd_kafka_topic_partition_list_destroy(list) }
         _ = pause ? rd_kafka_pause_partitions(handle.pointer, list) : rd_kafka_resume_partitions(handle.pointer, list)
-        paused = pause
         logger.info(pause ? "in-flight limit reached: fetching paused" : "in-flight work drained: fetching resumed",
                     metadata: [LogKey.inFlight: "\(inFlight)"])
     }
@@ -352,7 +323,10 @@ public final class KafkaConsumer: @unchecked Sendable {
         let cooperative = Self.isCooperative(handle.pointer)
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-            condition.withLock { tracker.assign(partitions) }
+            let paused = condition.withLock {
+                state.assign(partitions)
+                return state.isPaused
+            }
             let status = cooperative ? Self.errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("assign failed", metadata: [LogKey.error: "\(KafkaError(status))"])
@@ -363,14 +337,11 @@ public final class KafkaConsumer: @unchecked Sendable {
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(handle.pointer) == 1
             let unfinished = condition.withLock {
-                tracker.beginRevoke(partitions)
-                if !lost, !closing {
+                if state.beginRevoke(partitions, lost: lost) {
                     let deadline = Date(timeIntervalSinceNow: configuration.revokeDrainTimeout)
-                    while tracker.inFlight(of: partitions) > 0, condition.wait(until: deadline) {}
+                    while state.tracker.inFlight(of: partitions) > 0, condition.wait(until: deadline) {}
                 }
-                let unfinished = tracker.inFlight(of: partitions)
-                tracker.revoke(partitions)
-                return unfinished
+                return state.revoke(partitions)
             }
             var committedOnRevoke = false
             if !lost {
@@ -381,15 +352,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                     logger.warning("commit on revoke refused; finished work since the last commit will be redelivered", metadata: [LogKey.error: "\(error)"])
                 }
             }
-            condition.withLock {
-                var again = unfinished
-                for partition in partitions {
-                    if !committedOnRevoke, let done = stored[partition], let base = committed[partition] { again += Int(max(0, done - base)) }
-                    stored[partition] = nil
-                    committed[partition] = nil
-                }
-                redeliverable += again
-            }
+            condition.withLock { state.forget(partitions, unfinished: unfinished, committedOnRevoke: committedOnRevoke) }
             let status = Self.unassign(list, from: handle.pointer)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("unassign failed", metadata: [LogKey.error: "\(KafkaError(status))"])
@@ -401,11 +364,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
         default:
             logger.error("rebalance error", metadata: [LogKey.error: "\(KafkaError(error))"])
-            condition.withLock {
-                tracker.revoke(tracker.assigned)
-                stored = [:]
-                committed = [:]
-            }
+            condition.withLock { state.dropAssignment() }
             _ = rd_kafka_assign(handle.pointer, nil)
         }
     }
