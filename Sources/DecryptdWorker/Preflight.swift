@@ -48,11 +48,6 @@ public enum Preflight {
         let usesKafka = !required.isEmpty || !produced.isEmpty
         if configuration.appids.isEmpty { problems.append("no appid: give --appid (repeatable) or set WECHAT_APPIDS") }
         if usesKafka, configuration.brokers.isEmpty { problems.append("no brokers: give --brokers or set KAFKA_BROKERS") }
-        if configuration.concurrency < 1 || configuration.concurrency > 512 { problems.append("--concurrency must be 1 to 512") }
-        if configuration.batchSize < 1 || configuration.batchSize > 100_000 { problems.append("--batch-size must be 1 to 100000") }
-        if configuration.maxSessionKeys < 1 || configuration.maxSessionKeys > 50 { problems.append("--max-session-keys must be 1 to 50") }
-        if configuration.jobsTopic.isEmpty { problems.append("--jobs-topic must not be empty") }
-        if configuration.deadLetterTopic.isEmpty { problems.append("--dlq-topic must not be empty") }
         if !configuration.jobsTopic.isEmpty, configuration.jobsTopic == configuration.deadLetterTopic {
             problems.append("--jobs-topic and --dlq-topic must differ: dead letters would come back as jobs")
         }

@@ -1,7 +1,7 @@
 internal import CRDKafka
 
 /// A librdkafka failure: its error code and name, a message, and whether retrying can help.
-public struct KafkaError: Error, Sendable, CustomStringConvertible {
+public struct KafkaError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// librdkafka's `rd_kafka_resp_err_t` value (negative: local errors; positive: broker errors).
     public var code: Int32
     /// librdkafka's symbolic name, e.g. `_MSG_TIMED_OUT`.
@@ -59,4 +59,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     ].map(\.rawValue))
 
     public var description: String { "kafka \(name): \(message)" }
+
+    /// Every field, for a developer's eyes (logs at debug level, test failures).
+    public var debugDescription: String {
+        "KafkaError(code: \(code), name: \(name), retriable: \(isRetriable), fatal: \(isFatal), message: \(message))"
+    }
 }

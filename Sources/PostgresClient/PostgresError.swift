@@ -3,7 +3,7 @@
 ///
 /// `description` carries the server's primary message, which never contains parameter values
 /// (decryptd sends every value as a parameter, and PostgreSQL does not echo parameters in errors).
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public enum Kind: String, Sendable {
         /// Could not connect, or the connection broke.
         case connection
@@ -46,5 +46,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         "postgres \(kind.rawValue) error\(sqlState.map { " \($0)" } ?? ""): \(message)"
+    }
+
+    /// Every field, for a developer's eyes (logs at debug level, test failures).
+    public var debugDescription: String {
+        "PostgresError(kind: \(kind.rawValue), sqlState: \(sqlState ?? "none"), retriable: \(isRetriable), message: \(message))"
     }
 }

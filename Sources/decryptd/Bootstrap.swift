@@ -12,7 +12,7 @@ enum Bootstrap {
     static func logging(level: String?, defaultLevel: String = "info") throws -> Logger {
         let name = (level ?? Environment.value("DECRYPTD_LOG_LEVEL") ?? defaultLevel).lowercased()
         guard let parsed = Logger.Level(rawValue: name) else {
-            throw UsageError("bad log level \(name): use trace, debug, info, notice, warning, error or critical")
+            throw CommandError.usage("bad log level \(name): use trace, debug, info, notice, warning, error or critical")
         }
         if !done {
             done = true

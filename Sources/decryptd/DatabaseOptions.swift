@@ -10,15 +10,18 @@ struct DatabaseOptions: ParsableArguments {
     ))
     var databaseURL: String?
 
+    /// The URL from the flag, else the environment; `nil` when neither gives one.
+    var url: String? { databaseURL ?? Environment.value("DATABASE_URL") }
+
     /// The URL from the flag or the environment, validated by libpq without connecting.
     func connection() throws -> PostgresConnection {
-        guard let url = databaseURL ?? Environment.value("DATABASE_URL") else {
-            throw UsageError(Preflight.noDatabase)
+        guard let url else {
+            throw CommandError.usage(Preflight.noDatabase)
         }
         do {
             return try PostgresConnection(url: url)
         } catch {
-            throw UsageError(Preflight.databaseProblem(error))
+            throw CommandError.usage(Preflight.databaseProblem(error))
         }
     }
 
@@ -28,7 +31,7 @@ struct DatabaseOptions: ParsableArguments {
         do {
             try connection.connect()
         } catch {
-            throw UsageError(Preflight.databaseProblem(error))
+            throw CommandError.usage(Preflight.databaseProblem(error))
         }
         return connection
     }

@@ -41,10 +41,10 @@ struct DecryptCommand: ParsableCommand {
         let decryptor = PhoneDecryptor()
         if iv != nil || encryptedData != nil || !sessionKeys.isEmpty {
             guard let iv, let encryptedData else {
-                throw UsageError("--iv and --encrypted-data go together (or give neither and pipe JSON lines)")
+                throw CommandError.usage("--iv and --encrypted-data go together (or give neither and pipe JSON lines)")
             }
-            guard let defaultAppid else { throw UsageError("--appid is required with --iv (or set WECHAT_APPIDS)") }
-            guard !sessionKeys.isEmpty else { throw UsageError("--session-key is required with --iv") }
+            guard let defaultAppid else { throw CommandError.usage("--appid is required with --iv (or set WECHAT_APPIDS)") }
+            guard !sessionKeys.isEmpty else { throw CommandError.usage("--session-key is required with --iv") }
             let request = DecryptRequest(appid: defaultAppid, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
             print(decryptor.outputLine(for: .success(request)))
             return

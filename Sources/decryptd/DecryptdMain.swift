@@ -16,12 +16,9 @@ enum DecryptdMain {
                 try command.run()
             }
             code = 0
-        } catch let error as UsageError {
+        } catch let error as CommandError {
             for line in error.lines { printError(line) }
-            code = 2
-        } catch let error as RuntimeFailure {
-            printError(error.message)
-            code = 1
+            code = error.status.rawValue
         } catch {
             let exitCode = Decryptd.exitCode(for: error)
             if exitCode == .success {
@@ -47,15 +44,35 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("decryptd: \(Preflight.oneLine(message))\n".utf8))
 }
 
-/// Bad usage or configuration: exit 2 with one line per problem.
-struct UsageError: Error {
-    var lines: [String]
-    init(_ message: String) { lines = [message] }
-    init(lines: [String]) { self.lines = lines }
-}
+/// The one error the command line ends with: its exit status (SPEC: 1 a failure at run time, 2 bad
+/// usage or configuration) and one line per problem for stderr. The error behind it, when there is
+/// one, is kept whole for ``debugDescription``; the lines carry only its `description`, which
+/// never quotes a secret or a job's input.
+struct CommandError: Error, CustomStringConvertible, CustomDebugStringConvertible {
+    enum Status: Int32 {
+        case failure = 1
+        case usage = 2
+    }
 
-/// A failure at run time: exit 1 with this one line.
-struct RuntimeFailure: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
+    var status: Status
+    var lines: [String]
+    var cause: (any Error)?
+
+    /// Bad usage or configuration, one line per problem.
+    static func usage(lines: [String]) -> CommandError { CommandError(status: .usage, lines: lines) }
+    static func usage(_ message: String) -> CommandError { usage(lines: [message]) }
+    /// Bad configuration that `cause` says in its own words (libpq's, librdkafka's).
+    static func usage(cause: any Error) -> CommandError { CommandError(status: .usage, lines: ["\(cause)"], cause: cause) }
+
+    /// A failure at run time: `what` failed because of `cause`.
+    static func failure(_ what: String, cause: any Error) -> CommandError {
+        CommandError(status: .failure, lines: ["\(what): \(cause)"], cause: cause)
+    }
+    static func failure(cause: any Error) -> CommandError { CommandError(status: .failure, lines: ["\(cause)"], cause: cause) }
+    static func failure(_ message: String) -> CommandError { CommandError(status: .failure, lines: [message]) }
+
+    var description: String { lines.joined(separator: "; ") }
+    var debugDescription: String {
+        "CommandError(status: \(status.rawValue), lines: \(lines)\(cause.map { ", cause: \(String(reflecting: $0))" } ?? ""))"
+    }
 }

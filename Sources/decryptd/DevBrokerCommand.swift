@@ -29,7 +29,7 @@ struct DevBrokerCommand: ParsableCommand {
     /// The brokers and topics to start, from the flags or the environment.
     func plan() throws -> (brokers: Int32, topics: [(name: String, partitions: Int32)]) {
         let count = try brokers.map(Int.init) ?? Environment.integer("DECRYPTD_DEV_BROKERS") ?? 1
-        guard (1...16).contains(count) else { throw UsageError("--brokers must be 1 to 16") }
+        guard (1...16).contains(count) else { throw CommandError.usage("--brokers must be 1 to 16") }
         var specs = topics.isEmpty ? Environment.list("DECRYPTD_DEV_TOPICS") : topics
         if specs.isEmpty { specs = ["wechat.phone.jobs:8", "wechat.phone.dlq:2"] }
         return (Int32(count), try specs.map(Self.parse))
@@ -37,10 +37,10 @@ struct DevBrokerCommand: ParsableCommand {
 
     static func parse(_ spec: String) throws -> (name: String, partitions: Int32) {
         let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
-        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else { throw UsageError("bad --topic \(spec): use NAME or NAME:PARTITIONS") }
+        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else { throw CommandError.usage("bad --topic \(spec): use NAME or NAME:PARTITIONS") }
         guard parts.count == 2 else { return (String(name), 1) }
         guard let count = Int32(parts[1]), (1...1000).contains(count) else {
-            throw UsageError("bad --topic \(spec): partitions must be 1 to 1000")
+            throw CommandError.usage("bad --topic \(spec): partitions must be 1 to 1000")
         }
         return (String(name), count)
     }
@@ -54,7 +54,7 @@ struct DevBrokerCommand: ParsableCommand {
                 try cluster.createTopic(topic.name, partitions: topic.partitions)
             }
         } catch {
-            throw RuntimeFailure("could not start the embedded broker: \(error)")
+            throw CommandError.failure("could not start the embedded broker", cause: error)
         }
         let topicList = plan.topics.map { "\($0.name):\($0.partitions)" }.joined(separator: ", ")
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))

@@ -50,30 +50,30 @@ struct DevWeChatCommand: ParsableCommand {
     func run() throws {
         var settings = DevWeChatState.Settings(secrets: [:])
         for (name, share) in [("--busy-share", busyShare), ("--quota-share", quotaShare), ("--server-error-share", serverErrorShare), ("--reset-share", resetShare)] {
-            guard (0...1).contains(share) else { throw UsageError("\(name) must be from 0 to 1") }
+            guard (0...1).contains(share) else { throw CommandError.usage("\(name) must be from 0 to 1") }
         }
         (settings.busyShare, settings.quotaShare, settings.serverErrorShare, settings.resetShare) = (busyShare, quotaShare, serverErrorShare, resetShare)
-        guard (1...86_400).contains(tokenLifetime) else { throw UsageError("--token-lifetime must be 1 to 86400 seconds") }
+        guard (1...86_400).contains(tokenLifetime) else { throw CommandError.usage("--token-lifetime must be 1 to 86400 seconds") }
         settings.tokenLifetime = tokenLifetime
         var configuration = DevWeChatServer.Configuration()
         configuration.port = try port ?? Environment.integer("DECRYPTD_DEV_WECHAT_PORT") ?? 0
-        guard (0...65535).contains(configuration.port) else { throw UsageError("--port must be 0 to 65535") }
+        guard (0...65535).contains(configuration.port) else { throw CommandError.usage("--port must be 0 to 65535") }
         let latency = try latencyMilliseconds ?? Environment.number("DECRYPTD_DEV_WECHAT_LATENCY_MS") ?? 0
-        guard (0...60_000).contains(latency) else { throw UsageError("--latency-ms must be 0 to 60000") }
+        guard (0...60_000).contains(latency) else { throw CommandError.usage("--latency-ms must be 0 to 60000") }
         configuration.latency = latency / 1000
         if let every = invalidateTokensEvery {
-            guard every > 0, every <= 86_400 else { throw UsageError("--invalidate-tokens-every must be more than 0 and at most 86400 seconds") }
+            guard every > 0, every <= 86_400 else { throw CommandError.usage("--invalidate-tokens-every must be more than 0 and at most 86400 seconds") }
             configuration.invalidateTokensEvery = every
         }
         let secrets = try WeChatOptions.secrets(file: appSecretsFile)
-        guard !secrets.isEmpty else { throw UsageError("dev-wechat needs the apps it stands in for: set WECHAT_APP_SECRETS (appid:secret,...) or --app-secrets-file") }
+        guard !secrets.isEmpty else { throw CommandError.usage("dev-wechat needs the apps it stands in for: set WECHAT_APP_SECRETS (appid:secret,...) or --app-secrets-file") }
         settings.secrets = Dictionary(uniqueKeysWithValues: secrets.appids.map { ($0, secrets.secret(for: $0)!) })
         let server = DevWeChatServer(configuration: configuration, state: DevWeChatState(settings: settings, seed: UInt64(Date().timeIntervalSince1970)))
         let url: String
         do {
             url = try server.start()
         } catch {
-            throw RuntimeFailure("could not start dev-wechat: \(error)")
+            throw CommandError.failure("could not start dev-wechat", cause: error)
         }
         FileHandle.standardOutput.write(Data((url + "\n").utf8))
         FileHandle.standardError.write(Data("dev-wechat: serving \(secrets.appids.joined(separator: ", ")) at \(url) (latency \(Int(latency)) ms); Ctrl-C stops it\n".utf8))

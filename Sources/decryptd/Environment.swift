@@ -22,14 +22,14 @@ extension Environment {
     /// An integer variable; a value that is not one is bad configuration.
     static func integer<Integer: FixedWidthInteger>(_ name: String) throws -> Integer? {
         guard let text = value(name) else { return nil }
-        guard let number = Integer(text) else { throw UsageError("\(name)=\(text) is not a whole number") }
+        guard let number = Integer(text) else { throw CommandError.usage("\(name)=\(text) is not a whole number") }
         return number
     }
 
     /// A number variable (seconds, shares); a value that is not one is bad configuration.
     static func number(_ name: String) throws -> Double? {
         guard let text = value(name) else { return nil }
-        guard let number = Double(text), number.isFinite else { throw UsageError("\(name)=\(text) is not a number") }
+        guard let number = Double(text), number.isFinite else { throw CommandError.usage("\(name)=\(text) is not a number") }
         return number
     }
 
@@ -37,7 +37,7 @@ extension Environment {
     static func choice<T: RawRepresentable & CaseIterable>(_ name: String, of _: T.Type = T.self) throws -> T? where T.RawValue == String {
         guard let text = value(name) else { return nil }
         guard let choice = T(rawValue: text) else {
-            throw UsageError("\(name)=\(text) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw CommandError.usage("\(name)=\(text) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return choice
     }
@@ -48,7 +48,7 @@ extension Environment {
         switch text.lowercased() {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off": return false
-        default: throw UsageError("\(name)=\(text) is not a switch: use 1 or 0")
+        default: throw CommandError.usage("\(name)=\(text) is not a switch: use 1 or 0")
         }
     }
 }

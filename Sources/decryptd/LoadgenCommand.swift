@@ -103,7 +103,7 @@ struct LoadgenCommand: ParsableCommand {
 
         let produced = storeWithheldSessions ? [] : [configuration.jobsTopic]
         let problems = Preflight.problems(configuration, topics: [], produced: produced, settings: settings, logger: logger)
-        guard problems.isEmpty else { throw UsageError(lines: problems) }
+        guard problems.isEmpty else { throw CommandError.usage(lines: problems) }
         let database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
         if storeWithheldSessions {
             try Self.storeWithheldSessions(of: plan, in: database)
@@ -129,7 +129,7 @@ struct LoadgenCommand: ParsableCommand {
         do {
             expectation = try LoadGenerator(plan: plan).run(database: database, producer: producer, detailed: false) { bar.update($0) }
         } catch {
-            throw RuntimeFailure("load generation failed: \(error)")
+            throw CommandError.failure("load generation failed", cause: error)
         }
         bar.finish()
         let kinds = JobKind.allCases.compactMap { kind in expectation.kinds[kind].map { "\($0) \(kind.rawValue)" } }.joined(separator: ", ")
@@ -145,7 +145,7 @@ struct LoadgenCommand: ParsableCommand {
         do {
             stored = try LoadGenerator(plan: plan).storeWithheldSessions(database: database)
         } catch {
-            throw RuntimeFailure("storing the withheld session keys failed: \(error)")
+            throw CommandError.failure("storing the withheld session keys failed", cause: error)
         }
         print("loadgen: stored \(stored) withheld session key(s); decryptd reprocess can now recover their session_not_found jobs")
     }

@@ -22,9 +22,9 @@ struct MigrateCommand: ParsableCommand {
         do {
             outcomes = try Migrator().migrate(connection)
         } catch let error as Migrator.ChangedMigrationError {
-            throw RuntimeFailure(error.description)
+            throw CommandError.failure(cause: error)
         } catch let error as PostgresError {
-            throw RuntimeFailure("migration failed: \(error.description)")
+            throw CommandError.failure("migration failed", cause: error)
         }
         var applied = 0
         for outcome in outcomes {

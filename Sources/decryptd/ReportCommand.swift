@@ -24,13 +24,13 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let since = since ?? Environment.value("DECRYPTD_REPORT_SINCE") ?? "24h"
         let format = try format ?? Environment.choice("DECRYPTD_REPORT_FORMAT", of: Format.self) ?? .table
-        guard let seconds = Self.seconds(since) else { throw UsageError("bad --since \(since): use a number and s, m, h, d or w, e.g. 24h, at most 36500d") }
+        guard let seconds = Self.seconds(since) else { throw CommandError.usage("bad --since \(since): use a number and s, m, h, d or w, e.g. 24h, at most 36500d") }
         let connection = try database.connectedConnection()
         let report: FailureReport
         do {
             report = try DecryptdDatabase(connection: connection).failureReport(windowSeconds: seconds)
         } catch {
-            throw RuntimeFailure("report failed: \(error.description)")
+            throw CommandError.failure("report failed", cause: error)
         }
         switch format {
         case .table: print(ReportRendering.table(report, since: since))

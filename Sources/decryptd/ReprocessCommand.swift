@@ -29,7 +29,7 @@ struct ReprocessCommand: ParsableCommand {
 
     @OptionGroup var decryption: DecryptionOptions
 
-    @Option(help: "Consumer group of the reprocessor. Env: DECRYPTD_REPROCESS_GROUP. Default: decryptd-reprocess.")
+    @Option(name: Settings.reprocessGroup.name, help: Settings.reprocessGroup.help)
     var group: String?
 
     @Option(name: .customLong("reason"), help: "Only replay records with this reason code (repeatable). Env: DECRYPTD_REPROCESS_REASONS, comma-separated.")
@@ -38,7 +38,7 @@ struct ReprocessCommand: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Read, decrypt and count; write, produce and commit nothing. Env: DECRYPTD_DRY_RUN=1.")
     var dryRun = false
 
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Skip (and count) records already tried this many times. Env: DECRYPTD_MAX_ATTEMPTS. Default: 5.")
+    @Option(name: Settings.maxAttempts.name, parsing: .unconditional, help: Settings.maxAttempts.help)
     var maxAttempts: Int?
 
     func run() throws {
@@ -46,19 +46,17 @@ struct ReprocessCommand: ParsableCommand {
         let startupSignals = StartupSignals(logger: logger)
         var settings: [String] = []
         var configuration = try connection.configuration(problems: &settings)
-        try decryption.apply(to: &configuration)
+        try decryption.apply(to: &configuration, problems: &settings)
         let reasons = reasons.isEmpty ? Environment.list("DECRYPTD_REPROCESS_REASONS") : reasons
         let dryRun = try dryRun || Environment.flag("DECRYPTD_DRY_RUN")
-        let maxAttempts = try maxAttempts ?? Environment.integer("DECRYPTD_MAX_ATTEMPTS") ?? 5
-        let group = group ?? Environment.value("DECRYPTD_REPROCESS_GROUP") ?? Reprocessor.Options().group
         settings += reasons.filter { !Self.knownReasons.contains($0) }.map {
             "unknown --reason \($0): use one of \(Self.knownReasons.sorted().joined(separator: ", "))"
         }
-        if maxAttempts < 1 { settings.append("--max-attempts must be at least 1") }
-        if group.isEmpty { settings.append("--group must not be empty") }
+        let maxAttempts = try Settings.maxAttempts.resolved(maxAttempts, problems: &settings)
+        let group = try Settings.reprocessGroup.resolved(group, problems: &settings)
         // The same probe that found the topic gives its partition count.
         let findings = Preflight.check(configuration, topics: [configuration.deadLetterTopic], settings: settings, logger: logger)
-        guard findings.problems.isEmpty else { throw UsageError(lines: findings.problems) }
+        guard findings.problems.isEmpty else { throw CommandError.usage(lines: findings.problems) }
         let partitions = findings.partitions[configuration.deadLetterTopic] ?? 0
 
         var options = Reprocessor.Options()
@@ -78,7 +76,7 @@ struct ReprocessCommand: ParsableCommand {
             startupSignals.handOver()
             summary = try reprocessor.run(partitions: partitions)
         } catch {
-            throw RuntimeFailure("reprocess failed: \(error)")
+            throw CommandError.failure("reprocess failed", cause: error)
         }
         print(Self.render(summary))
     }

@@ -33,45 +33,32 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Code jobs") var wechat: WeChatOptions
 
-    @Option(help: "Consumer group. Env: DECRYPTD_GROUP. Default: decryptd.")
+    @Option(name: Settings.group.name, help: Settings.group.help)
     var group: String?
 
-    @Option(parsing: .unconditional, help: "Decryption threads. Env: DECRYPTD_CONCURRENCY. Default: active cores.")
+    @Option(name: Settings.concurrency.name, parsing: .unconditional, help: Settings.concurrency.help)
     var concurrency: Int?
 
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Jobs per batch. Env: DECRYPTD_BATCH_SIZE. Default: 1000.")
+    @Option(name: Settings.batchSize.name, parsing: .unconditional, help: Settings.batchSize.help)
     var batchSize: Int?
 
-    @Option(name: .customLong("max-in-flight"), parsing: .unconditional, help: "Unfinished jobs at which no more are taken (bounds memory). Env: DECRYPTD_MAX_IN_FLIGHT. Default: 40000.")
+    @Option(name: Settings.maxInFlight.name, parsing: .unconditional, help: Settings.maxInFlight.help)
     var maxInFlight: Int?
 
-    @Option(name: .customLong("database-connections"), parsing: .unconditional, help: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel; a user's jobs always go to the same writer). Env: DECRYPTD_DATABASE_CONNECTIONS. Default: 8.")
+    @Option(name: Settings.databaseConnections.name, parsing: .unconditional, help: Settings.databaseConnections.help)
     var databaseConnections: Int?
 
-    @Option(name: .customLong("metrics-port"), parsing: .unconditional, help: "Serve Prometheus text at /metrics, and /healthz, /readyz. Env: DECRYPTD_METRICS_PORT. Default: off.")
+    @Option(name: Settings.metricsPort.name, parsing: .unconditional, help: Settings.metricsPort.help)
     var metricsPort: Int?
 
-    @Option(name: .customLong("progress-interval"), parsing: .unconditional, help: "Seconds between progress log lines (0: none). Env: DECRYPTD_PROGRESS_INTERVAL. Default: 10.")
+    @Option(name: Settings.progressInterval.name, parsing: .unconditional, help: Settings.progressInterval.help)
     var progressInterval: Double?
 
-    @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: "Seconds a graceful stop may take. Env: DECRYPTD_SHUTDOWN_TIMEOUT. Default: 30.")
+    @Option(name: Settings.shutdownTimeout.name, parsing: .unconditional, help: Settings.shutdownTimeout.help)
     var shutdownTimeout: Double?
 
-    @Option(name: .customLong("startup-timeout"), parsing: .unconditional, help: "Seconds to wait for the brokers and the database at start-up (a connect_timeout in the database URL wins). Env: DECRYPTD_STARTUP_TIMEOUT. Default: 10.")
+    @Option(name: Settings.startupTimeout.name, parsing: .unconditional, help: Settings.startupTimeout.help)
     var startupTimeout: Double?
-
-    /// How long start-up waits for the brokers and the database when `--startup-timeout` is not given (or is unusable).
-    static let defaultStartupTimeout: Double = 10
-
-    /// The longest any of the durations above may be: a day. (They end up as librdkafka's and
-    /// poll(2)'s 32-bit millisecond timeouts; inf, nan and 1e9 used to crash start-up.)
-    static let longestDuration: Double = 86_400
-
-    /// Whether `seconds` is a usable duration: more than 0 (or 0 itself, where that means "none")
-    /// and at most ``longestDuration``; false for nan.
-    static func isDuration(_ seconds: Double, zeroMeansNone: Bool = false) -> Bool {
-        (zeroMeansNone ? seconds >= 0 : seconds > 0) && seconds <= longestDuration
-    }
 
     @Flag(name: .customLong("exit-at-end"), help: "Batch mode: stop once every assigned partition is drained. Env: DECRYPTD_EXIT_AT_END=1.")
     var exitAtEnd = false
@@ -81,41 +68,29 @@ struct RunCommand: AsyncParsableCommand {
         let startupSignals = StartupSignals(logger: logger)
         var settings: [String] = []
         var configuration = try connection.configuration(problems: &settings)
-        try decryption.apply(to: &configuration)
-        try wechat.apply(to: &configuration, problems: &settings)
-        configuration.group = group ?? Environment.value("DECRYPTD_GROUP") ?? configuration.group
-        configuration.concurrency = try concurrency ?? Environment.integer("DECRYPTD_CONCURRENCY") ?? configuration.concurrency
-        configuration.batchSize = try batchSize ?? Environment.integer("DECRYPTD_BATCH_SIZE") ?? configuration.batchSize
-        configuration.maxInFlight = try maxInFlight ?? Environment.integer("DECRYPTD_MAX_IN_FLIGHT") ?? configuration.maxInFlight
-        configuration.databaseConnections = try databaseConnections ?? Environment.integer("DECRYPTD_DATABASE_CONNECTIONS") ?? configuration.databaseConnections
-        configuration.progressInterval = try progressInterval ?? Environment.number("DECRYPTD_PROGRESS_INTERVAL") ?? configuration.progressInterval
-        configuration.shutdownTimeout = try shutdownTimeout ?? Environment.number("DECRYPTD_SHUTDOWN_TIMEOUT") ?? configuration.shutdownTimeout
-        configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
-        let port = try metricsPort ?? Environment.integer("DECRYPTD_METRICS_PORT")
-        let startupTimeout = try startupTimeout ?? Environment.number("DECRYPTD_STARTUP_TIMEOUT") ?? Self.defaultStartupTimeout
-        let startupTimeoutIsUsable = Self.isDuration(startupTimeout)
-        if !startupTimeoutIsUsable {
-            settings.append("--startup-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
-        }
-        if configuration.group.isEmpty { settings.append("--group must not be empty") }
+        try decryption.apply(to: &configuration, problems: &settings)
+        configuration.concurrency = try Settings.concurrency.resolved(concurrency, problems: &settings)
+        configuration.batchSize = try Settings.batchSize.resolved(batchSize, problems: &settings)
+        let startupTimeout = try Settings.startupTimeout.resolved(startupTimeout, problems: &settings)
+        configuration.group = try Settings.group.resolved(group, problems: &settings)
+        configuration.maxInFlight = try Settings.maxInFlight.resolved(maxInFlight, problems: &settings)
         if configuration.maxInFlight < configuration.batchSize { settings.append("--max-in-flight must be at least --batch-size") }
-        if let port, !(0...65535).contains(port) { settings.append("--metrics-port must be 0 to 65535") }
-        if !(2...64).contains(configuration.databaseConnections) { settings.append("--database-connections must be 2 to 64") }
-        if !Self.isDuration(configuration.progressInterval, zeroMeansNone: true) {
-            settings.append("--progress-interval must be 0 (none) or up to \(Int(Self.longestDuration)) seconds")
-        }
-        if !Self.isDuration(configuration.shutdownTimeout) {
-            settings.append("--shutdown-timeout must be more than 0 and at most \(Int(Self.longestDuration)) seconds")
-        }
+        let port = try Settings.metricsPort.resolve(metricsPort, problems: &settings)
+        configuration.databaseConnections = try Settings.databaseConnections.resolved(databaseConnections, problems: &settings)
+        configuration.progressInterval = try Settings.progressInterval.resolved(progressInterval, problems: &settings)
+        configuration.shutdownTimeout = try Settings.shutdownTimeout.resolved(shutdownTimeout, problems: &settings)
+        configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
+        try wechat.apply(to: &configuration, problems: &settings)
+        let startupTimeoutIsUsable = Settings.startupTimeout.problem(with: startupTimeout) == nil
         logger.debug("checking the brokers and the database", metadata: [
             LogKey.brokers: "\(configuration.brokers)", LogKey.jobsTopic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
         ])
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
-            timeout: startupTimeoutIsUsable ? startupTimeout : Self.defaultStartupTimeout,
+            timeout: startupTimeoutIsUsable ? startupTimeout : Settings.startupTimeout.defaultValue!,
             logger: logger
         )
-        guard problems.isEmpty else { throw UsageError(lines: problems) }
+        guard problems.isEmpty else { throw CommandError.usage(lines: problems) }
         let unconfigured = configuration.appids.filter { configuration.appSecrets.secret(for: $0) == nil }
         if !unconfigured.isEmpty {
             logger.warning("no app secret for these appids: their code jobs fail with exchange_not_configured (set WECHAT_APP_SECRETS or --app-secrets-file)", metadata: [
@@ -127,7 +102,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             worker = try Worker(configuration: configuration, logger: logger)
         } catch {
-            throw UsageError("\(error)")
+            throw CommandError.usage(cause: error)
         }
         var services: [any Service] = [WorkerService(worker: worker, startupSignals: startupSignals)]
         if let port {
@@ -147,7 +122,7 @@ struct RunCommand: AsyncParsableCommand {
                 let bound = try server.start()
                 logger.info("serving metrics", metadata: [LogKey.port: "\(bound)"])
             } catch {
-                throw UsageError("\(error)")
+                throw CommandError.usage(cause: error)
             }
             services.append(EndpointService(server: server))
         }
@@ -160,7 +135,7 @@ struct RunCommand: AsyncParsableCommand {
         guard let summary = WorkerService.lastSummary.value else { return }
         print(SummaryTable.render(summary))
         if summary.abandoned > 0 {
-            throw RuntimeFailure("\(summary.abandoned) jobs were unfinished at shutdown; they were not committed and will be redelivered")
+            throw CommandError.failure("\(summary.abandoned) jobs were unfinished at shutdown; they were not committed and will be redelivered")
         }
     }
 }
@@ -181,7 +156,7 @@ struct WorkerService: Service {
                         Self.lastSummary.value = try worker.run()
                         continuation.resume()
                     } catch {
-                        continuation.resume(throwing: RuntimeFailure("worker stopped: \(error)"))
+                        continuation.resume(throwing: CommandError.failure("worker stopped", cause: error))
                     }
                 }
                 thread.name = "decryptd-consumer"

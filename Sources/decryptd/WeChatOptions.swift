@@ -13,10 +13,10 @@ struct WeChatOptions: ParsableArguments {
     @Option(name: .customLong("app-secrets-file"), help: ArgumentHelp("A file of 'appid secret' lines: the app secrets for code jobs (also from WECHAT_APP_SECRETS, appid:secret,...). An appid without a secret fails its code jobs with exchange_not_configured. Env: WECHAT_APP_SECRETS_FILE.", valueName: "path"))
     var appSecretsFile: String?
 
-    @Option(name: .customLong("exchange-concurrency"), parsing: .unconditional, help: "Code exchanges in flight at most, 1 to 4096. Env: DECRYPTD_EXCHANGE_CONCURRENCY. Default: 64.")
+    @Option(name: Settings.exchangeConcurrency.name, parsing: .unconditional, help: Settings.exchangeConcurrency.help)
     var exchangeConcurrency: Int?
 
-    @Option(name: .customLong("exchange-timeout"), parsing: .unconditional, help: "Seconds one exchange call may take before it is retried. Env: DECRYPTD_EXCHANGE_TIMEOUT. Default: 5.")
+    @Option(name: Settings.exchangeTimeout.name, parsing: .unconditional, help: Settings.exchangeTimeout.help)
     var exchangeTimeout: Double?
 
     @Option(name: .customLong("exchange-ledger-retention"), help: ArgumentHelp("How long exchanged codes are remembered (older ledger rows are deleted): seconds, or a number with s, m, h or d. Env: DECRYPTD_EXCHANGE_LEDGER_RETENTION. Default: 7d.", valueName: "duration"))
@@ -31,12 +31,12 @@ struct WeChatOptions: ParsableArguments {
             if let path = file ?? Environment.value("WECHAT_APP_SECRETS_FILE") {
                 let fromFile = try WeChatCredentials.read(file: path)
                 for appid in fromFile.appids {
-                    guard merged[appid] == nil else { throw UsageError("appid \(appid) has a secret both in WECHAT_APP_SECRETS and in \(path)") }
+                    guard merged[appid] == nil else { throw CommandError.usage("appid \(appid) has a secret both in WECHAT_APP_SECRETS and in \(path)") }
                     merged[appid] = fromFile.secret(for: appid)
                 }
             }
         } catch let error as WeChatCredentials.ParseError {
-            throw UsageError(error.description)
+            throw CommandError.usage(error.description)
         }
         return WeChatCredentials(merged)
     }
@@ -50,10 +50,8 @@ struct WeChatOptions: ParsableArguments {
         } catch {
             problems.append(error.description)
         }
-        configuration.exchangeConcurrency = try exchangeConcurrency ?? Environment.integer("DECRYPTD_EXCHANGE_CONCURRENCY") ?? configuration.exchangeConcurrency
-        if !(1...4096).contains(configuration.exchangeConcurrency) { problems.append("--exchange-concurrency must be 1 to 4096") }
-        configuration.exchangeTimeout = try exchangeTimeout ?? Environment.number("DECRYPTD_EXCHANGE_TIMEOUT") ?? configuration.exchangeTimeout
-        if !(configuration.exchangeTimeout > 0 && configuration.exchangeTimeout <= 600) { problems.append("--exchange-timeout must be more than 0 and at most 600 seconds") }
+        configuration.exchangeConcurrency = try Settings.exchangeConcurrency.resolved(exchangeConcurrency, problems: &problems)
+        configuration.exchangeTimeout = try Settings.exchangeTimeout.resolved(exchangeTimeout, problems: &problems)
         if let text = exchangeLedgerRetention ?? Environment.value("DECRYPTD_EXCHANGE_LEDGER_RETENTION") {
             if let seconds = Self.duration(text), seconds >= 600, seconds <= 366 * 86_400 {
                 configuration.exchangeLedgerRetention = seconds

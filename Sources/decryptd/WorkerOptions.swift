@@ -9,13 +9,12 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Kafka bootstrap servers, host:port[,host:port]. Env: KAFKA_BROKERS.")
     var brokers: String?
 
-    @Option(name: .customLong("database-url"), help: ArgumentHelp("PostgreSQL URL; every libpq parameter is honoured. Env: DATABASE_URL.", valueName: "url"))
-    var databaseURL: String?
+    @OptionGroup var database: DatabaseOptions
 
     @Option(name: .customLong("appid"), help: "An appid this worker serves (repeatable; the first is the default for jobs without one). Env: WECHAT_APPIDS, comma-separated.")
     var appids: [String] = []
 
-    @Option(name: .customLong("jobs-topic"), help: "Input topic. Env: DECRYPTD_JOBS_TOPIC. Default: wechat.phone.jobs.")
+    @Option(name: Settings.jobsTopic.name, help: Settings.jobsTopic.help)
     var jobsTopic: String?
 
     @Option(name: .customLong("kafka-property"), help: ArgumentHelp("A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.", valueName: "key=value"))
@@ -31,10 +30,10 @@ struct ConnectionOptions: ParsableArguments {
         let appidList = appids.isEmpty ? Environment.appids : appids.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         var configuration = WorkerConfiguration(
             brokers: brokers ?? Environment.value("KAFKA_BROKERS") ?? "",
-            databaseURL: databaseURL ?? Environment.value("DATABASE_URL") ?? "",
+            databaseURL: database.url ?? "",
             appids: appidList.filter { !$0.isEmpty }
         )
-        configuration.jobsTopic = jobsTopic ?? Environment.value("DECRYPTD_JOBS_TOPIC") ?? configuration.jobsTopic
+        configuration.jobsTopic = try Settings.jobsTopic.resolved(jobsTopic, problems: &problems)
         let properties = kafkaProperties.isEmpty
             ? (Environment.value("DECRYPTD_KAFKA_PROPERTIES") ?? "").split(separator: ";").map(String.init)
             : kafkaProperties
@@ -55,16 +54,16 @@ struct ConnectionOptions: ParsableArguments {
 
 /// The options of the commands that decrypt and dead-letter jobs, `run` and `reprocess`.
 struct DecryptionOptions: ParsableArguments {
-    @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: DECRYPTD_DLQ_TOPIC. Default: wechat.phone.dlq.")
+    @Option(name: Settings.deadLetterTopic.name, help: Settings.deadLetterTopic.help)
     var deadLetterTopic: String?
 
-    @Option(name: .customLong("max-session-keys"), parsing: .unconditional, help: "Session keys tried per user, newest first. Env: DECRYPTD_MAX_SESSION_KEYS. Default: 3.")
+    @Option(name: Settings.maxSessionKeys.name, parsing: .unconditional, help: Settings.maxSessionKeys.help)
     var maxSessionKeys: Int?
 
-    /// Sets these options (or their environment variables) in `configuration`; the values are
-    /// validated with the rest of it at start-up.
-    func apply(to configuration: inout WorkerConfiguration) throws {
-        configuration.deadLetterTopic = deadLetterTopic ?? Environment.value("DECRYPTD_DLQ_TOPIC") ?? configuration.deadLetterTopic
-        configuration.maxSessionKeys = try maxSessionKeys ?? Environment.integer("DECRYPTD_MAX_SESSION_KEYS") ?? configuration.maxSessionKeys
+    /// Sets these options (or their environment variables) in `configuration`; a bad value is
+    /// named in `problems`.
+    func apply(to configuration: inout WorkerConfiguration, problems: inout [String]) throws {
+        configuration.deadLetterTopic = try Settings.deadLetterTopic.resolved(deadLetterTopic, problems: &problems)
+        configuration.maxSessionKeys = try Settings.maxSessionKeys.resolved(maxSessionKeys, problems: &problems)
     }
 }
