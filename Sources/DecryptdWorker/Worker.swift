@@ -86,12 +86,18 @@ public final class Worker: @unchecked Sendable {
         exchangeStage = ExchangeStage(
             settings: .init(concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
             exchanger: exchanger, database: exchangeDatabase, backoff: backoff, logger: logger,
-            abandon: abandon, owns: { [unowned self] in consumer.owns($0) }, onPostgresRetry: { [metrics] in metrics.postgresRetries.increment() },
+            abandon: abandon, owns: { [unowned self] in consumer.owns($0) }, onPostgresRetry: { [metrics, stats] in
+                metrics.postgresRetries.increment()
+                stats.retriedPostgres()
+            },
             deliver: { [unowned self] batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
         )
         deadLetters = DeadLetterSender(
             transport: producer, backoff: backoff, logger: logger, stop: abandon,
-            onRetry: { [metrics] in metrics.kafkaRetries.increment() }, onPermanentFailure: { [unowned self] in fail($0, stage: "dead-letter retry") }
+            onRetry: { [metrics, stats] in
+                metrics.kafkaRetries.increment()
+                stats.retriedKafka()
+            }, onPermanentFailure: { [unowned self] in fail($0, stage: "dead-letter retry") }
         )
     }
 
@@ -122,6 +128,9 @@ public final class Worker: @unchecked Sendable {
         let (recent, polling) = state.withLock { (Date().timeIntervalSince(lastPoll) < 60, lifecycle.keepsPolling) }
         return (recent, recent && polling && !consumer.assignment.isEmpty)
     }
+
+    /// Retries of retriable errors so far: PostgreSQL work, and dead letters not acknowledged.
+    public var retries: (postgres: Int, kafka: Int) { stats.retries }
 
     /// The partitions this worker owns now.
     public var consumerAssignment: [TopicPartition] { consumer.assignment }
@@ -279,7 +288,10 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.run(what, logger: logger, stop: abandon, onRetry: { metrics.postgresRetries.increment() }, body)
+        try backoff.run(what, logger: logger, stop: abandon, onRetry: {
+            metrics.postgresRetries.increment()
+            stats.retriedPostgres()
+        }, body)
     }
 
     private func record(_ batch: WorkBatch) {

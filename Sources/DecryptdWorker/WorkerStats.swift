@@ -43,6 +43,12 @@ final class WorkerStats: @unchecked Sendable {
     private var firstFetch: Date?
     private var lastDurable: Date?
     private var kinds: [JobKind: (jobs: Int, lastDurable: Date)] = [:]
+    private var retried: (postgres: Int, kafka: Int) = (0, 0)
+
+    /// One more retry of a retriable PostgreSQL or Kafka error.
+    func retriedPostgres() { lock.withLock { retried.postgres += 1 } }
+    func retriedKafka() { lock.withLock { retried.kafka += 1 } }
+    var retries: (postgres: Int, kafka: Int) { lock.withLock { retried } }
 
     func add(_ counts: [String: Int], kinds batchKinds: [JobKind: Int] = [:], fetchedAt: Date) {
         lock.lock(); defer { lock.unlock() }

@@ -286,12 +286,17 @@ public struct LoadGenerator {
     }
 
     fileprivate func jobValue(_ openid: String, _ payload: SyntheticPayloads<SplitMix>.Payload) -> [UInt8] {
+        Self.encryptedJobValue(openid: openid, encryptedData: payload.encryptedData, iv: payload.iv, appid: plan.appid)
+    }
+
+    /// SPEC's value of an encrypted job: `{"openid", "encryptedData", "iv"[, "appid"]}`.
+    public static func encryptedJobValue(openid: String, encryptedData: String, iv: String, appid: String?) -> [UInt8] {
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("openid", openid)
-        writer.field("encryptedData", payload.encryptedData)
-        writer.field("iv", payload.iv)
-        writer.field("appid", plan.appid)
+        writer.field("encryptedData", encryptedData)
+        writer.field("iv", iv)
+        if let appid { writer.field("appid", appid) }
         writer.endObject()
         return Array(writer.text.utf8)
     }

@@ -5,13 +5,7 @@ import Testing
 /// The command-line contract of SPEC.md, through the real binary.
 @Suite("decryptd command line", .ownThread(minutes: 5))
 struct CLITests {
-    static let binary: String = {
-        if let path = ProcessInfo.processInfo.environment["DECRYPTD_BINARY"] { return path }
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("decryptd").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent(".build/debug/decryptd").path
-    }()
+    static let binary = decryptdBinary.path
 
     struct Output {
         var status: Int32
@@ -199,27 +193,19 @@ struct CLITests {
 
     @Test("decrypt takes its payload and keys from the environment, keeping keys out of the process list")
     func decryptFromEnvironment() throws {
-        let item = try Self.vectors()[0]
+        let item = try #require(VectorFile.loaded.cases.first { $0.expect.ok != nil })
         let output = try decryptd("decrypt", environment: [
-            "WECHAT_APPIDS": item["appid"] as! String,
-            "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item["session_key"] as! String)",
-            "DECRYPTD_IV": item["iv"] as! String,
-            "DECRYPTD_ENCRYPTED_DATA": item["encryptedData"] as! String,
+            "WECHAT_APPIDS": item.appid,
+            "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item.session_key)",
+            "DECRYPTD_IV": item.iv,
+            "DECRYPTD_ENCRYPTED_DATA": item.encryptedData,
         ])
         #expect(output.status == 0)
         let result = try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any]
-        let expected = (item["expect"] as! [String: Any])["ok"] as! [String: Any]
-        #expect(result?["phoneNumber"] as? String == expected["phoneNumber"] as? String)
+        #expect(result?["phoneNumber"] as? String == item.expect.ok?.phoneNumber)
         #expect(result?["keyIndex"] as? Int == 1, "the second key, after the wrong first one")
         let flagWins = try decryptd("decrypt --iv AAAA", environment: ["WECHAT_APPIDS": "wx0", "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==", "DECRYPTD_ENCRYPTED_DATA": "AAAA"])
         #expect(flagWins.stdout.contains("\"invalid_iv\""), "\(flagWins.stdout)")
-    }
-
-    static func vectors() throws -> [[String: Any]] {
-        let vectors = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("../shared/testdata/decrypt-vectors.json").standardized)) as! [String: Any]
-        return vectors["cases"] as! [[String: Any]]
     }
 
     @Test("run with nothing reachable: exit 2, one line per problem")
@@ -414,10 +400,10 @@ struct CLITests {
 
     @Test("decrypt: JSON lines in, one JSON line out per input, the run goes on after bad lines")
     func decryptLines() throws {
-        let cases = try Self.vectors()
+        let cases = VectorFile.loaded.cases
         var input = ""
         for item in cases {
-            let line: [String: Any] = ["appid": item["appid"]!, "session_key": item["session_key"]!, "iv": item["iv"]!, "encryptedData": item["encryptedData"]!]
+            let line: [String: Any] = ["appid": item.appid, "session_key": item.session_key, "iv": item.iv, "encryptedData": item.encryptedData]
             input += String(decoding: try JSONSerialization.data(withJSONObject: line), as: UTF8.self) + "\n"
             input += "this is not json\n"
         }
@@ -427,18 +413,17 @@ struct CLITests {
         #expect(lines.count == cases.count * 2)
         for (index, item) in cases.enumerated() {
             let result = lines[index * 2]
-            let expect = item["expect"] as! [String: Any]
-            if let ok = expect["ok"] as? [String: Any] {
+            if let ok = item.expect.ok {
                 #expect(result["ok"] as? Bool == true)
-                for field in ["phoneNumber", "purePhoneNumber", "countryCode"] {
-                    #expect(result[field] as? String == ok[field] as? String, "\(item["name"]!) \(field)")
+                for (field, value) in [("phoneNumber", ok.phoneNumber), ("purePhoneNumber", ok.purePhoneNumber), ("countryCode", ok.countryCode)] {
+                    #expect(result[field] as? String == value, "\(item.name) \(field)")
                 }
-                #expect(result["watermarkTimestamp"] as? Int == ok["watermarkTimestamp"] as? Int, "\(item["name"]!)")
+                #expect((result["watermarkTimestamp"] as? Int).map(Int64.init) == ok.watermarkTimestamp, "\(item.name)")
                 #expect(result["keyIndex"] as? Int == 0)
-                #expect(result["repaired"] as? Bool == (item["name"] as! String).hasPrefix("ok_lenient_base64"), "\(item["name"]!)")
+                #expect(result["repaired"] as? Bool == item.name.hasPrefix("ok_lenient_base64"), "\(item.name)")
             } else {
                 #expect(result["ok"] as? Bool == false)
-                #expect(result["reason"] as? String == expect["error"] as? String)
+                #expect(result["reason"] as? String == item.expect.error)
             }
             #expect(lines[index * 2 + 1]["reason"] as? String == "malformed_job")
         }

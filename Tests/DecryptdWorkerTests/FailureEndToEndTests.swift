@@ -5,15 +5,6 @@ import DecryptdWorker
 import Foundation
 import Testing
 
-/// The `decryptd` binary built beside the tests (or $DECRYPTD_BINARY).
-let decryptdBinary: URL = {
-    if let path = ProcessInfo.processInfo.environment["DECRYPTD_BINARY"] { return URL(fileURLWithPath: path) }
-    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("decryptd")
-    if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/decryptd")
-}()
-
 /// `decryptd run` as a child process, its output in a file (a pipe could fill and block it).
 func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = [], logPath: String? = nil) throws -> ChildProcess {
     var environment = pipeline.binaryEnvironment
@@ -82,7 +73,9 @@ struct FailureEndToEndTests {
         try waitUntil(timeout: 90, "the worker made progress") { try pipeline.members().count >= 200 }
 
         try control("stop")
-        Thread.sleep(forTimeInterval: 4)
+        let before = run.worker.retries.postgres
+        // The outage lasts until every stage has met it and retried a few times with backoff.
+        try waitUntil(timeout: 120, "PostgreSQL work retried through the outage") { run.worker.retries.postgres >= before + 10 }
         #expect(run.result == nil, "the worker keeps running through the outage")
         try control("start")
         pipeline.database.connection.disconnect()

@@ -68,14 +68,8 @@ struct Pipeline {
     /// A job for the jobs topic, its value SPEC's JSON object with these fields.
     static func job(openid: String, encryptedData: String, iv: String, appid: String? = nil, key: [UInt8]? = nil,
                     headers: [KafkaHeader] = []) -> KafkaRecord {
-        var writer = JSONWriter()
-        writer.beginObject()
-        writer.field("openid", openid)
-        writer.field("encryptedData", encryptedData)
-        writer.field("iv", iv)
-        if let appid { writer.field("appid", appid) }
-        writer.endObject()
-        return KafkaRecord(topic: "wechat.phone.jobs", key: key, value: Array(writer.text.utf8), headers: headers)
+        let value = LoadGenerator.encryptedJobValue(openid: openid, encryptedData: encryptedData, iv: iv, appid: appid)
+        return KafkaRecord(topic: "wechat.phone.jobs", key: key, value: value, headers: headers)
     }
 
     /// Sends records to the embedded broker, acknowledged, and returns where they landed.

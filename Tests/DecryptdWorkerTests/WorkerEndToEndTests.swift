@@ -130,7 +130,8 @@ struct WorkerEndToEndTests {
         configuration.kafkaProperties["message.timeout.ms"] = "1000"
         let first = try WorkerRun(configuration)
         try waitUntil(timeout: 60, "failures recorded during the outage") { try pipeline.failureRows().count >= 50 }
-        Thread.sleep(forTimeInterval: 3)
+        // Each refused round of dead letters takes message.timeout.ms (1 s): three rounds retried.
+        try waitUntil(timeout: 60, "dead letters retried through the outage") { first.worker.retries.kafka >= 3 }
         #expect(first.result == nil, "the worker keeps running while dead letters are refused")
         #expect(try pipeline.readAll("wechat.phone.dlq").isEmpty, "the outage holds: no dead letter got through")
 

@@ -83,3 +83,14 @@ public final class ChildProcess: @unchecked Sendable {
         return exitStatus!
     }
 }
+
+/// The `decryptd` binary built beside the tests (or `$DECRYPTD_BINARY`), for every test that
+/// runs it as a child process.
+public let decryptdBinary: URL = {
+    if let path = ProcessInfo.processInfo.environment["DECRYPTD_BINARY"] { return URL(fileURLWithPath: path) }
+    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("decryptd")
+    if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+    // Tests/Support/ChildProcess.swift -> the repository's debug build
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/decryptd")
+}()
