@@ -64,6 +64,8 @@ public enum KafkaClusterProbe {
             let error = answer.map { KafkaError($0.err) } ?? last
             guard error.isRetriable, error.code != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue else { return .failure(error) }
             last = error
+            // Intentional: the brokers create the topic in the background; ask again in 0.1 s,
+            // until the deadline (start-up only, nothing else waits on this thread).
             Thread.sleep(forTimeInterval: 0.1)
         }
         return .failure(last)

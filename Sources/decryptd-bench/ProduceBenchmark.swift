@@ -62,7 +62,7 @@ struct ProduceBenchmark: ParsableCommand {
                     lock.lock(); latencies.append(latency); lock.unlock()
                     group.leave()
                 }
-                Thread.sleep(forTimeInterval: interval / 1000)
+                Thread.sleep(forTimeInterval: interval / 1000)  // intentional: paces the sends at the rate measured
             } else {
                 for result in producer.send(chunk) { _ = try result.get() }
                 latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)

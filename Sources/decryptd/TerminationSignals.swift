@@ -35,6 +35,6 @@ final class TerminationSignals: @unchecked Sendable {
     }
 
     func cancel() {
-        sources.forEach { $0.cancel() }
+        for source in sources { source.cancel() }
     }
 }

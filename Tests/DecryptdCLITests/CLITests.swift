@@ -196,7 +196,7 @@ struct CLITests {
         let item = try #require(VectorFile.loaded.cases.first { $0.expect.ok != nil })
         let output = try decryptd("decrypt", environment: [
             "WECHAT_APPIDS": item.appid,
-            "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item.session_key)",
+            "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item.sessionKey)",
             "DECRYPTD_IV": item.iv,
             "DECRYPTD_ENCRYPTED_DATA": item.encryptedData,
         ])
@@ -403,7 +403,7 @@ struct CLITests {
         let cases = VectorFile.loaded.cases
         var input = ""
         for item in cases {
-            let line: [String: Any] = ["appid": item.appid, "session_key": item.session_key, "iv": item.iv, "encryptedData": item.encryptedData]
+            let line: [String: Any] = ["appid": item.appid, "session_key": item.sessionKey, "iv": item.iv, "encryptedData": item.encryptedData]
             input += String(decoding: try JSONSerialization.data(withJSONObject: line), as: UTF8.self) + "\n"
             input += "this is not json\n"
         }

@@ -45,8 +45,9 @@ struct BackoffTests {
         let handler = RecordingLogHandler()
         let logger = Logger(label: "test") { _ in handler }
         var calls = 0, retries = 0
+        let countRetry = { retries += 1 }
         let result = try Backoff(initialDelay: 0.001, maximumDelay: 0.004).run(
-            "outcome write", logger: logger, stop: StopRequest(), onRetry: { retries += 1 }
+            "outcome write", logger: logger, stop: StopRequest(), onRetry: countRetry
         ) {
             calls += 1
             if calls < 6 { throw Transient() }

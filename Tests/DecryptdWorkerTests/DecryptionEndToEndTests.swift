@@ -17,7 +17,7 @@ struct DecryptionEndToEndTests {
         let vectors = VectorFile.loaded
         let pipeline = try Pipeline(partitions: 3)
         let stored = try pipeline.database.insertSessionKeys(vectors.cases.map {
-            (user: UserKey(appid: $0.appid, openid: $0.openid), sessionKey: $0.session_key, issuedAt: 1_700_000_000)
+            (user: UserKey(appid: $0.appid, openid: $0.openid), sessionKey: $0.sessionKey, issuedAt: 1_700_000_000)
         })
         #expect(stored == vectors.cases.count)
 
@@ -75,7 +75,7 @@ struct DecryptionEndToEndTests {
             let vectorName = DeadLetter.header("case", in: letter.headers) ?? "?"
             #expect(DeadLetter.header(DeadLetter.reason, in: letter.headers) == expectedReason[vectorName], "\(vectorName)")
             let detail = DeadLetter.header(DeadLetter.detail, in: letter.headers) ?? ""
-            for secret in vectors.cases.flatMap({ [$0.session_key, $0.expect.ok?.purePhoneNumber] }).compactMap({ $0 }) where secret.count >= 8 {
+            for secret in vectors.cases.flatMap({ [$0.sessionKey, $0.expect.ok?.purePhoneNumber] }).compactMap({ $0 }) where secret.count >= 8 {
                 #expect(!detail.contains(secret), "\(vectorName): no key material or number in the detail")
             }
         }
@@ -93,9 +93,9 @@ struct DecryptionEndToEndTests {
             (UserKey(appid: vector.appid, openid: vector.openid), key, time)
         }
         _ = try pipeline.database.insertSessionKeys([
-            entry(second, key: second.session_key, at: 1_700_000_000), entry(second, key: stranger.session_key, at: 1_700_000_100),
-            entry(third, key: third.session_key, at: 1_700_000_000), entry(third, key: stranger.session_key, at: 1_700_000_100),
-            entry(third, key: second.session_key, at: 1_700_000_200),
+            entry(second, key: second.sessionKey, at: 1_700_000_000), entry(second, key: stranger.sessionKey, at: 1_700_000_100),
+            entry(third, key: third.sessionKey, at: 1_700_000_000), entry(third, key: stranger.sessionKey, at: 1_700_000_100),
+            entry(third, key: second.sessionKey, at: 1_700_000_200),
         ])
         _ = try pipeline.produce([second, third].map { Pipeline.job(openid: $0.openid, encryptedData: $0.encryptedData, iv: $0.iv) })
 

@@ -120,7 +120,7 @@ struct WorkBatchTests {
         var batch = WorkBatch(jobs: values.enumerated().map { PendingJob(jobMessage($0, partition: 0, value: $1), appids: [vectors.appid]) })
         var slots = UserSlots(capacity: batch.jobs.count)
         batch.assignKeySlots(&slots)
-        let keys = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.openid, $0.session_key) })
+        let keys = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.openid, $0.sessionKey) })
         batch.sessionKeys = slots.users.map { [keys[$0.openid]!] }
         batch.decrypt(using: DecryptorPool(), concurrency: 2)
 

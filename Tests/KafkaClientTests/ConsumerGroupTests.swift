@@ -171,7 +171,7 @@ struct ConsumerGroupTests {
             sendResults.set(producer.send(records("jobs", count: 500, from: 500)))
             done.signal()
         }.start()
-        Thread.sleep(forTimeInterval: 3)
+        Thread.sleep(forTimeInterval: 3)  // the outage lasts 3 s while the send is pending: the point of the test
         try cluster.setBroker(2, up: true)
         #expect(done.wait(timeout: .now() + 60) == .success)
         #expect(sendResults.value.count == 500)

@@ -71,7 +71,7 @@ struct HTTPEndpointServerTests {
         try withServer { port in
             // Connected, silent: each used to hold the probes behind it up to the request deadline.
             let idle = try (0..<(HTTPEndpointServer.maximumClients + 6)).map { _ in try HTTPProbe.connect(port: port, timeout: 1) }
-            defer { idle.forEach { close($0) } }
+            defer { for descriptor in idle { close(descriptor) } }
             try HTTPProbe.send(idle[0], "GET /metr")
             let started = Date()
             let probe = try HTTPProbe.get(port: port, "/metrics", timeout: 20)

@@ -19,7 +19,7 @@ struct KnownAnswerTests {
     @Test("each vector decrypts to its expected outcome", arguments: VectorFile.loaded.cases)
     func vector(_ vector: VectorFile.Case) throws {
         let result = PhoneDecryptor().decrypt(
-            appid: vector.appid, sessionKeys: [vector.session_key], iv: vector.iv, encryptedData: vector.encryptedData
+            appid: vector.appid, sessionKeys: [vector.sessionKey], iv: vector.iv, encryptedData: vector.encryptedData
         )
         if let ok = vector.expect.ok {
             let payload = try result.get()
@@ -36,7 +36,7 @@ struct KnownAnswerTests {
             }
             #expect(failure.reason.rawValue == vector.expect.error)
             #expect(!failure.detail.isEmpty)
-            #expect(!failure.detail.contains(vector.session_key))
+            #expect(!failure.detail.contains(vector.sessionKey))
         }
     }
 
@@ -45,7 +45,7 @@ struct KnownAnswerTests {
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("appid", vector.appid)
-        writer.field("session_key", vector.session_key)
+        writer.field("session_key", vector.sessionKey)
         writer.field("iv", vector.iv)
         writer.field("encryptedData", vector.encryptedData)
         writer.endObject()

@@ -17,10 +17,15 @@ public struct VectorFile: Decodable, Sendable {
         public var name: String
         public var appid: String
         public var openid: String
-        public var session_key: String
+        public var sessionKey: String
         public var iv: String
         public var encryptedData: String
         public var expect: Expectation
+
+        enum CodingKeys: String, CodingKey {
+            case name, appid, openid, iv, encryptedData, expect
+            case sessionKey = "session_key"
+        }
     }
 
     public var appid: String

@@ -51,7 +51,7 @@ struct AccessTokenCacheTests {
     func renewal() async throws {
         let clock = NIOLockedValueBox(Date(timeIntervalSince1970: 1_000_000))
         let fetcher = Fetcher(expiresIn: 100, delay: 1_000_000)
-        let cache = AccessTokenCache(now: { clock.withLockedValue { $0 } }) { try await fetcher.fetch($0) }
+        let cache = AccessTokenCache(now: { clock.withLockedValue { $0 } }, fetch: { try await fetcher.fetch($0) })
         // AccessToken's own clock is the real one: renewAt = real now + 80 s; move the fake clock past it.
         _ = try await cache.token(for: "a")
         clock.withLockedValue { $0 = Date().addingTimeInterval(79) }
