@@ -140,7 +140,8 @@ let package = Package(
         .target(
             name: "DecryptdWorker",
             dependencies: [
-                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest", "DedicatedThread", "LogKeys",
+                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest", "DedicatedThread",
+                "LogKeys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

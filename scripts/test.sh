@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what is missing, starts two throwaway
-# PostgreSQL servers (one is stopped and restarted by the outage test), builds, runs every test
-# (unit, integration, end to end, fuzz), and stops the servers.
+# The whole test suite, on a fresh machine: installs what is missing, checks the formatting
+# (.swift-format, strict: drift fails the run), starts two throwaway PostgreSQL servers (one is
+# stopped and restarted by the outage test), builds, runs every test (unit, integration, end to
+# end, fuzz), and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+echo "test: swift format lint --strict" >&2
+swift format lint --strict --recursive Sources Tests Plugins Package.swift
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
 trap 'pg_stop OUTAGE; pg_stop MAIN' EXIT

@@ -30,11 +30,14 @@ public final class DecryptdDatabase {
     public func sessionKeys(forDistinct users: [UserKey], limit: Int) throws(PostgresError) -> [[String]] {
         guard !users.isEmpty else { return [] }
         var keys = [[String]](repeating: [], count: users.count)
-        try connection.forEachRow(Statements.lookupSessionKeys, [
-            PostgresArray.text(users.lazy.map { $0.appid }),
-            PostgresArray.text(users.lazy.map { $0.openid }),
-            String(limit),
-        ]) { row throws(PostgresError) in
+        try connection.forEachRow(
+            Statements.lookupSessionKeys,
+            [
+                PostgresArray.text(users.lazy.map { $0.appid }),
+                PostgresArray.text(users.lazy.map { $0.openid }),
+                String(limit),
+            ]
+        ) { row throws(PostgresError) in
             guard let index = row.integer(0), keys.indices.contains(index - 1), let key = row.string(1) else {
                 throw PostgresError(kind: .protocolViolation, message: "unexpected session lookup row")
             }
@@ -49,12 +52,14 @@ public final class DecryptdDatabase {
     @discardableResult
     public func insertSessionKeys(_ entries: [(user: UserKey, sessionKey: String, issuedAt: Double)]) throws(PostgresError) -> Int {
         guard !entries.isEmpty else { return 0 }
-        return try connection.execute(Statements.insertSessionKeys, [
-            PostgresArray.text(entries.map(\.user.appid)),
-            PostgresArray.text(entries.map(\.user.openid)),
-            PostgresArray.text(entries.map(\.sessionKey)),
-            PostgresArray.text(entries.map { String($0.issuedAt) }),
-        ])
+        return try connection.execute(
+            Statements.insertSessionKeys,
+            [
+                PostgresArray.text(entries.map(\.user.appid)),
+                PostgresArray.text(entries.map(\.user.openid)),
+                PostgresArray.text(entries.map(\.sessionKey)),
+                PostgresArray.text(entries.map { String($0.issuedAt) }),
+            ])
     }
 
     /// Refreshes the planner's statistics of `wechat_sessions` after a bulk load, as autovacuum
@@ -110,7 +115,9 @@ public final class DecryptdDatabase {
     @discardableResult
     public func write(_ batch: OutcomeBatch) throws(PostgresError) -> WriteCounts {
         guard !batch.isEmpty else { return WriteCounts(membersChanged: 0, failuresRecorded: 0, failuresResolved: 0) }
-        let members = batch.newestMemberPerUser, failures = batch.failures, resolved = batch.resolved
+        let members = batch.newestMemberPerUser
+        let failures = batch.failures
+        let resolved = batch.resolved
         var parameters = [
             PostgresArray.text(members.lazy.map { $0.user.appid }),
             PostgresArray.text(members.lazy.map { $0.user.openid }),

@@ -39,7 +39,8 @@ extension DecryptdDatabase {
     /// safe to run while workers write).
     public func failureReport(windowSeconds: Int) throws(PostgresError) -> FailureReport {
         let window = [String(windowSeconds)]
-        let rows = try connection.query("""
+        let rows = try connection.query(
+            """
             SELECT reason, count(*), count(resolved_at),
                    to_char(min(failed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                    to_char(max(failed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
@@ -48,17 +49,21 @@ extension DecryptdDatabase {
             WHERE failed_at >= now() - make_interval(secs => $1::double precision)
             GROUP BY reason
             ORDER BY count(*) DESC, reason
-            """, window).map {
-            FailureReport.Row(reason: $0[0] ?? "", count: Int($0[1] ?? "") ?? 0, recovered: Int($0[2] ?? "") ?? 0,
-                              firstSeen: $0[3] ?? "", lastSeen: $0[4] ?? "", encrypted: Int($0[5] ?? "") ?? 0, code: Int($0[6] ?? "") ?? 0)
+            """, window
+        ).map {
+            FailureReport.Row(
+                reason: $0[0] ?? "", count: Int($0[1] ?? "") ?? 0, recovered: Int($0[2] ?? "") ?? 0,
+                firstSeen: $0[3] ?? "", lastSeen: $0[4] ?? "", encrypted: Int($0[5] ?? "") ?? 0, code: Int($0[6] ?? "") ?? 0)
         }
-        let hourly = try connection.query("""
+        let hourly = try connection.query(
+            """
             SELECT to_char(date_trunc('hour', failed_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:00:00"Z"'), reason, count(*)
             FROM decrypt_failures
             WHERE failed_at >= now() - make_interval(secs => $1::double precision)
             GROUP BY 1, 2
             ORDER BY 1, 2
-            """, window).map { FailureReport.Bucket(hour: $0[0] ?? "", reason: $0[1] ?? "", count: Int($0[2] ?? "") ?? 0) }
+            """, window
+        ).map { FailureReport.Bucket(hour: $0[0] ?? "", reason: $0[1] ?? "", count: Int($0[2] ?? "") ?? 0) }
         return FailureReport(windowSeconds: windowSeconds, rows: rows, hourly: hourly)
     }
 }

@@ -27,7 +27,8 @@ public struct Migrator {
     public func migrate(_ connection: PostgresConnection) throws -> [Outcome] {
         try connection.transaction { connection throws(PostgresError) in
             try Self.lock(connection)
-            try connection.execute("""
+            try connection.execute(
+                """
                 CREATE TABLE IF NOT EXISTS decryptd_migrations (
                     version    integer     PRIMARY KEY,
                     name       text        NOT NULL,

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A user as the session table keys it.
@@ -94,7 +94,8 @@ public struct OutcomeBatch: Sendable, Hashable {
     public var exchanges: [CodeExchangeRecord] = []
 
     public init(
-        members: [MemberRecord] = [], failures: [FailureRecord] = [], resolved: [SourceCoordinates] = [], exchanges: [CodeExchangeRecord] = []
+        members: [MemberRecord] = [], failures: [FailureRecord] = [], resolved: [SourceCoordinates] = [],
+        exchanges: [CodeExchangeRecord] = []
     ) {
         self.members = members
         self.failures = failures
@@ -153,7 +154,8 @@ struct UserKeyBuffer {
 
     /// Negative, zero or positive as user `a` sorts before, with or after user `b`.
     func compare(_ a: Int, _ b: Int) -> Int {
-        let x = spans[a], y = spans[b]
+        let x = spans[a]
+        let y = spans[b]
         return bytes.withUnsafeBufferPointer { buffer in
             let base = buffer.baseAddress!
             let byAppid = Self.compare(base + x.start, x.appid, base + y.start, y.appid)

@@ -1,6 +1,6 @@
 public import Foundation
-public import Logging
 import LogKeys
+public import Logging
 
 /// Capped exponential backoff with full jitter, for retriable errors (PostgreSQL down, a
 /// dead-letter produce not acknowledged). Logs once when trouble starts and once when it ends,

@@ -44,7 +44,8 @@ struct BatchOutcome {
                 case .failure(let failure):
                     let message = jobs[index].message
                     if shared == nil { shared = context() }  // formatted once, if a job failed
-                    let source = DeadLetter.Source(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp)
+                    let source = DeadLetter.Source(
+                        topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp)
                     addFailure(of: jobs[index], failure, origin: Origin(source: source, attempts: 1), context: shared!)
                 }
             }
@@ -67,11 +68,13 @@ struct BatchOutcome {
     }
 
     private mutating func addFailure(of job: PendingJob, _ failure: DecryptFailure, origin: Origin, context: DeadLetterContext) {
-        rows.failures.append(FailureRecord(appid: job.appid, openid: job.openid, failure: failure, source: origin.source.coordinates, kind: job.kind))
-        deadLetters.append(DeadLetter.record(
-            for: job.message, failure: failure, source: origin.source, attempts: origin.attempts,
-            topic: context.topic, group: context.group, failedAt: context.failedAt
-        ))
+        rows.failures.append(
+            FailureRecord(appid: job.appid, openid: job.openid, failure: failure, source: origin.source.coordinates, kind: job.kind))
+        deadLetters.append(
+            DeadLetter.record(
+                for: job.message, failure: failure, source: origin.source, attempts: origin.attempts,
+                topic: context.topic, group: context.group, failedAt: context.failedAt
+            ))
     }
 }
 

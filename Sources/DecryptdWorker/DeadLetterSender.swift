@@ -105,10 +105,12 @@ final class DeadLetterSender: @unchecked Sendable {
                 for (record, result) in zip(pending, results) {
                     guard case .failure(let error) = result else { continue }
                     if error.isTooLarge, let smaller = DeadLetter.shrunk(record) {
-                        logger.warning("dead letter too large for its topic: sending it without part of the original", metadata: [
-                            LogKey.omitted: "\(DeadLetter.header(DeadLetter.omitted, in: smaller.headers) ?? "")",
-                            LogKey.source: "\(Self.source(of: record))",
-                        ])
+                        logger.warning(
+                            "dead letter too large for its topic: sending it without part of the original",
+                            metadata: [
+                                LogKey.omitted: "\(DeadLetter.header(DeadLetter.omitted, in: smaller.headers) ?? "")",
+                                LogKey.source: "\(Self.source(of: record))",
+                            ])
                         failed.append(smaller)
                         shrunk = true
                     } else {

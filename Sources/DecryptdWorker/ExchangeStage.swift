@@ -3,11 +3,11 @@ import DedicatedThread
 import Dispatch
 import Foundation
 import KafkaClient
+import LogKeys
 import Logging
 import OpenSSLDigest
 import PhoneDecryption
 import WeChatAPI
-import LogKeys
 
 /// The exchange stage: code jobs' way from the lookup stage to the persist slots, beside decryption
 /// (SPEC "Code jobs").
@@ -143,7 +143,8 @@ final class ExchangeStage: @unchecked Sendable {
             try database.exchangedCodes(Array(Set(digests)))
         }
         // Codes exchanged before are complete at once; the others are exchanged in order.
-        var done: [PendingJob] = [], pending: [(job: PendingJob, digest: String)] = []
+        var done: [PendingJob] = []
+        var pending: [(job: PendingJob, digest: String)] = []
         for index in jobs.indices {
             if let entry = known[digests[index]] {
                 jobs[index].settle(from: entry)
@@ -167,7 +168,8 @@ final class ExchangeStage: @unchecked Sendable {
             running.enter()
             Task { [self] in
                 let result = await exchanger.exchange(
-                    code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp, shouldStop: { [abandon] in abandon.isRequested }
+                    code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp,
+                    shouldStop: { [abandon] in abandon.isRequested }
                 )
                 finish(job, digest: digest, result: result, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate)
                 running.leave()

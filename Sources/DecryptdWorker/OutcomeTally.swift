@@ -17,7 +17,8 @@ struct OutcomeTally {
         // per batch: a dictionary keyed by name would hash a string per job.
         let reasons = FailureReason.allCases
         var tally = [Int](repeating: 0, count: reasons.count + 1)
-        var encrypted = 0, code = 0
+        var encrypted = 0
+        var code = 0
         // Through the buffer, reading one field: `for job in jobs` would copy (retain and release)
         // every string and array of every job.
         jobs.withUnsafeBufferPointer { jobs in
@@ -28,7 +29,9 @@ struct OutcomeTally {
                     tally[0] += 1
                     if payload.keyIndex > 0 { fallbacks += 1 }
                     if !payload.repairs.isEmpty {
-                        for (kind, (repair, _)) in Base64Repairs.named.enumerated() where payload.repairs.contains(repair) { repairs[kind] += 1 }
+                        for (kind, (repair, _)) in Base64Repairs.named.enumerated() where payload.repairs.contains(repair) {
+                            repairs[kind] += 1
+                        }
                     }
                 case .failure(let failure):
                     tally[reasons.firstIndex(of: failure.reason)! + 1] += 1

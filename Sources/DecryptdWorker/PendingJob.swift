@@ -60,7 +60,9 @@ struct PendingJob: Sendable {
     init(_ message: KafkaMessage, appids: [String]) {
         self.message = message
         // Parsed where the value lies: no copy of it is made.
-        let parsed = message.withValue { value in value.map { value in DecryptJob.locate(value).map { Self.fields(of: $0, in: value, appids: appids) } } }
+        let parsed = message.withValue { value in
+            value.map { value in DecryptJob.locate(value).map { Self.fields(of: $0, in: value, appids: appids) } }
+        }
         // Field by field, not through tuples: tuple assignments copied the outcome and the job.
         guard case .success(let fields) = parsed else {
             openid = nil
@@ -81,7 +83,8 @@ struct PendingJob: Sendable {
         code = fields.code
         openidHash = WorkBatch.laneHash(fields.openid)
         if !fields.served {
-            outcome = .failure(DecryptFailure(.appidMismatch, "job appid \(Self.quoted(appid: fields.appid)) is not one this worker serves"))
+            outcome = .failure(
+                DecryptFailure(.appidMismatch, "job appid \(Self.quoted(appid: fields.appid)) is not one this worker serves"))
         }
     }
 
@@ -99,7 +102,8 @@ struct PendingJob: Sendable {
     private static func fields(
         of job: DecryptJob.Located, in value: UnsafeBufferPointer<UInt8>, appids: [String]
     ) -> (openid: String, appid: String, served: Bool, ciphertext: Ciphertext?, code: String?) {
-        var appid = appids[0], served = true
+        var appid = appids[0]
+        var served = true
         if let token = job.appid {
             let scanner = JSONScanner(value)
             // Byte for byte, like the watermark check and the tables.
@@ -114,9 +118,12 @@ struct PendingJob: Sendable {
         case .code(let code):
             return (openid, appid, served, nil, job.string(code, in: value))
         case .encrypted(let encryptedData, let iv) where encryptedData.hasEscapes || iv.hasEscapes:
-            return (openid, appid, served, .unescaped(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value)), nil)
+            return (
+                openid, appid, served, .unescaped(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value)), nil
+            )
         case .encrypted(let encryptedData, let iv):
-            let ranges = Ciphertext.inValue(encryptedData: Int32(encryptedData.start)..<Int32(encryptedData.end), iv: Int32(iv.start)..<Int32(iv.end))
+            let ranges = Ciphertext.inValue(
+                encryptedData: Int32(encryptedData.start)..<Int32(encryptedData.end), iv: Int32(iv.start)..<Int32(iv.end))
             return (openid, appid, served, ranges, nil)
         }
     }

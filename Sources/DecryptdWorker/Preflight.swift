@@ -70,13 +70,16 @@ public enum Preflight {
                 )
                 partitions = cluster.partitions
                 for topic in cluster.created {
-                    logger.notice("topic \(topic) did not exist; the brokers created it on demand, with \(partitions[topic] ?? 0) partition(s)")
+                    logger.notice(
+                        "topic \(topic) did not exist; the brokers created it on demand, with \(partitions[topic] ?? 0) partition(s)")
                 }
                 for topic in required where !topic.isEmpty && partitions[topic] == nil {
                     problems.append("topic \(topic) does not exist on \(configuration.brokers)")
                 }
                 for (topic, error) in cluster.notCreated.sorted(by: { $0.key < $1.key }) {
-                    problems.append("topic \(topic) does not exist on \(configuration.brokers), and the brokers did not create it on demand: \(error.message)")
+                    problems.append(
+                        "topic \(topic) does not exist on \(configuration.brokers), and the brokers did not create it on demand: \(error.message)"
+                    )
                 }
             } catch {
                 problems.append("cannot reach Kafka: \(error.message)")

@@ -1,10 +1,10 @@
 import DecryptdStore
 public import Foundation
 import KafkaClient
+import LogKeys
 public import Logging
 import PhoneDecryption
 import PostgresClient
-import LogKeys
 
 /// `decryptd reprocess`: replays the dead-letter topic from the reprocess group's position up to
 /// its end as of start, with fresh session-key lookups. Successes are upserted (the newest-watermark
@@ -44,8 +44,10 @@ public final class Reprocessor {
         public var stoppedEarly = false
         public var total: Counts {
             byReason.values.reduce(into: Counts()) {
-                $0.replayed += $1.replayed; $0.recovered += $1.recovered
-                $0.failedAgain += $1.failedAgain; $0.skipped += $1.skipped
+                $0.replayed += $1.replayed
+                $0.recovered += $1.recovered
+                $0.failedAgain += $1.failedAgain
+                $0.skipped += $1.skipped
             }
         }
     }
@@ -127,7 +129,8 @@ public final class Reprocessor {
         for message in messages {
             // Anything but a known code (another tool's record, a damaged header) counts as
             // "unknown": the summary prints it, and no --reason filter can name it.
-            let reason = DeadLetter.header(DeadLetter.reason, in: message.headers).flatMap(FailureReason.init(rawValue:))?.rawValue ?? "unknown"
+            let reason =
+                DeadLetter.header(DeadLetter.reason, in: message.headers).flatMap(FailureReason.init(rawValue:))?.rawValue ?? "unknown"
             let attempt = Int(DeadLetter.header(DeadLetter.attempts, in: message.headers) ?? "") ?? 1
             if (!options.reasons.isEmpty && !options.reasons.contains(reason)) || attempt >= options.maxAttempts {
                 summary.byReason[reason, default: Counts()].skipped += 1
@@ -177,21 +180,26 @@ public final class Reprocessor {
     static func source(of message: KafkaMessage) -> DeadLetter.Source {
         let headers = message.headers
         guard let topic = DeadLetter.header(DeadLetter.sourceTopic, in: headers), isTopicName(topic),
-              let partition = DeadLetter.header(DeadLetter.sourcePartition, in: headers).flatMap({ Int32($0) }),
-              let offset = DeadLetter.header(DeadLetter.sourceOffset, in: headers).flatMap({ Int64($0) })
-        else { return DeadLetter.Source(topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp) }
+            let partition = DeadLetter.header(DeadLetter.sourcePartition, in: headers).flatMap({ Int32($0) }),
+            let offset = DeadLetter.header(DeadLetter.sourceOffset, in: headers).flatMap({ Int64($0) })
+        else {
+            return DeadLetter.Source(
+                topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp)
+        }
         let timestamp = DeadLetter.header(DeadLetter.sourceTimestamp, in: headers).flatMap { Int64($0) }
         return DeadLetter.Source(topic: topic, partition: partition, offset: offset, timestamp: timestamp)
     }
 
     /// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`.
     static func isTopicName(_ name: String) -> Bool {
-        (1...249).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
-            default: false
+        (1...249).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                    true
+                default: false
+                }
             }
-        }
     }
 }

@@ -42,7 +42,9 @@ struct WorkBatch: Sendable {
     ///
     /// Code jobs that need an exchange are not dealt: they are returned apart, in order, for the
     /// exchange stage, so that their calls to WeChat never hold up the encrypted jobs beside them.
-    static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> (batches: [WorkBatch], codeJobs: [PendingJob]) {
+    static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> (
+        batches: [WorkBatch], codeJobs: [PendingJob]
+    ) {
         let messages = fetched.messages
         // Jobs are parsed into a buffer and moved from there into their batches, each exactly
         // once: appending copies would retain every reference a job holds, and freeing the
@@ -92,7 +94,9 @@ struct WorkBatch: Sendable {
 
     /// Deals finished jobs (exchanged code jobs) into one batch per lane, by the same hash as
     /// ``split(_:appids:lanes:batchSize:)``, so that a user's rows are always written by one slot.
-    static func byLane(_ jobs: [PendingJob], exchanges: [CodeExchangeRecord], lanes: Int, fetchedAt: DispatchTime, fetchedDate: Date) -> [WorkBatch] {
+    static func byLane(_ jobs: [PendingJob], exchanges: [CodeExchangeRecord], lanes: Int, fetchedAt: DispatchTime, fetchedDate: Date)
+        -> [WorkBatch]
+    {
         var batches = (0..<lanes).map { WorkBatch(lane: $0, fetchedAt: fetchedAt, fetchedDate: fetchedDate) }
         for job in jobs {
             let lane = job.openid == nil ? 0 : Int(job.openidHash % UInt64(lanes))
@@ -138,7 +142,8 @@ struct WorkBatch: Sendable {
         jobs.withUnsafeMutableBufferPointer { jobs in
             for index in jobs.indices {
                 guard case .none = jobs[index].outcome, jobs[index].ciphertext != nil,
-                      let openid = jobs[index].openid, let appid = jobs[index].appid else { continue }
+                    let openid = jobs[index].openid, let appid = jobs[index].appid
+                else { continue }
                 jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
             }
         }
@@ -148,14 +153,16 @@ struct WorkBatch: Sendable {
 extension MemberRecord {
     /// The member row a decrypted payload makes.
     init(user: UserKey, payload: PhonePayload) {
-        self.init(user: user, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
-                  countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp)
+        self.init(
+            user: user, phoneNumber: payload.phoneNumber, purePhoneNumber: payload.purePhoneNumber,
+            countryCode: payload.countryCode, watermarkTimestamp: payload.watermarkTimestamp)
     }
 }
 
 extension FailureRecord {
     /// The failure row of a job (`appid` and `openid` as far as the job names them).
     init(appid: String?, openid: String?, failure: DecryptFailure, source: SourceCoordinates, kind: JobKind?) {
-        self.init(appid: appid, openid: openid, reason: failure.reason.rawValue, detail: failure.detail, source: source, jobKind: kind?.rawValue)
+        self.init(
+            appid: appid, openid: openid, reason: failure.reason.rawValue, detail: failure.detail, source: source, jobKind: kind?.rawValue)
     }
 }

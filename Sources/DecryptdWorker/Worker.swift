@@ -2,11 +2,11 @@ import DecryptdStore
 import Dispatch
 import Foundation
 public import KafkaClient
+import LogKeys
 public import Logging
 import PhoneDecryption
 import PostgresClient
 import WeChatAPI
-import LogKeys
 
 /// The Kafka → PostgreSQL decryption worker, at least once.
 ///
@@ -84,9 +84,11 @@ public final class Worker: @unchecked Sendable {
         )
         let exchangeDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
         exchangeStage = ExchangeStage(
-            settings: .init(concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
+            settings: .init(
+                concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
             exchanger: exchanger, database: exchangeDatabase, backoff: backoff, logger: logger,
-            abandon: abandon, owns: { [unowned self] in consumer.owns($0) }, onPostgresRetry: { [metrics, stats] in
+            abandon: abandon, owns: { [unowned self] in consumer.owns($0) },
+            onPostgresRetry: { [metrics, stats] in
                 metrics.postgresRetries.increment()
                 stats.retriedPostgres()
             },
@@ -116,7 +118,8 @@ public final class Worker: @unchecked Sendable {
     /// not committed, so it is redelivered).
     private func fail(_ error: any Error, stage: String) {
         let first = state.withLock { lifecycle.failed(error) }
-        logger.critical("permanent error: the worker stops; the batch is not committed", metadata: [LogKey.stage: "\(stage)", LogKey.error: "\(error)"])
+        logger.critical(
+            "permanent error: the worker stops; the batch is not committed", metadata: [LogKey.stage: "\(stage)", LogKey.error: "\(error)"])
         if first {
             abandon.request()
             consumer.interruptWaits()
@@ -154,10 +157,12 @@ public final class Worker: @unchecked Sendable {
         deadLetters.start()
         exchangeStage.start()
         let stages = startStages()
-        logger.info("worker started", metadata: [
-            LogKey.topic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
-            LogKey.concurrency: "\(configuration.concurrency)", LogKey.batchSize: "\(configuration.batchSize)",
-        ])
+        logger.info(
+            "worker started",
+            metadata: [
+                LogKey.topic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
+                LogKey.concurrency: "\(configuration.concurrency)", LogKey.batchSize: "\(configuration.batchSize)",
+            ])
         state.withLock { lifecycle.started() }
         let progress = ProgressReporter(interval: configuration.progressInterval, stats: stats, logger: logger)
         var drained = false
@@ -168,7 +173,8 @@ public final class Worker: @unchecked Sendable {
                 state.withLock { lastPoll = Date() }
                 if !messages.isEmpty { parseQueue.put(FetchedMessages(messages: messages)) }
                 metrics.inFlight.record(consumer.inFlight)
-                progress.tick(inFlight: consumer.inFlight, lag: consumer.lag(), oldestUnfinished: consumer.oldestUnfinished, metrics: metrics)
+                progress.tick(
+                    inFlight: consumer.inFlight, lag: consumer.lag(), oldestUnfinished: consumer.oldestUnfinished, metrics: metrics)
                 if configuration.exitAtEnd, consumer.isDrained {
                     drained = true
                     break
@@ -180,7 +186,12 @@ public final class Worker: @unchecked Sendable {
         let abandoned = finish(stages)
         let summary = stats.summary(since: started, drained: drained, abandoned: abandoned)
         logger.info("worker stopped", metadata: summary.metadata)
-        if let error = state.withLock({ lifecycle.finished(); return lifecycle.error }) { throw error }
+        if let error = state.withLock({
+            lifecycle.finished()
+            return lifecycle.error
+        }) {
+            throw error
+        }
         return summary
     }
 
@@ -194,22 +205,24 @@ public final class Worker: @unchecked Sendable {
                 try parseAndLookUp(fetched, lookupDatabases[slot])
             }
         } + [
-            Stage("decryptd-decrypt", take: decryptQueue.take, abandon: abandon, onError: fail) { [self] batch in decrypt(&batch) },
-        ] + writeDatabases.indices.map { slot in
-            Stage("decryptd-persist-\(slot)", take: persistQueues[slot].take, abandon: abandon, onError: fail) { [self] work in
-                switch work {
-                case .write(let batch): try persist(batch, writeDatabases[slot])
-                case .complete(let batch): complete(batch)
+            Stage("decryptd-decrypt", take: decryptQueue.take, abandon: abandon, onError: fail) { [self] batch in decrypt(&batch) }
+        ]
+            + writeDatabases.indices.map { slot in
+                Stage("decryptd-persist-\(slot)", take: persistQueues[slot].take, abandon: abandon, onError: fail) { [self] work in
+                    switch work {
+                    case .write(let batch): try persist(batch, writeDatabases[slot])
+                    case .complete(let batch): complete(batch)
+                    }
                 }
             }
-        }
     }
 
     /// Lets in-flight work finish (bounded), then stops the stages, commits and leaves the group.
     private func finish(_ stages: [Stage]) -> Int {
         let abandoned = consumer.awaitCompletion(until: Date(timeIntervalSinceNow: configuration.shutdownTimeout))
         if abandoned > 0 {
-            logger.warning("stopping with unfinished jobs; they were not committed and will be redelivered", metadata: [LogKey.jobs: "\(abandoned)"])
+            logger.warning(
+                "stopping with unfinished jobs; they were not committed and will be redelivered", metadata: [LogKey.jobs: "\(abandoned)"])
         }
         abandon.request()
         parseQueue.close()
@@ -231,7 +244,8 @@ public final class Worker: @unchecked Sendable {
     /// Parses what one poll returned, deals it into lane batches, and looks up the session keys
     /// of all of them in one round trip.
     private func parseAndLookUp(_ fetched: FetchedMessages, _ database: DecryptdDatabase) throws {
-        var (batches, codeJobs) = WorkBatch.split(fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
+        var (batches, codeJobs) = WorkBatch.split(
+            fetched, appids: configuration.appids, lanes: persistQueues.count, batchSize: configuration.batchSize)
         if !codeJobs.isEmpty {
             exchangeStage.submit(.init(jobs: codeJobs, fetchedAt: fetched.fetchedAt, fetchedDate: fetched.fetchedDate))
         }
@@ -288,10 +302,12 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
-        try backoff.run(what, logger: logger, stop: abandon, onRetry: {
-            metrics.postgresRetries.increment()
-            stats.retriedPostgres()
-        }, body)
+        try backoff.run(
+            what, logger: logger, stop: abandon,
+            onRetry: {
+                metrics.postgresRetries.increment()
+                stats.retriedPostgres()
+            }, body)
     }
 
     private func record(_ batch: WorkBatch) {

@@ -1,8 +1,8 @@
 public import Foundation
-public import Logging
 import KafkaClient
-public import PhoneDecryption
 import LogKeys
+public import Logging
+public import PhoneDecryption
 
 /// What a run did, for the final log line and for `--exit-at-end` callers.
 public struct WorkerSummary: Sendable {
@@ -51,7 +51,8 @@ final class WorkerStats: @unchecked Sendable {
     var retries: (postgres: Int, kafka: Int) { lock.withLock { retried } }
 
     func add(_ counts: [String: Int], kinds batchKinds: [JobKind: Int] = [:], fetchedAt: Date) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         for (outcome, count) in counts { outcomes[outcome, default: 0] += count }
         firstFetch = min(firstFetch ?? fetchedAt, fetchedAt)
         let now = Date()
@@ -59,10 +60,15 @@ final class WorkerStats: @unchecked Sendable {
         for (kind, count) in batchKinds { kinds[kind] = ((kinds[kind]?.jobs ?? 0) + count, now) }
     }
 
-    var snapshot: [String: Int] { lock.lock(); defer { lock.unlock() }; return outcomes }
+    var snapshot: [String: Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return outcomes
+    }
 
     func summary(since start: Date, drained: Bool, abandoned: Int) -> WorkerSummary {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         let window = firstFetch.flatMap { first in lastDurable.map { $0.timeIntervalSince(first) } } ?? 0
         var summary = WorkerSummary(
             outcomes: outcomes, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned,
@@ -75,8 +81,8 @@ final class WorkerStats: @unchecked Sendable {
     /// VmHWM from /proc/self/status (Linux); 0 elsewhere.
     static func peakResidentBytes() -> Int {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kilobytes * 1024
     }

@@ -45,7 +45,8 @@ public final class DevWeChatServer: Sendable {
         let bound = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
         channel.withLockedValue { $0 = bound }
         if let every = configuration.invalidateTokensEvery, every > 0 {
-            group.next().scheduleRepeatedTask(initialDelay: .nanoseconds(Int64(every * 1e9)), delay: .nanoseconds(Int64(every * 1e9))) { [state] _ in
+            group.next().scheduleRepeatedTask(initialDelay: .nanoseconds(Int64(every * 1e9)), delay: .nanoseconds(Int64(every * 1e9))) {
+                [state] _ in
                 _ = state.withLockedValue { $0.invalidateTokens() }
             }
         }
@@ -65,10 +66,14 @@ public final class DevWeChatServer: Sendable {
     }
 
     /// Answers one request; `then` gets the answer after the configured latency (exchanges only).
-    fileprivate func answer(_ head: HTTPRequestHead, body: [UInt8], on loop: any EventLoop, then: @escaping @Sendable (DevWeChatState.Answer) -> Void) {
+    fileprivate func answer(
+        _ head: HTTPRequestHead, body: [UInt8], on loop: any EventLoop, then: @escaping @Sendable (DevWeChatState.Answer) -> Void
+    ) {
         let (path, query) = Self.split(head.uri)
         let method = head.method.rawValue
-        let answer = state.withLockedValue { $0.answer(method: method, path: path, query: query, body: body, now: Date().timeIntervalSince1970) }
+        let answer = state.withLockedValue {
+            $0.answer(method: method, path: path, query: query, body: body, now: Date().timeIntervalSince1970)
+        }
         if path == "/wxa/business/getuserphonenumber", configuration.latency > 0 {
             loop.scheduleTask(in: .nanoseconds(Int64(configuration.latency * 1e9))) { then(answer) }
         } else {

@@ -1,6 +1,6 @@
 import Foundation
-import SyntheticLoad
 import PhoneDecryption
+import SyntheticLoad
 
 /// What `decryptd dev-wechat` knows and decides: WeChat's two endpoints (stable token, phone-number
 /// code exchange) over in-memory state. Pure: no sockets, no clocks but the one given, so tests can
@@ -96,7 +96,9 @@ public struct DevWeChatState: Sendable {
     private mutating func stableToken(_ body: [UInt8], now: Double) -> Answer {
         guard let request = Self.object(body) else { return Self.error(47001, "data format error") }
         guard request["grant_type"] as? String == "client_credential" else { return Self.error(40002, "invalid grant_type") }
-        guard let appid = request["appid"] as? String, let secret = settings.secrets[appid] else { return Self.error(40013, "invalid appid") }
+        guard let appid = request["appid"] as? String, let secret = settings.secrets[appid] else {
+            return Self.error(40013, "invalid appid")
+        }
         stats.tokenFetches[appid, default: 0] += 1
         guard request["secret"] as? String == secret else { return Self.error(40125, "invalid appsecret") }
         let force = request["force_refresh"] as? Bool ?? false
@@ -120,7 +122,9 @@ public struct DevWeChatState: Sendable {
         case .reset: key = "reset"
         case .json(let status, _) where status != 200: key = "http_\(status)"
         case .json(_, let body):
-            key = body.hasPrefix(#"{"errcode":0,"#) ? (body.contains("phone_info") ? "ok" : "no_phone_info") : String(body.dropFirst(11).prefix { $0 != "," })
+            key =
+                body.hasPrefix(#"{"errcode":0,"#)
+                ? (body.contains("phone_info") ? "ok" : "no_phone_info") : String(body.dropFirst(11).prefix { $0 != "," })
         }
         stats.exchangesAnswered[key, default: 0] += 1
         return answer
@@ -165,10 +169,12 @@ public struct DevWeChatState: Sendable {
         let phone = code.phone
         // countryCode as WeChat sends it: a string, and a number now and then.
         let country = code.serial % 2 == 0 ? "\"\(phone.countryCode)\"" : phone.countryCode
-        return .json(status: 200, body: """
-            {"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"\(phone.phoneNumber)","purePhoneNumber":"\(phone.purePhoneNumber)",\
-            "countryCode":\(country),"watermark":{"timestamp":\(phone.watermarkTimestamp),"appid":"\(code.watermarkAppid)"}}}
-            """)
+        return .json(
+            status: 200,
+            body: """
+                {"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"\(phone.phoneNumber)","purePhoneNumber":"\(phone.purePhoneNumber)",\
+                "countryCode":\(country),"watermark":{"timestamp":\(phone.watermarkTimestamp),"appid":"\(code.watermarkAppid)"}}}
+                """)
     }
 
     // MARK: - Helpers

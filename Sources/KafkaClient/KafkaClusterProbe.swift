@@ -34,7 +34,9 @@ public enum KafkaClusterProbe {
                 if topic.err == RD_KAFKA_RESP_ERR_NO_ERROR { result.partitions[String(cString: topic.topic)] = Int(topic.partition_cnt) }
             }
         } catch {
-            throw KafkaError(code: error.code, name: error.name, message: "no broker answered at \(bootstrapServers) within \(Int(timeout)) s", isRetriable: error.isRetriable)
+            throw KafkaError(
+                code: error.code, name: error.name, message: "no broker answered at \(bootstrapServers) within \(Int(timeout)) s",
+                isRetriable: error.isRetriable)
         }
         for name in creating where result.partitions[name] == nil {
             switch request(name, handle, until: deadline) {

@@ -1,7 +1,7 @@
 internal import CRDKafka
 public import Foundation
-public import Logging
 import LogKeys
+public import Logging
 
 /// An at-least-once consumer-group member over librdkafka.
 ///
@@ -59,7 +59,8 @@ public final class KafkaConsumer: @unchecked Sendable {
                 guard let context = callbackContext(opaque) else { return }
                 if let offsets { context.committed?(RDKafkaTopicPartitionList.entries(of: offsets)) }
                 guard error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
-                context.logger.warning("offset commit failed; it is retried with the next commit", metadata: [LogKey.error: "\(KafkaError(error))"])
+                context.logger.warning(
+                    "offset commit failed; it is retried with the next commit", metadata: [LogKey.error: "\(KafkaError(error))"])
             }
         }
         context.rebalance = { [unowned self] _, error, partitions in
@@ -138,7 +139,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         if let fatal = handle.context.fatalError { throw fatal }
         let kafkaError = KafkaError(error, message: text)
         if error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
-            || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED {
+            || error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || error == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED
+        {
             logger.error("consumer error", metadata: [LogKey.error: "\(kafkaError)"])
         } else {
             logger.warning("consumer error", metadata: [LogKey.error: "\(kafkaError)"])
@@ -215,7 +217,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func highWatermarks(topic: String, partitions: Int, timeout: TimeInterval) throws(KafkaError) -> [Int32: Int64] {
         var result: [Int32: Int64] = [:]
         for partition in 0..<Int32(partitions) {
-            var low: Int64 = 0, high: Int64 = 0
+            var low: Int64 = 0
+            var high: Int64 = 0
             let status = rd_kafka_query_watermark_offsets(handle.pointer, topic, partition, &low, &high, Int32(timeout * 1000))
             guard status == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(status) }
             result[partition] = high
@@ -241,9 +244,13 @@ public final class KafkaConsumer: @unchecked Sendable {
         let bases = condition.withLock { (state.tracker.assigned, state.committed) }
         var result: [TopicPartition: Int64] = [:]
         for partition in bases.0 {
-            var low: Int64 = 0, high: Int64 = 0
-            guard rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
-                  high >= 0 else { continue }
+            var low: Int64 = 0
+            var high: Int64 = 0
+            guard
+                rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high)
+                    == RD_KAFKA_RESP_ERR_NO_ERROR,
+                high >= 0
+            else { continue }
             let base = bases.1[partition] ?? low
             result[partition] = max(0, high - base)
         }
@@ -312,8 +319,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard rd_kafka_assignment(handle.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
         defer { rd_kafka_topic_partition_list_destroy(list) }
         _ = pause ? rd_kafka_pause_partitions(handle.pointer, list) : rd_kafka_resume_partitions(handle.pointer, list)
-        logger.info(pause ? "in-flight limit reached: fetching paused" : "in-flight work drained: fetching resumed",
-                    metadata: [LogKey.inFlight: "\(inFlight)"])
+        logger.info(
+            pause ? "in-flight limit reached: fetching paused" : "in-flight work drained: fetching resumed",
+            metadata: [LogKey.inFlight: "\(inFlight)"])
     }
 
     // MARK: - Rebalancing (consumer thread, inside poll or close)
@@ -327,7 +335,8 @@ public final class KafkaConsumer: @unchecked Sendable {
                 state.assign(partitions)
                 return state.isPaused
             }
-            let status = cooperative ? Self.errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
+            let status =
+                cooperative ? Self.errorCode(rd_kafka_incremental_assign(handle.pointer, list)) : rd_kafka_assign(handle.pointer, list)
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("assign failed", metadata: [LogKey.error: "\(KafkaError(status))"])
             }
@@ -349,7 +358,9 @@ public final class KafkaConsumer: @unchecked Sendable {
                     try commit()
                     committedOnRevoke = true
                 } catch {
-                    logger.warning("commit on revoke refused; finished work since the last commit will be redelivered", metadata: [LogKey.error: "\(error)"])
+                    logger.warning(
+                        "commit on revoke refused; finished work since the last commit will be redelivered",
+                        metadata: [LogKey.error: "\(error)"])
                 }
             }
             condition.withLock { state.forget(partitions, unfinished: unfinished, committedOnRevoke: committedOnRevoke) }
@@ -357,10 +368,12 @@ public final class KafkaConsumer: @unchecked Sendable {
             if status != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.error("unassign failed", metadata: [LogKey.error: "\(KafkaError(status))"])
             }
-            logger.info(lost ? "partitions lost (not committed)" : "partitions revoked", metadata: [
-                LogKey.partitions: "\(TopicPartition.summary(of: partitions))",
-                LogKey.unfinishedInFlight: "\(unfinished)",
-            ])
+            logger.info(
+                lost ? "partitions lost (not committed)" : "partitions revoked",
+                metadata: [
+                    LogKey.partitions: "\(TopicPartition.summary(of: partitions))",
+                    LogKey.unfinishedInFlight: "\(unfinished)",
+                ])
 
         default:
             logger.error("rebalance error", metadata: [LogKey.error: "\(KafkaError(error))"])
@@ -375,7 +388,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Gives up `list`: incrementally under the cooperative protocol, the whole assignment otherwise.
-    private static func unassign(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>, from handle: OpaquePointer) -> rd_kafka_resp_err_t {
+    private static func unassign(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>, from handle: OpaquePointer)
+        -> rd_kafka_resp_err_t
+    {
         isCooperative(handle) ? errorCode(rd_kafka_incremental_unassign(handle, list)) : rd_kafka_assign(handle, nil)
     }
 

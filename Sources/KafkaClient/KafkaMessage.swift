@@ -1,6 +1,7 @@
 internal import CRDKafka
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A header as Kafka carries it: a name and an optional value.
@@ -83,8 +84,9 @@ public struct KafkaMessage: Sendable, Hashable {
     }
 
     public init(id: KafkaMessageID, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader], timestamp: Int64?) {
-        var packer = Packer(capacity: (key?.count ?? 0) + (value?.count ?? 0)
-            + headers.reduce(0) { $0 + 8 + $1.name.utf8.count + ($1.value?.count ?? 0) })
+        var packer = Packer(
+            capacity: (key?.count ?? 0) + (value?.count ?? 0)
+                + headers.reduce(0) { $0 + 8 + $1.name.utf8.count + ($1.value?.count ?? 0) })
         keySpan = key.map { packer.append($0) }
         valueSpan = value.map { packer.append($0) }
         for header in headers { packer.appendHeader(name: header.name.utf8, value: header.value) }
@@ -125,8 +127,9 @@ public struct KafkaMessage: Sendable, Hashable {
         var value: UnsafeRawPointer?
         var valueSize = 0
         while rd_kafka_header_get_all(list, index, &name, &value, &valueSize) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            body(UnsafeRawBufferPointer(start: name, count: name.map { strlen($0) } ?? 0),
-                 value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) })
+            body(
+                UnsafeRawBufferPointer(start: name, count: name.map { strlen($0) } ?? 0),
+                value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) })
             index += 1
         }
         return index
@@ -192,7 +195,9 @@ public struct KafkaRecord: Sendable, Hashable {
     /// The creation time in ms since the epoch; `nil`: now.
     public var timestamp: Int64?
 
-    public init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = [], timestamp: Int64? = nil) {
+    public init(
+        topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = [], timestamp: Int64? = nil
+    ) {
         self.topic = topic
         self.partition = partition
         self.key = key

@@ -7,8 +7,17 @@ public import Logging
 public final class KafkaMockCluster: @unchecked Sendable {
     /// Kafka API keys for ``pushRequestErrors(_:_:)``.
     public enum APIKey: Int16, Sendable {
-        case produce = 0, fetch = 1, listOffsets = 2, metadata = 3, offsetCommit = 8, offsetFetch = 9
-        case findCoordinator = 10, joinGroup = 11, heartbeat = 12, syncGroup = 14, initProducerId = 22
+        case produce = 0
+        case fetch = 1
+        case listOffsets = 2
+        case metadata = 3
+        case offsetCommit = 8
+        case offsetFetch = 9
+        case findCoordinator = 10
+        case joinGroup = 11
+        case heartbeat = 12
+        case syncGroup = 14
+        case initProducerId = 22
     }
 
     /// The mock needs a client instance to live in; this handle owns it.

@@ -1,8 +1,8 @@
 internal import CRDKafka
 import DedicatedThread
 public import Foundation
-public import Logging
 import LogKeys
+public import Logging
 
 /// An idempotent producer whose sends return only when the broker acknowledged every record
 /// (its delivery report), or failed.
@@ -54,10 +54,12 @@ public final class KafkaProducer: @unchecked Sendable {
                 let ticket = Unmanaged<DeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
                 let error = message.pointee.err
                 if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    ticket.resolve(.success(KafkaMessageID(
-                        topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
-                        partition: message.pointee.partition, offset: message.pointee.offset
-                    )))
+                    ticket.resolve(
+                        .success(
+                            KafkaMessageID(
+                                topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
+                                partition: message.pointee.partition, offset: message.pointee.offset
+                            )))
                 } else {
                     ticket.resolve(.failure(KafkaError(error)))
                 }
@@ -154,8 +156,9 @@ public final class KafkaProducer: @unchecked Sendable {
         let partition = record.partition ?? CRDKafka_partitionUnassigned()
         let status = withOptionalBytes(record.key) { key in
             withOptionalBytes(record.value) { value in
-                CRDKafka_produce(handle.pointer, record.topic, partition,
-                                 key.baseAddress, key.count, value.baseAddress, value.count, headers, record.timestamp ?? 0, opaque)
+                CRDKafka_produce(
+                    handle.pointer, record.topic, partition,
+                    key.baseAddress, key.count, value.baseAddress, value.count, headers, record.timestamp ?? 0, opaque)
             }
         }
         // On success librdkafka owns the headers; on failure they are still ours.

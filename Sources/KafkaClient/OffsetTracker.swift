@@ -105,7 +105,8 @@ struct OffsetTracker {
     /// the new committable offset when the contiguous finished run grew.
     private static func complete(_ offset: Int64, in state: inout Partition) -> (found: Bool, next: Int64?) {
         // binary search for the offset among the unfinished window
-        var low = state.head, high = state.offsets.count
+        var low = state.head
+        var high = state.offsets.count
         while low < high {
             let mid = (low + high) / 2
             if state.offsets[mid] < offset { low = mid + 1 } else { high = mid }

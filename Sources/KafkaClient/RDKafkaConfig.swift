@@ -31,7 +31,7 @@ enum RDKafkaConfig {
 enum RDKafkaLog {
     static func level(_ syslog: Int32) -> Logger.Level {
         switch syslog {
-        case ...2: .critical   // emerg, alert, crit
+        case ...2: .critical  // emerg, alert, crit
         case 3: .error
         case 4: .warning
         case 5: .notice

@@ -1,7 +1,7 @@
 internal import CRDKafka
 import Foundation
-import Logging
 import LogKeys
+import Logging
 
 /// Shared by the callbacks of one client: its logger and the fatal error, if one happened.
 /// Lives (retained through `rd_kafka_conf_set_opaque`) until the handle is destroyed.

@@ -1,7 +1,8 @@
 import DedicatedThread
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A minimal HTTP/1.1 server for `/metrics` and health probes: GET and HEAD only, one request per
@@ -68,17 +69,25 @@ public final class HTTPEndpointServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        lock.lock(); listener = fd; lock.unlock()
+        lock.lock()
+        listener = fd
+        lock.unlock()
         thread = DedicatedThread(name: "decryptd-http") { [self] in serve(fd) }
         return Int(UInt16(bigEndian: actual.sin_port))
     }
 
     public func stop() {
-        lock.lock(); stopping = true; lock.unlock()
+        lock.lock()
+        stopping = true
+        lock.unlock()
         thread?.join()  // the poll(2) loop sees `stopping` within its timeout
     }
 
-    private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
+    private var isStopping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopping
+    }
 
     /// How long one client may take to send its request, in all, and to take its response.
     static let requestDeadline: TimeInterval = 2
@@ -103,7 +112,8 @@ public final class HTTPEndpointServer: @unchecked Sendable {
         }
         var buffer = [UInt8](repeating: 0, count: 4096)
         while !isStopping {
-            var descriptors = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            var descriptors =
+                [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
                 + clients.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             let nearest = clients.map(\.deadline).min().map { max(0, $0.timeIntervalSinceNow) } ?? 0.2
             guard poll(&descriptors, nfds_t(descriptors.count), Int32(min(0.2, nearest) * 1000) + 1) >= 0 else { continue }
@@ -161,8 +171,8 @@ public final class HTTPEndpointServer: @unchecked Sendable {
     }
 }
 
-private extension [UInt8] {
-    var containsHeaderEnd: Bool {
+extension [UInt8] {
+    fileprivate var containsHeaderEnd: Bool {
         guard count >= 4 else { return false }
         for index in 0...(count - 4) where self[index] == 13 && self[index + 1] == 10 && self[index + 2] == 13 && self[index + 3] == 10 {
             return true

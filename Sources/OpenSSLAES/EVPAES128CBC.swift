@@ -22,7 +22,8 @@ public final class EVPAES128CBC {
             fatalError("EVP_CIPHER_CTX_new failed: out of memory")
         }
         let cipher = EVPCipherAlgorithm.aes128CBC.pointer
-        let status = direction == .decrypt
+        let status =
+            direction == .decrypt
             ? EVP_DecryptInit_ex(context, cipher, nil, nil, nil)
             : EVP_EncryptInit_ex(context, cipher, nil, nil, nil)
         guard status == 1, EVP_CIPHER_CTX_set_padding(context, 0) == 1 else {

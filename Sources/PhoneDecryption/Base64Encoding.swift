@@ -18,7 +18,9 @@ public enum Base64Encoding {
             output += [alphabet[Int(chunk >> 18 & 0x3F)], alphabet[Int(chunk >> 12 & 0x3F)], UInt8(ascii: "="), UInt8(ascii: "=")]
         case 2:
             let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8
-            output += [alphabet[Int(chunk >> 18 & 0x3F)], alphabet[Int(chunk >> 12 & 0x3F)], alphabet[Int(chunk >> 6 & 0x3F)], UInt8(ascii: "=")]
+            output += [
+                alphabet[Int(chunk >> 18 & 0x3F)], alphabet[Int(chunk >> 12 & 0x3F)], alphabet[Int(chunk >> 6 & 0x3F)], UInt8(ascii: "="),
+            ]
         default:
             break
         }

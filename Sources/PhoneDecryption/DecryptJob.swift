@@ -49,10 +49,12 @@ public struct DecryptJob: Sendable, Hashable {
     /// Parses a message value; any failure is `malformed_job` with a detail that quotes no content.
     public static func parse(_ value: UnsafeBufferPointer<UInt8>) -> Result<DecryptJob, DecryptFailure> {
         locate(value).map { job in
-            let payload: Payload = switch job.payload {
-            case .encrypted(let encryptedData, let iv): .encrypted(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value))
-            case .code(let code): .code(job.string(code, in: value))
-            }
+            let payload: Payload =
+                switch job.payload {
+                case .encrypted(let encryptedData, let iv):
+                    .encrypted(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value))
+                case .code(let code): .code(job.string(code, in: value))
+                }
             return DecryptJob(
                 openid: job.string(job.openid, in: value), payload: payload,
                 appid: job.appid.map { job.string($0, in: value) }, requestId: job.requestId.map { job.string($0, in: value) }

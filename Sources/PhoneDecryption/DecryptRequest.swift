@@ -65,7 +65,9 @@ public struct DecryptRequest: Sendable, Hashable {
             return .failure(DecryptFailure(.malformedJob, "line is not strict JSON: \(error)"))
         }
         if let problem { return .failure(DecryptFailure(.malformedJob, problem)) }
-        guard let appid = appid ?? defaultAppid else { return .failure(DecryptFailure(.malformedJob, "no appid (give it in the line or with --appid)")) }
+        guard let appid = appid ?? defaultAppid else {
+            return .failure(DecryptFailure(.malformedJob, "no appid (give it in the line or with --appid)"))
+        }
         guard let iv else { return .failure(DecryptFailure(.malformedJob, "no iv")) }
         guard let encryptedData else { return .failure(DecryptFailure(.malformedJob, "no encryptedData")) }
         let keys: [String]

@@ -49,7 +49,8 @@ extension JSONScanner {
             let word = (base + position).loadUnaligned(as: UInt64.self)
             let quote = word ^ (ones &* 0x22)
             let backslash = word ^ (ones &* 0x5C)
-            let special = ((word &- ones &* 0x20) | (quote &- ones) | (backslash &- ones))
+            let special =
+                ((word &- ones &* 0x20) | (quote &- ones) | (backslash &- ones))
                 & ~word & highs | word & highs
             // A flagged byte may be a false positive only above a true one, so stop at the lowest.
             guard special == 0 else {
@@ -64,15 +65,15 @@ extension JSONScanner {
         guard position + 1 < bytes.count else { throw fail(.unexpectedEnd) }
         switch bytes[position + 1] {
         case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
-             UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+            UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
             position += 2
         case UInt8(ascii: "u"):
             let unit = try readHex4(at: position + 2)
             position += 6
             if unit & 0xFC00 == 0xD800 {  // high surrogate: a low one must follow
                 guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
-                      bytes[position + 1] == UInt8(ascii: "u"),
-                      try readHex4(at: position + 2) & 0xFC00 == 0xDC00
+                    bytes[position + 1] == UInt8(ascii: "u"),
+                    try readHex4(at: position + 2) & 0xFC00 == 0xDC00
                 else { throw fail(.loneSurrogate) }
                 position += 6
             } else if unit & 0xFC00 == 0xDC00 {
@@ -106,12 +107,20 @@ extension JSONScanner {
         var secondRange: ClosedRange<UInt8> = 0x80...0xBF
         switch lead {
         case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; secondRange = 0xA0...0xBF
+        case 0xE0:
+            length = 3
+            secondRange = 0xA0...0xBF
         case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; secondRange = 0x80...0x9F
-        case 0xF0: length = 4; secondRange = 0x90...0xBF
+        case 0xED:
+            length = 3
+            secondRange = 0x80...0x9F
+        case 0xF0:
+            length = 4
+            secondRange = 0x90...0xBF
         case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; secondRange = 0x80...0x8F
+        case 0xF4:
+            length = 4
+            secondRange = 0x80...0x8F
         default: throw fail(.invalidUTF8)
         }
         guard position + length <= bytes.count else { throw fail(.invalidUTF8) }

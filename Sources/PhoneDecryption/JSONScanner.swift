@@ -103,7 +103,9 @@ public struct JSONScanner {
             try body(&self, key, &state)
             switch try peek() {
             case UInt8(ascii: ","): position += 1
-            case UInt8(ascii: "}"): position += 1; return
+            case UInt8(ascii: "}"):
+                position += 1
+                return
             default: throw fail(.unexpectedByte)
             }
         }
@@ -124,7 +126,9 @@ public struct JSONScanner {
             try body(&self)
             switch try peek() {
             case UInt8(ascii: ","): position += 1
-            case UInt8(ascii: "]"): position += 1; return
+            case UInt8(ascii: "]"):
+                position += 1
+                return
             default: throw fail(.unexpectedByte)
             }
         }

@@ -5,10 +5,24 @@ public struct JSONWriter: Sendable {
 
     public init() {}
 
-    public mutating func beginObject() { valuePrefix(); text += "{"; needsComma.append(false) }
-    public mutating func endObject() { needsComma.removeLast(); text += "}" }
-    public mutating func beginArray() { valuePrefix(); text += "["; needsComma.append(false) }
-    public mutating func endArray() { needsComma.removeLast(); text += "]" }
+    public mutating func beginObject() {
+        valuePrefix()
+        text += "{"
+        needsComma.append(false)
+    }
+    public mutating func endObject() {
+        needsComma.removeLast()
+        text += "}"
+    }
+    public mutating func beginArray() {
+        valuePrefix()
+        text += "["
+        needsComma.append(false)
+    }
+    public mutating func endArray() {
+        needsComma.removeLast()
+        text += "]"
+    }
 
     public mutating func key(_ name: String) {
         valuePrefix()
@@ -17,19 +31,43 @@ public struct JSONWriter: Sendable {
         needsComma[needsComma.count - 1] = false
     }
 
-    public mutating func string(_ value: String) { valuePrefix(); Self.appendQuoted(value, to: &text) }
-    public mutating func integer<I: BinaryInteger>(_ value: I) { valuePrefix(); text += String(value) }
-    public mutating func bool(_ value: Bool) { valuePrefix(); text += value ? "true" : "false" }
-    public mutating func null() { valuePrefix(); text += "null" }
+    public mutating func string(_ value: String) {
+        valuePrefix()
+        Self.appendQuoted(value, to: &text)
+    }
+    public mutating func integer<I: BinaryInteger>(_ value: I) {
+        valuePrefix()
+        text += String(value)
+    }
+    public mutating func bool(_ value: Bool) {
+        valuePrefix()
+        text += value ? "true" : "false"
+    }
+    public mutating func null() {
+        valuePrefix()
+        text += "null"
+    }
     public mutating func double(_ value: Double) {
         valuePrefix()
         text += value.isFinite ? String(value) : "null"
     }
 
-    public mutating func field(_ name: String, _ value: String) { key(name); string(value) }
-    public mutating func field<I: BinaryInteger>(_ name: String, _ value: I) { key(name); integer(value) }
-    public mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
-    public mutating func field(_ name: String, _ value: Double) { key(name); double(value) }
+    public mutating func field(_ name: String, _ value: String) {
+        key(name)
+        string(value)
+    }
+    public mutating func field<I: BinaryInteger>(_ name: String, _ value: I) {
+        key(name)
+        integer(value)
+    }
+    public mutating func field(_ name: String, _ value: Bool) {
+        key(name)
+        bool(value)
+    }
+    public mutating func field(_ name: String, _ value: Double) {
+        key(name)
+        double(value)
+    }
 
     private mutating func valuePrefix() {
         if needsComma[needsComma.count - 1] { text += "," }

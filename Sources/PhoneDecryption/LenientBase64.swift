@@ -67,8 +67,14 @@ public enum LenientBase64 {
         // Fast path: eight standard characters (six bytes) at a time, one check per step, then four.
         while offset &+ 8 <= count {
             let p = source + offset
-            let a = table[Int(p[0])], b = table[Int(p[1])], c = table[Int(p[2])], d = table[Int(p[3])]
-            let e = table[Int(p[4])], f = table[Int(p[5])], g = table[Int(p[6])], h = table[Int(p[7])]
+            let a = table[Int(p[0])]
+            let b = table[Int(p[1])]
+            let c = table[Int(p[2])]
+            let d = table[Int(p[3])]
+            let e = table[Int(p[4])]
+            let f = table[Int(p[5])]
+            let g = table[Int(p[6])]
+            let h = table[Int(p[7])]
             guard (a | b | c | d | e | f | g | h) & 0xC0 == 0 else { break }
             let high = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
             let low = UInt32(e) << 18 | UInt32(f) << 12 | UInt32(g) << 6 | UInt32(h)
@@ -84,7 +90,10 @@ public enum LenientBase64 {
         }
         if offset &+ 4 <= count {
             let p = source + offset
-            let a = table[Int(p[0])], b = table[Int(p[1])], c = table[Int(p[2])], d = table[Int(p[3])]
+            let a = table[Int(p[0])]
+            let b = table[Int(p[1])]
+            let c = table[Int(p[2])]
+            let d = table[Int(p[3])]
             if (a | b | c | d) & 0xC0 == 0 {
                 let group = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
                 target[written] = UInt8(truncatingIfNeeded: group >> 16)

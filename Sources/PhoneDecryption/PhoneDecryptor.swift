@@ -122,10 +122,11 @@ public final class PhoneDecryptor {
             let failure: DecryptFailure
             switch outcome {
             case .success(let fields):
-                return .success(PhonePayload(
-                    phoneNumber: fields.phone, purePhoneNumber: fields.pure, countryCode: fields.country,
-                    watermarkTimestamp: fields.timestamp, keyIndex: index, repairs: jobRepairs.union(keyRepairs)
-                ))
+                return .success(
+                    PhonePayload(
+                        phoneNumber: fields.phone, purePhoneNumber: fields.pure, countryCode: fields.country,
+                        watermarkTimestamp: fields.timestamp, keyIndex: index, repairs: jobRepairs.union(keyRepairs)
+                    ))
             case .invalidKey(let detail):
                 (rank, failure) = (0, DecryptFailure(.invalidSessionKey, detail))
             case .badPadding:

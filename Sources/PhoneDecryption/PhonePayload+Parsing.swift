@@ -93,10 +93,11 @@ extension PhonePayload {
             return .failure(.invalid("\(name) contains a control character"))
         }
         guard scanner.token(appid, equals: expectedAppid) else { return .failure(.appidMismatch) }
-        let countryText = switch country {
-        case .string(let token): scanner.string(token)
-        case .number(let range): String(decoding: UnsafeBufferPointer(rebasing: plaintext[range]), as: UTF8.self)
-        }
+        let countryText =
+            switch country {
+            case .string(let token): scanner.string(token)
+            case .number(let range): String(decoding: UnsafeBufferPointer(rebasing: plaintext[range]), as: UTF8.self)
+            }
         return .success(Fields(phone: scanner.string(phone), pure: scanner.string(pure), country: countryText, timestamp: timestamp))
     }
 

@@ -22,15 +22,18 @@ public enum PhoneNumberAnswer: Sendable, Hashable {
     public static func parse(_ body: UnsafeBufferPointer<UInt8>, expectedAppid: String) -> PhoneNumberAnswer {
         var phoneInfo: Range<Int>?
         let errcode: Int64?
-        switch readAnswer(body, { scanner, key, problem throws(JSONSyntaxError) in
-            guard scanner.token(key, equals: "phone_info") else { return false }
-            if phoneInfo != nil, problem == nil { problem = "answer has phone_info twice" }
-            _ = try scanner.peek()
-            let start = scanner.position
-            try scanner.skipValue()
-            phoneInfo = start..<scanner.position
-            return true
-        }) {
+        switch readAnswer(
+            body,
+            { scanner, key, problem throws(JSONSyntaxError) in
+                guard scanner.token(key, equals: "phone_info") else { return false }
+                if phoneInfo != nil, problem == nil { problem = "answer has phone_info twice" }
+                _ = try scanner.peek()
+                let start = scanner.position
+                try scanner.skipValue()
+                phoneInfo = start..<scanner.position
+                return true
+            })
+        {
         case .failure(let unreadable): return .unreadable(unreadable.detail)
         case .success(let code): errcode = code
         }
@@ -42,9 +45,11 @@ public enum PhoneNumberAnswer: Sendable, Hashable {
         return appid.withUTF8 { appid in
             switch PhonePayload.parse(plaintext: info, expectedAppid: appid) {
             case .success(let fields):
-                return .phone(PhonePayload(
-                    phoneNumber: fields.phone, purePhoneNumber: fields.pure, countryCode: fields.country, watermarkTimestamp: fields.timestamp
-                ))
+                return .phone(
+                    PhonePayload(
+                        phoneNumber: fields.phone, purePhoneNumber: fields.pure, countryCode: fields.country,
+                        watermarkTimestamp: fields.timestamp
+                    ))
             case .failure(.appidMismatch): return .appidMismatch
             case .failure(.invalid(let detail)):
                 return .invalidPhoneInfo("phone_info: " + detail.replacingPrefix("plaintext ", with: ""))
@@ -68,24 +73,27 @@ public enum StableTokenAnswer: Sendable, Hashable {
         var expiresIn: Int64?
         let errcode: Int64?
         let scanner = JSONScanner(body)
-        switch readAnswer(body, { scanner, key, problem throws(JSONSyntaxError) in
-            if scanner.token(key, equals: "access_token") {
-                if token != nil, problem == nil { problem = "answer has access_token twice" }
-                if try scanner.peek() == UInt8(ascii: "\"") {
-                    token = try scanner.readString()
+        switch readAnswer(
+            body,
+            { scanner, key, problem throws(JSONSyntaxError) in
+                if scanner.token(key, equals: "access_token") {
+                    if token != nil, problem == nil { problem = "answer has access_token twice" }
+                    if try scanner.peek() == UInt8(ascii: "\"") {
+                        token = try scanner.readString()
+                    } else {
+                        if problem == nil { problem = "access_token is not a string" }
+                        try scanner.skipValue()
+                    }
+                } else if scanner.token(key, equals: "expires_in") {
+                    if expiresIn != nil, problem == nil { problem = "answer has expires_in twice" }
+                    expiresIn = try readInteger(&scanner)
+                    if expiresIn == nil, problem == nil { problem = "expires_in is not an integer" }
                 } else {
-                    if problem == nil { problem = "access_token is not a string" }
-                    try scanner.skipValue()
+                    return false
                 }
-            } else if scanner.token(key, equals: "expires_in") {
-                if expiresIn != nil, problem == nil { problem = "answer has expires_in twice" }
-                expiresIn = try readInteger(&scanner)
-                if expiresIn == nil, problem == nil { problem = "expires_in is not an integer" }
-            } else {
-                return false
-            }
-            return true
-        }) {
+                return true
+            })
+        {
         case .failure(let unreadable): return .unreadable(unreadable.detail)
         case .success(let code): errcode = code
         }
@@ -107,7 +115,7 @@ public enum StableTokenAnswer: Sendable, Hashable {
         for byte in token.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
                 let hex = Array("0123456789ABCDEF".unicodeScalars)

@@ -1,6 +1,7 @@
 internal import CLibPQ
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Owns one `PGconn`; finishes it in `deinit`. Blocking: call it from a dedicated thread, never

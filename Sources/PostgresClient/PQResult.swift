@@ -91,4 +91,3 @@ public struct PostgresRow {
         string(column).flatMap { Int($0) }
     }
 }
-

@@ -1,6 +1,7 @@
 internal import CLibPQ
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A named statement that is prepared once per connection and re-prepared after a reconnect.
@@ -91,17 +92,21 @@ public final class PostgresConnection {
     private static func containsNUL(_ value: String) -> Bool {
         if let found = value.utf8.withContiguousStorageIfAvailable({ bytes in
             bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false
-        }) { return found }
+        }) {
+            return found
+        }
         return value.utf8.contains(0)
     }
 
     private func liveSession() throws(PostgresError) -> PQConnection {
         if let session, session.isHealthy { return session }
         disconnect()
-        let fresh = try PQConnection(conninfo: url, defaults: [
-            ("connect_timeout", String(connectTimeoutSeconds)),
-            ("application_name", applicationName),
-        ] + Self.deadServerDetection)
+        let fresh = try PQConnection(
+            conninfo: url,
+            defaults: [
+                ("connect_timeout", String(connectTimeoutSeconds)),
+                ("application_name", applicationName),
+            ] + Self.deadServerDetection)
         session = fresh
         return fresh
     }
@@ -206,7 +211,8 @@ public final class PostgresConnection {
             disconnect()
             throw PostgresError(kind: .connection, sqlState: result.sqlState, message: message.isEmpty ? result.primaryMessage : message)
         }
-        let error = PostgresError(kind: .server, sqlState: result.sqlState, message: Self.redacted(result.primaryMessage, sqlState: result.sqlState))
+        let error = PostgresError(
+            kind: .server, sqlState: result.sqlState, message: Self.redacted(result.primaryMessage, sqlState: result.sqlState))
         if let state = error.sqlState, state.hasPrefix("08") || state.hasPrefix("57P") { disconnect() }
         throw error
     }

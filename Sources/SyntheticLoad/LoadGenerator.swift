@@ -48,7 +48,7 @@ public struct LoadGenerator {
             for item in text.split(separator: ",") where !item.isEmpty {
                 let parts = item.split(separator: "=")
                 guard parts.count == 2, let reason = FailureReason(rawValue: String(parts[0])),
-                      let share = Double(parts[1]), (0...1).contains(share)
+                    let share = Double(parts[1]), (0...1).contains(share)
                 else { throw PlanError(description: "bad fault \(item): use code=share with a failure code and a share from 0 to 1") }
                 faults[reason] = share
             }
@@ -190,27 +190,34 @@ public struct LoadGenerator {
                 case .sessionNotFound?:
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)nobody\(index)"), secret: synthetic.key())
                     withheld.append((user.key, Base64Encoding.encode(user.secret), 1_700_000_200))
-                    value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                    value = generator.jobValue(
+                        user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 case .invalidSessionKey?:
                     brokenKeyUsers += 1
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)broken\(brokenKeyUsers)"), secret: synthetic.key())
                     sessions.append((user.key, Base64Encoding.encode(user.secret.prefix(8)), 1_700_000_000))
-                    value = generator.jobValue(user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                    value = generator.jobValue(
+                        user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 case .badPadding?:
                     // Encrypted with a key the user never had; make sure no stored key passes by chance.
                     var payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
                     let stored = user.storedKeys
-                    while case .failure(let failure) = decryptor.decrypt(appid: plan.appid, sessionKeys: stored, iv: payload.iv, encryptedData: payload.encryptedData),
-                          failure.reason != .badPadding {
+                    while case .failure(let failure) = decryptor.decrypt(
+                        appid: plan.appid, sessionKeys: stored, iv: payload.iv, encryptedData: payload.encryptedData),
+                        failure.reason != .badPadding
+                    {
                         payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
                     }
                     value = generator.jobValue(user.key.openid, payload)
                 case nil:
                     let damaged = Double.random(in: 0..<1, using: &random) < plan.damagedShare
-                    value = generator.jobValue(user.key.openid, synthetic.make(damaged ? .damagedBase64 : .none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                    value = generator.jobValue(
+                        user.key.openid,
+                        synthetic.make(damaged ? .damagedBase64 : .none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 case .invalidIV?, .invalidCiphertext?, .invalidPlaintext?, .appidMismatch?:
                     let fault = SyntheticPayloads<SplitMix>.Fault(rawValue: failure!.rawValue)!
-                    value = generator.jobValue(user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                    value = generator.jobValue(
+                        user.key.openid, synthetic.make(fault, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 case .codeInvalid?, .codeExpired?, .invalidPhoneInfo?, .exchangeNotConfigured?, .wechatError?:
                     preconditionFailure("a code reason is only picked for code jobs")
                 }
@@ -218,7 +225,10 @@ public struct LoadGenerator {
                     topic: plan.topic, key: key, value: value,
                     headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")]
                 )
-                jobs.append(Job(record: record, failure: failure, user: user.key, userIndex: failure == nil ? userIndex : nil, phone: phone, watermark: timestamp))
+                jobs.append(
+                    Job(
+                        record: record, failure: failure, user: user.key, userIndex: failure == nil ? userIndex : nil, phone: phone,
+                        watermark: timestamp))
             }
             // Deliver some users' jobs out of order: swap neighbours now and then.
             for index in stride(from: 1, to: jobs.count, by: 5) where Bool.random(using: &random) {

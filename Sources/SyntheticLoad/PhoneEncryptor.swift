@@ -1,5 +1,5 @@
-public import PhoneDecryption
 internal import OpenSSLAES
+public import PhoneDecryption
 
 /// Produces WeChat-style encrypted phone payloads: the inverse of ``PhoneDecryptor``.
 ///

@@ -1,4 +1,5 @@
 public import PhoneDecryption
+
 /// A phone-number code as `decryptd loadgen` makes them and `decryptd dev-wechat` honours them,
 /// derived from its fields alone, so the two share no state: the stand-in knows from a code itself
 /// whether it is genuine, for which appid, when it was issued, which number it stands for and how
@@ -69,7 +70,7 @@ public struct SyntheticCode: Sendable, Hashable {
     public static func parse(_ text: String, appid: String) -> SyntheticCode? {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 4, let issuedAt = Int64(parts[1], radix: 36), let serial = UInt64(parts[2], radix: 36),
-              parts[3].utf8.count == 16, let check = UInt64(parts[3], radix: 16)
+            parts[3].utf8.count == 16, let check = UInt64(parts[3], radix: 16)
         else { return nil }
         var faults: Faults = []
         for letter in parts[0] where letter != "0" {

@@ -1,4 +1,5 @@
 public import PhoneDecryption
+
 /// Realistic synthetic phone payloads with chosen faults, for the benchmark, the demo and the load
 /// generator. Every payload is really encrypted; `expected` is what decryption must report.
 public struct SyntheticPayloads<Generator: RandomNumberGenerator> {
@@ -52,7 +53,8 @@ public struct SyntheticPayloads<Generator: RandomNumberGenerator> {
 
     /// A mainland number: 1, then 3-9, then nine digits.
     public mutating func phoneNumber() -> String {
-        "1" + String(Int.random(in: 3...9, using: &generator)) + String(Int.random(in: 0..<1_000_000_000, using: &generator)).leftPadded(to: 9)
+        "1" + String(Int.random(in: 3...9, using: &generator))
+            + String(Int.random(in: 0..<1_000_000_000, using: &generator)).leftPadded(to: 9)
     }
 
     public mutating func key() -> [UInt8] { PhoneEncryptor.randomBlock(using: &generator) }
@@ -84,8 +86,10 @@ public struct SyntheticPayloads<Generator: RandomNumberGenerator> {
             keys = [Base64Encoding.encode(self.key())]
             // A wrong key passes the padding check about 1 time in 256; pick one that does not.
             let decryptor = PhoneDecryptor()
-            while case .failure(let failure) = decryptor.decrypt(appid: appid, sessionKeys: keys, iv: encrypted.iv, encryptedData: encrypted.encryptedData),
-                  failure.reason != .badPadding {
+            while case .failure(let failure) = decryptor.decrypt(
+                appid: appid, sessionKeys: keys, iv: encrypted.iv, encryptedData: encrypted.encryptedData),
+                failure.reason != .badPadding
+            {
                 keys = [Base64Encoding.encode(self.key())]
             }
         case .invalidIV:

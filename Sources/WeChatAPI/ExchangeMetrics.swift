@@ -13,13 +13,27 @@ public final class ExchangeMetrics: Sendable {
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
 
     /// The errcodes SPEC and WeChat's documentation name; any other is counted as "other".
-    static let knownErrcodes: Set<Int64> = [-1, 40001, 40013, 40014, 40029, 40125, 40164, 40226, 41001, 41002, 41004, 42001, 45009, 45011, 47001, 48001, 61024]
+    static let knownErrcodes: Set<Int64> = [
+        -1, 40001, 40013, 40014, 40029, 40125, 40164, 40226, 41001, 41002, 41004, 42001, 45009, 45011, 47001, 48001, 61024,
+    ]
 
     public init() {}
 
-    func callStarted() { inFlight.record(calls.withLockedValue { $0 += 1; return $0 }) }
+    func callStarted() {
+        inFlight.record(
+            calls.withLockedValue {
+                $0 += 1
+                return $0
+            })
+    }
 
-    func callEnded() { inFlight.record(calls.withLockedValue { $0 -= 1; return $0 }) }
+    func callEnded() {
+        inFlight.record(
+            calls.withLockedValue {
+                $0 -= 1
+                return $0
+            })
+    }
 
     /// `decryptd_exchanges_total{outcome}`: every call's outcome, "ok", a failure code, or what made
     /// it transient (busy, rate_limited, token_rejected, http_error, no_answer, unreadable).
@@ -32,7 +46,8 @@ public final class ExchangeMetrics: Sendable {
 
     /// `decryptd_wechat_errcodes_total{errcode}`: non-zero errcodes WeChat answered, by either endpoint.
     func errcode(_ errcode: Int64) {
-        counter("decryptd_wechat_errcodes_total", [("errcode", Self.knownErrcodes.contains(errcode) ? String(errcode) : "other")]).increment()
+        counter("decryptd_wechat_errcodes_total", [("errcode", Self.knownErrcodes.contains(errcode) ? String(errcode) : "other")])
+            .increment()
     }
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {

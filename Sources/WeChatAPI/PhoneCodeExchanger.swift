@@ -1,8 +1,8 @@
 public import Foundation
+import LogKeys
 public import Logging
 import NIOConcurrencyHelpers
 public import PhoneDecryption
-import LogKeys
 
 /// Exchanges phone-number codes with WeChat (`phonenumber.getPhoneNumber`), as SPEC's "Code jobs"
 /// says: access tokens from the stable-token endpoint, cached per appid; transient answers (no
@@ -53,7 +53,9 @@ public final class PhoneCodeExchanger: Sendable {
         pacer = AppidPacer(maximum: configuration.concurrency)
         let timeout = configuration.timeout
         tokens = AccessTokenCache { [transport, credentials, metrics, logger] appid in
-            try await Self.fetchToken(appid: appid, secret: credentials.secret(for: appid) ?? "", transport: transport, timeout: timeout, metrics: metrics, logger: logger)
+            try await Self.fetchToken(
+                appid: appid, secret: credentials.secret(for: appid) ?? "", transport: transport, timeout: timeout, metrics: metrics,
+                logger: logger)
         }
     }
 
@@ -155,7 +157,9 @@ public final class PhoneCodeExchanger: Sendable {
         let started = DispatchTime.now()
         let answer: (status: Int, body: [UInt8])
         do {
-            answer = try await transport.post("/wxa/business/getuserphonenumber?access_token=\(StableTokenAnswer.queryValue(token.value))", body: Array(body.text.utf8), timeout: configuration.timeout)
+            answer = try await transport.post(
+                "/wxa/business/getuserphonenumber?access_token=\(StableTokenAnswer.queryValue(token.value))", body: Array(body.text.utf8),
+                timeout: configuration.timeout)
         } catch {
             metrics.callEnded()
             metrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))
@@ -176,7 +180,8 @@ public final class PhoneCodeExchanger: Sendable {
             return .done(.phone(payload))
         case .appidMismatch:
             metrics.exchange(FailureReason.appidMismatch.rawValue)
-            return .done(.failure(DecryptFailure(.appidMismatch, "phone_info watermark appid is not the job's appid \(appid) (errcode 0, \(age))")))
+            return .done(
+                .failure(DecryptFailure(.appidMismatch, "phone_info watermark appid is not the job's appid \(appid) (errcode 0, \(age))")))
         case .invalidPhoneInfo(let detail):
             metrics.exchange(FailureReason.invalidPhoneInfo.rawValue)
             return .done(.failure(DecryptFailure(.invalidPhoneInfo, "\(detail) (errcode 0, \(age))")))
@@ -300,7 +305,10 @@ final class TroubleLog: Sendable {
             defer { (state.troubled, state.retries, state.lastFailure) = (true, state.retries + 1, Date()) }
             return !state.troubled
         }
-        if first { logger.warning("code exchanges are failing transiently; retrying with backoff until they recover", metadata: [LogKey.error: "\(why)"]) }
+        if first {
+            logger.warning(
+                "code exchanges are failing transiently; retrying with backoff until they recover", metadata: [LogKey.error: "\(why)"])
+        }
     }
 
     func recovered() {

@@ -32,7 +32,9 @@ public struct WeChatCredentials: Sendable, CustomStringConvertible {
             guard let colon = item.firstIndex(of: ":") else {
                 throw ParseError(description: "\(source): entry \(index + 1) is not appid:secret")
             }
-            try add(appid: String(item[..<colon]), secret: String(item[item.index(after: colon)...]), at: "entry \(index + 1)", of: source, to: &secrets)
+            try add(
+                appid: String(item[..<colon]), secret: String(item[item.index(after: colon)...]), at: "entry \(index + 1)", of: source,
+                to: &secrets)
         }
         return WeChatCredentials(secrets)
     }
@@ -64,8 +66,11 @@ public struct WeChatCredentials: Sendable, CustomStringConvertible {
         return try parse(file: text, source: "app secrets file \(path)")
     }
 
-    private static func add(appid: String, secret: String, at place: String, of source: String, to secrets: inout [String: String]) throws(ParseError) {
-        let appid = appid.trimmingCharacters(in: .whitespaces), secret = secret.trimmingCharacters(in: .whitespaces)
+    private static func add(appid: String, secret: String, at place: String, of source: String, to secrets: inout [String: String])
+        throws(ParseError)
+    {
+        let appid = appid.trimmingCharacters(in: .whitespaces)
+        let secret = secret.trimmingCharacters(in: .whitespaces)
         guard !appid.isEmpty, !secret.isEmpty else { throw ParseError(description: "\(source): \(place) has an empty appid or secret") }
         // The secret goes into a JSON body; the appid into metrics labels: printable ASCII only.
         guard (appid + secret).utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {

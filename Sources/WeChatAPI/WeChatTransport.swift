@@ -42,7 +42,7 @@ public final class HTTPClientTransport: WeChatTransport {
     /// Checks `text` as an API base URL: http or https, a host, no query, fragment or credentials.
     public static func validate(baseURL text: String) throws(URLError) -> String {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
-              scheme == "https" || scheme == "http", let host = components.host, !host.isEmpty
+            scheme == "https" || scheme == "http", let host = components.host, !host.isEmpty
         else { throw URLError(description: "--wechat-api-url \(text) is not an http(s) URL with a host") }
         guard components.query == nil, components.fragment == nil, components.user == nil, components.password == nil else {
             throw URLError(description: "--wechat-api-url must have no query, fragment or user info")

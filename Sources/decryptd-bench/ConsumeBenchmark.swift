@@ -33,7 +33,9 @@ struct ConsumeBenchmark: ParsableCommand {
         )
         configuration.commitInterval = .infinity
         for property in properties {
-            guard let setting = KafkaPropertySetting.parse(property) else { throw ValidationError("--property takes key=value, got \(property)") }
+            guard let setting = KafkaPropertySetting.parse(property) else {
+                throw ValidationError("--property takes key=value, got \(property)")
+            }
             configuration.properties[setting.key] = setting.value
         }
         var logger = Logger(label: "decryptd-bench")
@@ -56,7 +58,9 @@ struct ConsumeBenchmark: ParsableCommand {
         if json {
             print(#"{"messages":\#(messages),"messages_per_s":\#(perSecond),"megabytes_per_s":\#(Double(bytes) / seconds / 1e6)}"#)
         } else {
-            print("consumed \(messages) messages in \(String(format: "%.2f", seconds)) s: \(perSecond) messages/s, \(String(format: "%.1f", Double(bytes) / seconds / 1e6)) MB/s")
+            print(
+                "consumed \(messages) messages in \(String(format: "%.2f", seconds)) s: \(perSecond) messages/s, \(String(format: "%.1f", Double(bytes) / seconds / 1e6)) MB/s"
+            )
         }
     }
 }

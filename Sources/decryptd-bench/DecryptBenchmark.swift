@@ -1,8 +1,8 @@
 import ArgumentParser
-import SyntheticLoad
 import Dispatch
 import Foundation
 import PhoneDecryption
+import SyntheticLoad
 
 /// `decryptd-bench decrypt`: decrypts per second of realistic phone payloads, single thread and with
 /// a Dispatch pool over all cores, against the OpenSSL floor measured in the same run.
@@ -33,8 +33,12 @@ struct DecryptBenchmark: ParsableCommand {
     static let appid = "wx6ede2086ee29a89f"
 
     func validate() throws {
-        guard seconds > 0, threads > 0, payloads > 0, rounds > 0 else { throw ValidationError("--seconds, --threads, --payloads and --rounds must be positive") }
-        if let only, !["floor", "single", "all", "parse"].contains(only) { throw ValidationError("--only takes floor, single, all or parse, not '\(only)'") }
+        guard seconds > 0, threads > 0, payloads > 0, rounds > 0 else {
+            throw ValidationError("--seconds, --threads, --payloads and --rounds must be positive")
+        }
+        if let only, !["floor", "single", "all", "parse"].contains(only) {
+            throw ValidationError("--only takes floor, single, all or parse, not '\(only)'")
+        }
     }
 
     func run() throws {
@@ -42,15 +46,18 @@ struct DecryptBenchmark: ParsableCommand {
         let inputs = (0..<payloads).map { _ in synthetic.make(.none) }
 
         if let only {
-            let make: @Sendable (Int) -> (Int) -> Bool = switch only {
-            case "floor": floorWorker(inputs)
-            case "parse": parseWorker(inputs)
-            default: coreWorker(inputs)
-            }
+            let make: @Sendable (Int) -> (Int) -> Bool =
+                switch only {
+                case "floor": floorWorker(inputs)
+                case "parse": parseWorker(inputs)
+                default: coreWorker(inputs)
+                }
             print(Int(measure(threads: only == "all" ? threads : 1, make)))
             return
         }
-        var floor = 0.0, single = 0.0, all = 0.0
+        var floor = 0.0
+        var single = 0.0
+        var all = 0.0
         for _ in 0..<rounds {
             floor = max(floor, measure(threads: 1, floorWorker(inputs)))
             single = max(single, measure(threads: 1, coreWorker(inputs)))
@@ -99,7 +106,9 @@ struct DecryptBenchmark: ParsableCommand {
             let decryptor = PhoneDecryptor()
             return { index in
                 let input = inputs[index]
-                if case .success = decryptor.decrypt(appid: Self.appid, sessionKeys: input.sessionKeys, iv: input.iv, encryptedData: input.encryptedData) {
+                if case .success = decryptor.decrypt(
+                    appid: Self.appid, sessionKeys: input.sessionKeys, iv: input.iv, encryptedData: input.encryptedData)
+                {
                     return true
                 }
                 return false

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import WeChatAPI
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// `decryptd-bench http`: the two HTTP clients README weighs for the code exchange, side by side
 /// against `decryptd dev-wechat --latency-ms L`: calls per second with C in flight, and the
@@ -19,25 +20,31 @@ struct HTTPClientBenchmark: AsyncParsableCommand {
     @Option(help: "Calls in flight.") var concurrency = 256
 
     func run() async throws {
-        let transport: any WeChatTransport = switch client {
-        case .ahc: try HTTPClientTransport(baseURL: url, connections: concurrency)
-        case .urlsession: URLSessionTransport(baseURL: url, connections: concurrency)
-        }
+        let transport: any WeChatTransport =
+            switch client {
+            case .ahc: try HTTPClientTransport(baseURL: url, connections: concurrency)
+            case .urlsession: URLSessionTransport(baseURL: url, connections: concurrency)
+            }
         let body = Array(#"{"code":"0-bench-1-0000000000000000"}"#.utf8)
         // Warm up: open the connections.
         try await run(transport, calls: concurrency, body: body)
-        let cpuBefore = Self.cpuSeconds(), started = Date()
+        let cpuBefore = Self.cpuSeconds()
+        let started = Date()
         let failures = try await run(transport, calls: calls, body: body)
-        let elapsed = Date().timeIntervalSince(started), cpu = Self.cpuSeconds() - cpuBefore
+        let elapsed = Date().timeIntervalSince(started)
+        let cpu = Self.cpuSeconds() - cpuBefore
         await transport.shutdown()
-        print(String(format: "http %@: %d calls, %d in flight: %.0f calls/s, %.1f µs CPU per call, %d failed",
-                     client.rawValue, calls, concurrency, Double(calls) / elapsed, cpu / Double(calls) * 1e6, failures))
+        print(
+            String(
+                format: "http %@: %d calls, %d in flight: %.0f calls/s, %.1f µs CPU per call, %d failed",
+                client.rawValue, calls, concurrency, Double(calls) / elapsed, cpu / Double(calls) * 1e6, failures))
     }
 
     @discardableResult
     func run(_ transport: any WeChatTransport, calls: Int, body: [UInt8]) async throws -> Int {
         try await withThrowingTaskGroup(of: Bool.self) { group in
-            var started = 0, failed = 0
+            var started = 0
+            var failed = 0
             func start() {
                 group.addTask {
                     let answer = try? await transport.post("/wxa/business/getuserphonenumber?access_token=bench", body: body, timeout: 10)

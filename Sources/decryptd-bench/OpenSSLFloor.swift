@@ -29,7 +29,10 @@ final class OpenSSLFloor {
 
     /// Returns whether the payload looks right (padding valid and the appid present).
     func run(_ input: Input, appid: UnsafeBufferPointer<UInt8>) -> Bool {
-        let key = buffer, iv = buffer + 64, ciphertext = buffer + 128, plaintext = buffer + 4096
+        let key = buffer
+        let iv = buffer + 64
+        let ciphertext = buffer + 128
+        let plaintext = buffer + 4096
         _ = EVP_DecodeBlock(key, input.key, Int32(input.key.count))
         _ = EVP_DecodeBlock(iv, input.iv, Int32(input.iv.count))
         var length = Int(EVP_DecodeBlock(ciphertext, input.encryptedData, Int32(input.encryptedData.count))) - input.padding

@@ -59,7 +59,9 @@ struct ProduceBenchmark: ParsableCommand {
                 producer.send(chunk) { results in
                     precondition(results.allSatisfy { if case .success = $0 { true } else { false } }, "a record was not acknowledged")
                     let latency = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-                    lock.lock(); latencies.append(latency); lock.unlock()
+                    lock.lock()
+                    latencies.append(latency)
+                    lock.unlock()
                     group.leave()
                 }
                 Thread.sleep(forTimeInterval: interval / 1000)  // intentional: paces the sends at the rate measured
@@ -71,7 +73,10 @@ struct ProduceBenchmark: ParsableCommand {
         group.wait()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         latencies.sort()
-        let median = latencies[latencies.count / 2], p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
-        print("produced \(records) records in sends of \(batch): \(Int(Double(records) / seconds)) records/s, send latency median \(String(format: "%.1f", median)) ms, p99 \(String(format: "%.1f", p99)) ms")
+        let median = latencies[latencies.count / 2]
+        let p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+        print(
+            "produced \(records) records in sends of \(batch): \(Int(Double(records) / seconds)) records/s, send latency median \(String(format: "%.1f", median)) ms, p99 \(String(format: "%.1f", p99)) ms"
+        )
     }
 }

@@ -57,10 +57,14 @@ struct StoreBenchmark: ParsableCommand {
         let lookup = timings.reduce(0) { $0 + $1.lookup }
         let lookupShare = Int(Double(lookup) / Double(timings.reduce(0) { $0 + $1.lookup + $1.write }) * 100)
         if json {
-            print(#"{"rows_per_s":\#(perSecond),"rows":\#(rows * connections),"batch":\#(batch),"connections":\#(connections),"lookup_share_percent":\#(lookupShare)}"#)
+            print(
+                #"{"rows_per_s":\#(perSecond),"rows":\#(rows * connections),"batch":\#(batch),"connections":\#(connections),"lookup_share_percent":\#(lookupShare)}"#
+            )
         } else {
             let over = connections == 1 ? "one connection" : "\(connections) connections at once"
-            print("lookup + upsert, \(rows * connections) rows in batches of \(batch) over \(over): \(perSecond) rows/s (lookup \(lookupShare)% of the time)")
+            print(
+                "lookup + upsert, \(rows * connections) rows in batches of \(batch) over \(over): \(perSecond) rows/s (lookup \(lookupShare)% of the time)"
+            )
         }
     }
 }
@@ -98,9 +102,13 @@ private struct StoreLane: @unchecked Sendable {
             let keys = try database.sessionKeys(for: slice, limit: 3)
             precondition(keys.count == slice.count)
             let t1 = DispatchTime.now().uptimeNanoseconds
-            try database.write(OutcomeBatch(members: slice.map {
-                MemberRecord(user: $0, phoneNumber: "13800138000", purePhoneNumber: "13800138000", countryCode: "86", watermarkTimestamp: 1_700_000_000)
-            }))
+            try database.write(
+                OutcomeBatch(
+                    members: slice.map {
+                        MemberRecord(
+                            user: $0, phoneNumber: "13800138000", purePhoneNumber: "13800138000", countryCode: "86",
+                            watermarkTimestamp: 1_700_000_000)
+                    }))
             let t2 = DispatchTime.now().uptimeNanoseconds
             lookup += t1 - t0
             write += t2 - t1

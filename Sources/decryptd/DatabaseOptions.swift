@@ -4,10 +4,12 @@ import PostgresClient
 
 /// `--database-url` (env `DATABASE_URL`), shared by every command that talks to PostgreSQL.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .customLong("database-url"), help: ArgumentHelp(
-        "PostgreSQL URL or conninfo; every libpq parameter is honoured (sslmode, ...). Env: DATABASE_URL.",
-        valueName: "url"
-    ))
+    @Option(
+        name: .customLong("database-url"),
+        help: ArgumentHelp(
+            "PostgreSQL URL or conninfo; every libpq parameter is honoured (sslmode, ...). Env: DATABASE_URL.",
+            valueName: "url"
+        ))
     var databaseURL: String?
 
     /// The URL from the flag, else the environment; `nil` when neither gives one.

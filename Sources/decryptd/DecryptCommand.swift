@@ -8,23 +8,27 @@ struct DecryptCommand: ParsableCommand {
         commandName: "decrypt",
         abstract: "Decrypt one payload given by flags, or JSON lines on stdin.",
         discussion: """
-        With --iv and --encrypted-data, decrypts that payload. Otherwise reads JSON lines on stdin, \
-        each an object with "appid" (string), "session_key" (string) or "session_keys" (array of \
-        strings, newest first), "iv" and "encryptedData" (base64 strings).
+            With --iv and --encrypted-data, decrypts that payload. Otherwise reads JSON lines on stdin, \
+            each an object with "appid" (string), "session_key" (string) or "session_keys" (array of \
+            strings, newest first), "iv" and "encryptedData" (base64 strings).
 
-        Prints one JSON line per input line: on success "ok": true with "phoneNumber", \
-        "purePhoneNumber", "countryCode", "watermarkTimestamp", "keyIndex" (which key worked) and \
-        "repaired" (whether base64 needed repair); otherwise "ok": false with "reason" (a failure \
-        code) and "detail". A line that is not such an object gives reason malformed_job and the \
-        run goes on. Blank lines are skipped. Exit 0 when it ran (whatever the outcomes), 2 on \
-        unusable flags.
-        """
+            Prints one JSON line per input line: on success "ok": true with "phoneNumber", \
+            "purePhoneNumber", "countryCode", "watermarkTimestamp", "keyIndex" (which key worked) and \
+            "repaired" (whether base64 needed repair); otherwise "ok": false with "reason" (a failure \
+            code) and "detail". A line that is not such an object gives reason malformed_job and the \
+            run goes on. Blank lines are skipped. Exit 0 when it ran (whatever the outcomes), 2 on \
+            unusable flags.
+            """
     )
 
     @Option(help: "Expected appid, the default for lines that carry none. Env: WECHAT_APPIDS (its first entry).")
     var appid: String?
 
-    @Option(name: .customLong("session-key"), help: "A candidate session key, newest first (repeatable). Env: DECRYPTD_SESSION_KEYS, comma-separated (keeps keys out of the process list).")
+    @Option(
+        name: .customLong("session-key"),
+        help:
+            "A candidate session key, newest first (repeatable). Env: DECRYPTD_SESSION_KEYS, comma-separated (keeps keys out of the process list)."
+    )
     var sessionKeys: [String] = []
 
     @Option(help: "The iv, base64. Env: DECRYPTD_IV.")

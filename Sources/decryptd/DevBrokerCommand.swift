@@ -10,20 +10,22 @@ struct DevBrokerCommand: ParsableCommand {
         commandName: "dev-broker",
         abstract: "Run an embedded Kafka broker (librdkafka's mock cluster) until SIGINT or SIGTERM.",
         discussion: """
-        Prints the bootstrap address alone on the first line of stdout, for scripts (read that line; \
-        the process keeps running). The mock keeps about 5 MB per partition: give large loads more partitions. \
-        It is a real Kafka protocol server on loopback, with consumer groups and headers, but keeps \
-        everything in memory and is gone when it stops.
-        """
+            Prints the bootstrap address alone on the first line of stdout, for scripts (read that line; \
+            the process keeps running). The mock keeps about 5 MB per partition: give large loads more partitions. \
+            It is a real Kafka protocol server on loopback, with consumer groups and headers, but keeps \
+            everything in memory and is gone when it stops.
+            """
     )
 
     @Option(parsing: .unconditional, help: "Number of brokers. Env: DECRYPTD_DEV_BROKERS. Default: 1.")
     var brokers: Int32?
 
-    @Option(name: .customLong("topic"), help: ArgumentHelp(
-        "A topic to create, NAME or NAME:PARTITIONS (repeatable). Env: DECRYPTD_DEV_TOPICS, comma-separated. Default: wechat.phone.jobs:8, wechat.phone.dlq:2.",
-        valueName: "name[:partitions]"
-    ))
+    @Option(
+        name: .customLong("topic"),
+        help: ArgumentHelp(
+            "A topic to create, NAME or NAME:PARTITIONS (repeatable). Env: DECRYPTD_DEV_TOPICS, comma-separated. Default: wechat.phone.jobs:8, wechat.phone.dlq:2.",
+            valueName: "name[:partitions]"
+        ))
     var topics: [String] = []
 
     /// The brokers and topics to start, from the flags or the environment.
@@ -37,7 +39,9 @@ struct DevBrokerCommand: ParsableCommand {
 
     static func parse(_ spec: String) throws -> (name: String, partitions: Int32) {
         let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
-        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else { throw CommandError.usage("bad --topic \(spec): use NAME or NAME:PARTITIONS") }
+        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else {
+            throw CommandError.usage("bad --topic \(spec): use NAME or NAME:PARTITIONS")
+        }
         guard parts.count == 2 else { return (String(name), 1) }
         guard let count = Int32(parts[1]), (1...1000).contains(count) else {
             throw CommandError.usage("bad --topic \(spec): partitions must be 1 to 1000")
@@ -58,7 +62,8 @@ struct DevBrokerCommand: ParsableCommand {
         }
         let topicList = plan.topics.map { "\($0.name):\($0.partitions)" }.joined(separator: ", ")
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
-        FileHandle.standardError.write(Data("dev-broker: \(plan.brokers) broker(s) at \(cluster.bootstrapServers), topics \(topicList); Ctrl-C stops it\n".utf8))
+        FileHandle.standardError.write(
+            Data("dev-broker: \(plan.brokers) broker(s) at \(cluster.bootstrapServers), topics \(topicList); Ctrl-C stops it\n".utf8))
         TerminationSignals.wait()
         FileHandle.standardError.write(Data("dev-broker: stopped\n".utf8))
         withExtendedLifetime(cluster) {}

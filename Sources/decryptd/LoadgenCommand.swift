@@ -1,5 +1,4 @@
 import ArgumentParser
-import SyntheticLoad
 import DecryptdStore
 import DecryptdWorker
 import Foundation
@@ -7,6 +6,7 @@ import KafkaClient
 import Logging
 import PhoneDecryption
 import PostgresClient
+import SyntheticLoad
 
 /// `decryptd loadgen`: seed sessions and produce synthetic jobs with a chosen fault mix.
 struct LoadgenCommand: ParsableCommand {
@@ -14,20 +14,20 @@ struct LoadgenCommand: ParsableCommand {
         commandName: "loadgen",
         abstract: "Seed session keys and produce N synthetic jobs with a chosen mix of faults.",
         discussion: """
-        Users get several jobs each (some out of order); some users have a newer, unrelated session \
-        key stored, so decryption falls back to the older one; some ok payloads have damaged base64. \
-        Faults: malformed_job, session_not_found, invalid_session_key, invalid_iv, invalid_ciphertext, \
-        bad_padding, invalid_plaintext, appid_mismatch; for code jobs (--kind code|mixed, served by \
-        decryptd dev-wechat) also code_invalid, code_expired, invalid_phone_info, wechat_error and \
-        exchange_not_configured (with --unconfigured-appid). A share is of the jobs of the kind the \
-        reason belongs to. \
-        The same --seed gives the same load. To see reprocessing recover jobs, run the same command \
-        again with --store-withheld-sessions after the worker: it stores the keys the load left out \
-        (its session_not_found users), as a login service that caught up would, and then \
-        `decryptd reprocess` recovers those jobs. The embedded broker keeps about 5 MB per partition \
-        (roughly 14,000 jobs): create the topic with enough partitions for large loads (a missing \
-        topic is created where the brokers create topics on demand, with their default partition count).
-        """
+            Users get several jobs each (some out of order); some users have a newer, unrelated session \
+            key stored, so decryption falls back to the older one; some ok payloads have damaged base64. \
+            Faults: malformed_job, session_not_found, invalid_session_key, invalid_iv, invalid_ciphertext, \
+            bad_padding, invalid_plaintext, appid_mismatch; for code jobs (--kind code|mixed, served by \
+            decryptd dev-wechat) also code_invalid, code_expired, invalid_phone_info, wechat_error and \
+            exchange_not_configured (with --unconfigured-appid). A share is of the jobs of the kind the \
+            reason belongs to. \
+            The same --seed gives the same load. To see reprocessing recover jobs, run the same command \
+            again with --store-withheld-sessions after the worker: it stores the keys the load left out \
+            (its session_not_found users), as a login service that caught up would, and then \
+            `decryptd reprocess` recovers those jobs. The embedded broker keeps about 5 MB per partition \
+            (roughly 14,000 jobs): create the topic with enough partitions for large loads (a missing \
+            topic is created where the brokers create topics on demand, with their default partition count).
+            """
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -36,15 +36,23 @@ struct LoadgenCommand: ParsableCommand {
     /// `--help` and unused: loadgen neither decrypts nor dead-letters.
     @OptionGroup(visibility: .hidden) var decryption: DecryptionOptions
 
-    @Option(parsing: .unconditional, help: "Jobs to produce (made and sent 40,000 at a time, so memory stays flat), at most 100000000. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000.")
+    @Option(
+        parsing: .unconditional,
+        help:
+            "Jobs to produce (made and sent 40,000 at a time, so memory stays flat), at most 100000000. Env: DECRYPTD_LOADGEN_JOBS. Default: 10000."
+    )
     var jobs: Int?
 
     static let mostJobs = 100_000_000
 
-    @Option(help: "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Env: DECRYPTD_LOADGEN_FAULTS. Default: a little of everything (\(Self.defaultFaults)).")
+    @Option(
+        help:
+            "Fault shares, code=share,... e.g. bad_padding=0.02,invalid_iv=0.01. Env: DECRYPTD_LOADGEN_FAULTS. Default: a little of everything (\(Self.defaultFaults))."
+    )
     var faults: String?
 
-    static let defaultFaults = "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005,code_invalid=0.01,code_expired=0.005,invalid_phone_info=0.005,wechat_error=0.005,exchange_not_configured=0.005"
+    static let defaultFaults =
+        "bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005,code_invalid=0.01,code_expired=0.005,invalid_phone_info=0.005,wechat_error=0.005,exchange_not_configured=0.005"
 
     enum Kind: String, ExpressibleByArgument, CaseIterable {
         case encrypted, code, mixed
@@ -58,25 +66,47 @@ struct LoadgenCommand: ParsableCommand {
         }
     }
 
-    @Option(help: "Which jobs: encrypted (encryptedData/iv), code (one-time codes for WeChat's exchange, honoured by dev-wechat) or mixed (half each). Env: DECRYPTD_LOADGEN_KIND. Default: encrypted.")
+    @Option(
+        help:
+            "Which jobs: encrypted (encryptedData/iv), code (one-time codes for WeChat's exchange, honoured by dev-wechat) or mixed (half each). Env: DECRYPTD_LOADGEN_KIND. Default: encrypted."
+    )
     var kind: Kind?
 
-    @Option(name: .customLong("transient-share"), parsing: .unconditional, help: "Share of ok code jobs whose first exchange dev-wechat answers transiently (-1, 45011, 503, a reset, 40001 in turn); they must still end ok. Env: DECRYPTD_LOADGEN_TRANSIENT_SHARE. Default: 0.")
+    @Option(
+        name: .customLong("transient-share"), parsing: .unconditional,
+        help:
+            "Share of ok code jobs whose first exchange dev-wechat answers transiently (-1, 45011, 503, a reset, 40001 in turn); they must still end ok. Env: DECRYPTD_LOADGEN_TRANSIENT_SHARE. Default: 0."
+    )
     var transientShare: Double?
 
-    @Option(name: .customLong("unconfigured-appid"), help: "An appid the worker serves without an app secret, for exchange_not_configured code jobs (without it those jobs are ok ones). Env: DECRYPTD_LOADGEN_UNCONFIGURED_APPID.")
+    @Option(
+        name: .customLong("unconfigured-appid"),
+        help:
+            "An appid the worker serves without an app secret, for exchange_not_configured code jobs (without it those jobs are ok ones). Env: DECRYPTD_LOADGEN_UNCONFIGURED_APPID."
+    )
     var unconfiguredAppid: String?
 
-    @Option(name: .customLong("jobs-per-user"), parsing: .unconditional, help: "Average jobs per user. Env: DECRYPTD_LOADGEN_JOBS_PER_USER. Default: 3.")
+    @Option(
+        name: .customLong("jobs-per-user"), parsing: .unconditional,
+        help: "Average jobs per user. Env: DECRYPTD_LOADGEN_JOBS_PER_USER. Default: 3.")
     var jobsPerUser: Double?
 
-    @Option(name: .customLong("stale-key-share"), parsing: .unconditional, help: "Share of users whose newest stored key is not the one their payloads used. Env: DECRYPTD_LOADGEN_STALE_KEY_SHARE. Default: 0.2.")
+    @Option(
+        name: .customLong("stale-key-share"), parsing: .unconditional,
+        help:
+            "Share of users whose newest stored key is not the one their payloads used. Env: DECRYPTD_LOADGEN_STALE_KEY_SHARE. Default: 0.2."
+    )
     var staleKeyShare: Double?
 
-    @Option(parsing: .unconditional, help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
+    @Option(
+        parsing: .unconditional, help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
     var seed: UInt64?
 
-    @Flag(name: .customLong("store-withheld-sessions"), help: "Produce nothing: store the session keys that the load of these same settings (--jobs, --faults, --seed, --appid, ...) left out, the keys of its session_not_found users. Env: DECRYPTD_LOADGEN_STORE_WITHHELD_SESSIONS=1.")
+    @Flag(
+        name: .customLong("store-withheld-sessions"),
+        help:
+            "Produce nothing: store the session keys that the load of these same settings (--jobs, --faults, --seed, --appid, ...) left out, the keys of its session_not_found users. Env: DECRYPTD_LOADGEN_STORE_WITHHELD_SESSIONS=1."
+    )
     var storeWithheldSessions = false
 
     func run() throws {
@@ -133,7 +163,9 @@ struct LoadgenCommand: ParsableCommand {
         }
         bar.finish()
         let kinds = JobKind.allCases.compactMap { kind in expectation.kinds[kind].map { "\($0) \(kind.rawValue)" } }.joined(separator: ", ")
-        print("loadgen: produced \(expectation.jobs) jobs (\(kinds)) to \(plan.topic) for \(expectation.usersWithPhone) users with a phone number to store")
+        print(
+            "loadgen: produced \(expectation.jobs) jobs (\(kinds)) to \(plan.topic) for \(expectation.usersWithPhone) users with a phone number to store"
+        )
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
             print("  " + kind.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }

@@ -8,10 +8,10 @@ struct MigrateCommand: ParsableCommand {
         commandName: "migrate",
         abstract: "Apply the database migrations built into this binary, in order, once each.",
         discussion: """
-        Each migration runs in its own transaction and is recorded with a SHA-256 checksum in \
-        decryptd_migrations. Re-running is a no-op. A migration that was applied and has changed since \
-        is an error (exit 1), never a silent re-run. Works from any directory: the SQL is embedded.
-        """
+            Each migration runs in its own transaction and is recorded with a SHA-256 checksum in \
+            decryptd_migrations. Re-running is a no-op. A migration that was applied and has changed since \
+            is an error (exit 1), never a silent re-run. Works from any directory: the SQL is embedded.
+            """
     )
 
     @OptionGroup var database: DatabaseOptions

@@ -8,7 +8,8 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Failures by reason over a window (count, share, recovered, first/last seen) and by hour.",
-        discussion: "Reads decrypt_failures, so it works while workers run. --since takes a number and a unit: 90s, 30m, 24h, 7d or 2w (at most a century)."
+        discussion:
+            "Reads decrypt_failures, so it works while workers run. --since takes a number and a unit: 90s, 30m, 24h, 7d or 2w (at most a century)."
     )
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, html }
@@ -24,7 +25,9 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let since = since ?? Environment.value("DECRYPTD_REPORT_SINCE") ?? "24h"
         let format = try format ?? Environment.choice("DECRYPTD_REPORT_FORMAT", of: Format.self) ?? .table
-        guard let seconds = Self.seconds(since) else { throw CommandError.usage("bad --since \(since): use a number and s, m, h, d or w, e.g. 24h, at most 36500d") }
+        guard let seconds = Self.seconds(since) else {
+            throw CommandError.usage("bad --since \(since): use a number and s, m, h, d or w, e.g. 24h, at most 36500d")
+        }
         let connection = try database.connectedConnection()
         let report: FailureReport
         do {
@@ -47,7 +50,8 @@ struct ReportCommand: ParsableCommand {
     static func seconds(_ text: String) -> Int? {
         let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800]
         guard let unit = text.last.flatMap({ units[$0] }),
-              let value = Int(text.dropLast()), value > 0, value <= longestWindow / unit else { return nil }
+            let value = Int(text.dropLast()), value > 0, value <= longestWindow / unit
+        else { return nil }
         return value * unit
     }
 }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import DecryptdWorker
 import Foundation
-import PhoneDecryption
 import LogKeys
+import PhoneDecryption
 
 /// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
 struct ReprocessCommand: ParsableCommand {
@@ -10,19 +10,19 @@ struct ReprocessCommand: ParsableCommand {
         commandName: "reprocess",
         abstract: "Replay the dead-letter topic up to its end as of start, then print a summary.",
         discussion: """
-        Typical use: the login service refreshed session keys, so bad_padding and session_not_found \
-        jobs now succeed. Successes are upserted into members (a newer number already stored wins) and \
-        their failure rows resolved; failures are dead-lettered again with decrypt.attempts + 1 and \
-        their original decrypt.source.* headers. The group (default decryptd-reprocess) remembers how \
-        far it got: a second run replays only what was dead-lettered since. Records that do not match \
-        --reason are passed over (use a fresh --group to replay the whole topic again). Run one \
-        reprocess per group at a time. A record that did not come from decryptd is replayed too: \
-        without well-formed decrypt.source.* headers it is its own source, and without a known \
-        decrypt.error.reason it counts as "unknown" (which no --reason selects). SIGTERM/SIGINT: \
-        finish the batch under way, commit what was replayed, print the summary so far and exit 0; \
-        the next run goes on from there (a batch that cannot finish because PostgreSQL or the \
-        brokers are down is left uncommitted: exit 1).
-        """
+            Typical use: the login service refreshed session keys, so bad_padding and session_not_found \
+            jobs now succeed. Successes are upserted into members (a newer number already stored wins) and \
+            their failure rows resolved; failures are dead-lettered again with decrypt.attempts + 1 and \
+            their original decrypt.source.* headers. The group (default decryptd-reprocess) remembers how \
+            far it got: a second run replays only what was dead-lettered since. Records that do not match \
+            --reason are passed over (use a fresh --group to replay the whole topic again). Run one \
+            reprocess per group at a time. A record that did not come from decryptd is replayed too: \
+            without well-formed decrypt.source.* headers it is its own source, and without a known \
+            decrypt.error.reason it counts as "unknown" (which no --reason selects). SIGTERM/SIGINT: \
+            finish the batch under way, commit what was replayed, print the summary so far and exit 0; \
+            the next run goes on from there (a batch that cannot finish because PostgreSQL or the \
+            brokers are down is left uncommitted: exit 1).
+            """
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -32,7 +32,9 @@ struct ReprocessCommand: ParsableCommand {
     @Option(name: Settings.reprocessGroup.name, help: Settings.reprocessGroup.help)
     var group: String?
 
-    @Option(name: .customLong("reason"), help: "Only replay records with this reason code (repeatable). Env: DECRYPTD_REPROCESS_REASONS, comma-separated.")
+    @Option(
+        name: .customLong("reason"),
+        help: "Only replay records with this reason code (repeatable). Env: DECRYPTD_REPROCESS_REASONS, comma-separated.")
     var reasons: [String] = []
 
     @Flag(name: .customLong("dry-run"), help: "Read, decrypt and count; write, produce and commit nothing. Env: DECRYPTD_DRY_RUN=1.")
@@ -86,16 +88,21 @@ struct ReprocessCommand: ParsableCommand {
     static func render(_ summary: Reprocessor.Summary) -> String {
         var lines = [summary.dryRun ? "decryptd reprocess (dry run: nothing written, produced or committed)" : "decryptd reprocess"]
         func row(_ name: String, _ counts: Reprocessor.Counts) -> String {
-            name.padding(toLength: 24, withPad: " ", startingAt: 0) + [counts.replayed, counts.recovered, counts.failedAgain, counts.skipped]
+            name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                + [counts.replayed, counts.recovered, counts.failedAgain, counts.skipped]
                 .map { String($0).leftPadded(13) }.joined()
         }
-        lines.append("reason".padding(toLength: 24, withPad: " ", startingAt: 0) + ["replayed", "recovered", "failed again", "skipped"].map { $0.leftPadded(13) }.joined())
+        lines.append(
+            "reason".padding(toLength: 24, withPad: " ", startingAt: 0)
+                + ["replayed", "recovered", "failed again", "skipped"].map { $0.leftPadded(13) }.joined())
         for (reason, counts) in summary.byReason.sorted(by: { $0.key < $1.key }) { lines.append(row(reason, counts)) }
         lines.append(row("total", summary.total))
         if summary.stoppedEarly {
-            lines.append(summary.dryRun
-                ? "stopped early by a signal, before the end of the topic"
-                : "stopped early by a signal, before the end of the topic: what was replayed is committed; run again to go on from there")
+            lines.append(
+                summary.dryRun
+                    ? "stopped early by a signal, before the end of the topic"
+                    : "stopped early by a signal, before the end of the topic: what was replayed is committed; run again to go on from there"
+            )
         }
         return lines.joined(separator: "\n")
     }

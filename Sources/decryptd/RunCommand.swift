@@ -1,11 +1,11 @@
 import ArgumentParser
 import DecryptdWorker
 import Foundation
+import LogKeys
 import Logging
 import MetricsEndpoint
 import PhoneDecryption
 import ServiceLifecycle
-import LogKeys
 
 /// `decryptd run`: the worker.
 struct RunCommand: AsyncParsableCommand {
@@ -13,18 +13,18 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Consume jobs, decrypt, upsert members, dead-letter failures (at least once).",
         discussion: """
-        A job's offset is committed only after its outcome is durable: the members upsert committed in \
-        PostgreSQL, or the dead-letter record acknowledged and its failure row committed. Transient \
-        errors (PostgreSQL down, a dead-letter produce not acknowledged, WeChat busy or rate-limited) are \
-        retried with backoff and never dead-lettered. Code jobs ({"openid", "code"}) are exchanged with \
-        WeChat's phone-number API beside decryption, each code once: exchanged codes are remembered (by \
-        SHA-256) in phone_code_exchanges, in the same transaction as the member row. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
-        (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
-        Start-up problems (unreachable broker or database, a missing jobs topic, no appid, bad values) \
-        exit 2 with one line each; a missing dead-letter topic is created where the brokers create \
-        topics on demand. Memory is bounded by --max-in-flight: no more jobs are taken at that many \
-        unfinished ones (and the partitions are paused if that lasts 2 s).
-        """
+            A job's offset is committed only after its outcome is durable: the members upsert committed in \
+            PostgreSQL, or the dead-letter record acknowledged and its failure row committed. Transient \
+            errors (PostgreSQL down, a dead-letter produce not acknowledged, WeChat busy or rate-limited) are \
+            retried with backoff and never dead-lettered. Code jobs ({"openid", "code"}) are exchanged with \
+            WeChat's phone-number API beside decryption, each code once: exchanged codes are remembered (by \
+            SHA-256) in phone_code_exchanges, in the same transaction as the member row. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
+            (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
+            Start-up problems (unreachable broker or database, a missing jobs topic, no appid, bad values) \
+            exit 2 with one line each; a missing dead-letter topic is created where the brokers create \
+            topics on demand. Memory is bounded by --max-in-flight: no more jobs are taken at that many \
+            unfinished ones (and the partitions are paused if that lasts 2 s).
+            """
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -82,9 +82,12 @@ struct RunCommand: AsyncParsableCommand {
         configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
         try wechat.apply(to: &configuration, problems: &settings)
         let startupTimeoutIsUsable = Settings.startupTimeout.problem(with: startupTimeout) == nil
-        logger.debug("checking the brokers and the database", metadata: [
-            LogKey.brokers: "\(configuration.brokers)", LogKey.jobsTopic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
-        ])
+        logger.debug(
+            "checking the brokers and the database",
+            metadata: [
+                LogKey.brokers: "\(configuration.brokers)", LogKey.jobsTopic: "\(configuration.jobsTopic)",
+                LogKey.group: "\(configuration.group)",
+            ])
         let problems = Preflight.problems(
             configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
             timeout: startupTimeoutIsUsable ? startupTimeout : Settings.startupTimeout.defaultValue!,
@@ -93,9 +96,11 @@ struct RunCommand: AsyncParsableCommand {
         guard problems.isEmpty else { throw CommandError.usage(lines: problems) }
         let unconfigured = configuration.appids.filter { configuration.appSecrets.secret(for: $0) == nil }
         if !unconfigured.isEmpty {
-            logger.warning("no app secret for these appids: their code jobs fail with exchange_not_configured (set WECHAT_APP_SECRETS or --app-secrets-file)", metadata: [
-                LogKey.appids: "\(unconfigured.joined(separator: ","))",
-            ])
+            logger.warning(
+                "no app secret for these appids: their code jobs fail with exchange_not_configured (set WECHAT_APP_SECRETS or --app-secrets-file)",
+                metadata: [
+                    LogKey.appids: "\(unconfigured.joined(separator: ","))"
+                ])
         }
 
         let worker: Worker
@@ -109,7 +114,8 @@ struct RunCommand: AsyncParsableCommand {
             let server = HTTPEndpointServer(port: port) { path in
                 switch path {
                 case "/metrics":
-                    return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Bootstrap.registry.emitToString())
+                    return .init(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Bootstrap.registry.emitToString())
                 case "/healthz":
                     return worker.health.live ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "stalled\n")
                 case "/readyz":
@@ -126,16 +132,18 @@ struct RunCommand: AsyncParsableCommand {
             }
             services.append(EndpointService(server: server))
         }
-        let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
         try await group.run()
         guard let summary = WorkerService.lastSummary.value else { return }
         print(SummaryTable.render(summary))
         if summary.abandoned > 0 {
-            throw CommandError.failure("\(summary.abandoned) jobs were unfinished at shutdown; they were not committed and will be redelivered")
+            throw CommandError.failure(
+                "\(summary.abandoned) jobs were unfinished at shutdown; they were not committed and will be redelivered")
         }
     }
 }
@@ -182,24 +190,38 @@ final class SummaryBox: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: WorkerSummary?
     var value: WorkerSummary? {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return stored
+        }
+        set {
+            lock.lock()
+            stored = newValue
+            lock.unlock()
+        }
     }
 }
 
 /// The end-of-run summary, for people: jobs by outcome with shares.
 enum SummaryTable {
     static func render(_ summary: WorkerSummary) -> String {
-        var lines = ["decryptd run: \(summary.total) jobs, \(Int(summary.perSecond)) jobs/s over \(String(format: "%.1f", summary.processingElapsed)) s of processing (\(String(format: "%.1f", summary.elapsed)) s in all), peak RSS \(summary.peakResidentBytes >> 20) MB\(summary.drained ? ", all partitions drained" : "")"]
+        var lines = [
+            "decryptd run: \(summary.total) jobs, \(Int(summary.perSecond)) jobs/s over \(String(format: "%.1f", summary.processingElapsed)) s of processing (\(String(format: "%.1f", summary.elapsed)) s in all), peak RSS \(summary.peakResidentBytes >> 20) MB\(summary.drained ? ", all partitions drained" : "")"
+        ]
         if !summary.kinds.isEmpty {
             let kinds = JobKind.allCases.compactMap { kind in
-                summary.kinds[kind].map { "\($0.jobs) \(kind.rawValue) jobs durable \(String(format: "%.2f", $0.lastDurable)) s after the first fetch" }
+                summary.kinds[kind].map {
+                    "\($0.jobs) \(kind.rawValue) jobs durable \(String(format: "%.2f", $0.lastDurable)) s after the first fetch"
+                }
             }
             lines.append("  " + kinds.joined(separator: "; "))
         }
         for (outcome, count) in summary.outcomes.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
             let share = summary.total > 0 ? Double(count) / Double(summary.total) * 100 : 0
-            lines.append("  " + outcome.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8) + String(format: "%7.1f%%", share))
+            lines.append(
+                "  " + outcome.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8)
+                    + String(format: "%7.1f%%", share))
         }
         return lines.joined(separator: "\n")
     }

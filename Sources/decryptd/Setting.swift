@@ -41,7 +41,8 @@ struct Setting<Value: SettingValue>: Sendable {
         case .any, .nonEmpty: nil
         case .range(let range): "\(range.lowerBound.helpText) to \(range.upperBound.helpText)"
         case .atLeast(let lowest): "at least \(lowest.helpText)"
-        case .seconds(let longest, let zeroMeansNone): zeroMeansNone ? "0 (none) to \(longest.helpText)" : "more than 0, at most \(longest.helpText)"
+        case .seconds(let longest, let zeroMeansNone):
+            zeroMeansNone ? "0 (none) to \(longest.helpText)" : "more than 0, at most \(longest.helpText)"
         }
     }
 

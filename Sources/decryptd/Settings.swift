@@ -18,7 +18,8 @@ enum Settings {
         flag: "jobs-topic", environment: "DECRYPTD_JOBS_TOPIC", defaultValue: worker.jobsTopic, rule: .nonEmpty, summary: "Input topic."
     )
     static let deadLetterTopic = Setting<String>(
-        flag: "dlq-topic", environment: "DECRYPTD_DLQ_TOPIC", defaultValue: worker.deadLetterTopic, rule: .nonEmpty, summary: "Dead-letter topic."
+        flag: "dlq-topic", environment: "DECRYPTD_DLQ_TOPIC", defaultValue: worker.deadLetterTopic, rule: .nonEmpty,
+        summary: "Dead-letter topic."
     )
     static let maxSessionKeys = Setting<Int>(
         flag: "max-session-keys", environment: "DECRYPTD_MAX_SESSION_KEYS", defaultValue: worker.maxSessionKeys, rule: .range(1...50),
@@ -36,14 +37,15 @@ enum Settings {
     // MARK: - run
 
     static let startupTimeout = Setting<Double>(
-        flag: "startup-timeout", environment: "DECRYPTD_STARTUP_TIMEOUT", defaultValue: 10, rule: .seconds(longest: longestDuration, zeroMeansNone: false),
+        flag: "startup-timeout", environment: "DECRYPTD_STARTUP_TIMEOUT", defaultValue: 10,
+        rule: .seconds(longest: longestDuration, zeroMeansNone: false),
         summary: "Seconds to wait for the brokers and the database at start-up (a connect_timeout in the database URL wins)."
     )
     static let group = Setting<String>(
         flag: "group", environment: "DECRYPTD_GROUP", defaultValue: worker.group, rule: .nonEmpty, summary: "Consumer group."
     )
     static let maxInFlight = Setting<Int>(
-        flag: "max-in-flight", environment: "DECRYPTD_MAX_IN_FLIGHT", defaultValue: worker.maxInFlight, 
+        flag: "max-in-flight", environment: "DECRYPTD_MAX_IN_FLIGHT", defaultValue: worker.maxInFlight,
         summary: "Unfinished jobs at which no more are taken (bounds memory); at least --batch-size."
     )
     static let metricsPort = Setting<Int>(
@@ -51,8 +53,10 @@ enum Settings {
         summary: "Serve Prometheus text at /metrics, and /healthz, /readyz."
     )
     static let databaseConnections = Setting<Int>(
-        flag: "database-connections", environment: "DECRYPTD_DATABASE_CONNECTIONS", defaultValue: worker.databaseConnections, rule: .range(2...64),
-        summary: "PostgreSQL connections, half for lookups and half for writes (batches run in parallel; a user's jobs always go to the same writer)."
+        flag: "database-connections", environment: "DECRYPTD_DATABASE_CONNECTIONS", defaultValue: worker.databaseConnections,
+        rule: .range(2...64),
+        summary:
+            "PostgreSQL connections, half for lookups and half for writes (batches run in parallel; a user's jobs always go to the same writer)."
     )
     static let progressInterval = Setting<Double>(
         flag: "progress-interval", environment: "DECRYPTD_PROGRESS_INTERVAL", defaultValue: worker.progressInterval,

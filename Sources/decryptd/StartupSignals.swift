@@ -1,6 +1,6 @@
 import Foundation
-import Logging
 import LogKeys
+import Logging
 
 /// SIGTERM and SIGINT while `run` or `reprocess` starts up. The start-up checks may wait up to
 /// `--startup-timeout` for a broker or database that does not answer, and nothing has been taken

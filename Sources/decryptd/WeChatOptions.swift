@@ -7,10 +7,18 @@ import WeChatAPI
 /// exchanges are paced. App secrets are never a flag's value (they would show in `ps`): they come
 /// from `WECHAT_APP_SECRETS` or a file.
 struct WeChatOptions: ParsableArguments {
-    @Option(name: .customLong("wechat-api-url"), help: ArgumentHelp("WeChat's server API (certificates are verified for https; a plain http URL is for a local stand-in such as dev-wechat). Env: WECHAT_API_URL. Default: https://api.weixin.qq.com.", valueName: "url"))
+    @Option(
+        name: .customLong("wechat-api-url"),
+        help: ArgumentHelp(
+            "WeChat's server API (certificates are verified for https; a plain http URL is for a local stand-in such as dev-wechat). Env: WECHAT_API_URL. Default: https://api.weixin.qq.com.",
+            valueName: "url"))
     var wechatAPIURL: String?
 
-    @Option(name: .customLong("app-secrets-file"), help: ArgumentHelp("A file of 'appid secret' lines: the app secrets for code jobs (also from WECHAT_APP_SECRETS, appid:secret,...). An appid without a secret fails its code jobs with exchange_not_configured. Env: WECHAT_APP_SECRETS_FILE.", valueName: "path"))
+    @Option(
+        name: .customLong("app-secrets-file"),
+        help: ArgumentHelp(
+            "A file of 'appid secret' lines: the app secrets for code jobs (also from WECHAT_APP_SECRETS, appid:secret,...). An appid without a secret fails its code jobs with exchange_not_configured. Env: WECHAT_APP_SECRETS_FILE.",
+            valueName: "path"))
     var appSecretsFile: String?
 
     @Option(name: Settings.exchangeConcurrency.name, parsing: .unconditional, help: Settings.exchangeConcurrency.help)
@@ -19,7 +27,11 @@ struct WeChatOptions: ParsableArguments {
     @Option(name: Settings.exchangeTimeout.name, parsing: .unconditional, help: Settings.exchangeTimeout.help)
     var exchangeTimeout: Double?
 
-    @Option(name: .customLong("exchange-ledger-retention"), help: ArgumentHelp("How long exchanged codes are remembered (older ledger rows are deleted): seconds, or a number with s, m, h or d. Env: DECRYPTD_EXCHANGE_LEDGER_RETENTION. Default: 7d.", valueName: "duration"))
+    @Option(
+        name: .customLong("exchange-ledger-retention"),
+        help: ArgumentHelp(
+            "How long exchanged codes are remembered (older ledger rows are deleted): seconds, or a number with s, m, h or d. Env: DECRYPTD_EXCHANGE_LEDGER_RETENTION. Default: 7d.",
+            valueName: "duration"))
     var exchangeLedgerRetention: String?
 
     /// The app secrets from the environment and the file (both may be given; an appid in both is an error).
@@ -31,7 +43,9 @@ struct WeChatOptions: ParsableArguments {
             if let path = file ?? Environment.value("WECHAT_APP_SECRETS_FILE") {
                 let fromFile = try WeChatCredentials.read(file: path)
                 for appid in fromFile.appids {
-                    guard merged[appid] == nil else { throw CommandError.usage("appid \(appid) has a secret both in WECHAT_APP_SECRETS and in \(path)") }
+                    guard merged[appid] == nil else {
+                        throw CommandError.usage("appid \(appid) has a secret both in WECHAT_APP_SECRETS and in \(path)")
+                    }
                     merged[appid] = fromFile.secret(for: appid)
                 }
             }

@@ -11,30 +11,44 @@ struct ConnectionOptions: ParsableArguments {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(name: .customLong("appid"), help: "An appid this worker serves (repeatable; the first is the default for jobs without one). Env: WECHAT_APPIDS, comma-separated.")
+    @Option(
+        name: .customLong("appid"),
+        help:
+            "An appid this worker serves (repeatable; the first is the default for jobs without one). Env: WECHAT_APPIDS, comma-separated.")
     var appids: [String] = []
 
     @Option(name: Settings.jobsTopic.name, help: Settings.jobsTopic.help)
     var jobsTopic: String?
 
-    @Option(name: .customLong("kafka-property"), help: ArgumentHelp("A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.", valueName: "key=value"))
+    @Option(
+        name: .customLong("kafka-property"),
+        help: ArgumentHelp(
+            "A librdkafka property, key=value (repeatable): SASL, SSL, tuning. Env: DECRYPTD_KAFKA_PROPERTIES, key=value;key=value.",
+            valueName: "key=value"))
     var kafkaProperties: [String] = []
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: DECRYPTD_LOG_LEVEL. Default: info for run, warning for reprocess and loadgen (which print a summary).")
+    @Option(
+        name: .customLong("log-level"),
+        help:
+            "trace, debug, info, notice, warning, error or critical. Env: DECRYPTD_LOG_LEVEL. Default: info for run, warning for reprocess and loadgen (which print a summary)."
+    )
     var logLevel: String?
 
     /// The worker configuration these options describe (numbers and lists still to be validated).
     /// A bad `--kafka-property` is left out of it and named in `problems`, so that it is reported
     /// together with every other mistake instead of alone.
     func configuration(problems: inout [String]) throws -> WorkerConfiguration {
-        let appidList = appids.isEmpty ? Environment.appids : appids.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let appidList =
+            appids.isEmpty
+            ? Environment.appids : appids.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         var configuration = WorkerConfiguration(
             brokers: brokers ?? Environment.value("KAFKA_BROKERS") ?? "",
             databaseURL: database.url ?? "",
             appids: appidList.filter { !$0.isEmpty }
         )
         configuration.jobsTopic = try Settings.jobsTopic.resolved(jobsTopic, problems: &problems)
-        let properties = kafkaProperties.isEmpty
+        let properties =
+            kafkaProperties.isEmpty
             ? (Environment.value("DECRYPTD_KAFKA_PROPERTIES") ?? "").split(separator: ";").map(String.init)
             : kafkaProperties
         for property in properties where !property.trimmingCharacters(in: .whitespaces).isEmpty {

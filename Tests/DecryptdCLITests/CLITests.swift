@@ -22,7 +22,8 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         if let stdin { try stdin.write(toFile: directory + "/in", atomically: true, encoding: .utf8) }
         let env = ChildProcess.environmentWithoutDecryptdConfiguration.merging(environment) { _, new in new }
-        let command = "cd '\(directory)' && '\(Self.binary)' \(arguments) < \(stdin == nil ? "/dev/null" : "'\(directory)/in'") > '\(directory)/out' 2> '\(directory)/err'"
+        let command =
+            "cd '\(directory)' && '\(Self.binary)' \(arguments) < \(stdin == nil ? "/dev/null" : "'\(directory)/in'") > '\(directory)/out' 2> '\(directory)/err'"
         let status = try ChildProcess(["/bin/sh", "-c", command], environment: env).wait(timeout: 60)
         return Output(
             status: status,
@@ -47,10 +48,12 @@ struct CLITests {
         #expect(output.stdout.hasPrefix("0.1.0 (jemalloc 5."), "\(output.stdout)")
     }
 
-    @Test("bad usage exits 2 with one line saying what is wrong", arguments: [
-        "run --no-such-flag", "decrypt --iv AAAA", "report --since 5x --database-url postgresql://x@127.0.0.1:1/x",
-        "dev-broker --topic bad:0", "migrate", "frobnicate",
-    ])
+    @Test(
+        "bad usage exits 2 with one line saying what is wrong",
+        arguments: [
+            "run --no-such-flag", "decrypt --iv AAAA", "report --since 5x --database-url postgresql://x@127.0.0.1:1/x",
+            "dev-broker --topic bad:0", "migrate", "frobnicate",
+        ])
     func badUsage(_ arguments: String) throws {
         let output = try decryptd(arguments)
         #expect(output.status == 2)
@@ -59,11 +62,13 @@ struct CLITests {
         #expect(lines.first?.hasPrefix("decryptd: ") == true)
     }
 
-    @Test("a negative number is a bad value for its option, not a missing one", arguments: [
-        ("run --concurrency -1", "--concurrency must be"), ("run --batch-size -5", "--batch-size must be"),
-        ("run --shutdown-timeout -1", "--shutdown-timeout"), ("loadgen --jobs -5", "--jobs must be positive"),
-        ("reprocess --max-attempts -2", "--max-attempts must be at least 1"), ("dev-broker --brokers -1", "--brokers must be"),
-    ])
+    @Test(
+        "a negative number is a bad value for its option, not a missing one",
+        arguments: [
+            ("run --concurrency -1", "--concurrency must be"), ("run --batch-size -5", "--batch-size must be"),
+            ("run --shutdown-timeout -1", "--shutdown-timeout"), ("loadgen --jobs -5", "--jobs must be positive"),
+            ("reprocess --max-attempts -2", "--max-attempts must be at least 1"), ("dev-broker --brokers -1", "--brokers must be"),
+        ])
     func negativeNumbers(_ arguments: String, _ expected: String) throws {
         let output = try decryptd(arguments)
         #expect(output.status == 2)
@@ -71,15 +76,17 @@ struct CLITests {
         #expect(!output.stderr.contains("Missing value"))
     }
 
-    @Test("a number out of any sensible range is a bad value, not a crash", arguments: [
-        ("run --startup-timeout inf", "--startup-timeout must be more than 0 and at most 86400 seconds"),
-        ("run --startup-timeout 1e9", "--startup-timeout must be more than 0 and at most 86400 seconds"),
-        ("run --shutdown-timeout nan", "--shutdown-timeout must be more than 0 and at most 86400 seconds"),
-        ("run --progress-interval inf", "--progress-interval must be 0 (none) or up to 86400 seconds"),
-        ("loadgen --jobs 9223372036854775807", "--jobs must be positive and at most 100000000"),
-        ("report --since 999999999999999d", "bad --since 999999999999999d"),
-        ("report --since 36501d", "bad --since 36501d"),
-    ])
+    @Test(
+        "a number out of any sensible range is a bad value, not a crash",
+        arguments: [
+            ("run --startup-timeout inf", "--startup-timeout must be more than 0 and at most 86400 seconds"),
+            ("run --startup-timeout 1e9", "--startup-timeout must be more than 0 and at most 86400 seconds"),
+            ("run --shutdown-timeout nan", "--shutdown-timeout must be more than 0 and at most 86400 seconds"),
+            ("run --progress-interval inf", "--progress-interval must be 0 (none) or up to 86400 seconds"),
+            ("loadgen --jobs 9223372036854775807", "--jobs must be positive and at most 100000000"),
+            ("report --since 999999999999999d", "bad --since 999999999999999d"),
+            ("report --since 36501d", "bad --since 36501d"),
+        ])
     func outOfRangeNumbers(_ arguments: String, _ expected: String) throws {
         let output = try decryptd(arguments, environment: Self.unreachable)
         #expect(output.status == 2, "\(output.stderr)")
@@ -89,36 +96,38 @@ struct CLITests {
     /// A configuration nothing answers at: commands get past their own checks to the database's.
     static let unreachable = ["DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "WECHAT_APPIDS": "wx0", "KAFKA_BROKERS": "127.0.0.1:1"]
 
-    @Test("every option reads an environment variable: a bad value there exits 2 with one line naming it", arguments: [
-        ("run --startup-timeout 1", "DECRYPTD_PROGRESS_INTERVAL", "soon", "--progress-interval"),
-        ("run --startup-timeout 1", "DECRYPTD_SHUTDOWN_TIMEOUT", "later", "--shutdown-timeout"),
-        ("run", "DECRYPTD_STARTUP_TIMEOUT", "0", "--startup-timeout"),
-        ("run --startup-timeout 1", "DECRYPTD_EXIT_AT_END", "maybe", "--exit-at-end"),
-        ("run --startup-timeout 1", "DECRYPTD_BATCH_SIZE", "many", "--batch-size"),
-        ("reprocess", "DECRYPTD_REPROCESS_REASONS", "bad_padding,no_such_reason", "--reason"),
-        ("reprocess", "DECRYPTD_MAX_ATTEMPTS", "0", "--max-attempts"),
-        ("reprocess", "DECRYPTD_DRY_RUN", "perhaps", "--dry-run"),
-        ("reprocess", "DECRYPTD_LOG_LEVEL", "chatty", "log level"),
-        ("loadgen", "DECRYPTD_LOG_LEVEL", "chatty", "log level"),
-        ("report", "DECRYPTD_REPORT_FORMAT", "xml", "--format"),
-        ("report", "DECRYPTD_REPORT_SINCE", "5x", "--since"),
-        ("loadgen", "DECRYPTD_LOADGEN_JOBS", "0", "--jobs"),
-        ("loadgen", "DECRYPTD_LOADGEN_FAULTS", "bad_padding=2", "fault"),
-        ("loadgen", "DECRYPTD_LOADGEN_JOBS_PER_USER", "0", "--jobs-per-user"),
-        ("loadgen", "DECRYPTD_LOADGEN_STALE_KEY_SHARE", "1.5", "--stale-key-share"),
-        ("loadgen", "DECRYPTD_LOADGEN_SEED", "-1", "--seed"),
-        ("dev-broker", "DECRYPTD_DEV_BROKERS", "40", "--brokers"),
-        ("dev-broker", "DECRYPTD_DEV_TOPICS", "wechat.phone.jobs:0", "--topic"),
-        ("run --startup-timeout 1", "WECHAT_API_URL", "ftp://api.example", "--wechat-api-url"),
-        ("run --startup-timeout 1", "WECHAT_APP_SECRETS", "wx0-no-colon", "WECHAT_APP_SECRETS"),
-        ("run --startup-timeout 1", "WECHAT_APP_SECRETS_FILE", "/nonexistent/secrets", "app secrets file"),
-        ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_CONCURRENCY", "0", "--exchange-concurrency"),
-        ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_TIMEOUT", "-1", "--exchange-timeout"),
-        ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_LEDGER_RETENTION", "1w", "--exchange-ledger-retention"),
-        ("loadgen", "DECRYPTD_LOADGEN_KIND", "both", "DECRYPTD_LOADGEN_KIND"),
-        ("loadgen", "DECRYPTD_LOADGEN_TRANSIENT_SHARE", "2", "--transient-share"),
-        ("dev-wechat", "DECRYPTD_DEV_WECHAT_LATENCY_MS", "slow", "DECRYPTD_DEV_WECHAT_LATENCY_MS"),
-    ])
+    @Test(
+        "every option reads an environment variable: a bad value there exits 2 with one line naming it",
+        arguments: [
+            ("run --startup-timeout 1", "DECRYPTD_PROGRESS_INTERVAL", "soon", "--progress-interval"),
+            ("run --startup-timeout 1", "DECRYPTD_SHUTDOWN_TIMEOUT", "later", "--shutdown-timeout"),
+            ("run", "DECRYPTD_STARTUP_TIMEOUT", "0", "--startup-timeout"),
+            ("run --startup-timeout 1", "DECRYPTD_EXIT_AT_END", "maybe", "--exit-at-end"),
+            ("run --startup-timeout 1", "DECRYPTD_BATCH_SIZE", "many", "--batch-size"),
+            ("reprocess", "DECRYPTD_REPROCESS_REASONS", "bad_padding,no_such_reason", "--reason"),
+            ("reprocess", "DECRYPTD_MAX_ATTEMPTS", "0", "--max-attempts"),
+            ("reprocess", "DECRYPTD_DRY_RUN", "perhaps", "--dry-run"),
+            ("reprocess", "DECRYPTD_LOG_LEVEL", "chatty", "log level"),
+            ("loadgen", "DECRYPTD_LOG_LEVEL", "chatty", "log level"),
+            ("report", "DECRYPTD_REPORT_FORMAT", "xml", "--format"),
+            ("report", "DECRYPTD_REPORT_SINCE", "5x", "--since"),
+            ("loadgen", "DECRYPTD_LOADGEN_JOBS", "0", "--jobs"),
+            ("loadgen", "DECRYPTD_LOADGEN_FAULTS", "bad_padding=2", "fault"),
+            ("loadgen", "DECRYPTD_LOADGEN_JOBS_PER_USER", "0", "--jobs-per-user"),
+            ("loadgen", "DECRYPTD_LOADGEN_STALE_KEY_SHARE", "1.5", "--stale-key-share"),
+            ("loadgen", "DECRYPTD_LOADGEN_SEED", "-1", "--seed"),
+            ("dev-broker", "DECRYPTD_DEV_BROKERS", "40", "--brokers"),
+            ("dev-broker", "DECRYPTD_DEV_TOPICS", "wechat.phone.jobs:0", "--topic"),
+            ("run --startup-timeout 1", "WECHAT_API_URL", "ftp://api.example", "--wechat-api-url"),
+            ("run --startup-timeout 1", "WECHAT_APP_SECRETS", "wx0-no-colon", "WECHAT_APP_SECRETS"),
+            ("run --startup-timeout 1", "WECHAT_APP_SECRETS_FILE", "/nonexistent/secrets", "app secrets file"),
+            ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_CONCURRENCY", "0", "--exchange-concurrency"),
+            ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_TIMEOUT", "-1", "--exchange-timeout"),
+            ("run --startup-timeout 1", "DECRYPTD_EXCHANGE_LEDGER_RETENTION", "1w", "--exchange-ledger-retention"),
+            ("loadgen", "DECRYPTD_LOADGEN_KIND", "both", "DECRYPTD_LOADGEN_KIND"),
+            ("loadgen", "DECRYPTD_LOADGEN_TRANSIENT_SHARE", "2", "--transient-share"),
+            ("dev-wechat", "DECRYPTD_DEV_WECHAT_LATENCY_MS", "slow", "DECRYPTD_DEV_WECHAT_LATENCY_MS"),
+        ])
     func environmentValues(_ arguments: String, _ variable: String, _ value: String, _ option: String) throws {
         // No brokers: commands that list every problem at once then say so instead of probing 127.0.0.1:1 for 10 s.
         var environment = Self.unreachable.merging([variable: value]) { _, new in new }
@@ -130,20 +139,23 @@ struct CLITests {
         #expect(lines.filter { $0.contains(variable) || $0.contains(option) }.count == 1, "one line names the setting: \(output.stderr)")
     }
 
-    @Test("configuration mistakes exit 2 with a line that names them", arguments: [
-        ("run --kafka-property no.such.prop=1", "bad --kafka-property no.such.prop=1: No such configuration property"),
-        ("run --kafka-property fetch.wait.max.ms=soon", "bad --kafka-property fetch.wait.max.ms=soon: Invalid value"),
-        ("run --kafka-property enable.auto.commit=true", "decryptd manages enable.auto.commit"),
-        ("run --group ''", "--group must not be empty"),
-        ("run --jobs-topic ''", "--jobs-topic must not be empty"),
-        ("run --dlq-topic wechat.phone.jobs", "--jobs-topic and --dlq-topic must differ"),
-        ("reprocess --group ''", "--group must not be empty"),
-        ("run --wechat-api-url 'https://api.weixin.qq.com/?x=1'", "--wechat-api-url must have no query"),
-        ("run --exchange-concurrency 5000", "--exchange-concurrency must be 1 to 4096"),
-        ("run --exchange-ledger-retention 5m", "--exchange-ledger-retention 5m must be a duration from 10m to 366d"),
-    ])
+    @Test(
+        "configuration mistakes exit 2 with a line that names them",
+        arguments: [
+            ("run --kafka-property no.such.prop=1", "bad --kafka-property no.such.prop=1: No such configuration property"),
+            ("run --kafka-property fetch.wait.max.ms=soon", "bad --kafka-property fetch.wait.max.ms=soon: Invalid value"),
+            ("run --kafka-property enable.auto.commit=true", "decryptd manages enable.auto.commit"),
+            ("run --group ''", "--group must not be empty"),
+            ("run --jobs-topic ''", "--jobs-topic must not be empty"),
+            ("run --dlq-topic wechat.phone.jobs", "--jobs-topic and --dlq-topic must differ"),
+            ("reprocess --group ''", "--group must not be empty"),
+            ("run --wechat-api-url 'https://api.weixin.qq.com/?x=1'", "--wechat-api-url must have no query"),
+            ("run --exchange-concurrency 5000", "--exchange-concurrency must be 1 to 4096"),
+            ("run --exchange-ledger-retention 5m", "--exchange-ledger-retention 5m must be a duration from 10m to 366d"),
+        ])
     func configurationMistakes(_ arguments: String, _ line: String) throws {
-        let output = try decryptd(arguments.hasPrefix("run") ? arguments + " --startup-timeout 1" : arguments, environment: Self.unreachable)
+        let output = try decryptd(
+            arguments.hasPrefix("run") ? arguments + " --startup-timeout 1" : arguments, environment: Self.unreachable)
         #expect(output.status == 2)
         let lines = output.stderr.split(separator: "\n")
         #expect(lines.allSatisfy { $0.hasPrefix("decryptd: ") }, "\(output.stderr)")
@@ -183,9 +195,11 @@ struct CLITests {
 
     @Test("a flag wins over its environment variable, which is then not even read")
     func flagsWin() throws {
-        let output = try decryptd("report --format json --since 1h", environment: [
-            "DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "DECRYPTD_REPORT_FORMAT": "xml", "DECRYPTD_REPORT_SINCE": "5x",
-        ])
+        let output = try decryptd(
+            "report --format json --since 1h",
+            environment: [
+                "DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "DECRYPTD_REPORT_FORMAT": "xml", "DECRYPTD_REPORT_SINCE": "5x",
+            ])
         #expect(output.status == 2)
         #expect(output.stderr.contains("database"), "\(output.stderr)")
         #expect(!output.stderr.contains("DECRYPTD_"), "\(output.stderr)")
@@ -194,17 +208,21 @@ struct CLITests {
     @Test("decrypt takes its payload and keys from the environment, keeping keys out of the process list")
     func decryptFromEnvironment() throws {
         let item = try #require(VectorFile.loaded.cases.first { $0.expect.ok != nil })
-        let output = try decryptd("decrypt", environment: [
-            "WECHAT_APPIDS": item.appid,
-            "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item.sessionKey)",
-            "DECRYPTD_IV": item.iv,
-            "DECRYPTD_ENCRYPTED_DATA": item.encryptedData,
-        ])
+        let output = try decryptd(
+            "decrypt",
+            environment: [
+                "WECHAT_APPIDS": item.appid,
+                "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==,\(item.sessionKey)",
+                "DECRYPTD_IV": item.iv,
+                "DECRYPTD_ENCRYPTED_DATA": item.encryptedData,
+            ])
         #expect(output.status == 0)
         let result = try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any]
         #expect(result?["phoneNumber"] as? String == item.expect.ok?.phoneNumber)
         #expect(result?["keyIndex"] as? Int == 1, "the second key, after the wrong first one")
-        let flagWins = try decryptd("decrypt --iv AAAA", environment: ["WECHAT_APPIDS": "wx0", "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==", "DECRYPTD_ENCRYPTED_DATA": "AAAA"])
+        let flagWins = try decryptd(
+            "decrypt --iv AAAA",
+            environment: ["WECHAT_APPIDS": "wx0", "DECRYPTD_SESSION_KEYS": "AAAAAAAAAAAAAAAAAAAAAA==", "DECRYPTD_ENCRYPTED_DATA": "AAAA"])
         #expect(flagWins.stdout.contains("\"invalid_iv\""), "\(flagWins.stdout)")
     }
 
@@ -227,10 +245,14 @@ struct CLITests {
         let directory = NSTemporaryDirectory() + "decryptd-secrets-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let bad = directory + "/bad", good = directory + "/good"
+        let bad = directory + "/bad"
+        let good = directory + "/good"
         try "# comment\nwx0 s3cr3t-value extra\n".write(toFile: bad, atomically: true, encoding: .utf8)
         try "wx0 s3cr3t-value\n".write(toFile: good, atomically: true, encoding: .utf8)
-        for (arguments, expected) in [("--app-secrets-file \(bad)", "line 2 is not 'appid secret'"), ("--app-secrets-file \(directory)/absent", "cannot read app secrets file")] {
+        for (arguments, expected) in [
+            ("--app-secrets-file \(bad)", "line 2 is not 'appid secret'"),
+            ("--app-secrets-file \(directory)/absent", "cannot read app secrets file"),
+        ] {
             let output = try decryptd("run --startup-timeout 1 \(arguments)", environment: Self.unreachable)
             #expect(output.status == 2)
             let lines = output.stderr.split(separator: "\n")
@@ -238,7 +260,9 @@ struct CLITests {
             #expect(!output.stderr.contains("s3cr3t"))
         }
         // Both the file and the variable, one appid in both: named, never quoted.
-        let twice = try decryptd("run --startup-timeout 1 --app-secrets-file \(good)", environment: Self.unreachable.merging(["WECHAT_APP_SECRETS": "wx0:other"]) { $1 })
+        let twice = try decryptd(
+            "run --startup-timeout 1 --app-secrets-file \(good)",
+            environment: Self.unreachable.merging(["WECHAT_APP_SECRETS": "wx0:other"]) { $1 })
         #expect(twice.status == 2 && twice.stderr.contains("appid wx0 has a secret both in WECHAT_APP_SECRETS and in"), "\(twice.stderr)")
         #expect(!twice.stderr.contains("s3cr3t") && !twice.stderr.contains("other"))
     }
@@ -257,13 +281,18 @@ struct CLITests {
         #expect(url.hasPrefix("http://127.0.0.1:"), "\(url)")
         let port = try #require(url.split(separator: ":").last.flatMap { Int($0) })
         func post(_ path: String, _ body: String) throws -> [String: Any] {
-            let response = try HTTPProbe.exchange(port: port, "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+            let response = try HTTPProbe.exchange(
+                port: port,
+                "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
             #expect(response.status == 200)
             return try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any] ?? [:]
         }
-        #expect(try post("/cgi-bin/stable_token", #"{"grant_type":"client_credential","appid":"wxA","secret":"wrong","force_refresh":false}"#)["errcode"] as? Int == 40125)
-        let token = try post("/cgi-bin/stable_token", #"{"grant_type":"client_credential","appid":"wxA","secret":"sA","force_refresh":false}"#)
+        #expect(
+            try post("/cgi-bin/stable_token", #"{"grant_type":"client_credential","appid":"wxA","secret":"wrong","force_refresh":false}"#)[
+                "errcode"] as? Int == 40125)
+        let token = try post(
+            "/cgi-bin/stable_token", #"{"grant_type":"client_credential","appid":"wxA","secret":"sA","force_refresh":false}"#)
         let accessToken = try #require(token["access_token"] as? String)
         #expect(token["expires_in"] as? Int == 7200)
         #expect(try post("/wxa/business/getuserphonenumber?access_token=nope", #"{"code":"x"}"#)["errcode"] as? Int == 40001)
@@ -291,8 +320,9 @@ struct CLITests {
         let unreachable = "--startup-timeout 5 --database-url postgresql://x@127.0.0.1:1/x"
         let found = try decryptd("run --appid wx0 --brokers \(address) --jobs-topic jobs.here \(unreachable)")
         let problems = found.stderr.split(separator: "\n").filter { $0.hasPrefix("decryptd: ") }  // not the log lines
-        #expect(found.status == 2 && problems.count == 1 && problems[0].hasPrefix("decryptd: cannot reach the database"),
-                "only the database is a problem: \(found.stderr)")
+        #expect(
+            found.status == 2 && problems.count == 1 && problems[0].hasPrefix("decryptd: cannot reach the database"),
+            "only the database is a problem: \(found.stderr)")
         let missing = try decryptd("run --appid wx0 --brokers \(address) --jobs-topic jobs.absent \(unreachable)")
         #expect(missing.stderr.contains("topic jobs.absent does not exist on \(address)"), "\(missing.stderr)")
 
@@ -307,9 +337,12 @@ struct CLITests {
     func signalDuringStartup(signal: Int32) throws {
         let log = NSTemporaryDirectory() + "startup-signal-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let arguments = ["run", "--log-level", "debug", "--appid", "wx0", "--brokers", "127.0.0.1:1", "--startup-timeout", "60",
-                         "--database-url", "postgresql://x@127.0.0.1:1/x"]
-        let worker = try ChildProcess([Self.binary] + arguments, environment: ChildProcess.environmentWithoutDecryptdConfiguration, logPath: log)
+        let arguments = [
+            "run", "--log-level", "debug", "--appid", "wx0", "--brokers", "127.0.0.1:1", "--startup-timeout", "60",
+            "--database-url", "postgresql://x@127.0.0.1:1/x",
+        ]
+        let worker = try ChildProcess(
+            [Self.binary] + arguments, environment: ChildProcess.environmentWithoutDecryptdConfiguration, logPath: log)
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
         try waitUntil(timeout: 30, "the start-up checks") { worker.output.contains("checking the brokers and the database") }
         Thread.sleep(forTimeInterval: 0.3)  // into the wait for the broker
@@ -328,7 +361,9 @@ struct CLITests {
         )
         let elapsed = Date().timeIntervalSince(started)
         #expect(output.status == 2)
-        #expect(output.stderr.contains("decryptd: cannot reach the database: ") && output.stderr.contains("timeout expired"), "\(output.stderr)")
+        #expect(
+            output.stderr.contains("decryptd: cannot reach the database: ") && output.stderr.contains("timeout expired"), "\(output.stderr)"
+        )
         // About 2 s for the database and 2 s for the brokers; libpq's default would be 10 s alone.
         #expect(elapsed < 9, "took \(elapsed) s")
     }
@@ -349,15 +384,28 @@ struct CLITests {
         #expect(lines[3].hasPrefix("decryptd: cannot reach Kafka"))
     }
 
-    @Test("run, reprocess and loadgen name all their own flag mistakes, with the missing settings", arguments: [
-        ("run --kafka-property bad --kafka-property no.such.prop=1 --startup-timeout 0 --metrics-port 70000",
-         ["bad --kafka-property bad: use key=value", "bad --kafka-property no.such.prop=1: No such configuration property",
-          "--startup-timeout must be more than 0 and at most 86400 seconds", "--metrics-port must be 0 to 65535"]),
-        ("reprocess --kafka-property enable.auto.commit=true --reason nope --reason worse --max-attempts 0",
-         ["decryptd manages enable.auto.commit", "unknown --reason nope", "unknown --reason worse", "--max-attempts must be at least 1"]),
-        ("loadgen --jobs 0 --faults bad_padding=2 --stale-key-share 3",
-         ["--jobs must be positive", "bad_padding", "--stale-key-share must be from 0 to 1"]),
-    ])
+    @Test(
+        "run, reprocess and loadgen name all their own flag mistakes, with the missing settings",
+        arguments: [
+            (
+                "run --kafka-property bad --kafka-property no.such.prop=1 --startup-timeout 0 --metrics-port 70000",
+                [
+                    "bad --kafka-property bad: use key=value", "bad --kafka-property no.such.prop=1: No such configuration property",
+                    "--startup-timeout must be more than 0 and at most 86400 seconds", "--metrics-port must be 0 to 65535",
+                ]
+            ),
+            (
+                "reprocess --kafka-property enable.auto.commit=true --reason nope --reason worse --max-attempts 0",
+                [
+                    "decryptd manages enable.auto.commit", "unknown --reason nope", "unknown --reason worse",
+                    "--max-attempts must be at least 1",
+                ]
+            ),
+            (
+                "loadgen --jobs 0 --faults bad_padding=2 --stale-key-share 3",
+                ["--jobs must be positive", "bad_padding", "--stale-key-share must be from 0 to 1"]
+            ),
+        ])
     func ownFlagMistakesTogether(arguments: String, expected: [String]) throws {
         let output = try decryptd(arguments, environment: [:])
         #expect(output.status == 2)
@@ -381,7 +429,9 @@ struct CLITests {
         #expect(lines.contains { $0.contains("no appid") })
     }
 
-    @Test("every command that needs the database words its problems the same way", arguments: ["run", "reprocess", "loadgen", "migrate", "report"])
+    @Test(
+        "every command that needs the database words its problems the same way",
+        arguments: ["run", "reprocess", "loadgen", "migrate", "report"])
     func databaseProblemWording(command: String) throws {
         // No brokers: their line ("no brokers") is found without waiting for a probe.
         let others = ["run", "reprocess", "loadgen"].contains(command) ? " --appid wx0" : ""
@@ -403,7 +453,9 @@ struct CLITests {
         let cases = VectorFile.loaded.cases
         var input = ""
         for item in cases {
-            let line: [String: Any] = ["appid": item.appid, "session_key": item.sessionKey, "iv": item.iv, "encryptedData": item.encryptedData]
+            let line: [String: Any] = [
+                "appid": item.appid, "session_key": item.sessionKey, "iv": item.iv, "encryptedData": item.encryptedData,
+            ]
             input += String(decoding: try JSONSerialization.data(withJSONObject: line), as: UTF8.self) + "\n"
             input += "this is not json\n"
         }
@@ -415,7 +467,9 @@ struct CLITests {
             let result = lines[index * 2]
             if let ok = item.expect.ok {
                 #expect(result["ok"] as? Bool == true)
-                for (field, value) in [("phoneNumber", ok.phoneNumber), ("purePhoneNumber", ok.purePhoneNumber), ("countryCode", ok.countryCode)] {
+                for (field, value) in [
+                    ("phoneNumber", ok.phoneNumber), ("purePhoneNumber", ok.purePhoneNumber), ("countryCode", ok.countryCode),
+                ] {
                     #expect(result[field] as? String == value, "\(item.name) \(field)")
                 }
                 #expect((result["watermarkTimestamp"] as? Int).map(Int64.init) == ok.watermarkTimestamp, "\(item.name)")
@@ -450,8 +504,9 @@ struct CLITests {
 
     /// What analysts read: failures by reason in the window, largest first, each with its share,
     /// how many a reprocess recovered, and when it was first and last seen; older failures left out.
-    @Test("report: counts, shares, recovered and first/last seen per reason, only inside --since, in all three formats",
-          .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
+    @Test(
+        "report: counts, shares, recovered and first/last seen per reason, only inside --since, in all three formats",
+        .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
     func reportFigures() throws {
         let (url, database) = try IsolatedDatabase.create()
         // (reason, minutes ago, resolved, job kind)
@@ -461,7 +516,8 @@ struct CLITests {
             ("invalid_iv", 3 * 1440, false, "encrypted"), ("invalid_iv", 4 * 1440, false, "encrypted"),
         ]
         for (offset, (reason, minutes, resolved, kind)) in failures.enumerated() {
-            _ = try database.connection.query("""
+            _ = try database.connection.query(
+                """
                 INSERT INTO decrypt_failures (appid, openid, reason, detail, source_topic, source_partition, source_offset, failed_at, resolved_at, job_kind)
                 VALUES ('wx0', 'o\(offset)', $1, 'd', 'jobs', 0, \(offset), now() - make_interval(mins => \(minutes)),
                         CASE WHEN \(resolved) THEN now() END, $2)
@@ -476,12 +532,17 @@ struct CLITests {
         #expect(json["total"] as? Int == 5 && json["recovered"] as? Int == 2)
         #expect(json["by_kind"] as? [String: Int] == ["encrypted": 3, "code": 1], "a row of unknown kind is in neither")
         let reasons = try #require(json["reasons"] as? [[String: Any]])
-        #expect(reasons.map { $0["reason"] as? String } == ["bad_padding", "code_expired", "session_not_found"], "largest first, then by name; invalid_iv is older than 24h")
+        #expect(
+            reasons.map { $0["reason"] as? String } == ["bad_padding", "code_expired", "session_not_found"],
+            "largest first, then by name; invalid_iv is older than 24h")
         #expect(reasons.map { $0["count"] as? Int } == [3, 1, 1])
         #expect(reasons.map { $0["share"] as? Double } == [0.6, 0.2, 0.2])
         #expect(reasons.map { $0["recovered"] as? Int } == [1, 0, 1])
         #expect(reasons.map { $0["recovered_share"] as? Double } == [1.0 / 3.0, 0, 1.0])
-        #expect(reasons.map { $0["by_kind"] as? [String: Int] } == [["encrypted": 2, "code": 0], ["encrypted": 0, "code": 1], ["encrypted": 1, "code": 0]])
+        #expect(
+            reasons.map { $0["by_kind"] as? [String: Int] } == [
+                ["encrypted": 2, "code": 0], ["encrypted": 0, "code": 1], ["encrypted": 1, "code": 0],
+            ])
         let badPadding = reasons[0]
         let (first, last) = (badPadding["first_seen"] as? String ?? "", badPadding["last_seen"] as? String ?? "")
         #expect(first.count == 20 && first.hasSuffix("Z") && last.count == 20 && first < last, "\(first) \(last)")
@@ -494,7 +555,10 @@ struct CLITests {
         let week = try decryptd("report --since 7d --format json", environment: environment)
         let weekJSON = try JSONSerialization.jsonObject(with: Data(week.stdout.utf8)) as? [String: Any]
         #expect(weekJSON?["total"] as? Int == 7)
-        #expect((weekJSON?["reasons"] as? [[String: Any]])?.map { $0["reason"] as? String } == ["bad_padding", "invalid_iv", "code_expired", "session_not_found"])
+        #expect(
+            (weekJSON?["reasons"] as? [[String: Any]])?.map { $0["reason"] as? String } == [
+                "bad_padding", "invalid_iv", "code_expired", "session_not_found",
+            ])
 
         let table = try decryptd("report", environment: environment)
         let lines = table.stdout.split(separator: "\n").map(String.init)

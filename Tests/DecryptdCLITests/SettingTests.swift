@@ -1,6 +1,7 @@
-@testable import decryptd
 import Foundation
 import Testing
+
+@testable import decryptd
 
 @Suite("Settings table")
 struct SettingTests {
@@ -18,7 +19,8 @@ struct SettingTests {
     func precedence() throws {
         var problems: [String] = []
         // No DECRYPTD_TEST_UNSET_* variable exists: only the flag and the default are in play.
-        let setting = Setting<Int>(flag: "things", environment: "DECRYPTD_TEST_UNSET_THINGS", defaultValue: 7, rule: .range(1...9), summary: "Things.")
+        let setting = Setting<Int>(
+            flag: "things", environment: "DECRYPTD_TEST_UNSET_THINGS", defaultValue: 7, rule: .range(1...9), summary: "Things.")
         #expect(try setting.resolved(nil, problems: &problems) == 7)
         #expect(try setting.resolved(3, problems: &problems) == 3)
         let off = Setting<Int>(flag: "port", environment: "DECRYPTD_TEST_UNSET_PORT", rule: .range(0...65535), summary: "Port.")
@@ -28,7 +30,8 @@ struct SettingTests {
 
     @Test("the environment variable stands in for a missing flag; one that is not a value is bad configuration")
     func environment() throws {
-        let setting = Setting<Int>(flag: "things", environment: "DECRYPTD_TEST_SETTING_THINGS", defaultValue: 7, rule: .range(1...9), summary: "Things.")
+        let setting = Setting<Int>(
+            flag: "things", environment: "DECRYPTD_TEST_SETTING_THINGS", defaultValue: 7, rule: .range(1...9), summary: "Things.")
         var problems: [String] = []
         setenv("DECRYPTD_TEST_SETTING_THINGS", "5", 1)
         defer { unsetenv("DECRYPTD_TEST_SETTING_THINGS") }
@@ -41,12 +44,20 @@ struct SettingTests {
         #expect(throws: CommandError.self) { try setting.resolved(nil, problems: &problems) }
     }
 
-    @Test("every rule names the flag and what it allows, and lets good values through", arguments: [
-        (Setting<Double>(flag: "wait", environment: "X", defaultValue: 1, rule: .seconds(longest: 60, zeroMeansNone: false), summary: ""),
-         [0, -1, .nan, .infinity, 61], [0.5, 60], "--wait must be more than 0 and at most 60 seconds"),
-        (Setting<Double>(flag: "every", environment: "X", defaultValue: 1, rule: .seconds(longest: 60, zeroMeansNone: true), summary: ""),
-         [-1, .nan, 61], [0, 60], "--every must be 0 (none) or up to 60 seconds"),
-    ])
+    @Test(
+        "every rule names the flag and what it allows, and lets good values through",
+        arguments: [
+            (
+                Setting<Double>(
+                    flag: "wait", environment: "X", defaultValue: 1, rule: .seconds(longest: 60, zeroMeansNone: false), summary: ""),
+                [0, -1, .nan, .infinity, 61], [0.5, 60], "--wait must be more than 0 and at most 60 seconds"
+            ),
+            (
+                Setting<Double>(
+                    flag: "every", environment: "X", defaultValue: 1, rule: .seconds(longest: 60, zeroMeansNone: true), summary: ""),
+                [-1, .nan, 61], [0, 60], "--every must be 0 (none) or up to 60 seconds"
+            ),
+        ])
     func durations(setting: Setting<Double>, bad: [Double], good: [Double], message: String) {
         for value in bad { #expect(setting.problem(with: value) == message, "\(value)") }
         for value in good { #expect(setting.problem(with: value) == nil, "\(value)") }

@@ -1,7 +1,8 @@
 import DecryptdStore
 import DecryptdTestSupport
-@testable import PostgresClient
 import Testing
+
+@testable import PostgresClient
 
 @Suite("Session keys and outcomes", .enabled(if: TestDatabase.enabled, "needs DECRYPTD_TEST_DATABASE_URL (scripts/test.sh sets it)"))
 struct DecryptdDatabaseTests {
@@ -53,10 +54,12 @@ struct DecryptdDatabaseTests {
     @Test("rows read in place: text, integers and NULL, every row once and in order")
     func rowVisitor() throws {
         let connection = try TestDatabase.isolatedConnection()
-        let statement = PreparedStatement(name: "test_rows", sql: """
-            SELECT i, CASE WHEN i % 2 = 0 THEN NULL ELSE 'v' || i END, '-' || i
-            FROM generate_series(1, $1::int) AS i
-            """, parameterCount: 1)
+        let statement = PreparedStatement(
+            name: "test_rows",
+            sql: """
+                SELECT i, CASE WHEN i % 2 = 0 THEN NULL ELSE 'v' || i END, '-' || i
+                FROM generate_series(1, $1::int) AS i
+                """, parameterCount: 1)
         var seen: [(Int?, String?, Int?)] = []
         try connection.forEachRow(statement, ["5"]) { row in
             #expect(row.count == 3)
@@ -96,11 +99,13 @@ struct DecryptdDatabaseTests {
     @Test("failures: recorded once per source offset; resolving sets resolved_at once")
     func failures() throws {
         let database = try TestDatabase.migrated()
-        let failure = FailureRecord(appid: "wx1", openid: "alice", reason: "bad_padding", detail: "PKCS#7 padding check failed", source: source(7))
+        let failure = FailureRecord(
+            appid: "wx1", openid: "alice", reason: "bad_padding", detail: "PKCS#7 padding check failed", source: source(7))
         let malformed = FailureRecord(appid: nil, openid: nil, reason: "malformed_job", detail: "not JSON", source: source(8))
         try database.write(OutcomeBatch(failures: [failure, malformed]))
         try database.write(OutcomeBatch(failures: [failure, failure]))
-        let rows = try database.connection.query("SELECT source_offset, reason, appid, resolved_at FROM decrypt_failures ORDER BY source_offset")
+        let rows = try database.connection.query(
+            "SELECT source_offset, reason, appid, resolved_at FROM decrypt_failures ORDER BY source_offset")
         #expect(rows.map { $0[0] } == ["7", "8"])
         #expect(rows[1][2] == nil)
         #expect(rows.allSatisfy { $0[3] == nil })
@@ -116,14 +121,20 @@ struct DecryptdDatabaseTests {
     func exchangeLedger() throws {
         let database = try TestDatabase.migrated()
         let digest = { (n: Int) in String(repeating: String(format: "%02x", n), count: 32) }
-        let failure = FailureRecord(appid: "wx1", openid: "bob", reason: "code_invalid", detail: "errcode 40029, job age 3 s", source: source(2), jobKind: "code")
-        let counts = try database.write(OutcomeBatch(
-            members: [member(alice, "13800000001", 5)], failures: [failure],
-            exchanges: [CodeExchangeRecord(codeDigest: digest(1), user: alice, outcome: "ok", detail: ""),
-                        CodeExchangeRecord(codeDigest: digest(2), user: bob, outcome: "code_invalid", detail: failure.detail)]
-        ))
-        #expect([counts.membersChanged, counts.failuresRecorded, counts.failuresResolved] == [1, 1, 2], "the third count is ledger rows added")
-        let again = try database.write(OutcomeBatch(exchanges: [CodeExchangeRecord(codeDigest: digest(1), user: alice, outcome: "ok", detail: "")]))
+        let failure = FailureRecord(
+            appid: "wx1", openid: "bob", reason: "code_invalid", detail: "errcode 40029, job age 3 s", source: source(2), jobKind: "code")
+        let counts = try database.write(
+            OutcomeBatch(
+                members: [member(alice, "13800000001", 5)], failures: [failure],
+                exchanges: [
+                    CodeExchangeRecord(codeDigest: digest(1), user: alice, outcome: "ok", detail: ""),
+                    CodeExchangeRecord(codeDigest: digest(2), user: bob, outcome: "code_invalid", detail: failure.detail),
+                ]
+            ))
+        #expect(
+            [counts.membersChanged, counts.failuresRecorded, counts.failuresResolved] == [1, 1, 2], "the third count is ledger rows added")
+        let again = try database.write(
+            OutcomeBatch(exchanges: [CodeExchangeRecord(codeDigest: digest(1), user: alice, outcome: "ok", detail: "")]))
         #expect(again.failuresResolved == 0, "a code is recorded once")
         #expect(try database.connection.query("SELECT job_kind FROM decrypt_failures")[0][0] == "code")
         let found = try database.exchangedCodes([digest(1), digest(2), digest(3)])
@@ -132,13 +143,17 @@ struct DecryptdDatabaseTests {
         // A ledger row and its member commit together: a bad failure row rolls back both.
         let bad = FailureRecord(appid: "wx1", openid: "carol", reason: "no_such_reason", detail: "", source: source(3))
         #expect(throws: PostgresError.self) {
-            try database.write(OutcomeBatch(members: [member(carol, "2", 1)], failures: [bad],
-                                            exchanges: [CodeExchangeRecord(codeDigest: digest(4), user: carol, outcome: "ok", detail: "")]))
+            try database.write(
+                OutcomeBatch(
+                    members: [member(carol, "2", 1)], failures: [bad],
+                    exchanges: [CodeExchangeRecord(codeDigest: digest(4), user: carol, outcome: "ok", detail: "")]))
         }
         #expect(try database.exchangedCodes([digest(4)]).isEmpty)
 
         for n in 10..<15 {
-            _ = try database.connection.query("INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, exchanged_at) VALUES (decode($1, 'hex'), 'wx1', 'o', 'ok', now() - interval '8 days')", [digest(n)])
+            _ = try database.connection.query(
+                "INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, exchanged_at) VALUES (decode($1, 'hex'), 'wx1', 'o', 'ok', now() - interval '8 days')",
+                [digest(n)])
         }
         #expect(try database.deleteExchanges(olderThan: 7 * 86_400, limit: 2) == 2)
         #expect(try database.deleteExchanges(olderThan: 7 * 86_400, limit: 1000) == 3)
@@ -209,13 +224,21 @@ struct DecryptdDatabaseTests {
     func arrayParameters() throws {
         let database = try TestDatabase.migrated()
         let unicode = UserKey(appid: "wx1", openid: "用户-ünï-😀")
-        try database.write(OutcomeBatch(
-            members: [member(unicode, "+86 138", Int64.max)],
-            failures: [FailureRecord(appid: nil, openid: nil, reason: "malformed_job", detail: #"détail ✓ {"a\\b",NULL}"#,
-                                     source: SourceCoordinates(topic: "t", partition: Int32.max, offset: Int64.max))]
-        ))
-        #expect(try database.connection.query("SELECT openid, phone_number, watermark_ts FROM members") == [[unicode.openid, "+86 138", String(Int64.max)]])
-        #expect(try database.connection.query("SELECT appid, openid, detail, source_partition, source_offset FROM decrypt_failures")
+        try database.write(
+            OutcomeBatch(
+                members: [member(unicode, "+86 138", Int64.max)],
+                failures: [
+                    FailureRecord(
+                        appid: nil, openid: nil, reason: "malformed_job", detail: #"détail ✓ {"a\\b",NULL}"#,
+                        source: SourceCoordinates(topic: "t", partition: Int32.max, offset: Int64.max))
+                ]
+            ))
+        #expect(
+            try database.connection.query("SELECT openid, phone_number, watermark_ts FROM members") == [
+                [unicode.openid, "+86 138", String(Int64.max)]
+            ])
+        #expect(
+            try database.connection.query("SELECT appid, openid, detail, source_partition, source_offset FROM decrypt_failures")
                 == [[nil, nil, #"détail ✓ {"a\\b",NULL}"#, String(Int32.max), String(Int64.max)]])
         #expect(try database.write(OutcomeBatch(members: [member(unicode, "+86 138", Int64.max)])).membersChanged == 0)
     }
@@ -233,14 +256,24 @@ struct ConnectionFailureTests {
 
         var caught: PostgresError?
         do {
-            try database.write(OutcomeBatch(members: [MemberRecord(user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1)]))
+            try database.write(
+                OutcomeBatch(members: [
+                    MemberRecord(
+                        user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86",
+                        watermarkTimestamp: 1)
+                ]))
         } catch {
             caught = error
         }
         let error = try #require(caught)
         #expect(error.isRetriable)
         // retry, as the worker does: reconnects (and re-prepares statements) transparently
-        try database.write(OutcomeBatch(members: [MemberRecord(user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1)]))
+        try database.write(
+            OutcomeBatch(members: [
+                MemberRecord(
+                    user: UserKey(appid: "wx1", openid: "a"), phoneNumber: "1", purePhoneNumber: "1", countryCode: "86",
+                    watermarkTimestamp: 1)
+            ]))
         #expect(victim.backendPID != pid)
         #expect(try victim.query("SELECT count(*) FROM members")[0][0] == "1")
     }
@@ -275,8 +308,12 @@ struct ConnectionFailureTests {
 
     @Test("libpq's multi-line messages become sentences on one line")
     func messageFolding() {
-        let libpq = "connection to server at \"db\", port 1 failed: Connection refused\n\tIs the server running?\nsecond host failed: timeout expired\n"
-        #expect(libpq.libpqMessageAsOneLine() == #"connection to server at "db", port 1 failed: Connection refused. Is the server running? second host failed: timeout expired"#)
+        let libpq =
+            "connection to server at \"db\", port 1 failed: Connection refused\n\tIs the server running?\nsecond host failed: timeout expired\n"
+        #expect(
+            libpq.libpqMessageAsOneLine()
+                == #"connection to server at "db", port 1 failed: Connection refused. Is the server running? second host failed: timeout expired"#
+        )
         #expect("FATAL:  password authentication failed\n".libpqMessageAsOneLine() == "FATAL:  password authentication failed")
         #expect("\n\n".libpqMessageAsOneLine() == "")
     }
@@ -302,10 +339,12 @@ struct ConnectionFailureTests {
         }
     }
 
-    @Test("SQLSTATE classification", arguments: [
-        ("08006", true), ("40001", true), ("40P01", true), ("57P01", true), ("53300", true),
-        ("42601", false), ("23505", false), ("22P02", false), ("23514", false),
-    ])
+    @Test(
+        "SQLSTATE classification",
+        arguments: [
+            ("08006", true), ("40001", true), ("40P01", true), ("57P01", true), ("53300", true),
+            ("42601", false), ("23505", false), ("22P02", false), ("23514", false),
+        ])
     func classification(_ example: (String, Bool)) {
         #expect(PostgresError(kind: .server, sqlState: example.0, message: "").isRetriable == example.1)
     }

@@ -4,8 +4,9 @@ import Testing
 @Suite("Outcome batches")
 struct OutcomeBatchTests {
     func member(_ openid: String, _ phone: String, _ timestamp: Int64, appid: String = "wx1") -> MemberRecord {
-        MemberRecord(user: UserKey(appid: appid, openid: openid), phoneNumber: phone, purePhoneNumber: phone,
-                     countryCode: "86", watermarkTimestamp: timestamp)
+        MemberRecord(
+            user: UserKey(appid: appid, openid: openid), phoneNumber: phone, purePhoneNumber: phone,
+            countryCode: "86", watermarkTimestamp: timestamp)
     }
 
     @Test("one row per user: newest watermark, the later entry on a tie; sorted byte by byte")
@@ -23,7 +24,8 @@ struct OutcomeBatchTests {
 
     @Test("identifiers compare as bytes: two spellings of the same text stay two users")
     func bytesNotCanonicalEquivalence() {
-        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        let composed = "caf\u{E9}"
+        let decomposed = "cafe\u{301}"
         #expect(composed == decomposed, "Swift calls them equal")
         let rows = OutcomeBatch(members: [member(composed, "1", 1), member(decomposed, "2", 1)]).newestMemberPerUser
         #expect(rows.count == 2)

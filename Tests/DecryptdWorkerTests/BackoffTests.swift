@@ -1,5 +1,5 @@
-import Dispatch
 import DecryptdWorker
+import Dispatch
 import Foundation
 import Logging
 import Testing
@@ -44,7 +44,8 @@ struct BackoffTests {
     func retriesUntilSuccess() throws {
         let handler = RecordingLogHandler()
         let logger = Logger(label: "test") { _ in handler }
-        var calls = 0, retries = 0
+        var calls = 0
+        var retries = 0
         let countRetry = { retries += 1 }
         let result = try Backoff(initialDelay: 0.001, maximumDelay: 0.004).run(
             "outcome write", logger: logger, stop: StopRequest(), onRetry: countRetry
@@ -88,7 +89,8 @@ struct BackoffTests {
         var calls = 0
         do {
             let stop = StopRequest()
-            _ = try Backoff(initialDelay: 0.001).run("write", logger: Logger(label: "test") { _ in handler }, stop: stop) { () throws -> Int in
+            _ = try Backoff(initialDelay: 0.001).run("write", logger: Logger(label: "test") { _ in handler }, stop: stop) {
+                () throws -> Int in
                 calls += 1
                 if calls >= 3 { stop.request() }
                 throw Transient()

@@ -1,15 +1,18 @@
 import DecryptdStore
-@testable import DecryptdWorker
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
 
 @Suite("Batch outcome: what a batch's results become")
 struct BatchOutcomeTests {
     static let appid = "wx6ede2086ee29a89f"
     static let context = BatchOutcome.DeadLetterContext(topic: "dlq", group: "g", failedAt: "2026-12-04T00:00:00.000Z")
 
-    private func job(_ offset: Int64, openid: String, outcome: Result<PhonePayload, DecryptFailure>, headers: [KafkaHeader] = []) -> PendingJob {
+    private func job(_ offset: Int64, openid: String, outcome: Result<PhonePayload, DecryptFailure>, headers: [KafkaHeader] = [])
+        -> PendingJob
+    {
         let value = #"{"openid":"\#(openid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
         let message = KafkaMessage(
             id: KafkaMessageID(topic: "jobs", partition: 2, offset: offset), key: Array(openid.utf8), value: Array(value.utf8),
@@ -42,7 +45,9 @@ struct BatchOutcomeTests {
         #expect(letter.topic == "dlq" && letter.key == Array("o2".utf8) && letter.value == jobs[1].message.value)
         let header = { (name: String) in DeadLetter.header(name, in: letter.headers) }
         #expect(header(DeadLetter.reason) == "bad_padding" && header(DeadLetter.detail) == "padding byte 0")
-        #expect(header(DeadLetter.sourceTopic) == "jobs" && header(DeadLetter.sourcePartition) == "2" && header(DeadLetter.sourceOffset) == "11")
+        #expect(
+            header(DeadLetter.sourceTopic) == "jobs" && header(DeadLetter.sourcePartition) == "2" && header(DeadLetter.sourceOffset) == "11"
+        )
         #expect(header(DeadLetter.sourceTimestamp) == "1700000000011")
         #expect(header(DeadLetter.attempts) == "1" && header(DeadLetter.consumerGroup) == "g")
         #expect(header(DeadLetter.failedAt) == Self.context.failedAt)
@@ -53,7 +58,12 @@ struct BatchOutcomeTests {
         var stored = job(1, openid: "o1", outcome: .success(Self.phone))
         stored.alreadyStored = true
         var formatted = false
-        let outcome = BatchOutcome(fresh: [stored], deadLetters: { formatted = true; return Self.context }())
+        let outcome = BatchOutcome(
+            fresh: [stored],
+            deadLetters: {
+                formatted = true
+                return Self.context
+            }())
         #expect(outcome.rows.isEmpty && outcome.deadLetters.isEmpty)
         #expect(!formatted, "the failure time is formatted only when a job failed")
     }

@@ -1,15 +1,19 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
 import KafkaClient
 import PhoneDecryption
+import SyntheticLoad
 import Testing
 
-@Suite("Code jobs end to end (dev-wechat + embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
+@Suite(
+    "Code jobs end to end (dev-wechat + embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"),
+    .ownThread(minutes: 10))
 struct CodeJobEndToEndTests {
-    @Test("a mixed load with every reason and transient answers: tables, dead letters, ledger and offsets exactly right; no code exchanged twice")
+    @Test(
+        "a mixed load with every reason and transient answers: tables, dead letters, ledger and offsets exactly right; no code exchanged twice"
+    )
     func mixedLoad() throws {
         let wechat = try WeChatStandIn()
         let pipeline = try Pipeline()
@@ -28,8 +32,10 @@ struct CodeJobEndToEndTests {
 
         let stats = wechat.stats
         #expect(stats.codesReused == 0, "no code exchanged twice")
-        #expect((stats.exchangesAnswered["-1"] ?? 0) > 0 && (stats.exchangesAnswered["45011"] ?? 0) > 0 && (stats.exchangesAnswered["reset"] ?? 0) > 0,
-                "transient answers were met (and retried: the counts above are exact)")
+        #expect(
+            (stats.exchangesAnswered["-1"] ?? 0) > 0 && (stats.exchangesAnswered["45011"] ?? 0) > 0
+                && (stats.exchangesAnswered["reset"] ?? 0) > 0,
+            "transient answers were met (and retried: the counts above are exact)")
         // The ledger holds every code WeChat answered for, by digest only.
         let ledger = try pipeline.ledger()
         #expect(ledger.rows == stats.codesSpent + (expectation.counts["code_invalid"] ?? 0) + (expectation.counts["code_expired"] ?? 0))
@@ -40,7 +46,9 @@ struct CodeJobEndToEndTests {
         for row in kinds where FailureReason(rawValue: row[0]!)?.applies(to: .encrypted) == false {
             #expect(row[1] == "code", "\(row[0]!) is a code job's reason")
         }
-        #expect(kinds.contains { $0[0] == "appid_mismatch" && $0[1] == "code" } && kinds.contains { $0[0] == "appid_mismatch" && $0[1] == "encrypted" })
+        #expect(
+            kinds.contains { $0[0] == "appid_mismatch" && $0[1] == "code" }
+                && kinds.contains { $0[0] == "appid_mismatch" && $0[1] == "encrypted" })
 
         // A replay by another group exchanges nothing: every code is found in the ledger.
         let exchangesBefore = wechat.stats.exchanges
@@ -99,7 +107,8 @@ struct CodeJobEndToEndTests {
         let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.7, transientShare: 0.05, seed: 9)
         let concurrency = 16
         // A ledger row from last week: the worker deletes it (--exchange-ledger-retention, 7 days).
-        _ = try pipeline.database.connection.query("""
+        _ = try pipeline.database.connection.query(
+            """
             INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, exchanged_at)
             VALUES (decode(repeat('ab', 32), 'hex'), 'wx', 'o-old', 'ok', now() - interval '8 days')
             """)
@@ -108,8 +117,10 @@ struct CodeJobEndToEndTests {
         environment["WECHAT_API_URL"] = wechat.url
         environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
         environment["DECRYPTD_LOG_LEVEL"] = "debug"
-        let arguments = [decryptdBinary.path, "run", "--group", "crash", "--batch-size", "100", "--progress-interval", "1",
-                         "--exchange-concurrency", String(concurrency), "--kafka-property", "session.timeout.ms=6000"]
+        let arguments = [
+            decryptdBinary.path, "run", "--group", "crash", "--batch-size", "100", "--progress-interval", "1",
+            "--exchange-concurrency", String(concurrency), "--kafka-property", "session.timeout.ms=6000",
+        ]
         let logs = [1, 2].map { NSTemporaryDirectory() + "decryptd-code-crash-\($0)-\(UUID().uuidString).log" }
         defer { for log in logs { try? FileManager.default.removeItem(atPath: log) } }
         let first = try ChildProcess(arguments, environment: environment, logPath: logs[0])
@@ -132,8 +143,9 @@ struct CodeJobEndToEndTests {
             lostToTheGap += 1
             #expect(failures[id] == "code_invalid", "failure \(id): \(reason) or, lost to the gap, code_invalid")
         }
-        #expect(failures.count == expectation.failures.count + expectation.members.filter { members[$0.key]?.phone != $0.value.phone }.count,
-                "one failure row per failed job, and one per ok job lost to the gap")
+        #expect(
+            failures.count == expectation.failures.count + expectation.members.filter { members[$0.key]?.phone != $0.value.phone }.count,
+            "one failure row per failed job, and one per ok job lost to the gap")
         #expect(lostToTheGap <= concurrency, "at most the exchanges in flight")
         #expect(wechat.stats.codesReused == lostToTheGap, "no code exchanged twice but those")
         try pipeline.expectCommitted(group: "crash")
@@ -151,7 +163,8 @@ struct CodeJobEndToEndTests {
         try expectNoSecrets(pipeline, ledger: printed, extra: ["devtoken", WeChatStandIn.secret])
     }
 
-    @Test("/metrics: exchanges by outcome, their latency, tokens fetched, errcodes, exchanges in flight and the oldest unfinished job's age")
+    @Test(
+        "/metrics: exchanges by outcome, their latency, tokens fetched, errcodes, exchanges in flight and the oldest unfinished job's age")
     func metrics() throws {
         let wechat = try WeChatStandIn(latency: 0.1)
         let pipeline = try Pipeline(partitions: 2)
@@ -161,10 +174,15 @@ struct CodeJobEndToEndTests {
         environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
         environment["WECHAT_API_URL"] = wechat.url
         environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
-        let worker = try ChildProcess([decryptdBinary.path, "run", "--group", "metrics", "--metrics-port", "\(port)", "--progress-interval", "1",
-                                       "--exchange-concurrency", "8"], environment: environment, logPath: NSTemporaryDirectory() + "decryptd-code-metrics-\(UUID().uuidString).log")
+        let worker = try ChildProcess(
+            [
+                decryptdBinary.path, "run", "--group", "metrics", "--metrics-port", "\(port)", "--progress-interval", "1",
+                "--exchange-concurrency", "8",
+            ], environment: environment, logPath: NSTemporaryDirectory() + "decryptd-code-metrics-\(UUID().uuidString).log")
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
-        var samples = PrometheusSamples(""), oldestSeen = 0.0, inFlightSeen = 0.0
+        var samples = PrometheusSamples("")
+        var oldestSeen = 0.0
+        var inFlightSeen = 0.0
         try waitUntil(timeout: 120, "every job counted in /metrics") {
             guard let response = try? HTTPProbe.get(port: port, "/metrics"), response.status == 200 else { return false }
             samples = PrometheusSamples(response.body)
@@ -176,7 +194,9 @@ struct CodeJobEndToEndTests {
         #expect(inFlightSeen > 0 && inFlightSeen <= 8)
         #expect(samples["decryptd_exchanges_total", ["outcome": "ok"]] == Double((expectation.counts["ok"] ?? 0)))
         #expect(samples["decryptd_exchanges_total", ["outcome": "code_expired"]] == Double(expectation.counts["code_expired"] ?? 0))
-        #expect((samples["decryptd_exchanges_total", ["outcome": "busy"]] ?? 0) > 0 && (samples["decryptd_exchanges_total", ["outcome": "no_answer"]] ?? 0) > 0)
+        #expect(
+            (samples["decryptd_exchanges_total", ["outcome": "busy"]] ?? 0) > 0
+                && (samples["decryptd_exchanges_total", ["outcome": "no_answer"]] ?? 0) > 0)
         #expect((samples["decryptd_exchange_duration_seconds_count"] ?? 0) >= Double(expectation.counts["ok"] ?? 0))
         #expect((samples["decryptd_token_fetches_total", ["appid": Pipeline.appid, "result": "ok"]] ?? 0) >= 1)
         #expect((samples["decryptd_wechat_errcodes_total", ["errcode": "40029"]] ?? 0) > 0)
@@ -184,7 +204,8 @@ struct CodeJobEndToEndTests {
         try waitUntil(timeout: 30, "nothing unfinished") {
             guard let text = try? HTTPProbe.get(port: port, "/metrics").body else { return false }
             samples = PrometheusSamples(text)
-            return samples.all("decryptd_oldest_unfinished_job_age_seconds").values.allSatisfy { $0 == 0 } && samples["decryptd_exchanges_in_flight"] == 0
+            return samples.all("decryptd_oldest_unfinished_job_age_seconds").values.allSatisfy { $0 == 0 }
+                && samples["decryptd_exchanges_in_flight"] == 0
         }
         let text = try HTTPProbe.get(port: port, "/metrics").body
         try expectNoSecrets(pipeline, ledger: text, extra: ["devtoken", WeChatStandIn.secret])
@@ -199,11 +220,14 @@ struct CodeJobEndToEndTests {
         let expectation = try pipeline.generate(jobs: 600, codeShare: 0.5, transientShare: 0, seed: 17)
         _ = try WorkerRun(pipeline.configuration(group: "r", wechat: wechat)).wait()
         let exchanges = wechat.stats.exchanges
-        let kinds = try pipeline.database.connection.query("SELECT count(*) FILTER (WHERE job_kind = 'code'), count(*) FROM decrypt_failures")
-        let codeFailures = Int(kinds[0][0]!)!, allFailures = Int(kinds[0][1]!)!
+        let kinds = try pipeline.database.connection.query(
+            "SELECT count(*) FILTER (WHERE job_kind = 'code'), count(*) FROM decrypt_failures")
+        let codeFailures = Int(kinds[0][0]!)!
+        let allFailures = Int(kinds[0][1]!)!
         #expect(codeFailures > 20 && allFailures == expectation.failures.count)
 
-        let summary = try Reprocessor(configuration: pipeline.configuration(group: "r", wechat: wechat), options: .init(), logger: logger).run(partitions: 2)
+        let summary = try Reprocessor(configuration: pipeline.configuration(group: "r", wechat: wechat), options: .init(), logger: logger)
+            .run(partitions: 2)
         #expect(summary.total.skipped == codeFailures, "every code job's dead letter is passed over")
         #expect(summary.total.replayed == allFailures - codeFailures)
         for reason in FailureReason.codeOnly {
@@ -214,20 +238,30 @@ struct CodeJobEndToEndTests {
 
     /// No code, code user's number, or `extra` appears in `text`, in the failure rows or in the
     /// dead letters' headers.
-    func expectNoSecrets(_ pipeline: Pipeline, ledger text: String, extra: [String] = [WeChatStandIn.secret], sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectNoSecrets(
+        _ pipeline: Pipeline, ledger text: String, extra: [String] = [WeChatStandIn.secret],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         var secrets = extra
         for message in try pipeline.readAll("wechat.phone.jobs") {
-            guard let value = message.value, case .success(let job) = DecryptJob.parse(value), case .code(let code) = job.payload else { continue }
+            guard let value = message.value, case .success(let job) = DecryptJob.parse(value), case .code(let code) = job.payload else {
+                continue
+            }
             secrets.append(code)
-            if let synthetic = SyntheticCode.parse(code, appid: job.appid ?? Pipeline.appid) { secrets.append(synthetic.phone.purePhoneNumber) }
+            if let synthetic = SyntheticCode.parse(code, appid: job.appid ?? Pipeline.appid) {
+                secrets.append(synthetic.phone.purePhoneNumber)
+            }
         }
         #expect(secrets.count > 100, sourceLocation: sourceLocation)
-        let details = try pipeline.database.connection.query("SELECT detail FROM decrypt_failures").compactMap { $0[0] }.joined(separator: "\n")
+        let details = try pipeline.database.connection.query("SELECT detail FROM decrypt_failures").compactMap { $0[0] }.joined(
+            separator: "\n")
         let headers = try pipeline.readAll("wechat.phone.dlq").flatMap { letter in
             letter.headers.filter { $0.name.hasPrefix("decrypt.") }.map { String(decoding: $0.value ?? [], as: UTF8.self) }
         }.joined(separator: "\n")
         for secret in Set(secrets) {
-            #expect(!text.contains(secret) && !details.contains(secret) && !headers.contains(secret), "a secret leaked", sourceLocation: sourceLocation)
+            #expect(
+                !text.contains(secret) && !details.contains(secret) && !headers.contains(secret), "a secret leaked",
+                sourceLocation: sourceLocation)
         }
     }
 }

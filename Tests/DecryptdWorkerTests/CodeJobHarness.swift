@@ -1,11 +1,11 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import DevWeChat
 import Foundation
 import KafkaClient
 import PhoneDecryption
+import SyntheticLoad
 import WeChatAPI
 
 /// A dev-wechat server in this process, for code jobs: it knows ``Pipeline/appid`` (secret
@@ -61,7 +61,8 @@ extension Pipeline {
 
     /// Rows in the exchange ledger, and whether any holds `text` (a code, a number, a secret...).
     func ledger() throws -> (rows: Int, text: String) {
-        let rows = try database.connection.query("SELECT encode(code_sha256, 'hex'), appid, openid, outcome, detail FROM phone_code_exchanges")
+        let rows = try database.connection.query(
+            "SELECT encode(code_sha256, 'hex'), appid, openid, outcome, detail FROM phone_code_exchanges")
         return (rows.count, rows.map { $0.compactMap { $0 }.joined(separator: " ") }.joined(separator: "\n"))
     }
 }

@@ -1,9 +1,10 @@
-@testable import DecryptdWorker
 import Foundation
 import KafkaClient
 import Logging
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
 
 @Suite("Dead-letter sender")
 struct DeadLetterSenderTests {
@@ -44,7 +45,8 @@ struct DeadLetterSenderTests {
 
     private func letter(_ key: String) -> KafkaRecord {
         let message = KafkaMessage(
-            id: KafkaMessageID(topic: "jobs", partition: 1, offset: 3), key: Array(key.utf8), value: Array("{}".utf8), headers: [], timestamp: nil
+            id: KafkaMessageID(topic: "jobs", partition: 1, offset: 3), key: Array(key.utf8), value: Array("{}".utf8), headers: [],
+            timestamp: nil
         )
         return DeadLetter.record(
             for: message, failure: DecryptFailure(.malformedJob, "no openid"),
@@ -52,7 +54,9 @@ struct DeadLetterSenderTests {
         )
     }
 
-    private func sender(_ transport: ScriptedTransport, stop: StopRequest = StopRequest(), failures: Failures = Failures()) -> DeadLetterSender {
+    private func sender(_ transport: ScriptedTransport, stop: StopRequest = StopRequest(), failures: Failures = Failures())
+        -> DeadLetterSender
+    {
         DeadLetterSender(
             transport: transport, backoff: Backoff(initialDelay: 0.001, maximumDelay: 0.002), logger: Logger(label: "test"), stop: stop,
             onPermanentFailure: { failures.add($0) }

@@ -1,11 +1,12 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
+@testable import SyntheticLoad
 
 @Suite("Dead-letter records")
 struct DeadLetterTests {
@@ -31,13 +32,18 @@ struct DeadLetterTests {
         #expect(DeadLetter.header("trace", in: third.headers) == nil)
         #expect(DeadLetter.header(DeadLetter.omitted, in: third.headers) == "value,key,headers")
         #expect(third.headers.filter { $0.name == DeadLetter.omitted }.count == 1)
-        for name in [DeadLetter.reason, DeadLetter.sourceTopic, DeadLetter.sourcePartition, DeadLetter.sourceOffset, DeadLetter.attempts, DeadLetter.consumerGroup] {
+        for name in [
+            DeadLetter.reason, DeadLetter.sourceTopic, DeadLetter.sourcePartition, DeadLetter.sourceOffset, DeadLetter.attempts,
+            DeadLetter.consumerGroup,
+        ] {
             #expect(DeadLetter.header(name, in: third.headers) == DeadLetter.header(name, in: letter.headers), "\(name) kept")
         }
         #expect(DeadLetter.shrunk(third) == nil, "nothing more to leave out")
 
         // Reprocessing the shrunk record dead-letters it again: still marked, marked once.
-        let replayed = KafkaMessage(id: KafkaMessageID(topic: "dlq", partition: 0, offset: 4), key: first.key, value: first.value, headers: first.headers, timestamp: 2)
+        let replayed = KafkaMessage(
+            id: KafkaMessageID(topic: "dlq", partition: 0, offset: 4), key: first.key, value: first.value, headers: first.headers,
+            timestamp: 2)
         let again = DeadLetter.record(
             for: replayed, failure: DecryptFailure(.malformedJob, "no openid"),
             source: .init(topic: "jobs", partition: 3, offset: 9, timestamp: 1), attempts: 2, topic: "dlq", group: "r"

@@ -1,13 +1,15 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
 import KafkaClient
 import PhoneDecryption
+import SyntheticLoad
 import Testing
 
-@Suite("Decryption through the worker: vectors, key limit, appids (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 5))
+@Suite(
+    "Decryption through the worker: vectors, key limit, appids (embedded broker + PostgreSQL)",
+    .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 5))
 struct DecryptionEndToEndTests {
     /// Every vector becomes a job on the topic and its session key a row in wechat_sessions, as the
     /// login service would store it; two more jobs cover the codes no vector has. What lands in every
@@ -16,21 +18,28 @@ struct DecryptionEndToEndTests {
     func vectorsThroughTheWorker() throws {
         let vectors = VectorFile.loaded
         let pipeline = try Pipeline(partitions: 3)
-        let stored = try pipeline.database.insertSessionKeys(vectors.cases.map {
-            (user: UserKey(appid: $0.appid, openid: $0.openid), sessionKey: $0.sessionKey, issuedAt: 1_700_000_000)
-        })
+        let stored = try pipeline.database.insertSessionKeys(
+            vectors.cases.map {
+                (user: UserKey(appid: $0.appid, openid: $0.openid), sessionKey: $0.sessionKey, issuedAt: 1_700_000_000)
+            })
         #expect(stored == vectors.cases.count)
 
         struct Job: Encodable { var openid: String, encryptedData: String, iv: String, appid: String?, requestId: String }
         var records = try vectors.cases.enumerated().map { index, vector in
-            let job = Job(openid: vector.openid, encryptedData: vector.encryptedData, iv: vector.iv,
-                          appid: index.isMultiple(of: 2) ? vector.appid : nil, requestId: vector.name)
-            return KafkaRecord(topic: "wechat.phone.jobs", key: Array(vector.openid.utf8), value: Array(try JSONEncoder().encode(job)),
-                               headers: [KafkaHeader("case", vector.name)])
+            let job = Job(
+                openid: vector.openid, encryptedData: vector.encryptedData, iv: vector.iv,
+                appid: index.isMultiple(of: 2) ? vector.appid : nil, requestId: vector.name)
+            return KafkaRecord(
+                topic: "wechat.phone.jobs", key: Array(vector.openid.utf8), value: Array(try JSONEncoder().encode(job)),
+                headers: [KafkaHeader("case", vector.name)])
         }
         let first = vectors.cases[0]
-        records.append(Pipeline.job(openid: "o-nobody", encryptedData: first.encryptedData, iv: first.iv, headers: [KafkaHeader("case", "no_session")]))
-        records.append(KafkaRecord(topic: "wechat.phone.jobs", key: nil, value: Array("\u{1}garbage".utf8), headers: [KafkaHeader("case", "not_json")]))
+        records.append(
+            Pipeline.job(openid: "o-nobody", encryptedData: first.encryptedData, iv: first.iv, headers: [KafkaHeader("case", "no_session")])
+        )
+        records.append(
+            KafkaRecord(topic: "wechat.phone.jobs", key: nil, value: Array("\u{1}garbage".utf8), headers: [KafkaHeader("case", "not_json")])
+        )
         let ids = try pipeline.produce(records)
         var expectedReason = ["no_session": "session_not_found", "not_json": "malformed_job"]
         for vector in vectors.cases { if let error = vector.expect.error { expectedReason[vector.name] = error } }
@@ -50,18 +59,26 @@ struct DecryptionEndToEndTests {
                 #expect(byOpenid[vector.openid] == nil, "\(vector.name): no member")
                 continue
             }
-            #expect(byOpenid[vector.openid] == [vector.openid, ok.phoneNumber, ok.purePhoneNumber, ok.countryCode,
-                                                String(ok.watermarkTimestamp), vectors.appid], "\(vector.name)")
+            #expect(
+                byOpenid[vector.openid] == [
+                    vector.openid, ok.phoneNumber, ok.purePhoneNumber, ok.countryCode,
+                    String(ok.watermarkTimestamp), vectors.appid,
+                ], "\(vector.name)")
         }
 
-        let name = Dictionary(uniqueKeysWithValues: zip(ids, records).map { ($0, $1.headers[0].value.map { String(decoding: $0, as: UTF8.self) } ?? "") })
+        let name = Dictionary(
+            uniqueKeysWithValues: zip(ids, records).map { ($0, $1.headers[0].value.map { String(decoding: $0, as: UTF8.self) } ?? "") })
         let rows = try pipeline.failureRows()
         #expect(rows.count == expectedReason.count, "a failure row per failed job")
         #expect(Dictionary(rows.map { (name[$0.id] ?? "?", $0.reason) }, uniquingKeysWith: { a, _ in a }) == expectedReason)
         // Who failed: the job's user where it names one (the appid defaulted when absent), none for
         // a value that is not a job; and a detail saying why.
-        let openid = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.name, $0.openid) }).merging(["no_session": "o-nobody"]) { a, _ in a }
-        for row in try pipeline.database.connection.query("SELECT source_partition, source_offset, appid, openid, detail FROM decrypt_failures") {
+        let openid = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.name, $0.openid) }).merging(["no_session": "o-nobody"]) {
+            a, _ in a
+        }
+        for row in try pipeline.database.connection.query(
+            "SELECT source_partition, source_offset, appid, openid, detail FROM decrypt_failures")
+        {
             let id = KafkaMessageID(topic: "wechat.phone.jobs", partition: Int32(row[0]!)!, offset: Int64(row[1]!)!)
             let job = name[id] ?? "?"
             let user: [String?] = openid[job].map { [vectors.appid, $0] } ?? [nil, nil]
@@ -75,7 +92,8 @@ struct DecryptionEndToEndTests {
             let vectorName = DeadLetter.header("case", in: letter.headers) ?? "?"
             #expect(DeadLetter.header(DeadLetter.reason, in: letter.headers) == expectedReason[vectorName], "\(vectorName)")
             let detail = DeadLetter.header(DeadLetter.detail, in: letter.headers) ?? ""
-            for secret in vectors.cases.flatMap({ [$0.sessionKey, $0.expect.ok?.purePhoneNumber] }).compactMap({ $0 }) where secret.count >= 8 {
+            for secret in vectors.cases.flatMap({ [$0.sessionKey, $0.expect.ok?.purePhoneNumber] }).compactMap({ $0 })
+            where secret.count >= 8 {
                 #expect(!detail.contains(secret), "\(vectorName): no key material or number in the detail")
             }
         }
@@ -108,7 +126,9 @@ struct DecryptionEndToEndTests {
         var dryRun = Reprocessor.Options()
         dryRun.dryRun = true
         #expect(try Reprocessor(configuration: twoKeys, options: dryRun, logger: logger).run(partitions: 2).total.recovered == 0)
-        #expect(try Reprocessor(configuration: pipeline.configuration(group: "two-keys"), options: dryRun, logger: logger).run(partitions: 2).total.recovered == 1)
+        #expect(
+            try Reprocessor(configuration: pipeline.configuration(group: "two-keys"), options: dryRun, logger: logger).run(partitions: 2)
+                .total.recovered == 1)
 
         #expect(try WorkerRun(pipeline.configuration(group: "default-keys")).wait().outcomes == ["ok": 2])
         #expect(try Set(pipeline.members().keys.map(\.openid)) == [second.openid, third.openid])
@@ -136,7 +156,8 @@ struct DecryptionEndToEndTests {
         ])
 
         // Through the binary, so that WECHAT_APPIDS's list is read as an operator would write it.
-        let run = try pipeline.decryptd(["run", "--exit-at-end", "--log-level", "warning"], environment: ["WECHAT_APPIDS": "\(first), \(second)"])
+        let run = try pipeline.decryptd(
+            ["run", "--exit-at-end", "--log-level", "warning"], environment: ["WECHAT_APPIDS": "\(first), \(second)"])
         #expect(run.status == 0 && Pipeline.outcomeCounts(in: run.text) == ["ok": 2, "appid_mismatch": 1], "\(run.text)")
         let members = try pipeline.members()
         #expect(members.count == 2)

@@ -1,16 +1,19 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
+import SyntheticLoad
 import Testing
 
 /// `decryptd run` as a child process, its output in a file (a pipe could fill and block it).
 func launchWorker(_ pipeline: Pipeline, group: String, extra: [String] = [], logPath: String? = nil) throws -> ChildProcess {
     var environment = pipeline.binaryEnvironment
     environment["DECRYPTD_LOG_LEVEL"] = "warning"
-    let arguments = [decryptdBinary.path, "run", "--group", group, "--batch-size", "100", "--progress-interval", "0",
-                     "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=300"] + extra
+    let arguments =
+        [
+            decryptdBinary.path, "run", "--group", group, "--batch-size", "100", "--progress-interval", "0",
+            "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=300",
+        ] + extra
     return try ChildProcess(arguments, environment: environment, logPath: logPath ?? NSTemporaryDirectory() + "decryptd-child-\(group).log")
 }
 
@@ -61,8 +64,9 @@ struct FailureEndToEndTests {
         #expect(try ChildProcess.run(["/bin/sh", "-c", "\(control) \(action)"]) == 0, "pg-control \(action)")
     }
 
-    @Test("PostgreSQL stopped and restarted mid-run: nothing dead-lettered because of it, everything processed after",
-          .enabled(if: outageURL != nil || ProcessInfo.processInfo.environment["CI"] == "true"))
+    @Test(
+        "PostgreSQL stopped and restarted mid-run: nothing dead-lettered because of it, everything processed after",
+        .enabled(if: outageURL != nil || ProcessInfo.processInfo.environment["CI"] == "true"))
     func databaseOutage() throws {
         let url = try #require(Self.outageURL, "DECRYPTD_TEST_OUTAGE_DATABASE_URL is not set: run scripts/test.sh")
         let pipeline = try Pipeline(partitions: 4, databaseURL: url)

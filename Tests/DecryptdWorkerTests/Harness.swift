@@ -1,5 +1,4 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
@@ -7,6 +6,7 @@ import KafkaClient
 import Logging
 import PhoneDecryption
 import PostgresClient
+import SyntheticLoad
 import Testing
 
 let logger: Logger = {
@@ -66,8 +66,10 @@ struct Pipeline {
     }
 
     /// A job for the jobs topic, its value SPEC's JSON object with these fields.
-    static func job(openid: String, encryptedData: String, iv: String, appid: String? = nil, key: [UInt8]? = nil,
-                    headers: [KafkaHeader] = []) -> KafkaRecord {
+    static func job(
+        openid: String, encryptedData: String, iv: String, appid: String? = nil, key: [UInt8]? = nil,
+        headers: [KafkaHeader] = []
+    ) -> KafkaRecord {
         let value = LoadGenerator.encryptedJobValue(openid: openid, encryptedData: encryptedData, iv: iv, appid: appid)
         return KafkaRecord(topic: "wechat.phone.jobs", key: key, value: value, headers: headers)
     }
@@ -119,17 +121,22 @@ struct Pipeline {
         let stored = try members()
         #expect(stored.count == expectation.members.count, sourceLocation: sourceLocation)
         for (user, expected) in expectation.members {
-            #expect(stored[user]?.phone == expected.phone && stored[user]?.watermark == expected.watermark,
-                    "member \(user.openid)", sourceLocation: sourceLocation)
+            #expect(
+                stored[user]?.phone == expected.phone && stored[user]?.watermark == expected.watermark,
+                "member \(user.openid)", sourceLocation: sourceLocation)
         }
         let rows = try failureRows()
         #expect(rows.count == expectation.failures.count, "one failure row per failed job", sourceLocation: sourceLocation)
-        #expect(Dictionary(rows.map { ($0.id, $0.reason) }, uniquingKeysWith: { a, _ in a }) == expectation.failures, sourceLocation: sourceLocation)
+        #expect(
+            Dictionary(rows.map { ($0.id, $0.reason) }, uniquingKeysWith: { a, _ in a }) == expectation.failures,
+            sourceLocation: sourceLocation)
     }
 
     /// The dead-letter topic: a record per failed job (at least one; exactly one when `exactly`),
     /// with the original key, value and headers and SPEC's headers.
-    func expectDeadLetters(_ expectation: LoadGenerator.Expectation, group: String, exactly: Bool, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectDeadLetters(
+        _ expectation: LoadGenerator.Expectation, group: String, exactly: Bool, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let originals = Dictionary(uniqueKeysWithValues: try readAll("wechat.phone.jobs").map { ($0.id, $0) })
         let letters = try readAll("wechat.phone.dlq")
         var seen: [KafkaMessageID: Int] = [:]
@@ -146,11 +153,15 @@ struct Pipeline {
                 continue
             }
             #expect(letter.key == original.key && letter.value == original.value, sourceLocation: sourceLocation)
-            #expect(Array(letter.headers.prefix(original.headers.count)) == original.headers, "original headers first, unchanged", sourceLocation: sourceLocation)
+            #expect(
+                Array(letter.headers.prefix(original.headers.count)) == original.headers, "original headers first, unchanged",
+                sourceLocation: sourceLocation)
             #expect(header(DeadLetter.attempts) == "1", sourceLocation: sourceLocation)
             #expect(header(DeadLetter.consumerGroup) == group, sourceLocation: sourceLocation)
             #expect(header(DeadLetter.sourceTimestamp).flatMap { Int64($0) } == original.timestamp, sourceLocation: sourceLocation)
-            #expect(header(DeadLetter.failedAt)?.hasSuffix("Z") == true && header(DeadLetter.failedAt)?.count == 24, sourceLocation: sourceLocation)
+            #expect(
+                header(DeadLetter.failedAt)?.hasSuffix("Z") == true && header(DeadLetter.failedAt)?.count == 24,
+                sourceLocation: sourceLocation)
             let detail = header(DeadLetter.detail) ?? ""
             #expect(!detail.isEmpty && detail.count < 200, sourceLocation: sourceLocation)
             let value = String(decoding: original.value ?? [], as: UTF8.self)
@@ -181,11 +192,12 @@ extension Pipeline {
     /// Outcome counts from the "  <outcome>   <count> ..." lines that run and loadgen print.
     static func outcomeCounts(in text: String) -> [String: Int] {
         let outcomes = Set(FailureReason.allCases.map(\.rawValue) + ["ok"])
-        return Dictionary(text.split(separator: "\n").compactMap { line -> (String, Int)? in
-            let words = line.split(separator: " ")
-            guard words.count >= 2, outcomes.contains(String(words[0])), let count = Int(words[1]) else { return nil }
-            return (String(words[0]), count)
-        }, uniquingKeysWith: +)
+        return Dictionary(
+            text.split(separator: "\n").compactMap { line -> (String, Int)? in
+                let words = line.split(separator: " ")
+                guard words.count >= 2, outcomes.contains(String(words[0])), let count = Int(words[1]) else { return nil }
+                return (String(words[0]), count)
+            }, uniquingKeysWith: +)
     }
 
     /// The numbers of the total row reprocess prints: replayed, recovered, failed again, skipped.
@@ -196,10 +208,13 @@ extension Pipeline {
 
     /// Runs the decryptd binary against this pipeline with ``binaryEnvironment`` (and `environment`
     /// over it) and returns its exit status and everything it printed.
-    func decryptd(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> (status: Int32, text: String) {
+    func decryptd(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> (
+        status: Int32, text: String
+    ) {
         let output = NSTemporaryDirectory() + "decryptd-\(arguments[0])-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let child = try ChildProcess([decryptdBinary.path] + arguments, environment: binaryEnvironment.merging(environment) { $1 }, logPath: output)
+        let child = try ChildProcess(
+            [decryptdBinary.path] + arguments, environment: binaryEnvironment.merging(environment) { $1 }, logPath: output)
         defer { if child.exitStatus == nil { child.kill(SIGKILL) } }
         let status = try child.wait(timeout: timeout)
         return (status, try String(contentsOfFile: output, encoding: .utf8))
@@ -216,12 +231,18 @@ final class WorkerRun: @unchecked Sendable {
         worker = try Worker(configuration: configuration, logger: logger)
         let thread = Thread { [self] in
             let result = Result { try worker.run() }
-            lock.lock(); outcome = result; lock.unlock()
+            lock.lock()
+            outcome = result
+            lock.unlock()
         }
         thread.start()
     }
 
-    var result: Result<WorkerSummary, any Error>? { lock.lock(); defer { lock.unlock() }; return outcome }
+    var result: Result<WorkerSummary, any Error>? {
+        lock.lock()
+        defer { lock.unlock() }
+        return outcome
+    }
 
     func wait(timeout: TimeInterval = 180) throws -> WorkerSummary {
         try waitUntil(timeout: timeout, "worker finished") { result != nil }

@@ -1,11 +1,12 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
+@testable import SyntheticLoad
 
 @Suite("Load generator")
 struct LoadGeneratorTests {

@@ -1,21 +1,25 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
+import SyntheticLoad
 import Testing
 
 @Suite("What a running worker shows (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
 struct ObservabilityEndToEndTests {
-    @Test("/metrics counts every outcome the load holds; probes answer; lag drains to 0; logs, dead letters and failure rows hold no secret; SIGTERM exits 0")
+    @Test(
+        "/metrics counts every outcome the load holds; probes answer; lag drains to 0; logs, dead letters and failure rows hold no secret; SIGTERM exits 0"
+    )
     func runningWorker() throws {
         let pipeline = try Pipeline(partitions: 4)
         let expectation = try pipeline.generate(jobs: 3000, seed: 41)
         let port = try HTTPProbe.freePort()
         let logPath = NSTemporaryDirectory() + "decryptd-child-observed-\(UUID().uuidString).log"
-        let worker = try launchWorker(pipeline, group: "observed", extra: [
-            "--metrics-port", "\(port)", "--log-level", "trace", "--progress-interval", "1",
-        ], logPath: logPath)
+        let worker = try launchWorker(
+            pipeline, group: "observed",
+            extra: [
+                "--metrics-port", "\(port)", "--log-level", "trace", "--progress-interval", "1",
+            ], logPath: logPath)
         defer {
             if worker.exitStatus == nil { worker.kill(SIGKILL) }
             try? FileManager.default.removeItem(atPath: logPath)
@@ -80,8 +84,9 @@ struct ObservabilityEndToEndTests {
         for member in expectation.members.values { secrets.insert(member.phone) }
         for job in try pipeline.readAll("wechat.phone.jobs") {
             guard let value = job.value,
-                  let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any],
-                  let encryptedData = object["encryptedData"] as? String, encryptedData.count >= 16 else { continue }
+                let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any],
+                let encryptedData = object["encryptedData"] as? String, encryptedData.count >= 16
+            else { continue }
             secrets.insert(encryptedData)
         }
         return secrets

@@ -1,11 +1,12 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
+@testable import SyntheticLoad
 
 @Suite("Outcome tally")
 struct OutcomeTallyTests {
@@ -17,7 +18,9 @@ struct OutcomeTallyTests {
             return pending
         }
         func payload(keyIndex: Int = 0, repairs: Base64Repairs = []) -> Result<PhonePayload, DecryptFailure> {
-            .success(PhonePayload(phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1, keyIndex: keyIndex, repairs: repairs))
+            .success(
+                PhonePayload(
+                    phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1, keyIndex: keyIndex, repairs: repairs))
         }
         let tally = OutcomeTally([
             job(payload()), job(payload(keyIndex: 1)), job(payload(keyIndex: 2, repairs: [.spaceAsPlus, .urlSafeAlphabet])),

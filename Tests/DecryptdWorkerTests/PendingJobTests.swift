@@ -1,22 +1,25 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
 
+@testable import DecryptdWorker
+@testable import SyntheticLoad
+
 @Suite("Pending jobs: parsing a message")
 struct PendingJobTests {
-    @Test("an unserved appid shows in the failure detail only when it could be an appid", arguments: [
-        ("wxother", "wxother"),
-        (String(repeating: "w", count: 64), String(repeating: "w", count: 64)),
-        (String(repeating: "w", count: 65), "of 65 bytes"),
-        ("wx other", "of 8 bytes"),
-        (#"wx\n1"#, "of 4 bytes"),  // JSON escapes, decoded before the check
-        (#"wx\u00e91"#, "of 5 bytes"),
-    ])
+    @Test(
+        "an unserved appid shows in the failure detail only when it could be an appid",
+        arguments: [
+            ("wxother", "wxother"),
+            (String(repeating: "w", count: 64), String(repeating: "w", count: 64)),
+            (String(repeating: "w", count: 65), "of 65 bytes"),
+            ("wx other", "of 8 bytes"),
+            (#"wx\n1"#, "of 4 bytes"),  // JSON escapes, decoded before the check
+            (#"wx\u00e91"#, "of 5 bytes"),
+        ])
     func unservedAppidDetail(appid: String, shown: String) {
         let value = #"{"openid":"o1","appid":"\#(appid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
         let job = PendingJob(jobMessage(0, partition: 0, value: value), appids: ["wx1"])

@@ -1,11 +1,12 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
+@testable import SyntheticLoad
 
 @Suite("Rendezvous")
 struct RendezvousTests {
@@ -28,6 +29,14 @@ struct RendezvousTests {
 private final class Collected: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [Int] = []
-    func add(_ value: Int) { lock.lock(); values.append(value); lock.unlock() }
-    var sorted: [Int] { lock.lock(); defer { lock.unlock() }; return values.sorted() }
+    func add(_ value: Int) {
+        lock.lock()
+        values.append(value)
+        lock.unlock()
+    }
+    var sorted: [Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return values.sorted()
+    }
 }

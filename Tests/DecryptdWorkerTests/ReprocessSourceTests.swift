@@ -1,11 +1,12 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
+@testable import SyntheticLoad
 
 @Suite("Reprocess: a dead letter's source")
 struct ReprocessSourceTests {
@@ -24,8 +25,10 @@ struct ReprocessSourceTests {
         }
         let original = Reprocessor.source(of: deadLetter(topic: "wechat.phone.jobs"))
         #expect((original.topic, original.partition, original.offset) == ("wechat.phone.jobs", 7, 42))
-        for bad in [deadLetter(topic: "jobs\u{0}x"), deadLetter(topic: ""), deadLetter(topic: String(repeating: "t", count: 250)),
-                    deadLetter(topic: "jobs topic"), deadLetter(topic: "jobs", partition: "x"), deadLetter(topic: "jobs", offset: "")] {
+        for bad in [
+            deadLetter(topic: "jobs\u{0}x"), deadLetter(topic: ""), deadLetter(topic: String(repeating: "t", count: 250)),
+            deadLetter(topic: "jobs topic"), deadLetter(topic: "jobs", partition: "x"), deadLetter(topic: "jobs", offset: ""),
+        ] {
             let source = Reprocessor.source(of: bad)
             #expect((source.topic, source.partition, source.offset) == ("dlq", 1, 9), "the record is its own source")
         }

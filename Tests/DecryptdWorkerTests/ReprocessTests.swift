@@ -1,14 +1,16 @@
 import DecryptdStore
-import SyntheticLoad
 import DecryptdTestSupport
 import DecryptdWorker
 import Foundation
 import KafkaClient
 import PhoneDecryption
 import PostgresClient
+import SyntheticLoad
 import Testing
 
-@Suite("Reprocessing the dead-letter topic (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
+@Suite(
+    "Reprocessing the dead-letter topic (end to end)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"),
+    .ownThread(minutes: 10))
 struct ReprocessTests {
     /// Jobs for: a user whose key was stale (bad_padding), a user with no key yet
     /// (session_not_found), and a job that can never succeed (invalid_iv).
@@ -23,11 +25,13 @@ struct ReprocessTests {
 
     func job(_ user: UserKey, key: [UInt8], phone: String, iv: String? = nil) -> KafkaRecord {
         let encrypted = PhoneEncryptor().encrypt(
-            plaintext: PhoneEncryptor.plaintext(phoneNumber: phone, purePhoneNumber: phone, countryCode: "86", timestamp: 1_750_000_000, appid: Pipeline.appid),
+            plaintext: PhoneEncryptor.plaintext(
+                phoneNumber: phone, purePhoneNumber: phone, countryCode: "86", timestamp: 1_750_000_000, appid: Pipeline.appid),
             key: key, iv: PhoneEncryptor.randomBlock(using: &story)
         )
-        return Pipeline.job(openid: user.openid, encryptedData: encrypted.encryptedData, iv: iv ?? encrypted.iv,
-                            key: Array(user.openid.utf8), headers: [KafkaHeader("trace", user.openid)])
+        return Pipeline.job(
+            openid: user.openid, encryptedData: encrypted.encryptedData, iv: iv ?? encrypted.iv,
+            key: Array(user.openid.utf8), headers: [KafkaHeader("trace", user.openid)])
     }
 
     /// An invalid_iv dead letter on partition 0, as the worker writes them: it fails again when replayed.
@@ -53,7 +57,9 @@ struct ReprocessTests {
     func keyRefresh() throws {
         let pipeline = try Pipeline(partitions: 2)
         let s = Story()
-        try pipeline.database.insertSessionKeys([(s.stale, Base64Encoding.encode(s.staleKey), 1_700_000_000), (s.broken, Base64Encoding.encode(s.staleKey), 1_700_000_000)])
+        try pipeline.database.insertSessionKeys([
+            (s.stale, Base64Encoding.encode(s.staleKey), 1_700_000_000), (s.broken, Base64Encoding.encode(s.staleKey), 1_700_000_000),
+        ])
         let sent = try pipeline.produce([
             job(s.stale, key: s.freshKey, phone: "13800000001"),
             job(s.late, key: s.lateKey, phone: "13800000002"),
@@ -64,7 +70,9 @@ struct ReprocessTests {
         #expect(try pipeline.members().isEmpty)
 
         // The login service refreshes keys.
-        try pipeline.database.insertSessionKeys([(s.stale, Base64Encoding.encode(s.freshKey), 1_700_000_500), (s.late, Base64Encoding.encode(s.lateKey), 1_700_000_500)])
+        try pipeline.database.insertSessionKeys([
+            (s.stale, Base64Encoding.encode(s.freshKey), 1_700_000_500), (s.late, Base64Encoding.encode(s.lateKey), 1_700_000_500),
+        ])
 
         // A dry run counts and changes nothing.
         let configuration = pipeline.configuration(group: "worker")
@@ -79,7 +87,9 @@ struct ReprocessTests {
         #expect(summary.byReason["invalid_iv"] == Reprocessor.Counts(replayed: 1, recovered: 0, failedAgain: 1, skipped: 0))
         let members = try pipeline.members()
         #expect(members[s.stale]?.phone == "13800000001" && members[s.late]?.phone == "13800000002" && members[s.broken] == nil)
-        let resolved = try pipeline.database.connection.query("SELECT reason FROM decrypt_failures WHERE resolved_at IS NOT NULL ORDER BY reason").map { $0[0]! }
+        let resolved = try pipeline.database.connection.query(
+            "SELECT reason FROM decrypt_failures WHERE resolved_at IS NOT NULL ORDER BY reason"
+        ).map { $0[0]! }
         #expect(resolved == ["bad_padding", "session_not_found"])
 
         // The broken job is dead-lettered again: same key/value, original source, attempts 2.
@@ -95,7 +105,8 @@ struct ReprocessTests {
 
         // A second run starts where the group stopped: only the new dead letter, which is at the
         // attempt limit when --max-attempts is 2, so it is skipped and counted.
-        let second = try Reprocessor(configuration: configuration, options: options { $0.maxAttempts = 2 }, logger: logger).run(partitions: 2)
+        let second = try Reprocessor(configuration: configuration, options: options { $0.maxAttempts = 2 }, logger: logger).run(
+            partitions: 2)
         #expect(second.total == Reprocessor.Counts(replayed: 0, recovered: 0, failedAgain: 0, skipped: 1))
         #expect(try pipeline.readAll("wechat.phone.dlq").count == 4)
     }
@@ -105,11 +116,15 @@ struct ReprocessTests {
         let pipeline = try Pipeline(partitions: 2)
         let s = Story()
         try pipeline.database.insertSessionKeys([(s.broken, Base64Encoding.encode(s.staleKey), 1_700_000_000)])
-        _ = try pipeline.produce([job(s.late, key: s.lateKey, phone: "13800000002"), job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA")])
+        _ = try pipeline.produce([
+            job(s.late, key: s.lateKey, phone: "13800000002"), job(s.broken, key: s.staleKey, phone: "1", iv: "AAAA"),
+        ])
         _ = try WorkerRun(pipeline.configuration(group: "worker")).wait()
         try pipeline.database.insertSessionKeys([(s.late, Base64Encoding.encode(s.lateKey), 1_700_000_500)])
 
-        let summary = try Reprocessor(configuration: pipeline.configuration(group: "worker"), options: options { $0.reasons = ["session_not_found"] }, logger: logger).run(partitions: 2)
+        let summary = try Reprocessor(
+            configuration: pipeline.configuration(group: "worker"), options: options { $0.reasons = ["session_not_found"] }, logger: logger
+        ).run(partitions: 2)
         #expect(summary.byReason["session_not_found"] == Reprocessor.Counts(replayed: 1, recovered: 1, failedAgain: 0, skipped: 0))
         #expect(summary.byReason["invalid_iv"] == Reprocessor.Counts(replayed: 0, recovered: 0, failedAgain: 0, skipped: 1))
         #expect(try pipeline.readAll("wechat.phone.dlq").count == 2, "nothing dead-lettered again")
@@ -162,12 +177,15 @@ struct ReprocessTests {
         try holder.executeScript("BEGIN; LOCK TABLE decrypt_failures IN EXCLUSIVE MODE")
         let log = NSTemporaryDirectory() + "reprocess-stop-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let first = try ChildProcess([decryptdBinary.path, "reprocess", "--log-level", "info"], environment: pipeline.binaryEnvironment, logPath: log)
+        let first = try ChildProcess(
+            [decryptdBinary.path, "reprocess", "--log-level", "info"], environment: pipeline.binaryEnvironment, logPath: log)
         defer { if first.exitStatus == nil { first.kill(SIGKILL) } }
         try waitUntil(timeout: 60, "the first batch's write waiting") {
             // Asked on another connection (within the holder's transaction the view would not change),
             // about this test's own table (other tests share the server).
-            try pipeline.database.connection.query("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'decrypt_failures'::regclass").first?.first != "0"
+            try pipeline.database.connection.query(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'decrypt_failures'::regclass"
+            ).first?.first != "0"
         }
         first.kill(SIGTERM)
         try waitUntil(timeout: 10, "the stop request") { first.output.contains("stopping: finishing the batch under way") }
@@ -187,7 +205,9 @@ struct ReprocessTests {
         #expect(attempts.filter { $0 == "3" }.count == replayed)
     }
 
-    @Test("loadgen --store-withheld-sessions stores the keys a load left out, once; reprocess then recovers every session_not_found job and nothing else")
+    @Test(
+        "loadgen --store-withheld-sessions stores the keys a load left out, once; reprocess then recovers every session_not_found job and nothing else"
+    )
     func withheldSessions() throws {
         let pipeline = try Pipeline(partitions: 2)
         let expected = try pipeline.generate(jobs: 1500, seed: 43)
@@ -202,11 +222,15 @@ struct ReprocessTests {
         #expect(again.status == 0 && again.text.contains("stored 0 withheld session key(s)"), "\(again.text)")
         #expect(try pipeline.readAll("wechat.phone.jobs").count == 1500, "nothing produced")
 
-        let summary = try Reprocessor(configuration: pipeline.configuration(group: "worker"), options: options(), logger: logger).run(partitions: 2)
-        #expect(summary.byReason["session_not_found"] == Reprocessor.Counts(replayed: notFound, recovered: notFound, failedAgain: 0, skipped: 0))
+        let summary = try Reprocessor(configuration: pipeline.configuration(group: "worker"), options: options(), logger: logger).run(
+            partitions: 2)
+        #expect(
+            summary.byReason["session_not_found"] == Reprocessor.Counts(replayed: notFound, recovered: notFound, failedAgain: 0, skipped: 0)
+        )
         #expect(summary.total.recovered == notFound)
         #expect(try pipeline.members().count == expected.usersWithPhone + notFound, "each session_not_found job is its own user")
-        let unresolved = try pipeline.database.connection.query("SELECT count(*) FROM decrypt_failures WHERE reason = 'session_not_found' AND resolved_at IS NULL")
+        let unresolved = try pipeline.database.connection.query(
+            "SELECT count(*) FROM decrypt_failures WHERE reason = 'session_not_found' AND resolved_at IS NULL")
         #expect(unresolved.first?.first == "0")
     }
 }

@@ -1,11 +1,12 @@
-import Foundation
-@testable import SyntheticLoad
-@testable import DecryptdWorker
 import DecryptdStore
 import DecryptdTestSupport
+import Foundation
 import KafkaClient
 import PhoneDecryption
 import Testing
+
+@testable import DecryptdWorker
+@testable import SyntheticLoad
 
 @Suite("Work batches: splitting into lanes, key slots, decrypting in place")
 struct WorkBatchTests {
@@ -13,7 +14,8 @@ struct WorkBatchTests {
     func split() {
         var messages: [KafkaMessage] = []
         for index in 0..<600 {
-            let value = index % 50 == 7
+            let value =
+                index % 50 == 7
                 ? "not a job"
                 : #"{"openid":"user-\#(index % 40)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
             messages.append(jobMessage(index, partition: Int32(index % 3), value: value))
@@ -51,7 +53,9 @@ struct WorkBatchTests {
 
     @Test("key slots: one per distinct user across batches, only for jobs still to decrypt")
     func keySlots() {
-        let job = { (openid: String, appid: String) in #"{"openid":"\#(openid)","appid":"\#(appid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"# }
+        let job = { (openid: String, appid: String) in
+            #"{"openid":"\#(openid)","appid":"\#(appid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
+        }
         let values = [job("a", "wx1"), "not a job", job("b", "wx1"), job("a", "wx2"), job("a", "wx1"), job("c", "wx9"), job("b", "wx1")]
         var batches = WorkBatch.split(
             FetchedMessages(messages: values.enumerated().map { jobMessage($0.offset, partition: 0, value: $0.element) }),
@@ -82,7 +86,8 @@ struct WorkBatchTests {
             #"{"openid":"o1","encryptedData":"\#(escaped(payload.encryptedData))","iv":"\#(escaped(payload.iv))","appid":"\#(escaped(appid))"}"#,
             #"{"\#(escaped("iv"))":"\#(payload.iv)","appid":"wxother","\#(escaped("openid"))":"o1","encryptedData":"\#(payload.encryptedData)"}"#,
         ]
-        var batch = WorkBatch(jobs: values.enumerated().map { PendingJob(jobMessage($0, partition: 0, value: $1), appids: [appid, "wx1"]) })
+        var batch = WorkBatch(
+            jobs: values.enumerated().map { PendingJob(jobMessage($0, partition: 0, value: $1), appids: [appid, "wx1"]) })
         var slots = UserSlots(capacity: batch.jobs.count)
         batch.assignKeySlots(&slots)
         #expect(slots.users == [UserKey(appid: appid, openid: "o1")])
@@ -113,11 +118,14 @@ struct WorkBatchTests {
         // worker reads the fields where they lie in the message, escapes and all.
         struct Job: Encodable { var openid: String, encryptedData: String, iv: String, appid: String? }
         let values = try vectors.cases.enumerated().map { index, vector in
-            let job = Job(openid: vector.openid, encryptedData: vector.encryptedData, iv: vector.iv, appid: index.isMultiple(of: 2) ? vector.appid : nil)
+            let job = Job(
+                openid: vector.openid, encryptedData: vector.encryptedData, iv: vector.iv,
+                appid: index.isMultiple(of: 2) ? vector.appid : nil)
             return String(decoding: try JSONEncoder().encode(job), as: UTF8.self)
         }
         #expect(values.contains { $0.contains(#"\/"#) } && values.contains { $0.contains(#"\n"#) })
-        var batch = WorkBatch(jobs: values.enumerated().map { PendingJob(jobMessage($0, partition: 0, value: $1), appids: [vectors.appid]) })
+        var batch = WorkBatch(
+            jobs: values.enumerated().map { PendingJob(jobMessage($0, partition: 0, value: $1), appids: [vectors.appid]) })
         var slots = UserSlots(capacity: batch.jobs.count)
         batch.assignKeySlots(&slots)
         let keys = Dictionary(uniqueKeysWithValues: vectors.cases.map { ($0.openid, $0.sessionKey) })

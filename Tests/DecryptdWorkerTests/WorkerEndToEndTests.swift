@@ -6,13 +6,17 @@ import KafkaClient
 import PhoneDecryption
 import Testing
 
-@Suite("Worker end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"), .ownThread(minutes: 10))
+@Suite(
+    "Worker end to end (embedded broker + PostgreSQL)", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"),
+    .ownThread(minutes: 10))
 struct WorkerEndToEndTests {
     @Test("every failure code, several jobs per user out of order: tables, dead letters and offsets exactly right")
     func generatedLoad() throws {
         let pipeline = try Pipeline()
         let expectation = try pipeline.generate(jobs: 3000)
-        #expect(Set(expectation.counts.keys) == Set(FailureReason.allCases.filter { $0.applies(to: .encrypted) }.map(\.rawValue) + ["ok"]), "the load has every code of encrypted jobs")
+        #expect(
+            Set(expectation.counts.keys) == Set(FailureReason.allCases.filter { $0.applies(to: .encrypted) }.map(\.rawValue) + ["ok"]),
+            "the load has every code of encrypted jobs")
         #expect(expectation.usersWithPhone == expectation.members.count)
 
         let summary = try WorkerRun(pipeline.configuration(group: "g1")).wait()
@@ -41,9 +45,12 @@ struct WorkerEndToEndTests {
         var misspelt = configuration
         misspelt.jobsTopic = "wechat.phone.jbos"
         let problems = Preflight.problems(misspelt, topics: [misspelt.jobsTopic], produced: [misspelt.deadLetterTopic], logger: logger)
-        #expect(problems == ["topic wechat.phone.jbos does not exist on \(pipeline.cluster.bootstrapServers)"], "a topic that is read is never created")
+        #expect(
+            problems == ["topic wechat.phone.jbos does not exist on \(pipeline.cluster.bootstrapServers)"],
+            "a topic that is read is never created")
 
-        let findings = Preflight.check(configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], logger: logger)
+        let findings = Preflight.check(
+            configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], logger: logger)
         #expect(findings.problems.isEmpty)
         #expect((findings.partitions["fresh.dlq"] ?? 0) > 0)
         #expect(findings.partitions["wechat.phone.jbos"] == nil)
@@ -64,9 +71,13 @@ struct WorkerEndToEndTests {
         let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         producer.start()
         // Over the worker producer's 1,000,000-byte message.max.bytes once the decrypt.* headers are on.
-        let value = Array(#"{"openid":"o-big","padding":""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 1_100_000) + Array(#""}"#.utf8)
-        let big = try producer.send(KafkaRecord(topic: "wechat.phone.jobs", key: Array("o-big".utf8), value: value,
-                                                headers: [KafkaHeader("trace", "t-big")])).get()
+        let value =
+            Array(#"{"openid":"o-big","padding":""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 1_100_000) + Array(#""}"#.utf8)
+        let big = try producer.send(
+            KafkaRecord(
+                topic: "wechat.phone.jobs", key: Array("o-big".utf8), value: value,
+                headers: [KafkaHeader("trace", "t-big")])
+        ).get()
         producer.close()
         let expectation = try pipeline.generate(jobs: 400, seed: 5)
 
@@ -90,7 +101,9 @@ struct WorkerEndToEndTests {
         #expect(letters.filter { DeadLetter.header(DeadLetter.omitted, in: $0.headers) != nil }.count == 1, "only that one is cut")
     }
 
-    @Test("two workers share the partitions, one stops mid-run: nothing lost; each is ready only while it owns partitions and is not stopping")
+    @Test(
+        "two workers share the partitions, one stops mid-run: nothing lost; each is ready only while it owns partitions and is not stopping"
+    )
     func twoWorkers() throws {
         let pipeline = try Pipeline(partitions: 6)
         let expectation = try pipeline.generate(jobs: 6000, seed: 11)

@@ -1,5 +1,6 @@
-@testable import DecryptdWorker
 import Testing
+
+@testable import DecryptdWorker
 
 @Suite("Worker lifecycle")
 struct WorkerLifecycleTests {

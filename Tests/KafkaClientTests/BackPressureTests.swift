@@ -1,7 +1,8 @@
 import DecryptdTestSupport
 import Foundation
-@testable import KafkaClient
 import Testing
+
+@testable import KafkaClient
 
 /// The consumer's in-flight limit and the producer's non-blocking send, against the embedded broker.
 @Suite("Back-pressure and asynchronous acknowledgements", .serialized, .ownThread(minutes: 3))
@@ -81,7 +82,9 @@ struct BackPressureTests {
         let lock = NSLock()
         for chunk in 0..<5 {
             producer.send(records("letters", count: 40, from: chunk * 40)) { batch in
-                lock.lock(); results.append(batch); lock.unlock()
+                lock.lock()
+                results.append(batch)
+                lock.unlock()
                 done.signal()
             }
         }
@@ -91,7 +94,9 @@ struct BackPressureTests {
         }
         for _ in 0..<6 { #expect(done.wait(timeout: .now() + 30) == .success) }
         #expect(done.wait(timeout: .now() + 0.5) == .timedOut, "each completion runs once")
-        lock.lock(); let all = results; lock.unlock()
+        lock.lock()
+        let all = results
+        lock.unlock()
         #expect(all.count == 5, "the empty send reports nothing to collect")
         let ids = all.flatMap { $0 }.compactMap { try? $0.get() }
         #expect(ids.count == 200)

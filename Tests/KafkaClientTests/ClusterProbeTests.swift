@@ -1,7 +1,8 @@
 import DecryptdTestSupport
 import Foundation
-@testable import KafkaClient
 import Testing
+
+@testable import KafkaClient
 
 /// The start-up probe: which topics exist, and the produced ones a broker creates on demand.
 @Suite("Cluster probe (embedded broker)", .ownThread(minutes: 2))
@@ -20,14 +21,17 @@ struct ClusterProbeTests {
         #expect(topics.partitions["never.asked"] == nil)
         #expect(topics.notCreated.isEmpty)
 
-        let again = try KafkaClusterProbe.topics(bootstrapServers: cluster.bootstrapServers, properties: [:], timeout: 10, logger: testLogger)
+        let again = try KafkaClusterProbe.topics(
+            bootstrapServers: cluster.bootstrapServers, properties: [:], timeout: 10, logger: testLogger)
         #expect(again.partitions["dead.letters"] == topics.partitions["dead.letters"], "the topic stays")
     }
 
-    @Test("a topic the brokers do not create: reported at once with their answer, not as existing", arguments: [
-        (Int32(3), "UNKNOWN_TOPIC_OR_PART"),  // auto.create.topics.enable=false
-        (Int32(29), "TOPIC_AUTHORIZATION_FAILED"),
-    ])
+    @Test(
+        "a topic the brokers do not create: reported at once with their answer, not as existing",
+        arguments: [
+            (Int32(3), "UNKNOWN_TOPIC_OR_PART"),  // auto.create.topics.enable=false
+            (Int32(29), "TOPIC_AUTHORIZATION_FAILED"),
+        ])
     func refusal(code: Int32, name: String) throws {
         let cluster = try KafkaMockCluster(brokers: 1)
         try cluster.createTopic("jobs", partitions: 3)

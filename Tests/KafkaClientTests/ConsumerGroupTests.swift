@@ -1,7 +1,8 @@
 import DecryptdTestSupport
 import Foundation
-@testable import KafkaClient
 import Testing
+
+@testable import KafkaClient
 
 /// At-least-once behaviour against the embedded broker (librdkafka's mock cluster over TCP).
 @Suite("Consumer group, at least once", .serialized, .ownThread(minutes: 5))
@@ -90,7 +91,8 @@ struct ConsumerGroupTests {
             [KafkaHeader("", nil as [UInt8]?), KafkaHeader("ü", [] as [UInt8])],
         ]
         let sent = headerSets.enumerated().map { index, headers in
-            KafkaRecord(topic: "jobs", partition: 0, key: index == 0 ? nil : [UInt8(index)], value: Array("job-\(index)".utf8), headers: headers)
+            KafkaRecord(
+                topic: "jobs", partition: 0, key: index == 0 ? nil : [UInt8(index)], value: Array("job-\(index)".utf8), headers: headers)
         }
         #expect(producer.send(sent).allSatisfy { (try? $0.get()) != nil })
 
@@ -104,8 +106,9 @@ struct ConsumerGroupTests {
         producer.close()
     }
 
-    @Test("a second member joins mid-stream and the first leaves: none lost, duplicates only from abandoned work",
-          arguments: ["cooperative-sticky", "range"])
+    @Test(
+        "a second member joins mid-stream and the first leaves: none lost, duplicates only from abandoned work",
+        arguments: ["cooperative-sticky", "range"])
     func joinAndLeave(strategy: String) throws {
         let cluster = try KafkaMockCluster(brokers: 1)
         try cluster.createTopic("jobs", partitions: 6)
@@ -264,6 +267,14 @@ final class LockedBox<Value>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: Value
     init(_ value: Value) { stored = value }
-    var value: Value { lock.lock(); defer { lock.unlock() }; return stored }
-    func set(_ value: Value) { lock.lock(); stored = value; lock.unlock() }
+    var value: Value {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
+    func set(_ value: Value) {
+        lock.lock()
+        stored = value
+        lock.unlock()
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
-@testable import KafkaClient
 import Testing
+
+@testable import KafkaClient
 
 @Suite("Consumer state")
 struct ConsumerStateTests {
@@ -11,7 +12,10 @@ struct ConsumerStateTests {
     func deliverAndComplete() {
         var state = ConsumerState()
         state.assign([p0, p1])
-        for offset in 10..<14 as Range<Int64> { let r1 = state.deliver(p0, offset: offset, timestamp: -1); #expect(r1) }
+        for offset in 10..<14 as Range<Int64> {
+            let r1 = state.deliver(p0, offset: offset, timestamp: -1)
+            #expect(r1)
+        }
         let r2 = state.deliver(p1, offset: 0, timestamp: -1)
         #expect(r2)
         #expect(state.committed[p0] == 10, "the first message of an assignment is where its committed position starts")

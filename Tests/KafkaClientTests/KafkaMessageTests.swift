@@ -7,7 +7,10 @@ struct KafkaMessageTests {
 
     @Test("key, value and headers come back as given, with null and empty parts kept apart")
     func packedParts() {
-        let headers = [KafkaHeader("trace", "t-1"), KafkaHeader("empty", [] as [UInt8]), KafkaHeader("null", nil as [UInt8]?), KafkaHeader("trace", "t-2")]
+        let headers = [
+            KafkaHeader("trace", "t-1"), KafkaHeader("empty", [] as [UInt8]), KafkaHeader("null", nil as [UInt8]?),
+            KafkaHeader("trace", "t-2"),
+        ]
         let message = KafkaMessage(id: id, key: Array("user".utf8), value: Array(#"{"a":1}"#.utf8), headers: headers, timestamp: 7)
         #expect(message.key == Array("user".utf8))
         #expect(message.value == Array(#"{"a":1}"#.utf8))
@@ -24,11 +27,17 @@ struct KafkaMessageTests {
         #expect(bare != empty, "a null value is not an empty one")
     }
 
-    @Test("headers come back whichever of key and value is absent", arguments: [
-        ([UInt8]?.none, [UInt8]?.none), (nil, Array("v".utf8)), (Array("k".utf8), nil), ([], []), (Array("key".utf8), Array("value".utf8)),
-    ])
+    @Test(
+        "headers come back whichever of key and value is absent",
+        arguments: [
+            ([UInt8]?.none, [UInt8]?.none), (nil, Array("v".utf8)), (Array("k".utf8), nil), ([], []),
+            (Array("key".utf8), Array("value".utf8)),
+        ])
     func headersAfterAnyParts(key: [UInt8]?, value: [UInt8]?) {
-        let headers = [KafkaHeader("", "no name"), KafkaHeader("é", [0, 255, 0xFF]), KafkaHeader("null", nil as [UInt8]?), KafkaHeader("", [] as [UInt8])]
+        let headers = [
+            KafkaHeader("", "no name"), KafkaHeader("é", [0, 255, 0xFF]), KafkaHeader("null", nil as [UInt8]?),
+            KafkaHeader("", [] as [UInt8]),
+        ]
         let message = KafkaMessage(id: id, key: key, value: value, headers: headers, timestamp: nil)
         #expect(message.key == key)
         #expect(message.value == value)
@@ -38,7 +47,8 @@ struct KafkaMessageTests {
     @Test("equal parts make equal messages; any part differing makes them differ")
     func equality() {
         func make(key: String? = "k", value: String = "v", header: String = "h") -> KafkaMessage {
-            KafkaMessage(id: id, key: key.map { Array($0.utf8) }, value: Array(value.utf8), headers: [KafkaHeader("n", header)], timestamp: 1)
+            KafkaMessage(
+                id: id, key: key.map { Array($0.utf8) }, value: Array(value.utf8), headers: [KafkaHeader("n", header)], timestamp: 1)
         }
         #expect(make() == make())
         #expect(Set([make(), make()]).count == 1)

@@ -1,8 +1,9 @@
 import DecryptdTestSupport
 import Foundation
-@testable import KafkaClient
 import Logging
 import Testing
+
+@testable import KafkaClient
 
 let testLogger: Logger = {
     var logger = Logger(label: "decryptd.kafka.test")
@@ -17,13 +18,22 @@ final class Observed: @unchecked Sendable {
     private var messages: [KafkaMessageID: KafkaMessage] = [:]
 
     func record(_ message: KafkaMessage) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         ids.append(message.id)
         messages[message.id] = message
     }
 
-    var all: [KafkaMessageID] { lock.lock(); defer { lock.unlock() }; return ids }
-    func message(_ id: KafkaMessageID) -> KafkaMessage? { lock.lock(); defer { lock.unlock() }; return messages[id] }
+    var all: [KafkaMessageID] {
+        lock.lock()
+        defer { lock.unlock() }
+        return ids
+    }
+    func message(_ id: KafkaMessageID) -> KafkaMessage? {
+        lock.lock()
+        defer { lock.unlock() }
+        return messages[id]
+    }
 }
 
 /// Runs a consumer as the worker does: a dedicated polling thread, and a separate queue that
@@ -62,19 +72,31 @@ final class ConsumerRunner: @unchecked Sendable {
             }
             worker.sync {}
             consumer.close()
-            lock.lock(); finished = true; lock.unlock()
+            lock.lock()
+            finished = true
+            lock.unlock()
         }
         thread.name = "test-consumer"
         self.thread = thread
         thread.start()
     }
 
-    private var shouldStop: Bool { lock.lock(); defer { lock.unlock() }; return stopRequested }
-    var isFinished: Bool { lock.lock(); defer { lock.unlock() }; return finished }
+    private var shouldStop: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopRequested
+    }
+    var isFinished: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return finished
+    }
 
     /// Asks the consumer to leave (close commits and revokes) and waits for it.
     func stop(timeout: TimeInterval = 60) throws {
-        lock.lock(); stopRequested = true; lock.unlock()
+        lock.lock()
+        stopRequested = true
+        lock.unlock()
         try waitUntil(timeout: timeout) { self.isFinished }
     }
 
@@ -83,7 +105,9 @@ final class ConsumerRunner: @unchecked Sendable {
     }
 }
 
-func consumerConfiguration(_ cluster: KafkaMockCluster, group: String, topic: String, strategy: String = "cooperative-sticky") -> KafkaConsumer.Configuration {
+func consumerConfiguration(_ cluster: KafkaMockCluster, group: String, topic: String, strategy: String = "cooperative-sticky")
+    -> KafkaConsumer.Configuration
+{
     var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: [topic])
     configuration.assignmentStrategy = strategy
     configuration.revokeDrainTimeout = 10

@@ -1,5 +1,6 @@
-@testable import KafkaClient
 import Testing
+
+@testable import KafkaClient
 
 @Suite("Offset tracker")
 struct OffsetTrackerTests {

@@ -14,34 +14,39 @@ struct DecryptJobTests {
         #expect(minimal.appid == nil)
     }
 
-    @Test("anything else is malformed_job", arguments: [
-        "", "null", "[]", "\"job\"", #"{"openid":"o1","encryptedData":"AAAA"}"#,
-        #"{"openid":1,"encryptedData":"AAAA","iv":"B"}"#, #"{"openid":null,"encryptedData":"AAAA","iv":"B"}"#,
-        #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":7}"#,
-        #"{"openid":"o","openid":"p","encryptedData":"AAAA","iv":"B"}"#,
-        #"{"openid":"o","encryptedData":"AAAA","iv":"B"} {}"#, #"{"openid":"o\u0000","encryptedData":"AAAA","iv":"B"}"#,
-        #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":"wx\u0000"}"#, "{\"openid\":\"o\u{0}\",\"encryptedData\":\"A\",\"iv\":\"B\"}",
-    ])
+    @Test(
+        "anything else is malformed_job",
+        arguments: [
+            "", "null", "[]", "\"job\"", #"{"openid":"o1","encryptedData":"AAAA"}"#,
+            #"{"openid":1,"encryptedData":"AAAA","iv":"B"}"#, #"{"openid":null,"encryptedData":"AAAA","iv":"B"}"#,
+            #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":7}"#,
+            #"{"openid":"o","openid":"p","encryptedData":"AAAA","iv":"B"}"#,
+            #"{"openid":"o","encryptedData":"AAAA","iv":"B"} {}"#, #"{"openid":"o\u0000","encryptedData":"AAAA","iv":"B"}"#,
+            #"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":"wx\u0000"}"#,
+            "{\"openid\":\"o\u{0}\",\"encryptedData\":\"A\",\"iv\":\"B\"}",
+        ])
     func malformed(_ text: String) {
         #expect(parse(text).failureReason == .malformedJob)
     }
 
-    @Test("the detail names the member at fault and quotes no content", arguments: [
-        (#"{"openid":"o","encryptedData":"AAAA"}"#, "job has no iv"),
-        (#"{"iv":"B","encryptedData":"AAAA"}"#, "job has no openid"),
-        (#"{"openid":"o","iv":"B"}"#, "job has no encryptedData or code"),
-        (#"{"openid":"o","code":"c1","encryptedData":"AAAA","iv":"B"}"#, "job has both code and encryptedData"),
-        (#"{"openid":"o","code":""}"#, "job field code is empty"),
-        (#"{"openid":"o","code":"c\u0000"}"#, "job field code contains a NUL character"),
-        (#"{"openid":"o","code":7}"#, "job field code is not a string"),
-        (#"{"openid":"o","code":"a","code":"b"}"#, "job has code twice"),
-        (#"{"openid":"o","encryptedData":"AAAA","iv":"B","iv":"C"}"#, "job has iv twice"),
-        (#"{"openid":"o","encryptedData":"AAAA","iv":"B","requestId":"r","requestId":null}"#, "job has requestId twice"),
-        (#"{"openid":"o","encryptedData":["AAAA"],"iv":"B"}"#, "job field encryptedData is not a string"),
-        (#"{"openid":"o","encryptedData":"AAAA","iv":null}"#, "job field iv is not a string"),
-        (#"{"openid":"o\u0000x","encryptedData":"AAAA","iv":"B"}"#, "job field openid contains a NUL character"),
-        (#"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":"wx\u0000"}"#, "job field appid contains a NUL character"),
-    ])
+    @Test(
+        "the detail names the member at fault and quotes no content",
+        arguments: [
+            (#"{"openid":"o","encryptedData":"AAAA"}"#, "job has no iv"),
+            (#"{"iv":"B","encryptedData":"AAAA"}"#, "job has no openid"),
+            (#"{"openid":"o","iv":"B"}"#, "job has no encryptedData or code"),
+            (#"{"openid":"o","code":"c1","encryptedData":"AAAA","iv":"B"}"#, "job has both code and encryptedData"),
+            (#"{"openid":"o","code":""}"#, "job field code is empty"),
+            (#"{"openid":"o","code":"c\u0000"}"#, "job field code contains a NUL character"),
+            (#"{"openid":"o","code":7}"#, "job field code is not a string"),
+            (#"{"openid":"o","code":"a","code":"b"}"#, "job has code twice"),
+            (#"{"openid":"o","encryptedData":"AAAA","iv":"B","iv":"C"}"#, "job has iv twice"),
+            (#"{"openid":"o","encryptedData":"AAAA","iv":"B","requestId":"r","requestId":null}"#, "job has requestId twice"),
+            (#"{"openid":"o","encryptedData":["AAAA"],"iv":"B"}"#, "job field encryptedData is not a string"),
+            (#"{"openid":"o","encryptedData":"AAAA","iv":null}"#, "job field iv is not a string"),
+            (#"{"openid":"o\u0000x","encryptedData":"AAAA","iv":"B"}"#, "job field openid contains a NUL character"),
+            (#"{"openid":"o","encryptedData":"AAAA","iv":"B","appid":"wx\u0000"}"#, "job field appid contains a NUL character"),
+        ])
     func details(_ text: String, _ detail: String) {
         guard case .failure(let failure) = parse(text) else {
             Issue.record("parsed: \(text)")
@@ -90,21 +95,27 @@ struct DecryptRequestTests {
             #"{"session_keys":["\#(Base64Encoding.encode(stale))","\#(Base64Encoding.encode(key))"],"iv":"\#(payload.iv)","encryptedData":"\#(payload.encryptedData)"}"#,
             defaultAppid: PayloadFactory.appid
         )
-        #expect(output == #"{"ok":true,"phoneNumber":"13700001111","purePhoneNumber":"13700001111","countryCode":"86","watermarkTimestamp":1700000000,"keyIndex":1,"repaired":false}"#)
+        #expect(
+            output
+                == #"{"ok":true,"phoneNumber":"13700001111","purePhoneNumber":"13700001111","countryCode":"86","watermarkTimestamp":1700000000,"keyIndex":1,"repaired":false}"#
+        )
     }
 
-    @Test("unusable lines are malformed_job, with a detail", arguments: [
-        "not json", #"{"appid":"wx","iv":"a","encryptedData":"b"}"#, #"{"appid":"wx","session_key":"k","encryptedData":"b"}"#,
-        #"{"appid":"wx","session_key":"k","session_keys":["k"],"iv":"a","encryptedData":"b"}"#,
-        #"{"session_key":"k","iv":"a","encryptedData":"b"}"#, #"{"appid":"wx","session_keys":"k","iv":"a","encryptedData":"b"}"#,
-    ])
+    @Test(
+        "unusable lines are malformed_job, with a detail",
+        arguments: [
+            "not json", #"{"appid":"wx","iv":"a","encryptedData":"b"}"#, #"{"appid":"wx","session_key":"k","encryptedData":"b"}"#,
+            #"{"appid":"wx","session_key":"k","session_keys":["k"],"iv":"a","encryptedData":"b"}"#,
+            #"{"session_key":"k","iv":"a","encryptedData":"b"}"#, #"{"appid":"wx","session_keys":"k","iv":"a","encryptedData":"b"}"#,
+        ])
     func malformed(_ text: String) {
         #expect(line(text).hasPrefix(#"{"ok":false,"reason":"malformed_job","detail":""#))
     }
 
     @Test("an empty session_keys list means no session")
     func emptyKeys() {
-        #expect(line(#"{"appid":"wx","session_keys":[],"iv":"AAAAAAAAAAAAAAAAAAAAAA==","encryptedData":"AAAAAAAAAAAAAAAAAAAAAA=="}"#)
-            .hasPrefix(#"{"ok":false,"reason":"session_not_found""#))
+        #expect(
+            line(#"{"appid":"wx","session_keys":[],"iv":"AAAAAAAAAAAAAAAAAAAAAA==","encryptedData":"AAAAAAAAAAAAAAAAAAAAAA=="}"#)
+                .hasPrefix(#"{"ok":false,"reason":"session_not_found""#))
     }
 }

@@ -1,7 +1,7 @@
 import DecryptdTestSupport
-import SyntheticLoad
 import Foundation
 import PhoneDecryption
+import SyntheticLoad
 import Testing
 
 /// Random and mutated inputs through every parser and the core: no crash, no hang, and every
@@ -10,7 +10,8 @@ import Testing
 @Suite("Fuzz and properties", .ownThread(minutes: 10))
 struct FuzzTests {
     static let scale = Int(ProcessInfo.processInfo.environment["DECRYPTD_FUZZ_SCALE"] ?? "") ?? 1
-    static let interesting: [UInt8] = Array(#"{}[],:"\ 0123456789eE.-+utrfnl/_="#.utf8) + [0x00, 0x0A, 0x1F, 0x7F, 0x80, 0xBF, 0xC3, 0xE0, 0xED, 0xF4, 0xFF]
+    static let interesting: [UInt8] =
+        Array(#"{}[],:"\ 0123456789eE.-+utrfnl/_="#.utf8) + [0x00, 0x0A, 0x1F, 0x7F, 0x80, 0xBF, 0xC3, 0xE0, 0xED, 0xF4, 0xFF]
 
     static func mutate(_ input: [UInt8], using generator: inout SplitMix64) -> [UInt8] {
         var bytes = input
@@ -41,7 +42,8 @@ struct FuzzTests {
             #"{"errcode":40029,"errmsg":"invalid code, rid: 6560e4b6-0f4a1a63-1b1e3d4c"}"#,
             #"{"access_token":"ACCESS_TOKEN-abc_123","expires_in":7200}"#,
         ].map { Array($0.utf8) }
-        var phones = 0, tokens = 0
+        var phones = 0
+        var tokens = 0
         for iteration in 0..<(200_000 * Self.scale) {
             let input = Self.mutate(seeds[iteration % seeds.count], using: &generator)
             let answer = input.withUnsafeBufferPointer { PhoneNumberAnswer.parse($0, expectedAppid: appid) }
@@ -179,7 +181,8 @@ struct FuzzTests {
         for _ in 0..<(150_000 * Self.scale) {
             let count = Int.random(in: 0..<64, using: &generator)
             let bytes = (0..<count).map { _ in
-                Bool.random(using: &generator) ? Self.interesting.randomElement(using: &generator)! : UInt8.random(in: 0...255, using: &generator)
+                Bool.random(using: &generator)
+                    ? Self.interesting.randomElement(using: &generator)! : UInt8.random(in: 0...255, using: &generator)
             }
             _ = JSONScannerTests.accepts(bytes)
             #expect(DecryptJob.parse(bytes).failureReason == .malformedJob || bytes.contains(UInt8(ascii: "{")))

@@ -19,34 +19,40 @@ struct JSONScannerTests {
 
     static func accepts(_ text: String) -> Bool { accepts(Array(text.utf8)) }
 
-    @Test("accepts RFC 8259 documents", arguments: [
-        #"{}"#, #"[]"#, #" {"a" : [1, -0, 0.5, 1e5, -1.25E-3, true, false, null, "x"]} "#,
-        #""\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t""#, "\"é😀\"", #"{"a":{"b":{"c":[[[]]]}}}"#, "0", "-12",
-    ])
+    @Test(
+        "accepts RFC 8259 documents",
+        arguments: [
+            #"{}"#, #"[]"#, #" {"a" : [1, -0, 0.5, 1e5, -1.25E-3, true, false, null, "x"]} "#,
+            #""\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t""#, "\"é😀\"", #"{"a":{"b":{"c":[[[]]]}}}"#, "0", "-12",
+        ])
     func accepts(_ text: String) {
         #expect(Self.accepts(text))
     }
 
-    @Test("rejects what RFC 8259 rejects", arguments: [
-        "", " ", "{", "}", #"{"a"}"#, #"{"a":}"#, #"{"a":1,}"#, "[1,]", "[1 2]", #"{'a':1}"#, #"{a:1}"#,
-        "01", "1.", ".5", "1e", "+1", "-", "0x10", "NaN", "Infinity", "tru", "nul", "True",
-        #""\x""#, #""\u12""#, #""\u12G4""#, #""\ud800""#, #""\udc00""#, #""\ud800\u0041""#,
-        "\"a\u{01}b\"", "\"tab\there\"", #""unterminated"#, "{} x", "[] []", "{}{}", "\"a\"\"b\"",
-    ])
+    @Test(
+        "rejects what RFC 8259 rejects",
+        arguments: [
+            "", " ", "{", "}", #"{"a"}"#, #"{"a":}"#, #"{"a":1,}"#, "[1,]", "[1 2]", #"{'a':1}"#, #"{a:1}"#,
+            "01", "1.", ".5", "1e", "+1", "-", "0x10", "NaN", "Infinity", "tru", "nul", "True",
+            #""\x""#, #""\u12""#, #""\u12G4""#, #""\ud800""#, #""\udc00""#, #""\ud800\u0041""#,
+            "\"a\u{01}b\"", "\"tab\there\"", #""unterminated"#, "{} x", "[] []", "{}{}", "\"a\"\"b\"",
+        ])
     func rejects(_ text: String) {
         #expect(!Self.accepts(text))
     }
 
-    @Test("rejects invalid UTF-8 inside strings and any non-ASCII outside them", arguments: [
-        [0x22, 0xC0, 0x80, 0x22],              // overlong NUL
-        [0x22, 0xE0, 0x80, 0x80, 0x22],        // overlong
-        [0x22, 0xED, 0xA0, 0x80, 0x22],        // UTF-16 surrogate encoded in UTF-8
-        [0x22, 0xF4, 0x90, 0x80, 0x80, 0x22],  // above U+10FFFF
-        [0x22, 0xC3, 0x22],                    // truncated
-        [0x22, 0x80, 0x22],                    // lone continuation
-        [0x22, 0xFF, 0x22],
-        [0xEF, 0xBB, 0xBF, 0x7B, 0x7D],        // byte order mark before the document
-    ] as [[UInt8]])
+    @Test(
+        "rejects invalid UTF-8 inside strings and any non-ASCII outside them",
+        arguments: [
+            [0x22, 0xC0, 0x80, 0x22],  // overlong NUL
+            [0x22, 0xE0, 0x80, 0x80, 0x22],  // overlong
+            [0x22, 0xED, 0xA0, 0x80, 0x22],  // UTF-16 surrogate encoded in UTF-8
+            [0x22, 0xF4, 0x90, 0x80, 0x80, 0x22],  // above U+10FFFF
+            [0x22, 0xC3, 0x22],  // truncated
+            [0x22, 0x80, 0x22],  // lone continuation
+            [0x22, 0xFF, 0x22],
+            [0xEF, 0xBB, 0xBF, 0x7B, 0x7D],  // byte order mark before the document
+        ] as [[UInt8]])
     func rejectsBadUTF8(_ bytes: [UInt8]) {
         #expect(!Self.accepts(bytes))
     }
@@ -75,7 +81,9 @@ struct JSONScannerTests {
         let text = Array(#""caf\u00e9" "cafe\u0301" "wx1""#.utf8)
         text.withUnsafeBufferPointer { buffer in
             var scanner = JSONScanner(buffer)
-            guard let composed = try? scanner.readString(), let decomposed = try? scanner.readString(), let plain = try? scanner.readString() else {
+            guard let composed = try? scanner.readString(), let decomposed = try? scanner.readString(),
+                let plain = try? scanner.readString()
+            else {
                 Issue.record("not three strings")
                 return
             }

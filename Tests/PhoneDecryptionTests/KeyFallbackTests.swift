@@ -66,8 +66,13 @@ struct KeyFallbackTests {
         var factory = PayloadFactory()
         let payload = factory.payload(key: factory.key())
         let decryptor = PhoneDecryptor()
-        #expect(decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: ["AAAA", "%%"], iv: payload.iv, encryptedData: payload.encryptedData).failureReason == .invalidSessionKey)
-        #expect(decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: [], iv: payload.iv, encryptedData: payload.encryptedData).failureReason == .sessionNotFound)
+        #expect(
+            decryptor.decrypt(
+                appid: PayloadFactory.appid, sessionKeys: ["AAAA", "%%"], iv: payload.iv, encryptedData: payload.encryptedData
+            ).failureReason == .invalidSessionKey)
+        #expect(
+            decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: [], iv: payload.iv, encryptedData: payload.encryptedData)
+                .failureReason == .sessionNotFound)
     }
 
     @Test("the job's own fields are checked before any key")
@@ -75,8 +80,12 @@ struct KeyFallbackTests {
         var factory = PayloadFactory()
         let payload = factory.payload(key: factory.key())
         let decryptor = PhoneDecryptor()
-        #expect(decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: ["bad"], iv: "AAAA", encryptedData: payload.encryptedData).failureReason == .invalidIV)
-        #expect(decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: [], iv: payload.iv, encryptedData: "AAAA").failureReason == .invalidCiphertext)
+        #expect(
+            decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: ["bad"], iv: "AAAA", encryptedData: payload.encryptedData)
+                .failureReason == .invalidIV)
+        #expect(
+            decryptor.decrypt(appid: PayloadFactory.appid, sessionKeys: [], iv: payload.iv, encryptedData: "AAAA").failureReason
+                == .invalidCiphertext)
     }
 }
 

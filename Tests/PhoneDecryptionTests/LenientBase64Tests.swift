@@ -1,6 +1,6 @@
 import Foundation
-import SyntheticLoad
 import PhoneDecryption
+import SyntheticLoad
 import Testing
 
 @Suite("Lenient base64")
@@ -16,16 +16,18 @@ struct LenientBase64Tests {
         #expect(decode("")?.bytes == [])
     }
 
-    @Test("each repair SPEC.md lists is made and reported", arguments: [
-        ("+/+/", "+/+/", Base64Repairs()),
-        (" /+/", "+/+/", .spaceAsPlus),
-        ("-_-_", "+/+/", .urlSafeAlphabet),
-        ("+/\r\n+/\t", "+/+/", .whitespaceRemoved),
-        ("aGVsbG8", "aGVsbG8=", .paddingRestored),
-        ("aGVsbA", "aGVsbA==", .paddingRestored),
-        ("aGVsbA=", "aGVsbA==", .paddingRestored),
-        (" _\n-/", "+/+/", [.spaceAsPlus, .urlSafeAlphabet, .whitespaceRemoved]),
-    ] as [(String, String, Base64Repairs)])
+    @Test(
+        "each repair SPEC.md lists is made and reported",
+        arguments: [
+            ("+/+/", "+/+/", Base64Repairs()),
+            (" /+/", "+/+/", .spaceAsPlus),
+            ("-_-_", "+/+/", .urlSafeAlphabet),
+            ("+/\r\n+/\t", "+/+/", .whitespaceRemoved),
+            ("aGVsbG8", "aGVsbG8=", .paddingRestored),
+            ("aGVsbA", "aGVsbA==", .paddingRestored),
+            ("aGVsbA=", "aGVsbA==", .paddingRestored),
+            (" _\n-/", "+/+/", [.spaceAsPlus, .urlSafeAlphabet, .whitespaceRemoved]),
+        ] as [(String, String, Base64Repairs)])
     func repairs(_ example: (String, String, Base64Repairs)) throws {
         let (damaged, canonical, expected) = example
         let repaired = try #require(decode(damaged))
@@ -33,10 +35,12 @@ struct LenientBase64Tests {
         #expect(repaired.repairs == expected)
     }
 
-    @Test("after repair, decoding is strict", arguments: [
-        "a", "abcde", "ab*d", "aGVs=bG8", "aGVsbG8==", "aGVsbA===", "====", "=", "aGVsbG9=",  // last: non-zero trailing bits
-        "aGVsbB==", "ab\u{0}c", "abc\u{80}",
-    ])
+    @Test(
+        "after repair, decoding is strict",
+        arguments: [
+            "a", "abcde", "ab*d", "aGVs=bG8", "aGVsbG8==", "aGVsbA===", "====", "=", "aGVsbG9=",  // last: non-zero trailing bits
+            "aGVsbB==", "ab\u{0}c", "abc\u{80}",
+        ])
     func rejects(_ text: String) {
         #expect(decode(text) == nil)
     }

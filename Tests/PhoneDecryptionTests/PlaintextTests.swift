@@ -27,29 +27,31 @@ struct PlaintextTests {
         #expect(payload.watermarkTimestamp == 1_700_000_000)
     }
 
-    @Test("rejected plaintexts are invalid_plaintext", arguments: [
-        // a phone field twice: never guess which one is real
-        #"{"phoneNumber":"1","phoneNumber":"2","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
-        #"{"phoneNumber":13800138000,"purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
-        #"{"phoneNumber":"","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
-        #"{"phoneNumber":"1","purePhoneNumber":"1","# + watermark + "}",
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":true,"# + watermark + "}",
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86"}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":[]}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"appid":"wx0123456789abcdef"}}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":1.5,"appid":"wx0123456789abcdef"}}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":-1,"appid":"wx0123456789abcdef"}}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":"1700000000","appid":"wx0123456789abcdef"}}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":99999999999999999999,"appid":"wx0123456789abcdef"}}"#,
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","# + watermark + "} trailing",
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","# + watermark + ",}",
-        "[]", "null", "",
-        // control characters in a stored field (a NUL would make PostgreSQL refuse the whole batch)
-        #"{"phoneNumber":"138\u00000","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
-        #"{"phoneNumber":"1","purePhoneNumber":"13\n8","countryCode":"86","# + watermark + "}",
-        #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"8\u007f6","# + watermark + "}",
-        "{\"phoneNumber\":\"13\u{7F}8\",\"purePhoneNumber\":\"1\",\"countryCode\":\"86\"," + watermark + "}",  // raw DEL: legal JSON
-    ])
+    @Test(
+        "rejected plaintexts are invalid_plaintext",
+        arguments: [
+            // a phone field twice: never guess which one is real
+            #"{"phoneNumber":"1","phoneNumber":"2","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
+            #"{"phoneNumber":13800138000,"purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
+            #"{"phoneNumber":"","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
+            #"{"phoneNumber":"1","purePhoneNumber":"1","# + watermark + "}",
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":true,"# + watermark + "}",
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86"}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":[]}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"appid":"wx0123456789abcdef"}}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":1.5,"appid":"wx0123456789abcdef"}}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":-1,"appid":"wx0123456789abcdef"}}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":"1700000000","appid":"wx0123456789abcdef"}}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":99999999999999999999,"appid":"wx0123456789abcdef"}}"#,
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","# + watermark + "} trailing",
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","# + watermark + ",}",
+            "[]", "null", "",
+            // control characters in a stored field (a NUL would make PostgreSQL refuse the whole batch)
+            #"{"phoneNumber":"138\u00000","purePhoneNumber":"1","countryCode":"86","# + watermark + "}",
+            #"{"phoneNumber":"1","purePhoneNumber":"13\n8","countryCode":"86","# + watermark + "}",
+            #"{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"8\u007f6","# + watermark + "}",
+            "{\"phoneNumber\":\"13\u{7F}8\",\"purePhoneNumber\":\"1\",\"countryCode\":\"86\"," + watermark + "}",  // raw DEL: legal JSON
+        ])
     func rejected(_ plaintext: String) {
         #expect(outcome(plaintext).failureReason == .invalidPlaintext)
     }

@@ -1,7 +1,7 @@
-import Foundation
-import SyntheticLoad
 public import DecryptdTestSupport
+import Foundation
 import PhoneDecryption
+import SyntheticLoad
 public import Testing
 
 extension VectorFile.Case: CustomTestStringConvertible {

@@ -1,6 +1,7 @@
 public import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A child process started with `posix_spawn` and reaped with `waitpid`. (Foundation's
@@ -12,7 +13,9 @@ public final class ChildProcess: @unchecked Sendable {
     private var status: Int32?
 
     /// Starts `arguments[0]` (searched in PATH) with `environment`; stdout and stderr go to `logPath`.
-    public init(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment, logPath: String = "/dev/null") throws {
+    public init(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment, logPath: String = "/dev/null")
+        throws
+    {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

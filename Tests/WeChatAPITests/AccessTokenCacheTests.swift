@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import WeChatAPI
 
 @Suite("Access token cache")
@@ -13,7 +14,10 @@ struct AccessTokenCacheTests {
         let failing = NIOLockedValueBox(false)
         init(expiresIn: TimeInterval = 7200, delay: UInt64 = 50_000_000) { (self.expiresIn, self.delay) = (expiresIn, delay) }
         func fetch(_ appid: String) async throws -> AccessToken {
-            let n = count.withLockedValue { $0 += 1; return $0 }
+            let n = count.withLockedValue {
+                $0 += 1
+                return $0
+            }
             try await Task.sleep(nanoseconds: delay)
             if failing.withLockedValue({ $0 }) { throw CancellationError() }
             return AccessToken(value: "\(appid)-t\(n)", expiresIn: expiresIn)

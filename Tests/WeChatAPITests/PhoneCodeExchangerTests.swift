@@ -1,10 +1,11 @@
 import DevWeChat
-import SyntheticLoad
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import PhoneDecryption
+import SyntheticLoad
 import Testing
+
 @testable import WeChatAPI
 
 /// dev-wechat's state as a transport, in memory: no sockets.
@@ -24,7 +25,9 @@ final class StateTransport: WeChatTransport {
             return (scriptedAnswer.0, Array(scriptedAnswer.1.utf8))
         }
         let (route, query) = Self.split(path)
-        let answer = state.withLockedValue { $0.answer(method: "POST", path: route, query: query, body: body, now: Date().timeIntervalSince1970) }
+        let answer = state.withLockedValue {
+            $0.answer(method: "POST", path: route, query: query, body: body, now: Date().timeIntervalSince1970)
+        }
         switch answer {
         case .reset: throw CancellationError()
         case .json(let status, let text): return (status, Array(text.utf8))
@@ -36,7 +39,9 @@ final class StateTransport: WeChatTransport {
     static func split(_ path: String) -> (String, [String: String]) {
         let parts = path.split(separator: "?", maxSplits: 1)
         var query: [String: String] = [:]
-        if parts.count == 2, let eq = parts[1].firstIndex(of: "=") { query[String(parts[1][..<eq])] = String(parts[1][parts[1].index(after: eq)...]) }
+        if parts.count == 2, let eq = parts[1].firstIndex(of: "=") {
+            query[String(parts[1][..<eq])] = String(parts[1][parts[1].index(after: eq)...])
+        }
         return (String(parts[0]), query)
     }
 }
@@ -49,7 +54,8 @@ struct PhoneCodeExchangerTests {
         var configuration = PhoneCodeExchanger.Configuration()
         configuration.initialRetryDelay = 0.001
         configuration.maximumRetryDelay = 0.01
-        return PhoneCodeExchanger(transport: transport, credentials: WeChatCredentials(secrets), configuration: configuration, logger: Logger(label: "test"))
+        return PhoneCodeExchanger(
+            transport: transport, credentials: WeChatCredentials(secrets), configuration: configuration, logger: Logger(label: "test"))
     }
 
     func transport(tokenLifetime: Int64 = 7200) -> StateTransport {
@@ -58,7 +64,8 @@ struct PhoneCodeExchangerTests {
         return StateTransport(DevWeChatState(settings: settings))
     }
 
-    func code(_ faults: SyntheticCode.Faults = [], issued: Int64 = Int64(Date().timeIntervalSince1970), serial: UInt64 = 1) -> SyntheticCode {
+    func code(_ faults: SyntheticCode.Faults = [], issued: Int64 = Int64(Date().timeIntervalSince1970), serial: UInt64 = 1) -> SyntheticCode
+    {
         SyntheticCode(appid: Self.appid, issuedAt: issued, serial: serial, faults: faults)
     }
 
@@ -66,11 +73,16 @@ struct PhoneCodeExchangerTests {
 
     @Test("an ok code, then the same code again is code_invalid")
     func once() async {
-        let transport = transport(), exchanger = exchanger(transport), code = code()
+        let transport = transport()
+        let exchanger = exchanger(transport)
+        let code = code()
         let first = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
         #expect(first == .phone(code.phone))
         let second = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
-        guard case .failure(let failure) = second else { Issue.record("\(second)"); return }
+        guard case .failure(let failure) = second else {
+            Issue.record("\(second)")
+            return
+        }
         #expect(failure.reason == .codeInvalid)
         #expect(failure.detail.hasPrefix("errcode 40029, job age "))
         #expect(!failure.detail.contains(code.text))
@@ -80,22 +92,30 @@ struct PhoneCodeExchangerTests {
 
     @Test("40029 for a job older than 5 minutes is code_expired")
     func expired() async {
-        let transport = transport(), exchanger = exchanger(transport)
+        let transport = transport()
+        let exchanger = exchanger(transport)
         let produced = now - 400_000
-        let result = await exchanger.exchange(code: code(issued: produced / 1000).text, appid: Self.appid, jobTimestamp: produced, shouldStop: { false })
-        guard case .failure(let failure) = result else { Issue.record("\(result)"); return }
+        let result = await exchanger.exchange(
+            code: code(issued: produced / 1000).text, appid: Self.appid, jobTimestamp: produced, shouldStop: { false })
+        guard case .failure(let failure) = result else {
+            Issue.record("\(result)")
+            return
+        }
         #expect(failure.reason == .codeExpired)
         // The age is measured when the answer came: 400 s and the call's own time.
-        let age = failure.detail.hasPrefix("errcode 40029, job age ") && failure.detail.hasSuffix(" s")
+        let age =
+            failure.detail.hasPrefix("errcode 40029, job age ") && failure.detail.hasSuffix(" s")
             ? Int(failure.detail.dropFirst("errcode 40029, job age ".count).dropLast(2)) : nil
         #expect(age.map { (400...430).contains($0) } == true, "\(failure.detail)")
     }
 
     @Test("permanent answers: no phone_info, a wrong watermark, another errcode, no secret")
     func permanent() async {
-        let transport = transport(), exchanger = exchanger(transport)
+        let transport = transport()
+        let exchanger = exchanger(transport)
         func reason(_ faults: SyntheticCode.Faults, serial: UInt64, appid: String = Self.appid) async -> FailureReason? {
-            let result = await exchanger.exchange(code: code(faults, serial: serial).text, appid: appid, jobTimestamp: now, shouldStop: { false })
+            let result = await exchanger.exchange(
+                code: code(faults, serial: serial).text, appid: appid, jobTimestamp: now, shouldStop: { false })
             if case .failure(let failure) = result { return failure.reason }
             return nil
         }
@@ -107,7 +127,9 @@ struct PhoneCodeExchangerTests {
 
     @Test("transient answers are retried to success", arguments: SyntheticCode.Faults.transient.map(\.rawValue))
     func transient(_ fault: UInt16) async {
-        let transport = transport(), exchanger = exchanger(transport), code = code(SyntheticCode.Faults(rawValue: fault))
+        let transport = transport()
+        let exchanger = exchanger(transport)
+        let code = code(SyntheticCode.Faults(rawValue: fault))
         let result = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
         #expect(result == .phone(code.phone))
         #expect(transport.state.withLockedValue { $0.stats.exchanges } == 2)
@@ -115,26 +137,40 @@ struct PhoneCodeExchangerTests {
 
     @Test("no answer, 5xx and unreadable answers are retried; a stop gives up")
     func noAnswer() async {
-        let transport = transport(), exchanger = exchanger(transport), code = code()
-        transport.scripted.withLockedValue { $0 = [(200, #"{"access_token":"tok","expires_in":7200}"#), nil, (502, "bad gateway"), (200, "<html>")] }
+        let transport = transport()
+        let exchanger = exchanger(transport)
+        let code = code()
+        transport.scripted.withLockedValue {
+            $0 = [(200, #"{"access_token":"tok","expires_in":7200}"#), nil, (502, "bad gateway"), (200, "<html>")]
+        }
         // The scripted token is unknown to the state: the first real exchange answers 40001, the
         // token is fetched again (from the state) and the call retried.
         let result = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
         #expect(result == .phone(code.phone))
         let stop = NIOLockedValueBox(false)
         transport.scripted.withLockedValue { $0 = Array(repeating: (200, #"{"errcode":-1}"#), count: 1000) }
-        Task { try await Task.sleep(nanoseconds: 50_000_000); stop.withLockedValue { $0 = true } }
-        let stopped = await exchanger.exchange(code: self.code(serial: 9).text, appid: Self.appid, jobTimestamp: now, shouldStop: { stop.withLockedValue { $0 } })
+        Task {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            stop.withLockedValue { $0 = true }
+        }
+        let stopped = await exchanger.exchange(
+            code: self.code(serial: 9).text, appid: Self.appid, jobTimestamp: now, shouldStop: { stop.withLockedValue { $0 } })
         #expect(stopped == .stopped)
     }
 
     @Test("a token WeChat rejects is fetched again once, not once per call")
     func tokenRenewal() async {
-        let transport = transport(), exchanger = exchanger(transport)
+        let transport = transport()
+        let exchanger = exchanger(transport)
         _ = await exchanger.exchange(code: code(serial: 100).text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
         _ = transport.state.withLockedValue { $0.invalidateTokens() }
         let results = await withTaskGroup(of: PhoneCodeExchanger.Result.self) { group in
-            for serial in 0..<50 { group.addTask { await exchanger.exchange(code: code(serial: UInt64(serial)).text, appid: Self.appid, jobTimestamp: now, shouldStop: { false }) } }
+            for serial in 0..<50 {
+                group.addTask {
+                    await exchanger.exchange(
+                        code: code(serial: UInt64(serial)).text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+                }
+            }
             return await group.reduce(into: [PhoneCodeExchanger.Result]()) { $0.append($1) }
         }
         #expect(results.allSatisfy { if case .phone = $0 { true } else { false } })

@@ -17,7 +17,8 @@ struct SyntheticCodeTests {
 
     @Test("the number depends on the code; the watermark on the fault")
     func phone() {
-        let a = SyntheticCode(appid: "wxA", issuedAt: 100, serial: 1), b = SyntheticCode(appid: "wxA", issuedAt: 100, serial: 2)
+        let a = SyntheticCode(appid: "wxA", issuedAt: 100, serial: 1)
+        let b = SyntheticCode(appid: "wxA", issuedAt: 100, serial: 2)
         #expect(a.phone.phoneNumber.count == 11 && a.phone.phoneNumber.hasPrefix("1"))
         #expect(a.phone != b.phone)
         #expect(a.phone.watermarkTimestamp == 100)

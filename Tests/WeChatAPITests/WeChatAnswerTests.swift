@@ -15,25 +15,45 @@ struct WeChatAnswerTests {
 
     @Test("a phone_info answer, countryCode as a string or a number")
     func phoneInfo() {
-        let info = #"{"phoneNumber":"+86 13800138000","purePhoneNumber":"13800138000","countryCode":COUNTRY,"watermark":{"timestamp":1700000000,"appid":"wx6ede2086ee29a89f"}}"#
+        let info =
+            #"{"phoneNumber":"+86 13800138000","purePhoneNumber":"13800138000","countryCode":COUNTRY,"watermark":{"timestamp":1700000000,"appid":"wx6ede2086ee29a89f"}}"#
         for country in [#""86""#, "86"] {
             let answer = phone(#"{"errcode":0,"errmsg":"ok","phone_info":"# + info.replacingOccurrences(of: "COUNTRY", with: country) + "}")
-            #expect(answer == .phone(PhonePayload(phoneNumber: "+86 13800138000", purePhoneNumber: "13800138000", countryCode: "86", watermarkTimestamp: 1_700_000_000)))
+            #expect(
+                answer
+                    == .phone(
+                        PhonePayload(
+                            phoneNumber: "+86 13800138000", purePhoneNumber: "13800138000", countryCode: "86",
+                            watermarkTimestamp: 1_700_000_000)))
         }
         // errcode absent counts as 0; unknown members are ignored.
         let bare = phone(#"{"phone_info":"# + info.replacingOccurrences(of: "COUNTRY", with: "86") + #","x":[1,{"y":null}]}"#)
-        #expect(bare == .phone(PhonePayload(phoneNumber: "+86 13800138000", purePhoneNumber: "13800138000", countryCode: "86", watermarkTimestamp: 1_700_000_000)))
+        #expect(
+            bare
+                == .phone(
+                    PhonePayload(
+                        phoneNumber: "+86 13800138000", purePhoneNumber: "13800138000", countryCode: "86", watermarkTimestamp: 1_700_000_000
+                    )))
     }
 
-    @Test("phone_info is checked like a plaintext", arguments: [
-        (#"{"errcode":0,"errmsg":"ok"}"#, PhoneNumberAnswer.invalidPhoneInfo("answer has no phone_info")),
-        (#"{"errcode":0,"phone_info":null}"#, .invalidPhoneInfo("phone_info is not an object")),
-        (#"{"errcode":0,"phone_info":{"purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":1,"appid":"wx6ede2086ee29a89f"}}}"#,
-         .invalidPhoneInfo("phone_info: missing or empty phoneNumber")),
-        (#"{"errcode":0,"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}}"#,
-         .appidMismatch),
-        (#"{"errcode":0,"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86"}}"#, .invalidPhoneInfo("phone_info: missing watermark")),
-    ])
+    @Test(
+        "phone_info is checked like a plaintext",
+        arguments: [
+            (#"{"errcode":0,"errmsg":"ok"}"#, PhoneNumberAnswer.invalidPhoneInfo("answer has no phone_info")),
+            (#"{"errcode":0,"phone_info":null}"#, .invalidPhoneInfo("phone_info is not an object")),
+            (
+                #"{"errcode":0,"phone_info":{"purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":1,"appid":"wx6ede2086ee29a89f"}}}"#,
+                .invalidPhoneInfo("phone_info: missing or empty phoneNumber")
+            ),
+            (
+                #"{"errcode":0,"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}}"#,
+                .appidMismatch
+            ),
+            (
+                #"{"errcode":0,"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":"86"}}"#,
+                .invalidPhoneInfo("phone_info: missing watermark")
+            ),
+        ])
     func badPhoneInfo(_ text: String, _ expected: PhoneNumberAnswer) {
         #expect(phone(text) == expected)
     }
@@ -44,7 +64,10 @@ struct WeChatAnswerTests {
         #expect(phone(#"{"errcode":-1,"errmsg":"system error"}"#) == .error(errcode: -1))
         // A non-zero errcode wins over a phone_info.
         #expect(phone(#"{"errcode":45011,"phone_info":{}}"#) == .error(errcode: 45011))
-        for text in ["", "<html>502 Bad Gateway</html>", "[]", #"{"errcode":"0"}"#, #"{"errcode":1.5}"#, #"{"errcode":0,"errcode":0}"#, #"{"errcode":0} x"#] {
+        for text in [
+            "", "<html>502 Bad Gateway</html>", "[]", #"{"errcode":"0"}"#, #"{"errcode":1.5}"#, #"{"errcode":0,"errcode":0}"#,
+            #"{"errcode":0} x"#,
+        ] {
             guard case .unreadable = phone(text) else {
                 Issue.record("read as an answer: \(text)")
                 continue
@@ -59,8 +82,12 @@ struct WeChatAnswerTests {
         // Any printable ASCII is a token (base64 ones, say); it is percent-encoded into the query.
         #expect(token(#"{"access_token":"a+b/c=","expires_in":7200}"#) == .token("a+b/c=", expiresIn: 7200))
         #expect(StableTokenAnswer.queryValue("a+b/c=&d_-.~9") == "a%2Bb%2Fc%3D%26d_-.~9")
-        for text in [#"{"access_token":"a b","expires_in":7200}"#, #"{"access_token":"a\u00e9","expires_in":7200}"#, #"{"access_token":"","expires_in":7200}"#,
-                     #"{"access_token":"t","expires_in":0}"#, #"{"access_token":"t"}"#, #"{"expires_in":10}"#, #"{"access_token":7,"expires_in":10}"#, "nope"] {
+        for text in [
+            #"{"access_token":"a b","expires_in":7200}"#, #"{"access_token":"a\u00e9","expires_in":7200}"#,
+            #"{"access_token":"","expires_in":7200}"#,
+            #"{"access_token":"t","expires_in":0}"#, #"{"access_token":"t"}"#, #"{"expires_in":10}"#,
+            #"{"access_token":7,"expires_in":10}"#, "nope",
+        ] {
             guard case .unreadable = token(text) else {
                 Issue.record("read as a token: \(text)")
                 continue
@@ -71,8 +98,10 @@ struct WeChatAnswerTests {
     @Test("random bytes never crash a parser and give one of its cases")
     func noise() {
         var generator = SystemRandomNumberGenerator()
-        let seeds = [#"{"errcode":0,"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":86,"watermark":{"timestamp":1,"appid":"wx6ede2086ee29a89f"}}}"#,
-                     #"{"access_token":"abc","expires_in":7200}"#].map { Array($0.utf8) }
+        let seeds = [
+            #"{"errcode":0,"phone_info":{"phoneNumber":"1","purePhoneNumber":"1","countryCode":86,"watermark":{"timestamp":1,"appid":"wx6ede2086ee29a89f"}}}"#,
+            #"{"access_token":"abc","expires_in":7200}"#,
+        ].map { Array($0.utf8) }
         for iteration in 0..<20_000 {
             var bytes = seeds[iteration % 2]
             for _ in 0..<Int.random(in: 1...4, using: &generator) {
