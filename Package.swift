@@ -1,12 +1,42 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers (see README "Code map"):
-//   C<Lib>            one system-library target per C library (Debian -dev packages)
-//   OpenSSLAES        thin binding over OpenSSL EVP AES-128-CBC
-//   PhoneDecryption   the domain: lenient base64, PKCS#7, strict JSON, key fallback. No C imports.
-//   decryptd          the command-line tool
-//   decryptd-bench    benchmarks that print figures (never timed tests)
+// Layers, bottom up (see README "Code map"); every target:
+//   CLibCrypto, CLibPQ, CRDKafka, CJemalloc   one system-library target per C library (Debian -dev packages)
+//   OpenSSLAES, OpenSSLDigest                 thin bindings over OpenSSL's EVP AES-128-CBC and SHA-256
+//   PostgresClient, KafkaClient               bindings over libpq and librdkafka
+//   DedicatedThread, LogKeys                  a joinable thread for blocking work; the log metadata keys
+//   PhoneDecryption                           the domain: lenient base64, PKCS#7, strict JSON, key fallback. No C imports.
+//   WeChatAPI                                 WeChat's server API: code exchange, access tokens (async-http-client)
+//   DecryptdStore, EmbedMigrations(+Tool)     the schema's statements; the plugin that embeds migrations/
+//   DecryptdWorker                            the pipeline (run, reprocess)
+//   MetricsEndpoint                           /metrics, /healthz, /readyz
+//   SyntheticLoad                             synthetic load for loadgen, the stand-ins, tests, benchmarks; never the pipeline
+//   DevWeChat                                 the local stand-in for WeChat's API
+//   decryptd                                  the command-line tool
+//   decryptd-bench                            benchmarks that print figures (never timed tests)
+//   DecryptdTestSupport                       helpers shared by the test targets
+
+/// Sanitizer builds (scripts/sanitize.sh sets DECRYPTD_SANITIZER) bring their own allocator:
+/// jemalloc stays out of them.
+let sanitizing = Context.environment["DECRYPTD_SANITIZER"] != nil
+
+/// libFuzzer targets (Fuzz/), built only by scripts/fuzz.sh, which sets DECRYPTD_FUZZ and builds
+/// with `-sanitize=fuzzer,address` (libFuzzer brings their `main`).
+let fuzzing = Context.environment["DECRYPTD_FUZZ"] != nil
+let fuzzTargets: [Target] =
+    !fuzzing
+    ? []
+    : [
+        ("FuzzJobValues", ["PhoneDecryption"]), ("FuzzPlaintext", ["PhoneDecryption", "OpenSSLAES"]),
+        ("FuzzLenientBase64", ["PhoneDecryption"]), ("FuzzDecryptRequest", ["PhoneDecryption"]),
+        ("FuzzWeChatAnswers", ["PhoneDecryption"]), ("FuzzHTTPRequest", ["MetricsEndpoint"]),
+    ].map { name, dependencies in
+        .executableTarget(name: name, dependencies: dependencies.map { .target(name: $0) }, path: "Fuzz/\(name)")
+    }
+
+/// The `decryptd` executable links jemalloc as its malloc, except in sanitizer builds.
+let allocator: [Target.Dependency] = sanitizing ? [] : ["CJemalloc"]
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -165,7 +195,6 @@ let package = Package(
         .executableTarget(
             name: "decryptd",
             dependencies: [
-                "CJemalloc",
                 "PhoneDecryption",
                 "DecryptdStore",
                 "PostgresClient",
@@ -181,7 +210,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            ] + allocator,
             swiftSettings: strict
         ),
         .executableTarget(
@@ -250,6 +279,6 @@ let package = Package(
             dependencies: ["PhoneDecryption", "OpenSSLAES", "DecryptdTestSupport", "SyntheticLoad"],
             swiftSettings: strict
         ),
-    ],
+    ] + fuzzTargets,
     swiftLanguageModes: [.v6]
 )

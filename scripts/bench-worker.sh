@@ -105,7 +105,8 @@ for round in $(seq "$rounds"); do
     sleep 0.5  # let the postmaster reap the worker's backends
     pg_after=$(pg_ticks)
     floor_after=$(host_speed)
-    decryptd_us=$(awk -v jobs="$jobs" '{ printf "%.1f", ($1 + $2) * 1e6 / jobs }' "$work/time.out")
+    # The last line is bash's `time`; the worker's own warnings (stderr) come before it.
+    decryptd_us=$(tail -n 1 "$work/time.out" | awk -v jobs="$jobs" '{ printf "%.1f", ($1 + $2) * 1e6 / jobs }')
     postgres_us=$(awk -v jobs="$jobs" -v a="$pg_before" -v b="$pg_after" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / jobs }')
     summary=$(head -n 1 "$work/run.out")
     rate=$(sed -E 's/.* ([0-9]+) jobs\/s .*/\1/' <<<"$summary")

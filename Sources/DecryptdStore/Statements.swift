@@ -25,8 +25,8 @@ enum Statements {
     ///
     /// Members ($1 appids, $2 openids, $3 phone numbers, $4 pure numbers, $5 country codes,
     /// $6 watermarks): one row per user, in byte order of (appid, openid), as
-    /// ``OutcomeBatch/newestMemberPerUser`` prepares them (the client does it: sorting on the
-    /// server cost a tenth of the statement). Against the table a row is replaced only by a newer or
+    /// ``OutcomeBatch/newestMemberPerUser`` prepares them (the client does it, which is cheaper than
+    /// sorting on the server: docs/performance.md). Against the table a row is replaced only by a newer or
     /// equal watermark, and an identical replay changes nothing (not even decrypted_at). Rows go in
     /// key order, so concurrent workers take row locks in one order and cannot deadlock.
     ///

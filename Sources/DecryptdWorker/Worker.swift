@@ -151,8 +151,8 @@ public final class Worker: @unchecked Sendable {
     public func run() throws -> WorkerSummary {
         let started = Date()
         producer.start()
-        // Before the first dead letter, not at it: learning the topic then held the first batches
-        // of every run ~0.75 s.
+        // Before the first dead letter, not at it: learning the topic then held up the first
+        // batches of every run (docs/performance.md).
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)
         deadLetters.start()
         exchangeStage.start()

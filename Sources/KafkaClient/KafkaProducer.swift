@@ -88,9 +88,9 @@ public final class KafkaProducer: @unchecked Sendable {
     private var isRunning: Bool { state.withLock { running } }
 
     /// Learns `topic`'s partitions and their leaders now, waiting at most `timeout` seconds, so
-    /// that the first records sent to it do not wait while the producer looks them up (the first
-    /// dead letters of a run were acknowledged ~0.7 s after they were sent, and every batch
-    /// finished in that time waited for them). Returns whether the brokers answered in time; the
+    /// that the first records sent to it do not wait while the producer looks them up (every batch
+    /// finished meanwhile would wait for them; docs/performance.md has the figure). Returns whether
+    /// the brokers answered in time; the
     /// producer looks the topic up on its own anyway when they did not.
     @discardableResult
     public func prepare(topic: String, timeout: TimeInterval) -> Bool {
