@@ -11,14 +11,17 @@ echo "test: swift format lint --strict" >&2
 swift format lint --strict --recursive Sources Tests Plugins Package.swift
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
-trap 'pg_stop OUTAGE; pg_stop MAIN' EXIT
+trap 'pg_stop TLS; pg_stop OUTAGE; pg_stop MAIN' EXIT
 pg_start MAIN
 pg_start OUTAGE
+pg_start TLS
+pg_enable_tls TLS
 
 # Integration tests read these; in CI (CI=true) a test that needs them fails rather than skips.
 export DECRYPTD_TEST_DATABASE_URL="$MAIN_URL"
 export DECRYPTD_TEST_OUTAGE_DATABASE_URL="$OUTAGE_URL"
 export DECRYPTD_TEST_OUTAGE_PG_CONTROL="$PWD/scripts/pg-control.sh $OUTAGE_DIR $OUTAGE_PORT"
+export DECRYPTD_TEST_TLS_DATABASE_URL="$TLS_TLS_URL" DECRYPTD_TEST_WRONG_CA="$TLS_WRONG_CA"
 
 swift build --build-tests
 swift test

@@ -146,20 +146,13 @@ public final class HTTPEndpointServer: @unchecked Sendable {
     private func respond(_ client: Int32, to request: [UInt8]) {
         var timeout = timeval(tv_sec: Int(Self.requestDeadline), tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-        let parts = line.split(separator: " ")
-        let response: Response
-        if parts.count >= 2, parts[0] == "GET" || parts[0] == "HEAD" {
-            let path = String(parts[1].prefix { $0 != "?" })
-            response = handler(path)
-        } else {
-            response = Response(status: 405, body: "method not allowed\n")
-        }
+        let target = RequestTarget(request)
+        let response = target.path.map(handler) ?? Response(status: 405, body: "method not allowed\n")
         let reason = [200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status] ?? "Status"
         var head = "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\n"
         head += "Content-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
         var bytes = Array(head.utf8)
-        if parts.first != "HEAD" { bytes += response.body }
+        if target.method != "HEAD" { bytes += response.body }
         // A client that does not read its response holds the loop up at most this long.
         let deadline = Date(timeIntervalSinceNow: Self.requestDeadline)
         var sent = 0
@@ -167,6 +160,24 @@ public final class HTTPEndpointServer: @unchecked Sendable {
             let count = bytes[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             guard count > 0 else { return }
             sent += count
+        }
+    }
+}
+
+extension HTTPEndpointServer {
+    /// What a request asks for, read from its request line alone: the method, and the path
+    /// without its query for GET and HEAD (`nil` for any other method, or no path).
+    public struct RequestTarget: Sendable, Equatable {
+        public var method: String?
+        public var path: String?
+
+        public init(_ request: [UInt8]) {
+            let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            let parts = line.split(separator: " ")
+            method = parts.first.map(String.init)
+            if parts.count >= 2, parts[0] == "GET" || parts[0] == "HEAD" {
+                path = String(parts[1].prefix { $0 != "?" })
+            }
         }
     }
 }

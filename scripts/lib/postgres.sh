@@ -66,3 +66,32 @@ pg_stop() {
     rm -rf "$dir"
     echo "postgres: $name stopped and removed"
 }
+
+# pg_enable_tls NAME: makes server NAME (already started by pg_start) accept TLS with a certificate
+# for 127.0.0.1 and localhost from a throwaway CA, and sets NAME_TLS_URL (sslmode=verify-full,
+# that CA) and NAME_WRONG_CA (another CA's certificate, which must be refused).
+pg_enable_tls() {
+    local name=${1:?usage: pg_enable_tls NAME} dir_var port_var
+    dir_var="${name}_DIR"
+    port_var="${name}_PORT"
+    local dir=${!dir_var} port=${!port_var} tls
+    tls=$dir/tls
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=decryptd test CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
+        -keyout "$tls/wrong-ca.key" -out "$tls/wrong-ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+        -extfile "$tls/san.ext" -out "$tls/server.crt" 2>/dev/null
+    chmod 644 "$tls"/*.crt
+    chmod 600 "$tls/server.key"
+    if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls"; fi
+    pg_server "$dir" "$port" stop
+    printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$tls/server.crt" "$tls/server.key" >>"$dir/data/postgresql.conf"
+    pg_server "$dir" "$port" start || { cat "$dir/server.log" >&2; return 1; }
+    declare -g "${name}_TLS_URL=postgresql://postgres@127.0.0.1:$port/decryptd?sslmode=verify-full&sslrootcert=$tls/ca.crt"
+    declare -g "${name}_WRONG_CA=$tls/wrong-ca.crt"
+    echo "postgres: $name accepts TLS (sslmode=verify-full against $tls/ca.crt)"
+}
