@@ -32,8 +32,8 @@ let fuzzTargets: [Target] =
         ("FuzzLenientBase64", ["PhoneDecryption"]), ("FuzzDecryptRequest", ["PhoneDecryption"]),
         ("FuzzWeChatAnswers", ["PhoneDecryption"]), ("FuzzHTTPRequest", ["MetricsEndpoint"]),
     ].map { name, dependencies in
-        .executableTarget(name: name, dependencies: dependencies.map { .target(name: $0) }, path: "Fuzz/\(name)")
-    }
+        .executableTarget(name: name, dependencies: (dependencies + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
+    } + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")]
 
 /// The `decryptd` executable links jemalloc as its malloc, except in sanitizer builds.
 let allocator: [Target.Dependency] = sanitizing ? [] : ["CJemalloc"]

@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine: installs what is missing, checks the formatting
 # (.swift-format, strict: drift fails the run), starts two throwaway PostgreSQL servers (one is
 # stopped and restarted by the outage test), builds, runs every test (unit, integration, end to
-# end, fuzz), and stops the servers.
+# end, fuzz), fuzzes each parser with libFuzzer for a few seconds, and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +25,6 @@ export DECRYPTD_TEST_TLS_DATABASE_URL="$TLS_TLS_URL" DECRYPTD_TEST_WRONG_CA="$TL
 
 swift build --build-tests
 swift test
+
+# Coverage-guided fuzzing of every outside-input parser, briefly (docs/fuzzing.md has long runs).
+scripts/fuzz.sh all 10

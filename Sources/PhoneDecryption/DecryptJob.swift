@@ -42,8 +42,8 @@ public struct DecryptJob: Sendable, Hashable {
         return .encrypted
     }
 
-    /// The longest `code` accepted (WeChat's are a few dozen characters); a longer one is
-    /// `malformed_job`, never sent to WeChat.
+    /// The longest `code` accepted, in UTF-8 bytes once escapes are resolved (WeChat's are a few
+    /// dozen characters); a longer one is `malformed_job`, never sent to WeChat.
     public static let maximumCodeLength = 512
 
     /// Parses a message value; any failure is `malformed_job` with a detail that quotes no content.
@@ -116,7 +116,10 @@ public struct DecryptJob: Sendable, Hashable {
         if let code = found.code {
             guard found.encryptedData == nil else { return .failure(DecryptFailure(.malformedJob, "job has both code and encryptedData")) }
             guard code.end > code.start else { return .failure(DecryptFailure(.malformedJob, "job field code is empty")) }
-            guard code.end - code.start <= maximumCodeLength else {
+            // The code's own length, not its escaped form's: the same code written with \u escapes
+            // is the same job (found by fuzzing: a code of DEL characters passed raw, not escaped).
+            let length = code.hasEscapes ? scanner.string(code).utf8.count : code.end - code.start
+            guard length <= maximumCodeLength else {
                 return .failure(DecryptFailure(.malformedJob, "job field code is longer than \(maximumCodeLength) bytes"))
             }
             payload = .code(code)

@@ -67,6 +67,14 @@ struct DecryptJobTests {
         #expect(try parse(#"{"openid":"o1","code":"\#(long.dropLast())"}"#).get().kind == .code)
     }
 
+    @Test("the code length limit counts the code, not its escaped form: the same code escaped is the same job")
+    func escapedCodeLength() throws {
+        let longest = String(repeating: "c", count: DecryptJob.maximumCodeLength)
+        let escaped = String(repeating: #"\u0063"#, count: DecryptJob.maximumCodeLength)
+        #expect(try parse(#"{"openid":"o1","code":"\#(escaped)"}"#).get() == DecryptJob(openid: "o1", code: longest))
+        #expect(parse(#"{"openid":"o1","code":"\#(escaped)\u0063"}"#).failureReason == .malformedJob)
+    }
+
     @Test("member names and values are compared and taken after unescaping")
     func escapedNames() throws {
         let job = try parse(#"{"open\u0069d":"o\/1","encryptedData":"AA\/A","\u0069v":"B","requestId":"r\u0000"}"#).get()
