@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every parser that sees outside input, with libFuzzer.
-# Usage: scripts/fuzz.sh [TARGET|all] [SECONDS]   (default: all, 10 seconds each)
+# Usage: scripts/fuzz.sh [TARGET|all] [SECONDS]   (default: all, 10 seconds each; RUNS=N stops a
+# target after N executions instead, within SECONDS)
 #
 # Builds the targets in Fuzz/ (release, -sanitize=fuzzer,address, in .build-fuzz; DECRYPTD_FUZZ
 # adds them to the package) and runs each for SECONDS on a scratch copy of its checked-in seed
@@ -14,6 +15,7 @@ all=(FuzzJobValues FuzzPlaintext FuzzLenientBase64 FuzzDecryptRequest FuzzWeChat
 which=${1:-all}
 seconds=${2:-10}
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: SECONDS must be a positive whole number" >&2; exit 2; }
+[[ -z "${RUNS:-}" || "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: RUNS must be a positive whole number" >&2; exit 2; }
 if [ "$which" = all ]; then targets=("${all[@]}"); else
     [[ " ${all[*]} " == *" $which "* ]] || { echo "fuzz: unknown target $which (one of: ${all[*]}, all)" >&2; exit 2; }
     targets=("$which")
@@ -34,7 +36,7 @@ for target in "${targets[@]}"; do
     count_crashes() { find Fuzz/crashes -name "$target-*" | wc -l; }
     before=$(count_crashes)
     status=0
-    ASAN_OPTIONS=detect_leaks=0 "$bin/$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    ASAN_OPTIONS=detect_leaks=0 "$bin/$target" -max_total_time="$seconds" ${RUNS:+-runs=$RUNS} -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="Fuzz/crashes/$target-" "$corpus" >"$work/log" 2>&1 || status=$?
     execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$work/log")
     crashes=$(( $(count_crashes) - before ))

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what is missing, checks the formatting
-# (.swift-format, strict: drift fails the run), starts two throwaway PostgreSQL servers (one is
-# stopped and restarted by the outage test), builds, runs every test (unit, integration, end to
-# end, fuzz), fuzzes each parser with libFuzzer for a few seconds, and stops the servers.
+# (.swift-format, strict: drift fails the run), starts three throwaway PostgreSQL servers (one is
+# stopped and restarted by the outage test, one serves TLS), builds, runs every test (unit, integration, end to
+# end, fuzz), fuzzes each parser with libFuzzer for a few seconds, runs the
+# suites again under ThreadSanitizer and AddressSanitizer, and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 echo "test: swift format lint --strict" >&2
-swift format lint --strict --recursive Sources Tests Plugins Package.swift
+swift format lint --strict --recursive Sources Tests Plugins Fuzz Package.swift
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
 trap 'pg_stop TLS; pg_stop OUTAGE; pg_stop MAIN' EXIT
@@ -28,3 +29,5 @@ swift test
 
 # Coverage-guided fuzzing of every outside-input parser, briefly (docs/fuzzing.md has long runs).
 scripts/fuzz.sh all 10
+# The thread hand-offs under ThreadSanitizer, the parsers and pure parts under AddressSanitizer.
+scripts/sanitize.sh all
