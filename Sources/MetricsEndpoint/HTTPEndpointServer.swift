@@ -166,17 +166,19 @@ public final class HTTPEndpointServer: @unchecked Sendable {
 
 extension HTTPEndpointServer {
     /// What a request asks for, read from its request line alone: the method, and the path
-    /// without its query for GET and HEAD (`nil` for any other method, or no path).
+    /// without its query for GET and HEAD (`nil` for any other method, or no path). The line is
+    /// split on its bytes, not on characters: a space after a combining or prepending character
+    /// (U+0604, say) is still a separator (found by fuzzing).
     public struct RequestTarget: Sendable, Equatable {
         public var method: String?
         public var path: String?
 
         public init(_ request: [UInt8]) {
-            let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-            let parts = line.split(separator: " ")
-            method = parts.first.map(String.init)
-            if parts.count >= 2, parts[0] == "GET" || parts[0] == "HEAD" {
-                path = String(parts[1].prefix { $0 != "?" })
+            let line = request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+            let parts = line.split(separator: UInt8(ascii: " "))
+            method = parts.first.map { String(decoding: $0, as: UTF8.self) }
+            if parts.count >= 2, method == "GET" || method == "HEAD" {
+                path = String(decoding: parts[1].prefix { $0 != UInt8(ascii: "?") }, as: UTF8.self)
             }
         }
     }

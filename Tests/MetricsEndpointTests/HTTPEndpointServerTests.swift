@@ -19,6 +19,17 @@ struct HTTPEndpointServerTests {
         try body(port)
     }
 
+    @Test("the request line is split on its bytes: a space after a prepending character still ends the path")
+    func requestLineBytes() {
+        // U+0604 (UTF-8 D8 84) forms one grapheme cluster with the space after it.
+        let request = Array("HEAD /he".utf8) + [0xD8, 0x84] + Array(" HTTP/1.1\r\n\r\n".utf8)
+        let target = HTTPEndpointServer.RequestTarget(request)
+        #expect(target.method == "HEAD")
+        #expect(target.path == "/he\u{604}")
+        #expect(HTTPEndpointServer.RequestTarget(Array("GET /metrics?x=1 HTTP/1.1\r\n".utf8)).path == "/metrics")
+        #expect(HTTPEndpointServer.RequestTarget(Array("POST /metrics HTTP/1.1\r\n".utf8)).path == nil)
+    }
+
     @Test("GET and HEAD reach the handler with the path alone; anything else is 405")
     func methods() throws {
         try withServer { port in
