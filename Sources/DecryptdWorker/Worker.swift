@@ -112,7 +112,6 @@ public final class Worker: @unchecked Sendable {
     }
 
     private var keepsPolling: Bool { state.withLock { lifecycle.keepsPolling } }
-    private var shouldAbandon: Bool { abandon.isRequested }
 
     /// A stage met a permanent error: the worker stops, and unfinished work is abandoned (it is
     /// not committed, so it is redelivered).
@@ -252,7 +251,7 @@ public final class Worker: @unchecked Sendable {
         let users = WorkBatch.assignKeySlots(&batches)
         var keys: [[String]] = []
         if !users.isEmpty {
-            keys = try retryingPostgres("session lookup") {
+            keys = try retryingDatabaseWork("session lookup") {
                 try database.sessionKeys(forDistinct: users, limit: configuration.maxSessionKeys)
             }
         }
@@ -282,7 +281,7 @@ public final class Worker: @unchecked Sendable {
         if !outcome.deadLetters.isEmpty {
             deadLetters.send(outcome.deadLetters) { [self] in deadLettersDone(done) }
         }
-        _ = try retryingPostgres("outcome write") { try database.write(outcome.rows) }
+        _ = try retryingDatabaseWork("outcome write") { try database.write(outcome.rows) }
         if let batch = done.arrive() { complete(batch) }
     }
 
@@ -301,7 +300,8 @@ public final class Worker: @unchecked Sendable {
         if let batch = done.arrive() { persistQueues[batch.lane].putFirst(.complete(batch)) }
     }
 
-    private func retryingPostgres<R>(_ what: String, _ body: () throws -> R) throws -> R {
+    /// PostgreSQL work, with backoff until it succeeds (its retries count as PostgreSQL's).
+    private func retryingDatabaseWork<R>(_ what: String, _ body: () throws -> R) throws -> R {
         try backoff.run(
             what, logger: logger, stop: abandon,
             onRetry: {
