@@ -68,7 +68,7 @@ final class ExchangeStage: @unchecked Sendable {
 
     private let submissions = BlockingQueue<Submission>()
     private let finished = BlockingQueue<Finished>()
-    private let slots: DispatchSemaphore
+    private let slots: SlotLimit
     private let running = DispatchGroup()
     /// Followers of codes in flight, by digest: jobs that carry a code being exchanged right now.
     private let inFlight = NSLock()
@@ -91,7 +91,7 @@ final class ExchangeStage: @unchecked Sendable {
         self.abandon = abandon
         self.onPostgresRetry = onPostgresRetry
         self.deliver = deliver
-        slots = DispatchSemaphore(value: settings.concurrency)
+        slots = SlotLimit(settings.concurrency)
     }
 
     /// Hands one poll's code jobs to the stage; never blocks.
@@ -162,7 +162,7 @@ final class ExchangeStage: @unchecked Sendable {
             guard owns(TopicPartition(job.message.topic, job.message.partition)) else { continue }
             guard lead(digest, job) else { continue }  // the code is in flight: the job follows that exchange
             // A free slot first: at most `concurrency` exchanges in flight.
-            while slots.wait(timeout: .now() + 0.1) == .timedOut {
+            while !slots.acquire(within: 0.1) {
                 if abandon.isRequested { return }
             }
             running.enter()
@@ -196,7 +196,7 @@ final class ExchangeStage: @unchecked Sendable {
         let outcome: Result<PhonePayload, DecryptFailure>
         switch result {
         case .stopped:
-            slots.signal()
+            slots.release()
             return  // unfinished: not committed, redelivered
         case .phone(let payload): outcome = .success(payload)
         case .failure(let failure): outcome = .failure(failure)
@@ -228,7 +228,7 @@ final class ExchangeStage: @unchecked Sendable {
 
     /// `count` exchanged jobs are durable: their slots are free for new exchanges.
     func release(_ count: Int) {
-        for _ in 0..<count { slots.signal() }
+        slots.release(count)
     }
 
     // MARK: - Ledger retention

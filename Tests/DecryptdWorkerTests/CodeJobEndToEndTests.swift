@@ -100,6 +100,47 @@ struct CodeJobEndToEndTests {
         #expect(stats.exchangesAnswered["ok"] ?? 0 == okCodes)
     }
 
+    /// Exchanged jobs hold their exchange slot until they are durable; a permanent error means they
+    /// never are. The worker used to stop cleanly and then crash releasing the exchange stage
+    /// (a DispatchSemaphore deallocated below its initial value: exit 132), found by chaos.sh.
+    @Test("a permanent database error while exchanged jobs hold their slots: exit 1, nothing committed; a restart completes")
+    func permanentErrorWithExchangesHeld() throws {
+        let wechat = try WeChatStandIn(latency: 0.02)
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try pipeline.generate(jobs: 2000, codeShare: 1, transientShare: 0, seed: 17)
+        var environment = pipeline.binaryEnvironment
+        environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
+        environment["WECHAT_API_URL"] = wechat.url
+        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        let arguments = [decryptdBinary.path, "run", "--group", "permanent", "--exchange-concurrency", "8", "--progress-interval", "0",
+            "--kafka-property", "session.timeout.ms=6000",
+        ]
+        let log = NSTemporaryDirectory() + "decryptd-code-permanent-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let first = try ChildProcess(arguments, environment: environment, logPath: log)
+        defer { if first.exitStatus == nil { first.kill(SIGKILL) } }
+        try waitUntil(timeout: 90, "exchanges under way") { wechat.stats.exchanges > 200 }
+        // Every new or changed member row now breaks a constraint: SQLSTATE 23514, permanent.
+        try pipeline.database.connection.execute("ALTER TABLE members ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
+        #expect(try first.wait(timeout: 120) == 1)
+        #expect(first.output.contains("permanent error"))
+        #expect(!first.output.contains("Program crashed"), "no crash on the way out")
+        #expect(try pipeline.members().count < expectation.members.count, "stopped mid-run")
+
+        try pipeline.database.connection.execute("ALTER TABLE members DROP CONSTRAINT refuse_all")
+        let second = try ChildProcess(arguments + ["--exit-at-end"], environment: environment, logPath: log + ".2")
+        defer { try? FileManager.default.removeItem(atPath: log + ".2") }
+        #expect(try second.wait(timeout: 180) == 0)
+        // Jobs whose exchange had answered when the worker stopped are spent codes now (SPEC:
+        // code_invalid on redelivery); at most the 8 in flight and those waiting to be durable.
+        let failures = Dictionary(try pipeline.failureRows().map { ($0.id, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        #expect(expectation.failures.keys.allSatisfy { failures[$0] != nil }, "every failed job has its row")
+        let spent = failures.filter { expectation.failures[$0.key] == nil }
+        #expect(spent.values.allSatisfy { $0 == "code_invalid" })
+        #expect(try pipeline.members().count + spent.count >= expectation.members.count, "every other job is a member")
+        try pipeline.expectCommitted(group: "permanent")
+    }
+
     @Test("kill -9 mid-run, restart: every job a member or a failure, and only the exchanges in flight lost to the crash gap")
     func crash() throws {
         let wechat = try WeChatStandIn(latency: 0.05)
