@@ -112,7 +112,8 @@ struct CodeJobEndToEndTests {
         environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
         environment["WECHAT_API_URL"] = wechat.url
         environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
-        let arguments = [decryptdBinary.path, "run", "--group", "permanent", "--exchange-concurrency", "8", "--progress-interval", "0",
+        let arguments = [
+            decryptdBinary.path, "run", "--group", "permanent", "--exchange-concurrency", "8", "--progress-interval", "0",
             "--kafka-property", "session.timeout.ms=6000",
         ]
         let log = NSTemporaryDirectory() + "decryptd-code-permanent-\(UUID().uuidString).log"
