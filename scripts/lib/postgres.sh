@@ -2,7 +2,9 @@
 # Throwaway PostgreSQL servers for tests and the demo. Source this file, then:
 #   pg_start NAME          initdb + start on a free loopback port; sets NAME_DIR, NAME_PORT, NAME_URL
 #   pg_stop NAME           stop that server and delete its files
-#   pg_server DIR PORT stop|start   stop or start a server again (outage tests; scripts/pg-control.sh)
+#   pg_server DIR PORT stop|start|freeze|thaw
+#                          stop or start a server again, or freeze (SIGSTOP) and thaw (SIGCONT) the
+#                          postmaster and every backend (outage and chaos tests; scripts/pg-control.sh)
 # Works as root (the server runs as the postgres user; initdb refuses root) and as non-root.
 
 pg_bin_dir() {
@@ -37,7 +39,16 @@ pg_server() {
             pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
                 -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
             ;;
-        *) echo "usage: pg_server DIR PORT stop|start" >&2; return 2 ;;
+        # A frozen server keeps its sockets: the kernel still accepts connections and answers
+        # keepalive probes, but nothing is read or answered until the thaw.
+        freeze | thaw)
+            local signal=STOP pid
+            [ "$action" = thaw ] && signal=CONT
+            pid=$(head -n 1 "$dir/data/postmaster.pid") || return 1
+            kill "-$signal" "$pid"
+            pkill "-$signal" -P "$pid" || true
+            ;;
+        *) echo "usage: pg_server DIR PORT stop|start|freeze|thaw" >&2; return 2 ;;
     esac
 }
 
