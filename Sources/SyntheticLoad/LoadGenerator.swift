@@ -77,6 +77,19 @@ public struct LoadGenerator {
         public var kinds: [JobKind: Int] = [:]
         /// Users with at least one ok job: the rows `members` must end with.
         public var usersWithPhone = 0
+
+        /// Nothing expected yet: the start of a load produced in parts.
+        public init() {}
+
+        /// Adds what a further part of the load (other users: another seed) must produce.
+        public mutating func merge(_ part: Expectation) {
+            members.merge(part.members) { $1 }
+            failures.merge(part.failures) { $1 }
+            counts.merge(part.counts, uniquingKeysWith: +)
+            kinds.merge(part.kinds, uniquingKeysWith: +)
+            jobs += part.jobs
+            usersWithPhone += part.usersWithPhone
+        }
     }
 
     public let plan: Plan
