@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what is missing, checks the formatting
-# (.swift-format, strict: drift fails the run), starts three throwaway PostgreSQL servers (one is
-# stopped and restarted by the outage test, one serves TLS), builds, runs every test (unit, integration, end to
-# end, fuzz), fuzzes each parser with libFuzzer for a few seconds, runs the
+# (.swift-format, strict: drift fails the run), starts four throwaway PostgreSQL servers (one is
+# stopped and restarted by the outage test, one serves TLS, one is stopped and frozen by the chaos
+# trials), builds, runs every test (unit, integration, end to end, fuzz, three chaos trials), fuzzes each parser with libFuzzer for a few seconds, runs the
 # suites again under ThreadSanitizer and AddressSanitizer, and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +12,11 @@ echo "test: swift format lint --strict" >&2
 swift format lint --strict --recursive Sources Tests Plugins Fuzz Package.swift
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
-trap 'pg_stop TLS; pg_stop OUTAGE; pg_stop MAIN' EXIT
+trap 'pg_stop CHAOS; pg_stop TLS; pg_stop OUTAGE; pg_stop MAIN' EXIT
 pg_start MAIN
 pg_start OUTAGE
 pg_start TLS
+pg_start CHAOS
 pg_enable_tls TLS
 
 # Integration tests read these; in CI (CI=true) a test that needs them fails rather than skips.
@@ -23,6 +24,10 @@ export DECRYPTD_TEST_DATABASE_URL="$MAIN_URL"
 export DECRYPTD_TEST_OUTAGE_DATABASE_URL="$OUTAGE_URL"
 export DECRYPTD_TEST_OUTAGE_PG_CONTROL="$PWD/scripts/pg-control.sh $OUTAGE_DIR $OUTAGE_PORT"
 export DECRYPTD_TEST_TLS_DATABASE_URL="$TLS_TLS_URL" DECRYPTD_TEST_WRONG_CA="$TLS_WRONG_CA"
+# A few randomized fault trials (scripts/chaos.sh runs as many as asked; docs/chaos.md has a long run).
+export DECRYPTD_TEST_CHAOS_DATABASE_URL="$CHAOS_URL"
+export DECRYPTD_TEST_CHAOS_PG_CONTROL="$PWD/scripts/pg-control.sh $CHAOS_DIR $CHAOS_PORT"
+export DECRYPTD_CHAOS_TRIALS=3
 
 swift build --build-tests
 swift test
