@@ -30,6 +30,19 @@ public final class WorkerMetrics: Sendable {
         repairs = Base64Repairs.named.map { ($0.0, Counter(label: "decryptd_base64_repairs_total", dimensions: [("kind", $0.1)])) }
     }
 
+    /// Each metric's HELP text, by name (the exchange's included). swift-metrics has no place for
+    /// one; the executable's metrics factory hands them to Prometheus.
+    public static let help: [String: String] = [
+        "decryptd_jobs_total": "Jobs whose outcome is durable, by outcome: ok or a failure code.",
+        "decryptd_base64_repairs_total": "Payloads whose base64 was repaired before decryption, by kind of damage.",
+        "decryptd_session_key_fallbacks_total": "Payloads decrypted with an older stored session key than the newest.",
+        "decryptd_batch_duration_seconds": "Seconds from a batch's fetch to its durable outcome.",
+        "decryptd_in_flight_jobs": "Jobs fetched and not yet durable.",
+        "decryptd_transient_retries_total": "Retries after a transient error, by component (postgres, kafka).",
+        "decryptd_partition_lag": "Messages between the committed offset and the end of each assigned partition.",
+        "decryptd_oldest_unfinished_job_age_seconds": "Age of the oldest job taken and not yet durable, per partition (0 when none).",
+    ].merging(ExchangeMetrics.help) { $1 }
+
     /// `decryptd_partition_lag{topic,partition}`; gauges are cached by the backend per label set.
     func lag(topic: String, partition: Int32) -> Gauge {
         Gauge(label: "decryptd_partition_lag", dimensions: [("topic", topic), ("partition", String(partition))])

@@ -17,6 +17,15 @@ public final class ExchangeMetrics: Sendable {
         -1, 40001, 40013, 40014, 40029, 40125, 40164, 40226, 41001, 41002, 41004, 42001, 45009, 45011, 47001, 48001, 61024,
     ]
 
+    /// Each metric's HELP text, by name.
+    public static let help: [String: String] = [
+        "decryptd_exchanges_in_flight": "Calls to WeChat's code-exchange endpoint awaiting their answer.",
+        "decryptd_exchange_duration_seconds": "Seconds one call to the code-exchange endpoint took, answered or not.",
+        "decryptd_exchanges_total": "Code-exchange calls by outcome: ok, a failure code, or what made the call transient.",
+        "decryptd_token_fetches_total": "Stable-token fetches by appid and result.",
+        "decryptd_wechat_errcodes_total": "Non-zero errcodes WeChat answered, by errcode (unknown ones as other).",
+    ]
+
     public init() {}
 
     func callStarted() {

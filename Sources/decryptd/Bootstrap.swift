@@ -1,3 +1,4 @@
+import DecryptdWorker
 import Logging
 import Metrics
 import Prometheus
@@ -21,7 +22,7 @@ enum Bootstrap {
                 handler.logLevel = parsed
                 return handler
             }
-            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: WorkerMetrics.help))
         }
         var logger = Logger(label: "decryptd")
         logger.logLevel = parsed
