@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what decryptd needs on a Debian machine, and only what is missing:
-# the C libraries it links (librdkafka, libpq, libcrypto, jemalloc), pkg-config, and the PostgreSQL server
-# the tests and the demo start. Works as root, or as a user with passwordless sudo.
+# the C libraries it links (librdkafka, libpq, libcrypto, jemalloc), pkg-config, the PostgreSQL server
+# the tests and the demo start, and what the tests read its output with (Prometheus and promtool,
+# Chromium). Works as root, or as a user with passwordless sudo.
 set -euo pipefail
 
-packages=(pkg-config librdkafka-dev libpq-dev libssl-dev libjemalloc-dev postgresql)
+packages=(pkg-config librdkafka-dev libpq-dev libssl-dev libjemalloc-dev postgresql prometheus chromium)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
