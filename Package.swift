@@ -166,12 +166,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: - The dead-letter format (SPEC's headers), on its own so that it can be fuzzed alone
+        .target(name: "DeadLetterFormat", dependencies: ["KafkaClient", "PhoneDecryption"], swiftSettings: strict),
+
         // MARK: - The worker
         .target(
             name: "DecryptdWorker",
             dependencies: [
                 "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest", "DedicatedThread",
-                "LogKeys",
+                "LogKeys", "DeadLetterFormat",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -240,7 +243,7 @@ let package = Package(
             name: "DecryptdWorkerTests",
             dependencies: [
                 "DecryptdWorker", "DecryptdTestSupport", "DecryptdStore", "PostgresClient", "KafkaClient", "PhoneDecryption",
-                "DevWeChat", "WeChatAPI", "OpenSSLDigest", "SyntheticLoad",
+                "DevWeChat", "WeChatAPI", "OpenSSLDigest", "SyntheticLoad", "DeadLetterFormat",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -1,3 +1,4 @@
+import DeadLetterFormat
 import DedicatedThread
 import Foundation
 import KafkaClient

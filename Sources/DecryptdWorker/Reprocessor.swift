@@ -1,3 +1,4 @@
+import DeadLetterFormat
 import DecryptdStore
 public import Foundation
 import KafkaClient
@@ -145,7 +146,7 @@ public final class Reprocessor {
                 continue
             }
             batch.jobs.append(job)
-            origins.append(BatchOutcome.Origin(source: Self.source(of: message), attempts: attempt))
+            origins.append(BatchOutcome.Origin(source: DeadLetter.source(of: message), attempts: attempt))
             reasons.append(reason)
         }
         var slots = UserSlots(capacity: batch.jobs.count)
@@ -172,34 +173,5 @@ public final class Reprocessor {
         try deadLetters.sendAll(outcome.deadLetters)
         _ = try backoff.run("outcome write", logger: logger, stop: stopRequest) { try database.write(outcome.rows) }
         consumer.complete(batch.jobs.map(\.message.id) + passedOver)
-    }
-
-    /// The original job's coordinates from the `decrypt.source.*` headers (a record without them,
-    /// or whose topic header is not a legal Kafka topic name, is treated as its own source: the
-    /// coordinates become a failure row's key, and a NUL or a megabyte there would stop every run).
-    static func source(of message: KafkaMessage) -> DeadLetter.Source {
-        let headers = message.headers
-        guard let topic = DeadLetter.header(DeadLetter.sourceTopic, in: headers), isTopicName(topic),
-            let partition = DeadLetter.header(DeadLetter.sourcePartition, in: headers).flatMap({ Int32($0) }),
-            let offset = DeadLetter.header(DeadLetter.sourceOffset, in: headers).flatMap({ Int64($0) })
-        else {
-            return DeadLetter.Source(
-                topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp)
-        }
-        let timestamp = DeadLetter.header(DeadLetter.sourceTimestamp, in: headers).flatMap { Int64($0) }
-        return DeadLetter.Source(topic: topic, partition: partition, offset: offset, timestamp: timestamp)
-    }
-
-    /// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`.
-    static func isTopicName(_ name: String) -> Bool {
-        (1...249).contains(name.utf8.count)
-            && name.utf8.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                    UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                    true
-                default: false
-                }
-            }
     }
 }

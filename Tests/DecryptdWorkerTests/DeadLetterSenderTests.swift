@@ -1,3 +1,4 @@
+import DeadLetterFormat
 import Foundation
 import KafkaClient
 import Logging

@@ -1,3 +1,4 @@
+import DeadLetterFormat
 import DecryptdStore
 import DecryptdTestSupport
 import DecryptdWorker

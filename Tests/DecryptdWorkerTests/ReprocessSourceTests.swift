@@ -1,3 +1,4 @@
+import DeadLetterFormat
 import DecryptdStore
 import DecryptdTestSupport
 import Foundation
@@ -23,13 +24,13 @@ struct ReprocessSourceTests {
                 timestamp: nil
             )
         }
-        let original = Reprocessor.source(of: deadLetter(topic: "wechat.phone.jobs"))
+        let original = DeadLetter.source(of: deadLetter(topic: "wechat.phone.jobs"))
         #expect((original.topic, original.partition, original.offset) == ("wechat.phone.jobs", 7, 42))
         for bad in [
             deadLetter(topic: "jobs\u{0}x"), deadLetter(topic: ""), deadLetter(topic: String(repeating: "t", count: 250)),
             deadLetter(topic: "jobs topic"), deadLetter(topic: "jobs", partition: "x"), deadLetter(topic: "jobs", offset: ""),
         ] {
-            let source = Reprocessor.source(of: bad)
+            let source = DeadLetter.source(of: bad)
             #expect((source.topic, source.partition, source.offset) == ("dlq", 1, 9), "the record is its own source")
         }
     }

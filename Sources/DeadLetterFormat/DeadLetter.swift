@@ -109,3 +109,34 @@ public enum DeadLetter {
         headers.last { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
     }
 }
+
+extension DeadLetter {
+    /// The original job's coordinates from the `decrypt.source.*` headers (a record without them,
+    /// or whose topic header is not a legal Kafka topic name, is treated as its own source: the
+    /// coordinates become a failure row's key, and a NUL or a megabyte there would stop every run).
+    public static func source(of message: KafkaMessage) -> Source {
+        let headers = message.headers
+        guard let topic = header(sourceTopic, in: headers), isTopicName(topic),
+            let partition = header(sourcePartition, in: headers).flatMap({ Int32($0) }),
+            let offset = header(sourceOffset, in: headers).flatMap({ Int64($0) })
+        else {
+            return Source(
+                topic: message.topic, partition: message.partition, offset: message.offset, timestamp: message.timestamp)
+        }
+        let timestamp = header(sourceTimestamp, in: headers).flatMap { Int64($0) }
+        return Source(topic: topic, partition: partition, offset: offset, timestamp: timestamp)
+    }
+
+    /// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`.
+    public static func isTopicName(_ name: String) -> Bool {
+        (1...249).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                    true
+                default: false
+                }
+            }
+    }
+}
