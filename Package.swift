@@ -31,6 +31,7 @@ let fuzzTargets: [Target] =
         ("FuzzJobValues", ["PhoneDecryption"]), ("FuzzPlaintext", ["PhoneDecryption", "OpenSSLAES"]),
         ("FuzzLenientBase64", ["PhoneDecryption"]), ("FuzzDecryptRequest", ["PhoneDecryption"]),
         ("FuzzWeChatAnswers", ["PhoneDecryption"]), ("FuzzHTTPRequest", ["MetricsEndpoint"]),
+        ("FuzzDeadLetterHeaders", ["DeadLetterFormat", "KafkaClient", "PhoneDecryption"]),
     ].map { name, dependencies in
         .executableTarget(name: name, dependencies: (dependencies + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
     } + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")]
