@@ -16,9 +16,9 @@ case "$which" in thread | address | all) ;; *) echo "sanitize: use thread, addre
 
 # Every stage of the worker, the consumer's rebalances and back-pressure, the dead-letter sender,
 # the exchange stage and reprocessing: each hand-off between threads the pipeline has.
-TSAN_SUITES='ConsumerGroupTests|BackPressureTests|ProducerTests|ConsumerStateTests|DeadLetterSenderTests|BlockingQueueTests|RendezvousTests|BackoffTests|WorkerEndToEndTests|CodeJobEndToEndTests/mixedLoad|ReprocessTests|PhoneCodeExchangerTests|AccessTokenCacheTests|HTTPEndpointServerTests'
+TSAN_SUITES='ConsumerGroupTests|SlotLimitTests|BackPressureTests|ProducerTests|ConsumerStateTests|DeadLetterSenderTests|BlockingQueueTests|RendezvousTests|BackoffTests|WorkerEndToEndTests|CodeJobEndToEndTests/mixedLoad|ReprocessTests|PhoneCodeExchangerTests|AccessTokenCacheTests|HTTPEndpointServerTests'
 # Everything that needs no service: the parsers and the pipeline's pure parts.
-ASAN_SUITES='PhoneDecryptionTests|WeChatAPITests|OffsetTrackerTests|ConsumerStateTests|WorkBatchTests|UserSlotsTests|PendingJobTests|BatchOutcomeTests|DeadLetterTests|DeadLetterSenderTests|WorkerLifecycleTests|OutcomeTallyTests|LoadGeneratorTests|ReprocessSourceTests|SettingTests|HTTPEndpointServerTests'
+ASAN_SUITES='PhoneDecryptionTests|SlotLimitTests|WeChatAPITests|OffsetTrackerTests|ConsumerStateTests|WorkBatchTests|UserSlotsTests|PendingJobTests|BatchOutcomeTests|DeadLetterTests|DeadLetterSenderTests|WorkerLifecycleTests|OutcomeTallyTests|LoadGeneratorTests|ReprocessSourceTests|SettingTests|HTTPEndpointServerTests'
 
 shim=.build/sanitizers/libc11threads.so
 mkdir -p "$(dirname "$shim")"

@@ -1,3 +1,4 @@
+import DeadLetterFormat
 import DecryptdStore
 import DecryptdTestSupport
 import DecryptdWorker
@@ -58,6 +59,7 @@ struct ChaosTests {
             "faults injected: \(kinds); ok code jobs whose code a killed or stopped worker had spent (code_invalid on redelivery): \(lostToTheGap)"
         )
         print("\(clean)/\(trials) trials: nothing lost, nothing duplicated")
+        fflush(nil)  // every stream: the stdout global is not concurrency-safe to name
         #expect(clean == trials)
     }
 }
@@ -95,7 +97,12 @@ final class ChaosTrial {
     /// Set while a fault is in force, so that a trial that throws leaves the shared server serving.
     private var faultInForce = false
 
-    static func say(_ line: String) { print("chaos: \(line)") }
+    /// A line of the run's report, at once (stdout is a pipe under `swift test`: without the flush
+    /// the lines would come only at the end of a run of many trials).
+    static func say(_ line: String) {
+        print("chaos: \(line)")
+        fflush(nil)  // every stream: the stdout global is not concurrency-safe to name
+    }
 
     init(number: Int, seed: UInt64) throws {
         let url = try #require(Self.databaseURL, "DECRYPTD_TEST_CHAOS_DATABASE_URL is not set: run scripts/test.sh or scripts/chaos.sh")
