@@ -167,11 +167,8 @@ final class ChaosTrial {
     }
 
     private func launch(exitAtEnd: Bool = false) throws -> ChildProcess {
-        var environment = pipeline.binaryEnvironment
+        var environment = pipeline.binaryEnvironment(wechat: wechat)
         environment["DATABASE_URL"] = workerURL
-        environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
-        environment["WECHAT_API_URL"] = wechat.url
-        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
         environment["DECRYPTD_LOG_LEVEL"] = "info"
         let log = NSTemporaryDirectory() + "decryptd-chaos-\(number)-\(logs.count + 1)-\(UUID().uuidString).log"
         logs.append(log)

@@ -108,10 +108,7 @@ struct CodeJobEndToEndTests {
         let wechat = try WeChatStandIn(latency: 0.02)
         let pipeline = try Pipeline(partitions: 2)
         let expectation = try pipeline.generate(jobs: 2000, codeShare: 1, transientShare: 0, seed: 17)
-        var environment = pipeline.binaryEnvironment
-        environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
-        environment["WECHAT_API_URL"] = wechat.url
-        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        let environment = pipeline.binaryEnvironment(wechat: wechat)
         let arguments = [
             decryptdBinary.path, "run", "--group", "permanent", "--exchange-concurrency", "8", "--progress-interval", "0",
             "--kafka-property", "session.timeout.ms=6000",
@@ -154,10 +151,8 @@ struct CodeJobEndToEndTests {
             INSERT INTO phone_code_exchanges (code_sha256, appid, openid, outcome, exchanged_at)
             VALUES (decode(repeat('ab', 32), 'hex'), 'wx', 'o-old', 'ok', now() - interval '8 days')
             """)
-        var environment = pipeline.binaryEnvironment
-        environment["WECHAT_APPIDS"] = "\(Pipeline.appid), \(Pipeline.unconfiguredAppid)"
-        environment["WECHAT_API_URL"] = wechat.url
-        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        var environment = pipeline.binaryEnvironment(wechat: wechat)
+        environment["WECHAT_APPIDS"] = "\(Pipeline.appid), \(Pipeline.unconfiguredAppid)"  // a space after the comma is allowed
         environment["DECRYPTD_LOG_LEVEL"] = "debug"
         let arguments = [
             decryptdBinary.path, "run", "--group", "crash", "--batch-size", "100", "--progress-interval", "1",
@@ -212,10 +207,7 @@ struct CodeJobEndToEndTests {
         let pipeline = try Pipeline(partitions: 2)
         let expectation = try pipeline.generate(jobs: 1500, codeShare: 1, transientShare: 0.05, seed: 13)
         let port = try HTTPProbe.freePort()
-        var environment = pipeline.binaryEnvironment
-        environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
-        environment["WECHAT_API_URL"] = wechat.url
-        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        let environment = pipeline.binaryEnvironment(wechat: wechat)
         let worker = try ChildProcess(
             [
                 decryptdBinary.path, "run", "--group", "metrics", "--metrics-port", "\(port)", "--progress-interval", "1",

@@ -48,6 +48,16 @@ extension Pipeline {
         return configuration
     }
 
+    /// ``binaryEnvironment`` for code jobs against `wechat`: both appids, the stand-in's URL and
+    /// the secret of ``appid`` (``unconfiguredAppid`` has none).
+    func binaryEnvironment(wechat: WeChatStandIn) -> [String: String] {
+        var environment = binaryEnvironment
+        environment["WECHAT_APPIDS"] = "\(Self.appid),\(Self.unconfiguredAppid)"
+        environment["WECHAT_API_URL"] = wechat.url
+        environment["WECHAT_APP_SECRETS"] = "\(Self.appid):\(WeChatStandIn.secret)"
+        return environment
+    }
+
     /// A load of `kind` jobs (the encrypted ones with ``everyFault``, the code ones with ``everyCodeFault``).
     func generate(jobs: Int, codeShare: Double, transientShare: Double = 0.1, seed: UInt64 = 21) throws -> LoadGenerator.Expectation {
         var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)

@@ -21,10 +21,7 @@ struct ConsumersEndToEndTests {
         let wechat = try WeChatStandIn(latency: 0.01)
         let pipeline = try Pipeline(partitions: 4)
         let metricsPort = try HTTPProbe.freePort()
-        var environment = pipeline.binaryEnvironment
-        environment["WECHAT_APPIDS"] = "\(Pipeline.appid),\(Pipeline.unconfiguredAppid)"
-        environment["WECHAT_API_URL"] = wechat.url
-        environment["WECHAT_APP_SECRETS"] = "\(Pipeline.appid):\(WeChatStandIn.secret)"
+        let environment = pipeline.binaryEnvironment(wechat: wechat)
         let worker = try ChildProcess(
             [
                 decryptdBinary.path, "run", "--group", "scraped", "--metrics-port", "\(metricsPort)", "--progress-interval", "0",
