@@ -11,20 +11,7 @@ func fuzzJobValues(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     case .failure(let failure):
         precondition(failure.reason == .malformedJob, "a job value fails only as malformed_job, not \(failure.reason)")
     case .success(let job):
-        var writer = JSONWriter()
-        writer.beginObject()
-        writer.field("openid", job.openid)
-        switch job.payload {
-        case .encrypted(let encryptedData, let iv):
-            writer.field("encryptedData", encryptedData)
-            writer.field("iv", iv)
-        case .code(let code):
-            writer.field("code", code)
-        }
-        if let appid = job.appid { writer.field("appid", appid) }
-        if let requestId = job.requestId { writer.field("requestId", requestId) }
-        writer.endObject()
-        let again = Array(writer.text.utf8).withUnsafeBufferPointer { DecryptJob.parse($0) }
+        let again = job.jsonValue.withUnsafeBufferPointer { DecryptJob.parse($0) }
         guard case .success(let reparsed) = again else { preconditionFailure("a re-encoded job did not parse: \(again)") }
         precondition(reparsed == job, "a re-encoded job parsed to other fields")
     }

@@ -29,19 +29,9 @@ func fuzzPlaintext(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         precondition([.invalidPlaintext, .appidMismatch].contains(failure.reason), "a plaintext earned \(failure.reason)")
     case .success(let payload):
         precondition(!payload.phoneNumber.isEmpty && !payload.purePhoneNumber.isEmpty, "a payload without a number")
-        var writer = JSONWriter()
-        writer.beginObject()
-        writer.field("phoneNumber", payload.phoneNumber)
-        writer.field("purePhoneNumber", payload.purePhoneNumber)
-        writer.field("countryCode", payload.countryCode)
-        writer.key("watermark")
-        writer.beginObject()
-        writer.key("timestamp")
-        writer.integer(payload.watermarkTimestamp)
-        writer.field("appid", appid)
-        writer.endObject()
-        writer.endObject()
-        guard case .success(let again) = decrypt(Array(writer.text.utf8)) else { preconditionFailure("a re-encoded payload failed") }
+        guard case .success(let again) = decrypt(payload.plaintext(appid: appid)) else {
+            preconditionFailure("a re-encoded payload failed")
+        }
         precondition(again == payload, "a re-encoded payload decrypted to other fields")
     }
     return 0

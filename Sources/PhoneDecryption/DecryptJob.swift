@@ -37,6 +37,26 @@ public struct DecryptJob: Sendable, Hashable {
         self.requestId = requestId
     }
 
+    /// The job as SPEC's JSON object, the value of a message on the jobs topic: `openid`, then
+    /// `encryptedData` and `iv` or `code`, then `appid` and `requestId` when set. ``parse(_:)``
+    /// reads it back as the same job.
+    public var jsonValue: [UInt8] {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("openid", openid)
+        switch payload {
+        case .encrypted(let encryptedData, let iv):
+            writer.field("encryptedData", encryptedData)
+            writer.field("iv", iv)
+        case .code(let code):
+            writer.field("code", code)
+        }
+        if let appid { writer.field("appid", appid) }
+        if let requestId { writer.field("requestId", requestId) }
+        writer.endObject()
+        return Array(writer.text.utf8)
+    }
+
     public var kind: JobKind {
         if case .code = payload { return .code }
         return .encrypted

@@ -27,3 +27,31 @@ public struct PhonePayload: Sendable, Hashable {
         self.repairs = repairs
     }
 }
+
+extension PhonePayload {
+    /// The plaintext WeChat encrypts for a phone number, byte for byte in its usual member order:
+    /// `phoneNumber`, `purePhoneNumber`, `countryCode`, `watermark {timestamp, appid}`.
+    public static func plaintext(
+        phoneNumber: String, purePhoneNumber: String, countryCode: String, timestamp: Int64, appid: String
+    ) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("phoneNumber", phoneNumber)
+        writer.field("purePhoneNumber", purePhoneNumber)
+        writer.field("countryCode", countryCode)
+        writer.key("watermark")
+        writer.beginObject()
+        writer.field("timestamp", timestamp)
+        writer.field("appid", appid)
+        writer.endObject()
+        writer.endObject()
+        return Array(writer.text.utf8)
+    }
+
+    /// This payload as WeChat's plaintext, watermarked with `appid`.
+    public func plaintext(appid: String) -> [UInt8] {
+        Self.plaintext(
+            phoneNumber: phoneNumber, purePhoneNumber: purePhoneNumber, countryCode: countryCode, timestamp: watermarkTimestamp,
+            appid: appid)
+    }
+}

@@ -314,14 +314,7 @@ public struct LoadGenerator {
 
     /// SPEC's value of an encrypted job: `{"openid", "encryptedData", "iv"[, "appid"]}`.
     public static func encryptedJobValue(openid: String, encryptedData: String, iv: String, appid: String?) -> [UInt8] {
-        var writer = JSONWriter()
-        writer.beginObject()
-        writer.field("openid", openid)
-        writer.field("encryptedData", encryptedData)
-        writer.field("iv", iv)
-        if let appid { writer.field("appid", appid) }
-        writer.endObject()
-        return Array(writer.text.utf8)
+        DecryptJob(openid: openid, encryptedData: encryptedData, iv: iv, appid: appid).jsonValue
     }
 
     // MARK: - Writing

@@ -1,5 +1,5 @@
 internal import OpenSSLAES
-public import PhoneDecryption
+import PhoneDecryption
 
 /// Produces WeChat-style encrypted phone payloads: the inverse of ``PhoneDecryptor``.
 ///
@@ -16,22 +16,12 @@ public final class PhoneEncryptor {
         public var encryptedData: String
     }
 
-    /// The plaintext WeChat sends for a phone number, byte for byte in its usual member order.
+    /// The plaintext WeChat sends for a phone number (``PhonePayload/plaintext(phoneNumber:purePhoneNumber:countryCode:timestamp:appid:)``).
     public static func plaintext(
         phoneNumber: String, purePhoneNumber: String, countryCode: String, timestamp: Int64, appid: String
     ) -> [UInt8] {
-        var writer = JSONWriter()
-        writer.beginObject()
-        writer.field("phoneNumber", phoneNumber)
-        writer.field("purePhoneNumber", purePhoneNumber)
-        writer.field("countryCode", countryCode)
-        writer.key("watermark")
-        writer.beginObject()
-        writer.field("timestamp", timestamp)
-        writer.field("appid", appid)
-        writer.endObject()
-        writer.endObject()
-        return Array(writer.text.utf8)
+        PhonePayload.plaintext(
+            phoneNumber: phoneNumber, purePhoneNumber: purePhoneNumber, countryCode: countryCode, timestamp: timestamp, appid: appid)
     }
 
     /// Encrypts raw plaintext bytes with PKCS#7 padding. `key` and `iv` are 16 bytes each.
