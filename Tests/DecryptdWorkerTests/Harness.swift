@@ -24,10 +24,12 @@ struct Pipeline {
     let url: String
     let database: DecryptdDatabase
 
-    init(partitions: Int32 = 4, databaseURL: String? = IsolatedDatabase.baseURL) throws {
+    /// The broker keeps about 5 MB per partition, dropping the oldest records beyond: a load with
+    /// many dead letters (and their duplicates after crashes) needs more `deadLetterPartitions`.
+    init(partitions: Int32 = 4, deadLetterPartitions: Int32 = 2, databaseURL: String? = IsolatedDatabase.baseURL) throws {
         cluster = try KafkaMockCluster(brokers: 1, logger: logger)
         try cluster.createTopic("wechat.phone.jobs", partitions: partitions)
-        try cluster.createTopic("wechat.phone.dlq", partitions: 2)
+        try cluster.createTopic("wechat.phone.dlq", partitions: deadLetterPartitions)
         (url, database) = try IsolatedDatabase.create(on: databaseURL)
     }
 
@@ -113,6 +115,16 @@ struct Pipeline {
             consumer.complete(batch.map(\.id))
         }
         return messages
+    }
+
+    /// Records ever written to `topic` (the sum of its partitions' end offsets): more than
+    /// ``readAll(_:group:)`` returns when the broker has dropped old ones.
+    func recordsWritten(_ topic: String, partitions: Int) throws -> Int64 {
+        let configuration = KafkaConsumer.Configuration(
+            bootstrapServers: cluster.bootstrapServers, groupID: "ends-\(UUID().uuidString)", topics: [topic])
+        let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        defer { consumer.close() }
+        return try consumer.highWatermarks(topic: topic, partitions: partitions, timeout: 10).values.reduce(0, +)
     }
 
     // MARK: - Checking
