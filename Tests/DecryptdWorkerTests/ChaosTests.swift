@@ -319,11 +319,7 @@ final class ChaosTrial {
         let written = try pipeline.recordsWritten("wechat.phone.dlq", partitions: Int(Self.deadLetterPartitions))
         if read.count < written { problems.append("the broker kept \(read.count) of the \(written) dead letters written (its log limit)") }
         for letter in read {
-            func header(_ name: String) -> String? { DeadLetter.header(name, in: letter.headers) }
-            let source = KafkaMessageID(
-                topic: header(DeadLetter.sourceTopic) ?? "", partition: Int32(header(DeadLetter.sourcePartition) ?? "") ?? -1,
-                offset: Int64(header(DeadLetter.sourceOffset) ?? "") ?? -1)
-            letters[source, default: []].insert(header(DeadLetter.reason) ?? "")
+            letters[Pipeline.source(of: letter), default: []].insert(DeadLetter.header(DeadLetter.reason, in: letter.headers) ?? "")
         }
         let undelivered = failures.filter { letters[$0.key]?.contains($0.value) != true }
         if !undelivered.isEmpty {
