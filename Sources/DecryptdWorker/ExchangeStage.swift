@@ -1,5 +1,4 @@
 import DecryptdStore
-import DedicatedThread
 import Dispatch
 import Foundation
 import KafkaClient
@@ -73,8 +72,8 @@ final class ExchangeStage: @unchecked Sendable {
     /// Followers of codes in flight, by digest: jobs that carry a code being exchanged right now.
     private let inFlight = NSLock()
     private var followers: [String: [PendingJob]] = [:]
-    /// The exchange thread and the collector thread, once started.
-    private var threads: [DedicatedThread] = []
+    /// The exchange stage and the collector stage, once started.
+    private var stages: [Stage] = []
     private var lastSweep = Date.distantPast
 
     init(
@@ -99,28 +98,23 @@ final class ExchangeStage: @unchecked Sendable {
         submissions.put(submission)
     }
 
-    func start() {
-        let exchange = DedicatedThread(name: "decryptd-exchange") { [self] in
-            while let submission = submissions.take() {
-                guard !abandon.isRequested else { continue }
-                do {
-                    try start(submission)
-                } catch {
-                    // Only a stop ends a retry here (Backoff.GaveUp): the jobs stay unfinished.
-                    continue
-                }
-                sweepLedgerIfDue()
-            }
+    /// Starts the exchange stage and the collector stage. A permanent error in either (a revoked
+    /// grant on the ledger, a missing table) goes to `onError`, which stops the worker, as it does
+    /// for every other stage.
+    func start(onError: @escaping @Sendable (_ error: any Error, _ stage: String) -> Void) {
+        let exchange = Stage("decryptd-exchange", take: submissions.take, abandon: abandon, onError: onError) { [self] submission in
+            try start(submission)
+            try sweepLedgerIfDue()
         }
-        let collector = DedicatedThread(name: "decryptd-exchange-collect") { [self] in
-            // Results arrive one by one; a transaction per handful would cost PostgreSQL (which the
-            // encrypted jobs' batches need) more than waiting a little for a batch's worth.
-            while let all = finished.takeAll(minimum: settings.persistBatch, within: settings.persistDelay) {
-                guard !abandon.isRequested else { continue }
-                collect(all)
-            }
+        // Results arrive one by one; a transaction per handful would cost PostgreSQL (which the
+        // encrypted jobs' batches need) more than waiting a little for a batch's worth.
+        let takeFinished: @Sendable () -> [Finished]? = { [finished, settings] in
+            finished.takeAll(minimum: settings.persistBatch, within: settings.persistDelay)
         }
-        threads = [exchange, collector]
+        let collector = Stage("decryptd-exchange-collect", take: takeFinished, abandon: abandon, onError: onError) { [self] all in
+            collect(all)
+        }
+        stages = [exchange, collector]
     }
 
     /// Stops taking work, lets the exchanges under way end (they give up once the worker abandons
@@ -128,10 +122,10 @@ final class ExchangeStage: @unchecked Sendable {
     /// submission that comes later is never taken.
     func close() {
         submissions.close()
-        threads.first?.join()
+        stages.first?.join()
         running.wait()
         finished.close()
-        threads.last?.join()
+        stages.last?.join()
     }
 
     // MARK: - Exchanging
@@ -233,7 +227,9 @@ final class ExchangeStage: @unchecked Sendable {
 
     // MARK: - Ledger retention
 
-    private func sweepLedgerIfDue() {
+    /// Deletes expired ledger rows, at most `retentionInterval` apart. A retriable error (the
+    /// server away) is left for the next sweep; any other (a revoked DELETE) is permanent.
+    private func sweepLedgerIfDue() throws {
         guard Date().timeIntervalSince(lastSweep) >= settings.retentionInterval else { return }
         lastSweep = Date()
         var deleted = 0
@@ -244,6 +240,7 @@ final class ExchangeStage: @unchecked Sendable {
                 if count < settings.retentionBatch { break }
             }
         } catch {
+            guard error.isRetriable else { throw error }
             logger.warning("could not delete old exchange ledger rows; trying again later", metadata: [LogKey.error: "\(error)"])
         }
         if deleted > 0 { logger.info("deleted old exchange ledger rows", metadata: [LogKey.rows: "\(deleted)"]) }

@@ -118,8 +118,10 @@ public final class Worker: @unchecked Sendable {
     /// not committed, so it is redelivered).
     private func fail(_ error: any Error, stage: String) {
         let first = state.withLock { lifecycle.failed(error) }
-        logger.critical(
-            "permanent error: the worker stops; the batch is not committed", metadata: [LogKey.stage: "\(stage)", LogKey.error: "\(error)"])
+        // Once: the stages that fail after the first usually fail for the same reason.
+        logger.log(
+            level: first ? .critical : .debug, "permanent error: the worker stops; the batch is not committed",
+            metadata: [LogKey.stage: "\(stage)", LogKey.error: "\(error)"])
         if first {
             abandon.request()
             consumer.interruptWaits()
@@ -155,7 +157,7 @@ public final class Worker: @unchecked Sendable {
         // batches of every run (docs/performance.md).
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)
         deadLetters.start()
-        exchangeStage.start()
+        exchangeStage.start(onError: { [unowned self] in fail($0, stage: $1) })
         let stages = startStages()
         logger.info(
             "worker started",

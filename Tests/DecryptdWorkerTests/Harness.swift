@@ -269,3 +269,20 @@ final class WorkerRun: @unchecked Sendable {
         return try result!.get()
     }
 }
+
+extension Pipeline {
+    /// A new login role with every privilege on this pipeline's tables, and the URL that connects
+    /// as it. Not a superuser, so a REVOKE binds it (tests of permanent errors, chaos trials).
+    func restrictedRole(_ name: String) throws -> String {
+        let schema = try #require(url.components(separatedBy: "search_path%3D").last)
+        try database.connection.executeScript(
+            """
+            DROP ROLE IF EXISTS \(name);
+            CREATE ROLE \(name) LOGIN;
+            GRANT USAGE ON SCHEMA \(schema) TO \(name);
+            GRANT ALL ON ALL TABLES IN SCHEMA \(schema) TO \(name);
+            GRANT ALL ON ALL SEQUENCES IN SCHEMA \(schema) TO \(name);
+            """)
+        return url.replacingOccurrences(of: "postgresql://postgres@", with: "postgresql://\(name)@")
+    }
+}
