@@ -256,7 +256,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DecryptdCLITests",
-            dependencies: ["DecryptdTestSupport", "decryptd"],
+            dependencies: ["DecryptdTestSupport", "decryptd", "DecryptdStore", "PostgresClient"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -65,6 +65,13 @@ public struct Migrator {
         return outcomes
     }
 
+    /// The migrations of ``migrations`` not recorded as applied in the database: what
+    /// `decryptd migrate` would apply. A database migrated by an older binary lacks the newer ones.
+    public func pending(_ connection: PostgresConnection) throws(PostgresError) -> [Migration] {
+        let applied = Set(try Self.appliedVersions(connection))
+        return migrations.filter { !applied.contains($0.version) }
+    }
+
     /// Versions recorded as applied, in order (for status output and tests).
     public static func appliedVersions(_ connection: PostgresConnection) throws(PostgresError) -> [Int] {
         let exists = try connection.query("SELECT to_regclass('decryptd_migrations') IS NOT NULL")[0][0] == "t"

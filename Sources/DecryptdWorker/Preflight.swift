@@ -95,20 +95,26 @@ public enum Preflight {
     }
 
     /// What keeps the database at `url` from serving a run, if anything: unreachable within
-    /// `timeout` seconds, or no tables.
+    /// `timeout` seconds, or migrations of this binary's that it lacks (``Migrator/pending(_:)``).
     private static func databaseProblem(at url: String, timeout: Double) -> String? {
         do {
             let connection = try PostgresConnection(url: url)
             // libpq counts whole seconds, and takes anything under 2 as 2.
             connection.connectTimeoutSeconds = max(2, Int(timeout.rounded(.up)))
             try connection.connect()
-            let tables: [String] = ["wechat_sessions", "members", "decrypt_failures"]
-            let missing = try tables.filter {
-                try connection.query("SELECT to_regclass($1) IS NULL", [$0])[0][0] == "t"
-            }
-            return missing.isEmpty ? nil : "database is not migrated (no \(missing.joined(separator: ", "))): run decryptd migrate"
+            return try notMigrated(Migrator().pending(connection))
         } catch {
+            if let error = error as? PostgresError, error.sqlState == "42501" {
+                return "the database role cannot read decryptd_migrations (\(error.message)): grant it SELECT on the table"
+            }
             return databaseProblem(error)
         }
+    }
+
+    /// The one wording of a database that lacks `pending` migrations, or nil when none is pending.
+    static func notMigrated(_ pending: [Migration]) -> String? {
+        guard !pending.isEmpty else { return nil }
+        let names = pending.map(\.name).joined(separator: ", ")
+        return "database is not migrated: \(pending.count) migration(s) of this binary not applied (\(names)): run decryptd migrate"
     }
 }

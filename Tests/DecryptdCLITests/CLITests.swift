@@ -1,3 +1,4 @@
+import DecryptdStore
 import DecryptdTestSupport
 import Foundation
 import Testing
@@ -481,6 +482,20 @@ struct CLITests {
             }
             #expect(lines[index * 2 + 1]["reason"] as? String == "malformed_job")
         }
+    }
+
+    @Test(
+        "a database migrated by an older binary: run exits 2, one line naming the pending migrations and decryptd migrate",
+        .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
+    func olderMigrations() throws {
+        let (url, database) = try IsolatedDatabase.create(migrated: false)
+        _ = try Migrator(migrations: [Migration.embedded[0]]).migrate(database.connection)
+        let output = try decryptd("run --startup-timeout 1", environment: Self.unreachable.merging(["DATABASE_URL": url]) { $1 })
+        #expect(output.status == 2)
+        let lines = output.stderr.split(separator: "\n").filter { $0.contains("migrat") }
+        #expect(lines.count == 1, "\(output.stderr)")
+        #expect(lines.first?.contains("002_code_jobs.sql") == true && lines.first?.contains("decryptd migrate") == true, "\(output.stderr)")
+        #expect(lines.first?.contains("001_create_tables") == false, "only what is pending: \(output.stderr)")
     }
 
     @Test("migrate twice, then report as JSON", .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))

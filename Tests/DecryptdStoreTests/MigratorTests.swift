@@ -39,6 +39,16 @@ struct MigratorTests {
         #expect(try Migrator.appliedVersions(connection).last == 9999)
     }
 
+    @Test("pending: every migration on an empty database, the newer ones after an older binary's, none once migrated")
+    func pending() throws {
+        let connection = try TestDatabase.isolatedConnection()
+        #expect(try Migrator().pending(connection) == Migration.embedded)
+        _ = try Migrator(migrations: [Migration.embedded[0]]).migrate(connection)
+        #expect(try Migrator().pending(connection) == Array(Migration.embedded.dropFirst()))
+        _ = try Migrator().migrate(connection)
+        #expect(try Migrator().pending(connection).isEmpty)
+    }
+
     @Test("a broken migration rolls back whole and is not recorded")
     func brokenMigration() throws {
         let connection = try TestDatabase.isolatedConnection()
