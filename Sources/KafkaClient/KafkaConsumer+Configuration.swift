@@ -51,6 +51,13 @@ extension KafkaConsumer {
                 // same group wait for its partitions. Heartbeats come from librdkafka's own thread,
                 // so a busy worker does not miss them; 10 s was Kafka's default before 3.0.
                 "session.timeout.ms": "10000",
+                // A broker connection that silently stops answering (a network partition, a broker
+                // that came back without the requests it had) is noticed only when a request times
+                // out: librdkafka's default of 60 s outlasted a graceful stop (30 s), which then
+                // abandoned its work (docs/chaos.md). 10 s notices it within seconds, and stays
+                // far above a healthy broker's answer time; JoinGroup keeps its own, longer limit.
+                "socket.timeout.ms": KafkaTimeouts.socket,
+                "socket.connection.setup.timeout.ms": KafkaTimeouts.connectionSetup,
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
                 // Prefetch at most 16 MB (librdkafka's default is 64 MB): the in-flight limit, not
@@ -64,4 +71,10 @@ extension KafkaConsumer {
             return result
         }
     }
+}
+
+/// librdkafka's network timeouts, the same for consumer and producer (see the consumer's defaults).
+enum KafkaTimeouts {
+    static let socket = "10000"
+    static let connectionSetup = "10000"
 }

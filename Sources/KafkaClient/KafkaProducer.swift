@@ -30,6 +30,8 @@ public final class KafkaProducer: @unchecked Sendable {
                 "message.timeout.ms": String(Int(messageTimeout * 1000)),
                 "linger.ms": "5",
                 "client.id": "decryptd",
+                "socket.timeout.ms": KafkaTimeouts.socket,
+                "socket.connection.setup.timeout.ms": KafkaTimeouts.connectionSetup,
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
             ]
