@@ -6,7 +6,9 @@
 # a throwaway PostgreSQL server this script starts. Every fault kind hits each trial once, in a
 # random order and at a random moment: kill -9 and a restart; PostgreSQL stopped (fast) and
 # started; PostgreSQL frozen (SIGSTOP) past the keepalive timeout and thawed; the broker down and
-# up; the worker's INSERT on members revoked (it must exit 1; after the grant a restart). After
+# up; a privilege the worker needs revoked on each of its tables (SELECT on wechat_sessions, INSERT
+# on members and decrypt_failures, SELECT on phone_code_exchanges: it must exit 1 each time; after
+# the grant a restart). After
 # each trial it checks that every job is a member or exactly one failure row, that every failure
 # has its dead letter, and that every offset is committed. It prints a line per trial, the faults
 # injected, and "N/N trials: nothing lost, nothing duplicated". The same SEED repeats a run.
