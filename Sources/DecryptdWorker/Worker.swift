@@ -60,10 +60,11 @@ public final class Worker: @unchecked Sendable {
     private let abandon = StopRequest()
 
     /// Creates the clients; connects nothing and starts no thread (``run()`` does).
-    public init(configuration: WorkerConfiguration, logger: Logger, metrics: WorkerMetrics = WorkerMetrics()) throws {
+    public init(configuration: WorkerConfiguration, logger: Logger, metrics: WorkerMetrics? = nil) throws {
         precondition(!configuration.appids.isEmpty, "validated by the caller")
         self.configuration = configuration
         self.logger = logger
+        let metrics = metrics ?? WorkerMetrics(appids: configuration.appids)
         self.metrics = metrics
         backoff = Backoff(maximumDelay: configuration.maxRetryDelay)
         consumer = try KafkaConsumer(

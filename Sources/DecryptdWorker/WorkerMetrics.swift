@@ -19,9 +19,12 @@ public final class WorkerMetrics: Sendable {
     let postgresRetries = Counter(label: "decryptd_transient_retries_total", dimensions: [("component", "postgres")])
     let kafkaRetries = Counter(label: "decryptd_transient_retries_total", dimensions: [("component", "kafka")])
     /// The code exchange's: `decryptd_exchanges_total`, `decryptd_exchange_duration_seconds`, ...
-    let exchange = ExchangeMetrics()
+    let exchange: ExchangeMetrics
 
-    public init() {
+    /// Creates every series at 0 for its known label values (outcomes, repair kinds, components,
+    /// and for the exchange the configured `appids`), so that each exists from the start.
+    public init(appids: [String] = []) {
+        exchange = ExchangeMetrics(appids: appids)
         var jobs = ["ok": Counter(label: "decryptd_jobs_total", dimensions: [("outcome", "ok")])]
         for reason in FailureReason.allCases {
             jobs[reason.rawValue] = Counter(label: "decryptd_jobs_total", dimensions: [("outcome", reason.rawValue)])

@@ -1,5 +1,6 @@
 import CoreMetrics
 import NIOConcurrencyHelpers
+import PhoneDecryption
 
 /// The exchange's metrics (names are the Prometheus ones), created once per label set and cached.
 /// No label ever carries a code, a token, a secret or a phone number: appids are the configured
@@ -26,7 +27,26 @@ public final class ExchangeMetrics: Sendable {
         "decryptd_wechat_errcodes_total": "Non-zero errcodes WeChat answered, by errcode (unknown ones as other).",
     ]
 
-    public init() {}
+    /// Every outcome `decryptd_exchanges_total` counts: "ok", the failure codes an exchange ends
+    /// with, and what makes a call transient.
+    static let outcomes: [String] =
+        ["ok"]
+        + [FailureReason.appidMismatch, .invalidPhoneInfo, .codeInvalid, .codeExpired, .wechatError, .exchangeNotConfigured].map(\.rawValue)
+        + ["busy", "rate_limited", "token_rejected", "http_error", "no_answer", "unreadable"]
+    /// Every result `decryptd_token_fetches_total` counts.
+    static let tokenResults = ["ok", "errcode", "no_answer", "http_error", "unreadable"]
+
+    /// Creates every series a dashboard or an alert reads, at 0, before the first code job: a
+    /// series that appears only at its first use is a gap in every rate() over it (Prometheus's
+    /// advice: avoid missing metrics). `appids` are the configured ones (token fetches are per appid).
+    public init(appids: [String] = []) {
+        for outcome in Self.outcomes { _ = counter("decryptd_exchanges_total", [("outcome", outcome)]) }
+        for appid in appids {
+            for result in Self.tokenResults { _ = counter("decryptd_token_fetches_total", [("appid", appid), ("result", result)]) }
+        }
+        for errcode in Self.knownErrcodes.sorted() { _ = counter("decryptd_wechat_errcodes_total", [("errcode", String(errcode))]) }
+        _ = counter("decryptd_wechat_errcodes_total", [("errcode", "other")])
+    }
 
     func callStarted() {
         inFlight.record(

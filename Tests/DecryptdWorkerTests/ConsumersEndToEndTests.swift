@@ -16,19 +16,24 @@ struct ConsumersEndToEndTests {
         "../../deploy/grafana/dashboards/decryptd.json"
     ).standardizedFileURL
 
-    @Test("Prometheus scrapes the run's counts by outcome; promtool finds no problem; every dashboard query returns data")
-    func prometheus() throws {
-        let wechat = try WeChatStandIn(latency: 0.01)
-        let pipeline = try Pipeline(partitions: 4)
+    /// A worker serving /metrics on a free port, for code jobs against `wechat`, and Prometheus scraping it.
+    static func scrapedWorker(_ pipeline: Pipeline, wechat: WeChatStandIn) throws -> (worker: ChildProcess, port: Int, PrometheusServer) {
         let metricsPort = try HTTPProbe.freePort()
-        let environment = pipeline.binaryEnvironment(wechat: wechat)
         let worker = try ChildProcess(
             [
                 decryptdBinary.path, "run", "--group", "scraped", "--metrics-port", "\(metricsPort)", "--progress-interval", "0",
                 "--exchange-concurrency", "16", "--kafka-property", "session.timeout.ms=6000",
-            ], environment: environment, logPath: NSTemporaryDirectory() + "decryptd-scraped-\(UUID().uuidString).log")
+            ], environment: pipeline.binaryEnvironment(wechat: wechat),
+            logPath: NSTemporaryDirectory() + "decryptd-scraped-\(UUID().uuidString).log")
+        return (worker, metricsPort, try PrometheusServer(scraping: metricsPort))
+    }
+
+    @Test("Prometheus scrapes the run's counts by outcome; promtool finds no problem; every dashboard query returns data")
+    func prometheus() throws {
+        let wechat = try WeChatStandIn(latency: 0.01)
+        let pipeline = try Pipeline(partitions: 4)
+        let (worker, metricsPort, prometheus) = try Self.scrapedWorker(pipeline, wechat: wechat)
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
-        let prometheus = try PrometheusServer(scraping: metricsPort)
         // Encrypted and code jobs, every failure code, transient answers: every metric the dashboard reads.
         let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.5, transientShare: 0.1, seed: 43)
 
@@ -56,6 +61,34 @@ struct ConsumersEndToEndTests {
         }
         #expect(try prometheus.query("sum by (outcome) (rate(decryptd_no_such_metric_total[1m]))").isEmpty, "the check can fail")
 
+        worker.kill(SIGTERM)
+        #expect(try worker.wait(timeout: 60) == 0)
+    }
+
+    /// A worker that has served only encrypted jobs so far: every metric family the dashboard reads
+    /// must exist already (at 0), or its panels show "no data" and rates over it have gaps.
+    @Test("encrypted jobs only: every metric family the dashboard reads exists, the code-job ones at 0")
+    func metricsBeforeFirstUse() throws {
+        let wechat = try WeChatStandIn(latency: 0.01)
+        let pipeline = try Pipeline(partitions: 2)
+        let (worker, _, prometheus) = try Self.scrapedWorker(pipeline, wechat: wechat)
+        defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
+        let expectation = try pipeline.generate(jobs: 500, codeShare: 0, transientShare: 0, seed: 47)
+        #expect(expectation.kinds[.code] == nil, "no code job in the load")
+        try waitUntil(timeout: 120, "Prometheus has scraped every job") {
+            (try? prometheus.query("sum(decryptd_jobs_total)").first?.value) == Double(expectation.jobs)
+        }
+        let families = Set(
+            try Self.dashboardExpressions().flatMap { expression in
+                expression.matches(of: /decryptd_[a-z0-9_]+/).map { String($0.output) }
+            })
+        #expect(families.contains("decryptd_exchanges_total") && families.contains("decryptd_token_fetches_total"))
+        for family in families.sorted() {
+            #expect(try !prometheus.query("{__name__=\"\(family)\"}").isEmpty, "\(family) is not exposed yet")
+        }
+        #expect(try prometheus.query("sum(decryptd_exchanges_total)").first?.value == 0, "no exchange counted")
+        #expect(try prometheus.query("decryptd_token_fetches_total{appid=\"\(Pipeline.appid)\",result=\"ok\"}").first?.value == 0)
+        #expect(try prometheus.query("{__name__=\"decryptd_no_such_metric_total\"}").isEmpty, "the check can fail")
         worker.kill(SIGTERM)
         #expect(try worker.wait(timeout: 60) == 0)
     }
