@@ -4,8 +4,38 @@
 # stopped and restarted by the outage test, one serves TLS, one is stopped and frozen by the chaos
 # trials), builds, runs every test (unit, integration, end to end, fuzz, three chaos trials), fuzzes each parser with libFuzzer for a few seconds, runs the
 # suites again under ThreadSanitizer and AddressSanitizer, and stops the servers.
+#
+# scripts/test.sh --quick: the formatting and the pure suites only (parsers, decryption, consumer
+# state, offsets, batches, settings, the exchanger over an in-memory transport, pacing, slots):
+# no server, no broker, no child process; under a minute after a build. For a developer's loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The pure suites, by module and type (swift test --filter takes a regular expression).
+quick_suites=(
+    "PhoneDecryptionTests\\."
+    "WeChatAPITests\\."
+    "DecryptdStoreTests\\.OutcomeBatchTests"
+    "DecryptdCLITests\\.SettingTests"
+    "KafkaClientTests\\.(KafkaTimeoutTests|TopicPartitionTests|KafkaPropertySettingTests|KafkaMessageTests|OffsetTrackerTests|ConsumerStateTests)"
+    "DecryptdWorkerTests\\.(WorkerLifecycleTests|SlotLimitTests|ReprocessSourceTests|LoadGeneratorTests|UserSlotsTests|DeadLetterTests|PendingJobTests|WorkBatchTests|DeadLetterSenderTests|BackoffTests|BatchOutcomeTests|BlockingQueueTests|OutcomeTallyTests|RendezvousTests|ExchangeStageTests)"
+)
+
+case "${1:-}" in
+    "") ;;
+    --quick)
+        scripts/setup.sh
+        swift format lint --strict --recursive Sources Tests Plugins Fuzz Package.swift
+        swift build --build-tests
+        filter=$(IFS='|'; echo "${quick_suites[*]}")
+        # No database URL and no CI: a suite that needs a service could not run here anyway.
+        exec env -u CI -u DECRYPTD_TEST_DATABASE_URL swift test --skip-build --filter "$filter"
+        ;;
+    *)
+        echo "usage: scripts/test.sh [--quick]" >&2
+        exit 2
+        ;;
+esac
 
 scripts/setup.sh
 echo "test: swift format lint --strict" >&2
