@@ -20,11 +20,14 @@ struct SlotLimitTests {
 
     /// DispatchSemaphore would trap here (SIGILL): exchanged jobs keep their slots when a
     /// permanent error stops the worker, and the stage is then released with them taken.
-    @Test("dropped with slots still taken")
+    @Test("dropped with slots still taken: deallocated, and the process goes on")
     func droppedWhileTaken() {
         var slots: SlotLimit? = SlotLimit(3)
         #expect(slots?.acquire(within: 0) == true)
+        #expect(slots?.acquire(within: 0) == true)
+        #expect(slots?.available == 1, "two of three taken")
+        weak let dropped = slots
         slots = nil
-        #expect(slots == nil)
+        #expect(dropped == nil, "deallocated with two slots taken (a DispatchSemaphore would have trapped here)")
     }
 }

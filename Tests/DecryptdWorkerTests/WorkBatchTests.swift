@@ -104,11 +104,13 @@ struct WorkBatchTests {
         }
         #expect(batch.jobs[3].appid == "wxother")
         #expect(batch.jobs[3].openid == "o1")
-        #expect(batch.jobs[3].outcome.flatMap { try? $0.get() } == nil)
-        if case .failure(let failure) = batch.jobs[3].outcome {
-            #expect(failure.reason == .appidMismatch)
-            #expect(failure.detail == "job appid wxother is not one this worker serves")
+        // A job with no outcome at all would be left unfinished: it must fail, with its reason.
+        guard case .failure(let failure) = batch.jobs[3].outcome else {
+            Issue.record("job 3 must fail appid_mismatch, not \(String(describing: batch.jobs[3].outcome))")
+            return
         }
+        #expect(failure.reason == .appidMismatch)
+        #expect(failure.detail == "job appid wxother is not one this worker serves")
     }
 
     @Test("every known-answer vector, as a job in a message, gets its expected outcome on the worker's path")
