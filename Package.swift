@@ -146,7 +146,7 @@ let package = Package(
         // MARK: - Storage
         .target(
             name: "DecryptdStore",
-            dependencies: ["PostgresClient"],
+            dependencies: ["PostgresClient", "OpenSSLDigest"],
             swiftSettings: strict,
             plugins: ["EmbedMigrations"]
         ),
@@ -174,7 +174,7 @@ let package = Package(
         .target(
             name: "DecryptdWorker",
             dependencies: [
-                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "OpenSSLDigest", "DedicatedThread",
+                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "DedicatedThread",
                 "LogKeys", "DeadLetterFormat",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,3 +1,4 @@
+import OpenSSLDigest
 public import PostgresClient
 
 /// decryptd's tables over one PostgreSQL session: batched session-key lookup and batched,
@@ -9,6 +10,11 @@ public final class DecryptdDatabase {
 
     public init(connection: PostgresConnection) {
         self.connection = connection
+    }
+
+    /// A store on a connection of its own to `url` (connected at its first statement).
+    public convenience init(url: String) throws(PostgresError) {
+        self.init(connection: try PostgresConnection(url: url))
     }
 
     // MARK: - Session keys
@@ -88,9 +94,20 @@ public final class DecryptdDatabase {
         /// "ok" or a failure reason.
         public var outcome: String
         public var detail: String
+
+        public init(outcome: String, detail: String) {
+            self.outcome = outcome
+            self.detail = detail
+        }
     }
 
     /// The ledger rows of the codes whose SHA-256 (hex) are `digests`, in one round trip.
+    /// The key the exchange ledger files a code under: its SHA-256, in hex (SPEC: the ledger
+    /// never holds a code).
+    public static func ledgerKey(for code: String) -> String {
+        SHA256Digest.hex(code)
+    }
+
     public func exchangedCodes(_ digests: [String]) throws(PostgresError) -> [String: ExchangedCode] {
         guard !digests.isEmpty else { return [:] }
         var found: [String: ExchangedCode] = [:]

@@ -41,7 +41,9 @@ struct BatchOutcome {
             for index in jobs.indices {
                 switch jobs[index].outcome! {
                 case .success(let payload):
-                    if !jobs[index].alreadyStored { rows.members.append(MemberRecord(user: jobs[index].user!, payload: payload)) }
+                    rows.members.append(MemberRecord(user: jobs[index].user!, payload: payload))
+                case .alreadyStored:
+                    continue
                 case .failure(let failure):
                     let message = jobs[index].message
                     if shared == nil { shared = context() }  // formatted once, if a job failed
@@ -61,6 +63,8 @@ struct BatchOutcome {
             switch job.outcome! {
             case .success(let payload):
                 rows.members.append(MemberRecord(user: job.user!, payload: payload))
+                rows.resolved.append(origin.source.coordinates)
+            case .alreadyStored:
                 rows.resolved.append(origin.source.coordinates)
             case .failure(let failure):
                 addFailure(of: job, failure, origin: Origin(source: origin.source, attempts: origin.attempts + 1), context: context)

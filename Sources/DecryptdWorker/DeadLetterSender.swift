@@ -1,5 +1,4 @@
 import DeadLetterFormat
-import DedicatedThread
 import Foundation
 import KafkaClient
 import LogKeys
@@ -21,17 +20,20 @@ extension KafkaProducer: DeadLetterTransport {}
 ///
 /// ``send(_:then:)`` does not block: the first attempt is asynchronous, records not acknowledged
 /// go to a retry thread of the sender's own (started by ``start()``), which retries whatever has
-/// queued up, together. ``sendAll(_:)`` blocks (for `reprocess`). A permanent failure is handed
-/// to `onPermanentFailure`, and `then` is never called for that batch, so it is never committed.
+/// queued up, together, as a ``Stage``. ``sendAll(_:)`` blocks (for `reprocess`). A permanent
+/// failure on the retry stage goes to its `onError`, and `then` is never called for that batch, so
+/// it is never committed.
+///
+/// `@unchecked Sendable`: `retryStage` is set once by ``start(onError:)`` before any record is
+/// sent, and read by ``close()`` on the same thread; the rest is immutable or thread-safe.
 final class DeadLetterSender: @unchecked Sendable {
     private let transport: any DeadLetterTransport
     private let backoff: Backoff
     private let logger: Logger
     private let stop: StopRequest
     private let onRetry: @Sendable () -> Void
-    private let onPermanentFailure: @Sendable (any Error) -> Void
     private let retries = BlockingQueue<Retry>()
-    private var retryThread: DedicatedThread?
+    private var retryStage: Stage?
 
     /// Records not acknowledged at the first attempt, and what to call once they are.
     private struct Retry: Sendable {
@@ -41,37 +43,28 @@ final class DeadLetterSender: @unchecked Sendable {
 
     init(
         transport: any DeadLetterTransport, backoff: Backoff, logger: Logger, stop: StopRequest,
-        onRetry: @escaping @Sendable () -> Void = {}, onPermanentFailure: @escaping @Sendable (any Error) -> Void = { _ in }
+        onRetry: @escaping @Sendable () -> Void = {}
     ) {
         self.transport = transport
         self.backoff = backoff
         self.logger = logger
         self.stop = stop
         self.onRetry = onRetry
-        self.onPermanentFailure = onPermanentFailure
     }
 
-    /// Starts the retry thread (needed by ``send(_:then:)`` only).
-    func start() {
-        retryThread = DedicatedThread(name: "decryptd-dead-letter-retry") { [self] in
-            while let pending = retries.takeAll() {
-                guard !stop.isRequested else { continue }  // abandoned: the batches stay uncommitted
-                do {
-                    try sendAll(pending.flatMap(\.records))
-                    for retry in pending { retry.then() }
-                } catch is Backoff.GaveUp {
-                    continue
-                } catch {
-                    onPermanentFailure(error)
-                }
-            }
+    /// Starts the retry stage (needed by ``send(_:then:)`` only); its permanent errors go to `onError`.
+    func start(onError: @escaping @Sendable (_ error: any Error, _ stage: String) -> Void) {
+        let take: @Sendable () -> [Retry]? = { [retries] in retries.takeAll() }
+        retryStage = Stage("decryptd-dead-letter-retry", take: take, abandon: stop, onError: onError) { [self] pending in
+            try sendAll(pending.flatMap(\.records))
+            for retry in pending { retry.then() }
         }
     }
 
-    /// Stops the retry thread; what it still holds is abandoned (redelivered, dead-lettered again).
+    /// Stops the retry stage; what it still holds is abandoned (redelivered, dead-lettered again).
     func close() {
         retries.close()
-        retryThread?.join()
+        retryStage?.join()
     }
 
     /// Sends `records` without waiting; calls `then` once all are acknowledged (at once for none).

@@ -4,27 +4,56 @@ import Foundation
 import KafkaClient
 import LogKeys
 import Logging
-import OpenSSLDigest
 import PhoneDecryption
+import Synchronization
 import WeChatAPI
+
+/// What the exchange stage needs of the store: the ledger of codes exchanged before (SPEC "Code
+/// jobs"). Used by the stage's own thread only.
+protocol CodeLedger {
+    /// The key the ledger files `code` under.
+    func ledgerKey(for code: String) -> String
+    /// The ledger's entries among `keys`.
+    func exchangedCodes(_ keys: [String]) throws -> [String: DecryptdDatabase.ExchangedCode]
+    /// Deletes at most `limit` entries older than `seconds`; how many it deleted.
+    func deleteExchanges(olderThan seconds: Double, limit: Int) throws -> Int
+}
+
+extension DecryptdDatabase: CodeLedger {
+    func ledgerKey(for code: String) -> String { Self.ledgerKey(for: code) }
+}
+
+/// What the exchange stage needs of WeChat's API: one code's exchange, retried until it has a
+/// result or its task is cancelled (``PhoneCodeExchanger``, or a stand-in in tests).
+protocol CodeExchanging: Sendable {
+    func exchange(code: String, appid: String, jobTimestamp: Int64?) async -> PhoneCodeExchanger.Result
+}
+
+extension PhoneCodeExchanger: CodeExchanging {}
 
 /// The exchange stage: code jobs' way from the lookup stage to the persist slots, beside decryption
 /// (SPEC "Code jobs").
 ///
-/// - its thread takes the code jobs of each poll, looks their codes up in the ledger in one round
-///   trip on its own connection (a code found there was exchanged before: the job is complete without
-///   calling WeChat), and starts one exchange per remaining code, at most `exchangeConcurrency` at a
-///   time (it waits for a free slot, never the pipeline). A code already in flight is not exchanged
-///   again: the job waits for that exchange's result.
-/// - the exchanges run as tasks on the HTTP client's event loops; each retries its transient answers
-///   with backoff until it has a result or the worker stops (then the job stays unfinished). A slot
-///   is given back only once the job's outcome is durable (``release(_:)``), so that at most
-///   `exchangeConcurrency` codes are ever spent without their outcome stored: the crash gap SPEC
-///   names is that large at most, even while PostgreSQL is down.
-/// - its collector thread takes whatever results have arrived, deals them into one batch per lane
+/// - its stage thread takes the code jobs of each poll, looks their codes up in the ledger in one
+///   round trip (a code found there was exchanged before: the job is complete without calling
+///   WeChat), and hands each remaining code to the exchanges, at most `concurrency` at a time: it
+///   takes a slot lease first (it waits for one, never the pipeline). A code already in flight is
+///   not exchanged again: the job waits for that exchange's result.
+/// - the exchanges run in one task group that the stage owns, fed by a stream that never blocks
+///   its writer, one child task per code; each retries its transient answers until it has a
+///   result. When the worker abandons its work, the group is cancelled: waits and retries end at
+///   once, and the jobs stay unfinished. The lease travels with the exchanged job and is released
+///   once its outcome is durable (by whoever completes the batch), so that at most `concurrency`
+///   codes are ever spent without their outcome stored: the crash gap SPEC names is that large at
+///   most, even while PostgreSQL is down.
+/// - its collector stage takes whatever results have arrived, deals them into one batch per lane
 ///   with their ledger rows, and hands them to the persist slots, which write members, failures and
 ///   ledger rows in one transaction and dead-letter as for encrypted jobs.
-/// Between batches, the thread deletes ledger rows older than the retention, in small batches.
+/// Between submissions, the stage thread deletes ledger rows older than the retention, in small
+/// batches. A permanent error in either stage goes to the worker's `onError` (exit 1).
+///
+/// `@unchecked Sendable`: `ledger` and `lastSweep` are used by the stage thread only; everything
+/// else is immutable or guarded (queues, `Mutex`es, the slot limit).
 final class ExchangeStage: @unchecked Sendable {
     struct Settings: Sendable {
         var concurrency: Int
@@ -41,12 +70,22 @@ final class ExchangeStage: @unchecked Sendable {
 
     /// One poll's code jobs.
     struct Submission: Sendable {
-        var jobs: [PendingJob]
+        var jobs: [CodeJob]
         var fetchedAt: DispatchTime
         var fetchedDate: Date
     }
 
-    /// An exchanged job on its way to the collector, with the ledger row its exchange made.
+    /// A code on its way to its exchange, with the lease of its slot.
+    private struct Exchange: Sendable {
+        var job: CodeJob
+        var key: String
+        var lease: SlotLease
+        var fetchedAt: DispatchTime
+        var fetchedDate: Date
+    }
+
+    /// Jobs whose outcome is known, on their way to the collector, with the ledger row their
+    /// exchange made.
     private struct Finished: Sendable {
         var jobs: [PendingJob]
         var exchange: CodeExchangeRecord?
@@ -55,8 +94,8 @@ final class ExchangeStage: @unchecked Sendable {
     }
 
     private let settings: Settings
-    private let exchanger: PhoneCodeExchanger
-    private let database: DecryptdDatabase
+    private let exchanger: any CodeExchanging
+    private let ledger: any CodeLedger
     private let backoff: Backoff
     private let logger: Logger
     /// Requested when the worker abandons unfinished work: retries and waits end.
@@ -68,29 +107,30 @@ final class ExchangeStage: @unchecked Sendable {
     private let submissions = BlockingQueue<Submission>()
     private let finished = BlockingQueue<Finished>()
     private let slots: SlotLimit
-    private let running = DispatchGroup()
-    /// Followers of codes in flight, by digest: jobs that carry a code being exchanged right now.
-    private let inFlight = NSLock()
-    private var followers: [String: [PendingJob]] = [:]
-    /// The exchange stage and the collector stage, once started.
-    private var stages: [Stage] = []
+    private let exchanges: AsyncStream<Exchange>
+    private let exchangesIn: AsyncStream<Exchange>.Continuation
+    /// Followers of codes in flight, by ledger key: jobs that carry a code being exchanged now.
+    private let followers = Mutex<[String: [PendingJob]]>([:])
+    /// The stage thread and the collector, and the task running the exchanges, once started.
+    private let running = Mutex<(stages: [Stage], exchanging: Task<Void, Never>?)>(([], nil))
     private var lastSweep = Date.distantPast
 
     init(
-        settings: Settings, exchanger: PhoneCodeExchanger, database: DecryptdDatabase, backoff: Backoff, logger: Logger,
+        settings: Settings, exchanger: any CodeExchanging, ledger: any CodeLedger, backoff: Backoff, logger: Logger,
         abandon: StopRequest, owns: @escaping @Sendable (TopicPartition) -> Bool,
         onPostgresRetry: @escaping @Sendable () -> Void, deliver: @escaping @Sendable ([WorkBatch]) -> Void
     ) {
         self.owns = owns
         self.settings = settings
         self.exchanger = exchanger
-        self.database = database
+        self.ledger = ledger
         self.backoff = backoff
         self.logger = logger
         self.abandon = abandon
         self.onPostgresRetry = onPostgresRetry
         self.deliver = deliver
         slots = SlotLimit(settings.concurrency)
+        (exchanges, exchangesIn) = AsyncStream.makeStream(of: Exchange.self, bufferingPolicy: .unbounded)
     }
 
     /// Hands one poll's code jobs to the stage; never blocks.
@@ -98,9 +138,9 @@ final class ExchangeStage: @unchecked Sendable {
         submissions.put(submission)
     }
 
-    /// Starts the exchange stage and the collector stage. A permanent error in either (a revoked
-    /// grant on the ledger, a missing table) goes to `onError`, which stops the worker, as it does
-    /// for every other stage.
+    /// Starts the stage thread, the collector and the exchanges. A permanent error in either stage
+    /// (a revoked grant on the ledger, a missing table) goes to `onError`, which stops the worker,
+    /// as it does for every other stage.
     func start(onError: @escaping @Sendable (_ error: any Error, _ stage: String) -> Void) {
         let exchange = Stage("decryptd-exchange", take: submissions.take, abandon: abandon, onError: onError) { [self] submission in
             try start(submission)
@@ -114,16 +154,28 @@ final class ExchangeStage: @unchecked Sendable {
         let collector = Stage("decryptd-exchange-collect", take: takeFinished, abandon: abandon, onError: onError) { [self] all in
             collect(all)
         }
-        stages = [exchange, collector]
+        let exchanging = Task { [self] in await runExchanges() }
+        abandon.whenRequested { exchanging.cancel() }
+        running.withLock { $0 = ([exchange, collector], exchanging) }
     }
 
-    /// Stops taking work, lets the exchanges under way end (they give up once the worker abandons
-    /// its work), and waits for both threads. Call once the worker abandons what is unfinished; a
-    /// submission that comes later is never taken.
+    /// Stops taking work, waits for the exchanges under way (cancelled once the worker abandons
+    /// its work, which it has when it calls this) and for both stages. A submission that comes
+    /// later is never taken.
     func close() {
+        let (stages, exchanging) = running.withLock { $0 }
         submissions.close()
         stages.first?.join()
-        running.wait()
+        exchangesIn.finish()
+        if let exchanging {
+            // A blocking wait for the task, from the worker's own thread (never a pool thread).
+            let ended = DispatchSemaphore(value: 0)
+            Task {
+                await exchanging.value
+                ended.signal()
+            }
+            ended.wait()
+        }
         finished.close()
         stages.last?.join()
     }
@@ -131,84 +183,88 @@ final class ExchangeStage: @unchecked Sendable {
     // MARK: - Exchanging
 
     private func start(_ submission: Submission) throws {
-        var jobs = submission.jobs
-        let digests = jobs.map { SHA256Digest.hex($0.code!) }
+        let keys = submission.jobs.map { ledger.ledgerKey(for: $0.code) }
         let known = try backoff.run("exchange ledger lookup", logger: logger, stop: abandon, onRetry: onPostgresRetry) {
-            try database.exchangedCodes(Array(Set(digests)))
+            try ledger.exchangedCodes(Array(Set(keys)))
         }
         // Codes exchanged before are complete at once; the others are exchanged in order.
         var done: [PendingJob] = []
-        var pending: [(job: PendingJob, digest: String)] = []
-        for index in jobs.indices {
-            if let entry = known[digests[index]] {
-                jobs[index].settle(from: entry)
-                done.append(jobs[index])
+        var pending: [(job: CodeJob, key: String)] = []
+        for (job, key) in zip(submission.jobs, keys) {
+            if let entry = known[key] {
+                var settled = job.job
+                settled.outcome = JobOutcome(ledgerEntry: entry)
+                done.append(settled)
             } else {
-                pending.append((jobs[index], digests[index]))
+                pending.append((job, key))
             }
         }
         if !done.isEmpty {
             finished.put(Finished(jobs: done, exchange: nil, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate))
         }
-        for (job, digest) in pending {
+        for (job, key) in pending {
             // A job of a partition taken away meanwhile (a rebalance) is left to its new owner, which
             // would otherwise exchange the same code beside this worker.
-            guard owns(TopicPartition(job.message.topic, job.message.partition)) else { continue }
-            guard lead(digest, job) else { continue }  // the code is in flight: the job follows that exchange
-            // A free slot first: at most `concurrency` exchanges in flight.
-            while !slots.acquire(within: 0.1) {
+            guard owns(TopicPartition(job.job.message.topic, job.job.message.partition)) else { continue }
+            guard lead(key, job.job) else { continue }  // the code is in flight: the job follows that exchange
+            // A free slot first: at most `concurrency` exchanges in flight, or awaiting durability.
+            var lease: SlotLease?
+            while lease == nil {
                 if abandon.isRequested { return }
+                lease = slots.lease(within: 0.1)
             }
-            running.enter()
-            Task { [self] in
-                let result = await exchanger.exchange(
-                    code: job.code!, appid: job.appid!, jobTimestamp: job.message.timestamp,
-                    shouldStop: { [abandon] in abandon.isRequested }
-                )
-                finish(job, digest: digest, result: result, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate)
-                running.leave()
+            exchangesIn.yield(
+                Exchange(job: job, key: key, lease: lease!, fetchedAt: submission.fetchedAt, fetchedDate: submission.fetchedDate))
+        }
+    }
+
+    /// One child task per code, in a group that lives as long as the stream; cancelling the task
+    /// that runs it cancels every exchange under way.
+    private func runExchanges() async {
+        await withDiscardingTaskGroup { group in
+            for await exchange in exchanges {
+                group.addTask { [self] in
+                    let job = exchange.job
+                    let result = await exchanger.exchange(code: job.code, appid: job.appid, jobTimestamp: job.job.message.timestamp)
+                    finish(exchange, result: result)
+                }
             }
         }
     }
 
     /// Makes the job the leader of its code's exchange (true), or a follower of the one in flight.
-    private func lead(_ digest: String, _ job: PendingJob) -> Bool {
-        inFlight.lock()
-        defer { inFlight.unlock() }
-        if followers[digest] != nil {
-            followers[digest]!.append(job)
-            return false
+    private func lead(_ key: String, _ job: PendingJob) -> Bool {
+        followers.withLock { followers in
+            if followers[key] != nil {
+                followers[key]!.append(job)
+                return false
+            }
+            followers[key] = []
+            return true
         }
-        followers[digest] = []
-        return true
     }
 
-    private func finish(_ job: PendingJob, digest: String, result: PhoneCodeExchanger.Result, fetchedAt: DispatchTime, fetchedDate: Date) {
-        inFlight.lock()
-        let following = followers.removeValue(forKey: digest) ?? []
-        inFlight.unlock()
-        let outcome: Result<PhonePayload, DecryptFailure>
+    private func finish(_ exchange: Exchange, result: PhoneCodeExchanger.Result) {
+        let following = followers.withLock { $0.removeValue(forKey: exchange.key) ?? [] }
+        let outcome: JobOutcome
         switch result {
         case .stopped:
-            slots.release()
+            exchange.lease.release()
             return  // unfinished: not committed, redelivered
         case .phone(let payload): outcome = .success(payload)
         case .failure(let failure): outcome = .failure(failure)
         }
-        var jobs = [job] + following
+        var jobs = [exchange.job.job] + following
         for index in jobs.indices { jobs[index].outcome = outcome }
-        jobs[0].holdsExchangeSlot = true
+        jobs[0].lease = exchange.lease
         // A code WeChat never saw (no secret for the appid) is not spent: nothing to record.
-        var exchange: CodeExchangeRecord?
-        if case .failure(let failure) = outcome, failure.reason == .exchangeNotConfigured {
-            exchange = nil
-        } else {
+        var record: CodeExchangeRecord?
+        if outcome.failureValue?.reason != .exchangeNotConfigured {
             let failure = outcome.failureValue
-            exchange = CodeExchangeRecord(
-                codeDigest: digest, user: job.user!, outcome: failure?.reason.rawValue ?? "ok", detail: failure?.detail ?? ""
-            )
+            record = CodeExchangeRecord(
+                codeDigest: exchange.key, user: exchange.job.user, outcome: failure?.reason.rawValue ?? "ok", detail: failure?.detail ?? "")
         }
-        finished.put(Finished(jobs: jobs, exchange: exchange, fetchedAt: fetchedAt, fetchedDate: fetchedDate))
+        finished.put(Finished(jobs: jobs, exchange: record, fetchedAt: exchange.fetchedAt, fetchedDate: exchange.fetchedDate))
     }
 
     private func collect(_ all: [Finished]) {
@@ -218,11 +274,6 @@ final class ExchangeStage: @unchecked Sendable {
             fetchedAt: earliest.fetchedAt, fetchedDate: earliest.fetchedDate
         )
         deliver(batches)
-    }
-
-    /// `count` exchanged jobs are durable: their slots are free for new exchanges.
-    func release(_ count: Int) {
-        slots.release(count)
     }
 
     // MARK: - Ledger retention
@@ -235,7 +286,7 @@ final class ExchangeStage: @unchecked Sendable {
         var deleted = 0
         do {
             while !abandon.isRequested {
-                let count = try database.deleteExchanges(olderThan: settings.ledgerRetention, limit: settings.retentionBatch)
+                let count = try ledger.deleteExchanges(olderThan: settings.ledgerRetention, limit: settings.retentionBatch)
                 deleted += count
                 if count < settings.retentionBatch { break }
             }
@@ -247,22 +298,13 @@ final class ExchangeStage: @unchecked Sendable {
     }
 }
 
-extension PendingJob {
-    /// The outcome the ledger recorded for this job's code, which was exchanged before.
-    mutating func settle(from entry: DecryptdDatabase.ExchangedCode) {
+extension JobOutcome {
+    /// The outcome the ledger recorded for a code exchanged before: a success is stored already.
+    init(ledgerEntry entry: DecryptdDatabase.ExchangedCode) {
         if entry.outcome == "ok" {
-            alreadyStored = true
-            outcome = .success(PhonePayload(phoneNumber: "", purePhoneNumber: "", countryCode: "", watermarkTimestamp: 0))
+            self = .alreadyStored
         } else {
-            let reason = FailureReason(rawValue: entry.outcome) ?? .wechatError
-            outcome = .failure(DecryptFailure(reason, entry.detail))
+            self = .failure(DecryptFailure(FailureReason(rawValue: entry.outcome) ?? .wechatError, entry.detail))
         }
-    }
-}
-
-extension Result {
-    var failureValue: Failure? {
-        if case .failure(let failure) = self { return failure }
-        return nil
     }
 }

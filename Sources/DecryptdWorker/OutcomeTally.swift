@@ -23,7 +23,11 @@ struct OutcomeTally {
         // every string and array of every job.
         jobs.withUnsafeBufferPointer { jobs in
             for index in jobs.indices {
-                if jobs[index].code != nil { code += 1 } else if jobs[index].ciphertext != nil { encrypted += 1 }
+                switch jobs[index].payload {
+                case .code: code += 1
+                case .encrypted: encrypted += 1
+                case nil: break
+                }
                 switch jobs[index].outcome! {
                 case .success(let payload):
                     tally[0] += 1
@@ -33,6 +37,8 @@ struct OutcomeTally {
                             repairs[kind] += 1
                         }
                     }
+                case .alreadyStored:
+                    tally[0] += 1
                 case .failure(let failure):
                     tally[reasons.firstIndex(of: failure.reason)! + 1] += 1
                 }

@@ -14,17 +14,14 @@ struct PendingJob: Sendable {
     let openid: String?
     /// The appid the job is for: its own, or the worker's default. `nil` for malformed jobs.
     let appid: String?
-    /// Where the job's ciphertext and iv are (`nil` for code jobs and malformed jobs).
-    let ciphertext: Ciphertext?
-    /// A code job's one-time code (`nil` for encrypted jobs and malformed jobs).
-    let code: String?
-    /// A code job found in the exchange ledger as exchanged with success before (a redelivery):
-    /// its member row is already durable, so its outcome writes nothing.
-    var alreadyStored = false
-    /// This job's exchange holds one of the exchange stage's slots until its outcome is durable.
-    var holdsExchangeSlot = false
-    /// Set by parsing (failures) or by decryption.
-    var outcome: Result<PhonePayload, DecryptFailure>?
+    /// What the job asks for; `nil` when the value was not a job (`outcome` then holds
+    /// `malformed_job`).
+    let payload: Payload?
+    /// Set by parsing (failures), by decryption, or by the exchange stage.
+    var outcome: JobOutcome?
+    /// Held until the job's outcome is durable (its exchange's slot: see ``ExchangeStage``); the
+    /// batch it is dealt into carries it to whoever completes the batch.
+    var lease: SlotLease?
     /// Where the session keys of this job's user are in its batch's `sessionKeys` (set by
     /// ``WorkBatch/assignKeySlots(_:)`` for the jobs that still need decrypting).
     var keySlot: Int32 = -1
@@ -39,15 +36,26 @@ struct PendingJob: Sendable {
         case unescaped(encryptedData: String, iv: String)
     }
 
-    /// What kind of job this is; `nil` when the value was not a job.
-    var kind: JobKind? {
-        if code != nil { return .code }
-        return ciphertext == nil ? nil : .encrypted
+    /// The two kinds of job (SPEC "Jobs").
+    enum Payload: Sendable {
+        /// The legacy flow: where its ciphertext and iv are, to decrypt with the user's session key.
+        case encrypted(Ciphertext)
+        /// WeChat's recommended flow: a one-time code to exchange with WeChat's API.
+        case code(String)
     }
 
-    /// A code job that still needs its exchange.
-    var awaitsExchange: Bool {
-        guard code != nil, case .none = outcome else { return false }
+    /// What kind of job this is; `nil` when the value was not a job.
+    var kind: JobKind? {
+        switch payload {
+        case .encrypted: .encrypted
+        case .code: .code
+        case nil: nil
+        }
+    }
+
+    /// An encrypted job that still needs decrypting.
+    var awaitsDecryption: Bool {
+        guard case .encrypted = payload, case .none = outcome else { return false }
         return true
     }
 
@@ -67,8 +75,7 @@ struct PendingJob: Sendable {
         guard case .success(let fields) = parsed else {
             openid = nil
             appid = nil
-            ciphertext = nil
-            code = nil
+            payload = nil
             openidHash = 0
             if case .failure(let failure) = parsed {
                 outcome = .failure(failure)
@@ -79,8 +86,7 @@ struct PendingJob: Sendable {
         }
         openid = fields.openid
         appid = fields.appid
-        ciphertext = fields.ciphertext
-        code = fields.code
+        payload = fields.payload
         openidHash = WorkBatch.laneHash(fields.openid)
         if !fields.served {
             outcome = .failure(
@@ -101,7 +107,7 @@ struct PendingJob: Sendable {
     /// `appids` (no copy); a job without one is for the first.
     private static func fields(
         of job: DecryptJob.Located, in value: UnsafeBufferPointer<UInt8>, appids: [String]
-    ) -> (openid: String, appid: String, served: Bool, ciphertext: Ciphertext?, code: String?) {
+    ) -> (openid: String, appid: String, served: Bool, payload: Payload) {
         var appid = appids[0]
         var served = true
         if let token = job.appid {
@@ -116,15 +122,14 @@ struct PendingJob: Sendable {
         let openid = job.string(job.openid, in: value)
         switch job.payload {
         case .code(let code):
-            return (openid, appid, served, nil, job.string(code, in: value))
+            return (openid, appid, served, .code(job.string(code, in: value)))
         case .encrypted(let encryptedData, let iv) where encryptedData.hasEscapes || iv.hasEscapes:
-            return (
-                openid, appid, served, .unescaped(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value)), nil
-            )
+            let text = Ciphertext.unescaped(encryptedData: job.string(encryptedData, in: value), iv: job.string(iv, in: value))
+            return (openid, appid, served, .encrypted(text))
         case .encrypted(let encryptedData, let iv):
             let ranges = Ciphertext.inValue(
                 encryptedData: Int32(encryptedData.start)..<Int32(encryptedData.end), iv: Int32(iv.start)..<Int32(iv.end))
-            return (openid, appid, served, ranges, nil)
+            return (openid, appid, served, .encrypted(ranges))
         }
     }
 
@@ -133,18 +138,61 @@ struct PendingJob: Sendable {
     /// Mutating, so that a job in a buffer is worked on where it lies: calling a non-mutating
     /// method on `buffer[index]` makes Swift copy the whole job (and retain all it holds) first.
     mutating func decrypt(with decryptor: PhoneDecryptor, sessionKeys: [String]) {
-        let appid = appid!
-        switch ciphertext! {
+        guard case .encrypted(let ciphertext) = payload, let appid else {
+            preconditionFailure("only encrypted jobs are decrypted (see awaitsDecryption)")
+        }
+        switch ciphertext {
         case .inValue(let encryptedData, let iv):
             outcome = message.withValue { value in
-                decryptor.decrypt(
-                    appid: appid, sessionKeys: sessionKeys,
-                    iv: UnsafeBufferPointer(rebasing: value![Int(iv.lowerBound)..<Int(iv.upperBound)]),
-                    encryptedData: UnsafeBufferPointer(rebasing: value![Int(encryptedData.lowerBound)..<Int(encryptedData.upperBound)])
-                )
+                JobOutcome(
+                    decryptor.decrypt(
+                        appid: appid, sessionKeys: sessionKeys,
+                        iv: UnsafeBufferPointer(rebasing: value![Int(iv.lowerBound)..<Int(iv.upperBound)]),
+                        encryptedData: UnsafeBufferPointer(rebasing: value![Int(encryptedData.lowerBound)..<Int(encryptedData.upperBound)])
+                    ))
             }
         case .unescaped(let encryptedData, let iv):
-            outcome = decryptor.decrypt(appid: appid, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData)
+            outcome = JobOutcome(decryptor.decrypt(appid: appid, sessionKeys: sessionKeys, iv: iv, encryptedData: encryptedData))
         }
+    }
+}
+
+/// What became of a job.
+enum JobOutcome: Sendable {
+    /// Decrypted, or exchanged: the member row to write.
+    case success(PhonePayload)
+    /// A code job whose code the exchange ledger shows exchanged with success before (a
+    /// redelivery): its member row is durable already, and it writes nothing.
+    case alreadyStored
+    /// The job failed: its failure row and dead letter to write.
+    case failure(DecryptFailure)
+
+    init(_ result: Result<PhonePayload, DecryptFailure>) {
+        switch result {
+        case .success(let payload): self = .success(payload)
+        case .failure(let failure): self = .failure(failure)
+        }
+    }
+
+    var failureValue: DecryptFailure? {
+        if case .failure(let failure) = self { return failure }
+        return nil
+    }
+}
+
+/// A code job on its way through the exchange stage, with what its exchange needs unwrapped once.
+struct CodeJob: Sendable {
+    var job: PendingJob
+    let code: String
+    let appid: String
+    let user: UserKey
+
+    /// The job as a code job that still needs its exchange, or nil.
+    init?(_ job: PendingJob) {
+        guard case .code(let code) = job.payload, case .none = job.outcome, let user = job.user else { return nil }
+        self.job = job
+        self.code = code
+        appid = user.appid
+        self.user = user
     }
 }

@@ -5,7 +5,6 @@ import KafkaClient
 import LogKeys
 public import Logging
 import PhoneDecryption
-import PostgresClient
 
 /// `decryptd reprocess`: replays the dead-letter topic from the reprocess group's position up to
 /// its end as of start, with fresh session-key lookups. Successes are upserted (the newest-watermark
@@ -74,7 +73,7 @@ public final class Reprocessor {
         consumerConfiguration.revokeDrainTimeout = 1  // only records past the end are ever left unfinished
         consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
         producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
-        database = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
+        database = try DecryptdDatabase(url: configuration.databaseURL)
         deadLetters = DeadLetterSender(transport: producer, backoff: backoff, logger: logger, stop: stopRequest)
     }
 
@@ -140,7 +139,7 @@ public final class Reprocessor {
             }
             let job = PendingJob(message, appids: configuration.appids)
             // A code job's code has expired by now (and may be spent): it cannot be recovered (SPEC).
-            if job.code != nil {
+            if case .code = job.payload {
                 summary.byReason[reason, default: Counts()].skipped += 1
                 passedOver.append(message.id)
                 continue
@@ -162,7 +161,7 @@ public final class Reprocessor {
         for (index, job) in batch.jobs.enumerated() {
             var counts = summary.byReason[reasons[index], default: Counts()]
             counts.replayed += 1
-            if case .success = job.outcome! { counts.recovered += 1 } else { counts.failedAgain += 1 }
+            if case .failure = job.outcome! { counts.failedAgain += 1 } else { counts.recovered += 1 }
             summary.byReason[reasons[index]] = counts
         }
         guard !options.dryRun else { return }

@@ -1,7 +1,8 @@
 import Foundation
+import Synchronization
 
 /// At most `limit` holders at a time: a counting semaphore that may be dropped with slots still
-/// taken.
+/// taken. `@unchecked Sendable`: its one counter is only touched under its condition's lock.
 ///
 /// DispatchSemaphore traps (SIGILL, "semaphore object deallocated while in use") when it is
 /// deallocated with a value below its initial one. Exchanged code jobs hold their slot until they
@@ -28,6 +29,11 @@ final class SlotLimit: @unchecked Sendable {
         return true
     }
 
+    /// Takes a slot as a lease, waiting at most `timeout` seconds; nil if none came free.
+    func lease(within timeout: TimeInterval) -> SlotLease? {
+        acquire(within: timeout) ? SlotLease(self) : nil
+    }
+
     /// Gives back `count` slots.
     func release(_ count: Int = 1) {
         guard count > 0 else { return }
@@ -42,5 +48,23 @@ final class SlotLimit: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return free
+    }
+}
+
+/// One slot of a ``SlotLimit``, carried with the work that took it until that work is done (as
+/// postgres-nio's connection lease carries its own release): whoever finishes the work releases
+/// it without knowing what it limits. Released at most once; a lease dropped unreleased keeps
+/// its slot (work that never became durable, after a permanent error).
+final class SlotLease: Sendable {
+    private let limit: SlotLimit
+    private let released = Atomic(false)
+
+    fileprivate init(_ limit: SlotLimit) {
+        self.limit = limit
+    }
+
+    func release() {
+        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        limit.release()
     }
 }

@@ -17,7 +17,7 @@ extension WorkBatch {
                 // retain every string and array it holds, twice per job.
                 let jobs = shared.value
                 for index in stride(from: slot, to: jobs.count, by: width) {
-                    guard case .none = jobs[index].outcome, jobs[index].ciphertext != nil else { continue }
+                    guard jobs[index].awaitsDecryption else { continue }
                     let keySlot = Int(jobs[index].keySlot)
                     jobs[index].decrypt(with: decryptor, sessionKeys: keys.indices.contains(keySlot) ? keys[keySlot] : [])
                 }

@@ -22,8 +22,8 @@ struct WorkBatch: Sendable {
     var sessionKeys: [[String]] = []
     /// The codes this batch's code jobs exchanged, for the ledger (see ``ExchangeStage``).
     var exchanges: [CodeExchangeRecord] = []
-    /// Of this batch's jobs, those whose exchange holds a slot until they are durable.
-    var exchangeSlots = 0
+    /// Leases its jobs hold until they are durable, released by ``releaseLeases()``.
+    var leases: [SlotLease] = []
     let fetchedAt: DispatchTime
     let fetchedDate: Date
 
@@ -43,7 +43,7 @@ struct WorkBatch: Sendable {
     /// Code jobs that need an exchange are not dealt: they are returned apart, in order, for the
     /// exchange stage, so that their calls to WeChat never hold up the encrypted jobs beside them.
     static func split(_ fetched: FetchedMessages, appids: [String], lanes: Int, batchSize: Int) -> (
-        batches: [WorkBatch], codeJobs: [PendingJob]
+        batches: [WorkBatch], codeJobs: [CodeJob]
     ) {
         let messages = fetched.messages
         // Jobs are parsed into a buffer and moved from there into their batches, each exactly
@@ -53,11 +53,11 @@ struct WorkBatch: Sendable {
         defer { parsed.deallocate() }
         var laneOf = [Int](repeating: 0, count: messages.count)
         var perLane = [Int](repeating: 0, count: lanes)
-        var codeJobs: [PendingJob] = []
+        var codeJobs: [CodeJob] = []
         for (index, message) in messages.enumerated() {
             let job = parsed.baseAddress! + index
             job.initialize(to: PendingJob(message, appids: appids))
-            if job.pointee.awaitsExchange {
+            if case .code = job.pointee.payload, case .none = job.pointee.outcome {
                 laneOf[index] = -1
                 continue
             }
@@ -83,7 +83,8 @@ struct WorkBatch: Sendable {
         for index in 0..<messages.count {
             let lane = laneOf[index]
             if lane < 0 {
-                codeJobs.append((parsed.baseAddress! + index).move())
+                // A code job that awaits its exchange, as its payload and outcome say just above.
+                if let job = CodeJob((parsed.baseAddress! + index).move()) { codeJobs.append(job) }
                 continue
             }
             batches[firstBatch[lane] + dealt[lane] / partSize[lane]].jobs.append((parsed.baseAddress! + index).move())
@@ -100,13 +101,18 @@ struct WorkBatch: Sendable {
         var batches = (0..<lanes).map { WorkBatch(lane: $0, fetchedAt: fetchedAt, fetchedDate: fetchedDate) }
         for job in jobs {
             let lane = job.openid == nil ? 0 : Int(job.openidHash % UInt64(lanes))
-            if job.holdsExchangeSlot { batches[lane].exchangeSlots += 1 }
+            if let lease = job.lease { batches[lane].leases.append(lease) }
             batches[lane].jobs.append(job)
         }
         for exchange in exchanges {
             batches[Int(laneHash(exchange.user.openid) % UInt64(lanes))].exchanges.append(exchange)
         }
         return batches.filter { !$0.jobs.isEmpty || !$0.exchanges.isEmpty }
+    }
+
+    /// The batch is durable: the leases its jobs held are given back.
+    func releaseLeases() {
+        for lease in leases { lease.release() }
     }
 
     /// FNV-1a over the openid's bytes (the openid alone keeps every job of a user in one lane),
@@ -141,9 +147,7 @@ struct WorkBatch: Sendable {
         // Through the buffer: copying whole jobs out would retain every string they hold.
         jobs.withUnsafeMutableBufferPointer { jobs in
             for index in jobs.indices {
-                guard case .none = jobs[index].outcome, jobs[index].ciphertext != nil,
-                    let openid = jobs[index].openid, let appid = jobs[index].appid
-                else { continue }
+                guard jobs[index].awaitsDecryption, let openid = jobs[index].openid, let appid = jobs[index].appid else { continue }
                 jobs[index].keySlot = slots.slot(appid: appid, openid: openid, hash: jobs[index].openidHash)
             }
         }

@@ -6,7 +6,6 @@ public import KafkaClient
 import LogKeys
 public import Logging
 import PhoneDecryption
-import PostgresClient
 import WeChatAPI
 
 /// The Kafka → PostgreSQL decryption worker, at least once.
@@ -47,9 +46,9 @@ public final class Worker: @unchecked Sendable {
     private let decryptQueue = BlockingQueue<WorkBatch>()
     /// One per persist slot (lane); see ``WorkBatch/lane``.
     private let persistQueues: [BlockingQueue<PersistWork>]
-    private var deadLetters: DeadLetterSender!
+    private let deadLetters: DeadLetterSender
     /// Code jobs' stage; its exchanger is shared with nobody.
-    private var exchangeStage: ExchangeStage!
+    private let exchangeStage: ExchangeStage
     private let exchanger: PhoneCodeExchanger
     /// Guards `lifecycle` and `lastPoll`.
     private let state = NSLock()
@@ -72,9 +71,10 @@ public final class Worker: @unchecked Sendable {
         )
         producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         let slots = max(1, configuration.databaseConnections / 2)
-        lookupDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
-        writeDatabases = try (0..<slots).map { _ in DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL)) }
-        persistQueues = (0..<slots).map { _ in BlockingQueue<PersistWork>() }
+        lookupDatabases = try (0..<slots).map { _ in try DecryptdDatabase(url: configuration.databaseURL) }
+        writeDatabases = try (0..<slots).map { _ in try DecryptdDatabase(url: configuration.databaseURL) }
+        let persistQueues = (0..<slots).map { _ in BlockingQueue<PersistWork>() }
+        self.persistQueues = persistQueues
         let transport = try HTTPClientTransport(baseURL: configuration.wechatAPIURL, connections: configuration.exchangeConcurrency)
         var exchangeConfiguration = PhoneCodeExchanger.Configuration()
         exchangeConfiguration.timeout = configuration.exchangeTimeout
@@ -84,24 +84,23 @@ public final class Worker: @unchecked Sendable {
             transport: transport, credentials: configuration.appSecrets, configuration: exchangeConfiguration,
             metrics: metrics.exchange, logger: logger
         )
-        let exchangeDatabase = DecryptdDatabase(connection: try PostgresConnection(url: configuration.databaseURL))
         exchangeStage = ExchangeStage(
             settings: .init(
                 concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
-            exchanger: exchanger, database: exchangeDatabase, backoff: backoff, logger: logger,
-            abandon: abandon, owns: { [unowned self] in consumer.owns($0) },
+            exchanger: exchanger, ledger: try DecryptdDatabase(url: configuration.databaseURL), backoff: backoff, logger: logger,
+            abandon: abandon, owns: { [consumer] in consumer.owns($0) },
             onPostgresRetry: { [metrics, stats] in
                 metrics.postgresRetries.increment()
                 stats.retriedPostgres()
             },
-            deliver: { [unowned self] batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
+            deliver: { batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
         )
         deadLetters = DeadLetterSender(
             transport: producer, backoff: backoff, logger: logger, stop: abandon,
             onRetry: { [metrics, stats] in
                 metrics.kafkaRetries.increment()
                 stats.retriedKafka()
-            }, onPermanentFailure: { [unowned self] in fail($0, stage: "dead-letter retry") }
+            }
         )
     }
 
@@ -157,7 +156,7 @@ public final class Worker: @unchecked Sendable {
         // Before the first dead letter, not at it: learning the topic then held up the first
         // batches of every run (docs/performance.md).
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)
-        deadLetters.start()
+        deadLetters.start(onError: { [unowned self] in fail($0, stage: $1) })
         exchangeStage.start(onError: { [unowned self] in fail($0, stage: $1) })
         let stages = startStages()
         logger.info(
@@ -292,7 +291,7 @@ public final class Worker: @unchecked Sendable {
     /// Both the outcome and the dead letters of `batch` are durable: its offsets may be stored.
     private func complete(_ batch: WorkBatch) {
         consumer.complete(batch.jobs.withUnsafeBufferPointer { jobs in jobs.indices.map { jobs[$0].message.id } })
-        if batch.exchangeSlots > 0 { exchangeStage.release(batch.exchangeSlots) }
+        batch.releaseLeases()
         record(batch)
     }
 

@@ -13,41 +13,56 @@ final class AppidPacer: Sendable {
     private struct Pace {
         var limit: Int
         var inUse = 0
-        var waiting: [CheckedContinuation<Void, Never>] = []
+        /// Calls waiting for their turn, in order, by ticket.
+        var waiting: [(ticket: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
         var slowedAt = Date.distantPast
     }
 
     static let slowDownSpacing: TimeInterval = 0.2
 
     private let maximum: Int
-    private let paces = NIOLockedValueBox<[String: Pace]>([:])
+    private let paces = NIOLockedValueBox<(paces: [String: Pace], tickets: UInt64)>(([:], 0))
 
     init(maximum: Int) {
         self.maximum = max(1, maximum)
     }
 
-    /// Waits until a call for `appid` may go out; pair with ``release(_:_:)``.
-    func acquire(_ appid: String) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = paces.withLockedValue { paces -> Bool in
-                var pace = paces[appid] ?? Pace(limit: maximum)
-                defer { paces[appid] = pace }
-                if pace.inUse < pace.limit {
-                    pace.inUse += 1
-                    return true
+    /// Waits until a call for `appid` may go out (true; pair it with ``release(_:_:)``), or until
+    /// the task is cancelled (false: no turn was taken).
+    func acquire(_ appid: String) async -> Bool {
+        let ticket = paces.withLockedValue { state in
+            state.tickets += 1
+            return state.tickets
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = paces.withLockedValue { state -> Bool? in
+                    var pace = state.paces[appid] ?? Pace(limit: maximum)
+                    defer { state.paces[appid] = pace }
+                    if Task.isCancelled { return false }
+                    if pace.inUse < pace.limit {
+                        pace.inUse += 1
+                        return true
+                    }
+                    pace.waiting.append((ticket, continuation))
+                    return nil
                 }
-                pace.waiting.append(continuation)
-                return false
+                if let now { continuation.resume(returning: now) }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            let waiter = paces.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
+                guard let index = state.paces[appid]?.waiting.firstIndex(where: { $0.ticket == ticket }) else { return nil }
+                return state.paces[appid]?.waiting.remove(at: index).continuation
+            }
+            waiter?.resume(returning: false)
         }
     }
 
     /// A call for `appid` ended with `outcome`.
     func release(_ appid: String, _ outcome: Outcome, now: Date = Date()) {
-        let resumed = paces.withLockedValue { paces -> [CheckedContinuation<Void, Never>] in
-            guard var pace = paces[appid] else { return [] }
-            defer { paces[appid] = pace }
+        let resumed = paces.withLockedValue { state -> [CheckedContinuation<Bool, Never>] in
+            guard var pace = state.paces[appid] else { return [] }
+            defer { state.paces[appid] = pace }
             pace.inUse -= 1
             switch outcome {
             case .rateLimited where now.timeIntervalSince(pace.slowedAt) >= Self.slowDownSpacing:
@@ -57,18 +72,18 @@ final class AppidPacer: Sendable {
                 pace.limit = min(maximum, pace.limit + 1)
             default: break
             }
-            var resumed: [CheckedContinuation<Void, Never>] = []
+            var resumed: [CheckedContinuation<Bool, Never>] = []
             while pace.inUse < pace.limit, !pace.waiting.isEmpty {
                 pace.inUse += 1
-                resumed.append(pace.waiting.removeFirst())
+                resumed.append(pace.waiting.removeFirst().continuation)
             }
             return resumed
         }
-        for continuation in resumed { continuation.resume() }
+        for continuation in resumed { continuation.resume(returning: true) }
     }
 
     /// The calls `appid` may have in flight now.
     func limit(_ appid: String) -> Int {
-        paces.withLockedValue { $0[appid]?.limit ?? maximum }
+        paces.withLockedValue { $0.paces[appid]?.limit ?? maximum }
     }
 }

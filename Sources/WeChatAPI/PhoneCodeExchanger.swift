@@ -27,7 +27,8 @@ public final class PhoneCodeExchanger: Sendable {
     public enum Result: Sendable, Hashable {
         case phone(PhonePayload)
         case failure(DecryptFailure)
-        /// Given up because the worker stops: the job stays unfinished (not committed).
+        /// Given up because its task was cancelled (the worker stops): the job stays unfinished
+        /// (not committed).
         case stopped
     }
 
@@ -73,8 +74,9 @@ public final class PhoneCodeExchanger: Sendable {
     static let invalidCode: Int64 = 40029
 
     /// Exchanges `code` for a job of `appid` produced at `jobTimestamp` (ms since the epoch; nil when
-    /// the broker gave none). Retries transient answers until `shouldStop` says to give up.
-    public func exchange(code: String, appid: String, jobTimestamp: Int64?, shouldStop: @escaping @Sendable () -> Bool) async -> Result {
+    /// the broker gave none). Retries transient answers until it has a result, or until its task is
+    /// cancelled (then `.stopped`, at once: a wait for the appid's pace or for a retry ends then).
+    public func exchange(code: String, appid: String, jobTimestamp: Int64?) async -> Result {
         guard hasSecret(for: appid) else {
             metrics.exchange(FailureReason.exchangeNotConfigured.rawValue)
             return .failure(DecryptFailure(.exchangeNotConfigured, "no app secret is configured for appid \(appid)"))
@@ -82,8 +84,8 @@ public final class PhoneCodeExchanger: Sendable {
         var retries = 0
         var rejectedToken: String?
         while true {
-            if shouldStop() { return .stopped }
-            let attempt = await attemptOnce(code: code, appid: appid, jobTimestamp: jobTimestamp)
+            if Task.isCancelled { return .stopped }
+            guard let attempt = await attemptOnce(code: code, appid: appid, jobTimestamp: jobTimestamp) else { return .stopped }
             switch attempt {
             case .done(let result):
                 trouble.recovered()
@@ -103,7 +105,8 @@ public final class PhoneCodeExchanger: Sendable {
                 trouble.failed(why)
             }
             retries += 1
-            if !(await pause(Self.delay(retry: retries, configuration), shouldStop: shouldStop)) { return .stopped }
+            // The wait is the point of a backoff; cancellation ends it early.
+            do { try await Task.sleep(for: .seconds(Self.delay(retry: retries, configuration))) } catch { return .stopped }
         }
     }
 
@@ -113,17 +116,6 @@ public final class PhoneCodeExchanger: Sendable {
         return Double.random(in: capped / 2...capped)
     }
 
-    /// Sleeps `seconds` in steps of at most 0.1 s, so a stop ends it early; false when stopped.
-    private func pause(_ seconds: TimeInterval, shouldStop: @Sendable () -> Bool) async -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if shouldStop() { return false }
-            let left = min(0.1, end.timeIntervalSinceNow)
-            if left > 0 { try? await Task.sleep(nanoseconds: UInt64(left * 1e9)) }
-        }
-        return !shouldStop()
-    }
-
     private enum Attempt {
         case done(Result)
         case tokenRejected(String)
@@ -131,14 +123,15 @@ public final class PhoneCodeExchanger: Sendable {
         case transient(String)
     }
 
-    private func attemptOnce(code: String, appid: String, jobTimestamp: Int64?) async -> Attempt {
+    /// One call, once the appid's pace lets it go out; nil when cancelled while waiting for that.
+    private func attemptOnce(code: String, appid: String, jobTimestamp: Int64?) async -> Attempt? {
         let token: AccessToken
         do {
             token = try await tokens.token(for: appid)
         } catch {
             return .transient("no access token for appid \(appid): \(error)")
         }
-        await pacer.acquire(appid)
+        guard await pacer.acquire(appid) else { return nil }
         let attempt = await call(code: code, appid: appid, token: token, jobTimestamp: jobTimestamp)
         switch attempt {
         case .done: pacer.release(appid, .succeeded)

@@ -11,7 +11,7 @@ struct BatchOutcomeTests {
     static let appid = "wx6ede2086ee29a89f"
     static let context = BatchOutcome.DeadLetterContext(topic: "dlq", group: "g", failedAt: "2026-12-04T00:00:00.000Z")
 
-    private func job(_ offset: Int64, openid: String, outcome: Result<PhonePayload, DecryptFailure>, headers: [KafkaHeader] = [])
+    private func job(_ offset: Int64, openid: String, outcome: JobOutcome, headers: [KafkaHeader] = [])
         -> PendingJob
     {
         let value = #"{"openid":"\#(openid)","encryptedData":"AAAA","iv":"AAAAAAAAAAAAAAAAAAAAAA=="}"#
@@ -56,8 +56,7 @@ struct BatchOutcomeTests {
 
     @Test("a success already stored (a code found in the ledger) writes no member row again; no failure formats nothing")
     func alreadyStored() {
-        var stored = job(1, openid: "o1", outcome: .success(Self.phone))
-        stored.alreadyStored = true
+        let stored = job(1, openid: "o1", outcome: .alreadyStored)
         var formatted = false
         let outcome = BatchOutcome(
             fresh: [stored],

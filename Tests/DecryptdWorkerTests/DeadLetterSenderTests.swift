@@ -55,13 +55,9 @@ struct DeadLetterSenderTests {
         )
     }
 
-    private func sender(_ transport: ScriptedTransport, stop: StopRequest = StopRequest(), failures: Failures = Failures())
-        -> DeadLetterSender
-    {
+    private func sender(_ transport: ScriptedTransport, stop: StopRequest = StopRequest()) -> DeadLetterSender {
         DeadLetterSender(
-            transport: transport, backoff: Backoff(initialDelay: 0.001, maximumDelay: 0.002), logger: Logger(label: "test"), stop: stop,
-            onPermanentFailure: { failures.add($0) }
-        )
+            transport: transport, backoff: Backoff(initialDelay: 0.001, maximumDelay: 0.002), logger: Logger(label: "test"), stop: stop)
     }
 
     final class Failures: @unchecked Sendable {
@@ -108,7 +104,7 @@ struct DeadLetterSenderTests {
     func asyncSend() async throws {
         let transport = ScriptedTransport { record, attempt in record.key == Array("b".utf8) && attempt == 1 ? Self.timedOut : nil }
         let sender = sender(transport)
-        sender.start()
+        sender.start(onError: { error, _ in Issue.record("no permanent error expected: \(error)") })
         defer { sender.close() }
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             sender.send(["a", "b"].map(letter)) { done.resume() }
@@ -119,12 +115,16 @@ struct DeadLetterSenderTests {
         }
     }
 
-    @Test("send without waiting: a permanent failure goes to onPermanentFailure and `then` is never called")
+    @Test("send without waiting: a permanent failure goes to the retry stage's onError, named, and `then` is never called")
     func asyncPermanentFailure() async throws {
         let transport = ScriptedTransport { _, attempt in attempt == 1 ? Self.timedOut : Self.denied }
         let failures = Failures()
-        let sender = sender(transport, failures: failures)
-        sender.start()
+        let stages = Failures()
+        let sender = sender(transport)
+        sender.start(onError: { error, stage in
+            failures.add(error)
+            stages.add(StageName(name: stage))
+        })
         let called = Failures()
         sender.send([letter("a")]) { called.add(CancellationError()) }
         let deadline = Date(timeIntervalSinceNow: 10)
@@ -132,5 +132,10 @@ struct DeadLetterSenderTests {
         sender.close()
         #expect((failures.all.first as? KafkaError)?.name == "TOPIC_AUTHORIZATION_FAILED")
         #expect(called.all.isEmpty, "the batch is never completed")
+        #expect((stages.all.first as? StageName)?.name == "decryptd-dead-letter-retry")
+    }
+
+    struct StageName: Error {
+        var name: String
     }
 }

@@ -12,12 +12,12 @@ import Testing
 struct OutcomeTallyTests {
     @Test("outcome tally: jobs by outcome name, fallbacks, repairs by kind")
     func outcomeTally() {
-        func job(_ outcome: Result<PhonePayload, DecryptFailure>) -> PendingJob {
+        func job(_ outcome: JobOutcome) -> PendingJob {
             var pending = PendingJob(jobMessage(0, partition: 0, value: "{}"), appids: ["wx1"])
             pending.outcome = outcome
             return pending
         }
-        func payload(keyIndex: Int = 0, repairs: Base64Repairs = []) -> Result<PhonePayload, DecryptFailure> {
+        func payload(keyIndex: Int = 0, repairs: Base64Repairs = []) -> JobOutcome {
             .success(
                 PhonePayload(
                     phoneNumber: "1", purePhoneNumber: "1", countryCode: "86", watermarkTimestamp: 1, keyIndex: keyIndex, repairs: repairs))

@@ -76,9 +76,9 @@ struct PhoneCodeExchangerTests {
         let transport = transport()
         let exchanger = exchanger(transport)
         let code = code()
-        let first = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+        let first = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now)
         #expect(first == .phone(code.phone))
-        let second = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+        let second = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now)
         guard case .failure(let failure) = second else {
             Issue.record("\(second)")
             return
@@ -96,7 +96,7 @@ struct PhoneCodeExchangerTests {
         let exchanger = exchanger(transport)
         let produced = now - 400_000
         let result = await exchanger.exchange(
-            code: code(issued: produced / 1000).text, appid: Self.appid, jobTimestamp: produced, shouldStop: { false })
+            code: code(issued: produced / 1000).text, appid: Self.appid, jobTimestamp: produced)
         guard case .failure(let failure) = result else {
             Issue.record("\(result)")
             return
@@ -115,7 +115,7 @@ struct PhoneCodeExchangerTests {
         let exchanger = exchanger(transport)
         func reason(_ faults: SyntheticCode.Faults, serial: UInt64, appid: String = Self.appid) async -> FailureReason? {
             let result = await exchanger.exchange(
-                code: code(faults, serial: serial).text, appid: appid, jobTimestamp: now, shouldStop: { false })
+                code: code(faults, serial: serial).text, appid: appid, jobTimestamp: now)
             if case .failure(let failure) = result { return failure.reason }
             return nil
         }
@@ -130,13 +130,13 @@ struct PhoneCodeExchangerTests {
         let transport = transport()
         let exchanger = exchanger(transport)
         let code = code(SyntheticCode.Faults(rawValue: fault))
-        let result = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+        let result = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now)
         #expect(result == .phone(code.phone))
         #expect(transport.state.withLockedValue { $0.stats.exchanges } == 2)
     }
 
-    @Test("no answer, 5xx and unreadable answers are retried; a stop gives up")
-    func noAnswer() async {
+    @Test("no answer, 5xx and unreadable answers are retried; a cancellation gives up at once")
+    func noAnswer() async throws {
         let transport = transport()
         let exchanger = exchanger(transport)
         let code = code()
@@ -145,30 +145,29 @@ struct PhoneCodeExchangerTests {
         }
         // The scripted token is unknown to the state: the first real exchange answers 40001, the
         // token is fetched again (from the state) and the call retried.
-        let result = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+        let result = await exchanger.exchange(code: code.text, appid: Self.appid, jobTimestamp: now)
         #expect(result == .phone(code.phone))
-        let stop = NIOLockedValueBox(false)
         transport.scripted.withLockedValue { $0 = Array(repeating: (200, #"{"errcode":-1}"#), count: 1000) }
-        Task {
-            try await Task.sleep(nanoseconds: 50_000_000)
-            stop.withLockedValue { $0 = true }
-        }
-        let stopped = await exchanger.exchange(
-            code: self.code(serial: 9).text, appid: Self.appid, jobTimestamp: now, shouldStop: { stop.withLockedValue { $0 } })
-        #expect(stopped == .stopped)
+        let spare = self.code(serial: 9).text
+        let busy = Task { [now] in await exchanger.exchange(code: spare, appid: Self.appid, jobTimestamp: now) }
+        try await Task.sleep(nanoseconds: 50_000_000)
+        busy.cancel()
+        let started = ContinuousClock.now
+        #expect(await busy.value == .stopped, "cancelled while it retried")
+        #expect(ContinuousClock.now - started < .seconds(1), "the backoff wait ends at the cancellation, not at its end")
     }
 
     @Test("a token WeChat rejects is fetched again once, not once per call")
     func tokenRenewal() async {
         let transport = transport()
         let exchanger = exchanger(transport)
-        _ = await exchanger.exchange(code: code(serial: 100).text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+        _ = await exchanger.exchange(code: code(serial: 100).text, appid: Self.appid, jobTimestamp: now)
         _ = transport.state.withLockedValue { $0.invalidateTokens() }
         let results = await withTaskGroup(of: PhoneCodeExchanger.Result.self) { group in
             for serial in 0..<50 {
                 group.addTask {
                     await exchanger.exchange(
-                        code: code(serial: UInt64(serial)).text, appid: Self.appid, jobTimestamp: now, shouldStop: { false })
+                        code: code(serial: UInt64(serial)).text, appid: Self.appid, jobTimestamp: now)
                 }
             }
             return await group.reduce(into: [PhoneCodeExchanger.Result]()) { $0.append($1) }
@@ -181,7 +180,7 @@ struct PhoneCodeExchangerTests {
     func pacing() async {
         let pacer = AppidPacer(maximum: 64)
         let start = Date()
-        for _ in 0..<3 { await pacer.acquire("a") }
+        for _ in 0..<3 { #expect(await pacer.acquire("a")) }
         pacer.release("a", .rateLimited, now: start)
         #expect(pacer.limit("a") == 32)
         pacer.release("a", .rateLimited, now: start.addingTimeInterval(0.05))
@@ -189,7 +188,7 @@ struct PhoneCodeExchangerTests {
         pacer.release("a", .rateLimited, now: start.addingTimeInterval(0.3))
         #expect(pacer.limit("a") == 16)
         for _ in 0..<100 {
-            await pacer.acquire("a")
+            #expect(await pacer.acquire("a"))
             pacer.release("a", .succeeded)
         }
         #expect(pacer.limit("a") == 64)
@@ -199,16 +198,35 @@ struct PhoneCodeExchangerTests {
     @Test("calls over the limit wait for one to end")
     func waiting() async throws {
         let pacer = AppidPacer(maximum: 1)
-        await pacer.acquire("a")
+        #expect(await pacer.acquire("a"))
         let entered = NIOLockedValueBox(false)
         let second = Task {
-            await pacer.acquire("a")
+            let turn = await pacer.acquire("a")
             entered.withLockedValue { $0 = true }
+            return turn
         }
         try await Task.sleep(nanoseconds: 50_000_000)
         #expect(!entered.withLockedValue { $0 })
         pacer.release("a", .other)
-        await second.value
+        #expect(await second.value, "its turn came")
         #expect(entered.withLockedValue { $0 })
+    }
+
+    @Test("a call cancelled while it waits for its turn stops waiting and takes no turn")
+    func cancelledWhileWaiting() async throws {
+        let pacer = AppidPacer(maximum: 1)
+        #expect(await pacer.acquire("a"))
+        let waiter = Task { await pacer.acquire("a") }
+        try await Task.sleep(nanoseconds: 50_000_000)
+        waiter.cancel()
+        #expect(await waiter.value == false, "no turn after cancellation")
+        pacer.release("a", .other)
+        // The turn the cancelled call did not take is free for the next one at once.
+        #expect(await pacer.acquire("a"))
+        let cancelledFirst = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await pacer.acquire("b")
+        }
+        #expect(await cancelledFirst.value == false, "cancelled before it asked: no turn either")
     }
 }
