@@ -484,6 +484,22 @@ struct CLITests {
         }
     }
 
+    /// README's table of `run`'s settings and docs/settings.md's of the others are generated
+    /// from the binary's own declarations; a setting added, renamed or with a new default must
+    /// reach them (scripts/settings-table.py rewrites them).
+    @Test("the settings tables in README.md and docs/settings.md are the binary's own")
+    func settingsTablesMatch() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let log = NSTemporaryDirectory() + "settings-table-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let check = try ChildProcess(
+            ["/usr/bin/env", "python3", root.appendingPathComponent("scripts/settings-table.py").path, "--check", "--binary", Self.binary],
+            logPath: log)
+        #expect(try check.wait(timeout: 60) == 0, "\(check.output)")
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("| `--exchange-concurrency` | `DECRYPTD_EXCHANGE_CONCURRENCY` | 64 |"), "the table is in README")
+    }
+
     @Test(
         "a database migrated by an older binary: run exits 2, one line naming the pending migrations and decryptd migrate",
         .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"))
