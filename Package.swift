@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "WeChatAPI",
             dependencies: [
-                "PhoneDecryption", "LogKeys",
+                "PhoneDecryption", "LogKeys", "Retries",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -143,6 +143,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "Retries",
+            dependencies: ["LogKeys", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // MARK: - Storage
         .target(
             name: "DecryptdStore",
@@ -175,7 +180,7 @@ let package = Package(
             name: "DecryptdWorker",
             dependencies: [
                 "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "DedicatedThread",
-                "LogKeys", "DeadLetterFormat",
+                "LogKeys", "DeadLetterFormat", "Retries",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

@@ -1,24 +1,19 @@
 public import Foundation
-import LogKeys
 public import Logging
+public import Retries
 
-/// Capped exponential backoff with full jitter, for retriable errors (PostgreSQL down, a
-/// dead-letter produce not acknowledged). Logs once when trouble starts and once when it ends,
-/// never once per attempt.
+/// Retries of retriable errors on the blocking stages (PostgreSQL down, a dead-letter produce not
+/// acknowledged): ``RetryPolicy``'s delay, waited out on a ``StopRequest`` so that a stop ends it at
+/// once, and a ``TroubleLog`` that says once when trouble starts and once when it ends.
 public struct Backoff: Sendable {
-    public var initialDelay: TimeInterval = 0.1
-    public var maximumDelay: TimeInterval = 5
+    public var policy: RetryPolicy
 
     public init(initialDelay: TimeInterval = 0.1, maximumDelay: TimeInterval = 5) {
-        self.initialDelay = initialDelay
-        self.maximumDelay = maximumDelay
+        policy = RetryPolicy(initialDelay: initialDelay, maximumDelay: maximumDelay)
     }
 
-    /// The delay before retry number `attempt` (1-based): uniform in [d/2, d] with d doubling to the cap.
-    public func delay(attempt: Int) -> TimeInterval {
-        let capped = min(maximumDelay, initialDelay * pow(2, Double(min(attempt - 1, 30))))
-        return Double.random(in: capped / 2...capped)
-    }
+    /// The delay before retry number `attempt` (1-based): ``RetryPolicy/delay(attempt:)``.
+    public func delay(attempt: Int) -> TimeInterval { policy.delay(attempt: attempt) }
 
     public struct GaveUp: Error, CustomStringConvertible {
         public var lastError: any Error
@@ -36,22 +31,21 @@ public struct Backoff: Sendable {
         onRetry: () -> Void = {},
         _ body: () throws -> R
     ) throws -> R {
+        let trouble = TroubleLog(what, logger: logger)
         var attempt = 0
         while true {
             do {
                 let result = try body()
-                if attempt > 0 { logger.notice("\(what) recovered", metadata: [LogKey.retries: "\(attempt)"]) }
+                trouble.succeeded()
                 return result
             } catch {
                 guard error.isRetriable else { throw error }
                 attempt += 1
-                if attempt == 1 {
-                    logger.warning("\(what) failed; retrying with backoff until it recovers", metadata: [LogKey.error: "\(error)"])
-                }
+                trouble.failed("\(error)")
                 guard !stop.isRequested else { throw GaveUp(lastError: error) }
                 onRetry()
                 // The wait is the point of a backoff; a stop ends it early.
-                if stop.wait(seconds: delay(attempt: attempt)) { throw GaveUp(lastError: error) }
+                if stop.wait(seconds: policy.delay(attempt: attempt)) { throw GaveUp(lastError: error) }
             }
         }
     }

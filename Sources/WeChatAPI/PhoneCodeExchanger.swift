@@ -1,8 +1,8 @@
 public import Foundation
 import LogKeys
 public import Logging
-import NIOConcurrencyHelpers
 public import PhoneDecryption
+import Retries
 
 /// Exchanges phone-number codes with WeChat (`phonenumber.getPhoneNumber`), as SPEC's "Code jobs"
 /// says: access tokens from the stable-token endpoint, cached per appid; transient answers (no
@@ -21,6 +21,9 @@ public final class PhoneCodeExchanger: Sendable {
         public var concurrency = 64
 
         public init() {}
+
+        /// The retries' delays: the one ``RetryPolicy`` every transient error in decryptd waits by.
+        var retryPolicy: RetryPolicy { RetryPolicy(initialDelay: initialRetryDelay, maximumDelay: maximumRetryDelay) }
     }
 
     /// How an exchange ended.
@@ -50,7 +53,8 @@ public final class PhoneCodeExchanger: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
-        trouble = TroubleLog(logger: logger)
+        // Shared by every exchange under way: a success between two failures is no recovery yet.
+        trouble = TroubleLog("code exchanges", logger: logger, calm: 5)
         pacer = AppidPacer(maximum: configuration.concurrency)
         let timeout = configuration.timeout
         tokens = AccessTokenCache { [transport, credentials, metrics, logger] appid in
@@ -88,7 +92,7 @@ public final class PhoneCodeExchanger: Sendable {
             guard let attempt = await attemptOnce(code: code, appid: appid, jobTimestamp: jobTimestamp) else { return .stopped }
             switch attempt {
             case .done(let result):
-                trouble.recovered()
+                trouble.succeeded()
                 return result
             case .tokenRejected(let token):
                 tokens.invalidate(token, for: appid)
@@ -106,14 +110,8 @@ public final class PhoneCodeExchanger: Sendable {
             }
             retries += 1
             // The wait is the point of a backoff; cancellation ends it early.
-            do { try await Task.sleep(for: .seconds(Self.delay(retry: retries, configuration))) } catch { return .stopped }
+            do { try await Task.sleep(for: .seconds(configuration.retryPolicy.delay(attempt: retries))) } catch { return .stopped }
         }
-    }
-
-    /// The pause before retry `retry` (1-based): uniform in [d/2, d], d doubling to the cap.
-    static func delay(retry: Int, _ configuration: Configuration) -> TimeInterval {
-        let capped = min(configuration.maximumRetryDelay, configuration.initialRetryDelay * pow(2, Double(min(retry - 1, 30))))
-        return Double.random(in: capped / 2...capped)
     }
 
     private enum Attempt {
@@ -274,42 +272,5 @@ public final class PhoneCodeExchanger: Sendable {
 
     struct TokenError: Error, CustomStringConvertible {
         var description: String
-    }
-}
-
-/// Logs once when exchanges start failing transiently and once when they have been succeeding
-/// again for ``calm`` seconds, however many exchanges are retrying at the time (never once per
-/// attempt, and not once per code when transient answers come now and then).
-final class TroubleLog: Sendable {
-    private struct State {
-        var troubled = false
-        var retries = 0
-        var lastFailure = Date.distantPast
-    }
-
-    static let calm: TimeInterval = 5
-    private let state = NIOLockedValueBox(State())
-    private let logger: Logger
-
-    init(logger: Logger) { self.logger = logger }
-
-    func failed(_ why: String) {
-        let first = state.withLockedValue { state in
-            defer { (state.troubled, state.retries, state.lastFailure) = (true, state.retries + 1, Date()) }
-            return !state.troubled
-        }
-        if first {
-            logger.warning(
-                "code exchanges are failing transiently; retrying with backoff until they recover", metadata: [LogKey.error: "\(why)"])
-        }
-    }
-
-    func recovered() {
-        let retries = state.withLockedValue { state -> Int? in
-            guard state.troubled, Date().timeIntervalSince(state.lastFailure) >= Self.calm else { return nil }
-            defer { (state.troubled, state.retries) = (false, 0) }
-            return state.retries
-        }
-        if let retries { logger.notice("code exchanges recovered", metadata: [LogKey.retries: "\(retries)"]) }
     }
 }

@@ -2,6 +2,7 @@ import DecryptdWorker
 import Dispatch
 import Foundation
 import Logging
+import Retries
 import Testing
 
 @Suite("Backoff for retriable errors")
@@ -14,7 +15,7 @@ struct BackoffTests {
     /// Keeps every message logged through it, with its level.
     final class RecordingLogHandler: LogHandler, @unchecked Sendable {
         private let lock = NSLock()
-        private var recorded: [(Logger.Level, String)] = []
+        private var recorded: [(Logger.Level, String, Logger.Metadata)] = []
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level = .trace
 
@@ -24,10 +25,10 @@ struct BackoffTests {
         }
 
         func log(event: LogEvent) {
-            lock.withLock { recorded.append((event.level, "\(event.message)")) }
+            lock.withLock { recorded.append((event.level, "\(event.message)", event.metadata ?? [:])) }
         }
 
-        var messages: [(level: Logger.Level, text: String)] { lock.withLock { recorded } }
+        var messages: [(level: Logger.Level, text: String, metadata: Logger.Metadata)] { lock.withLock { recorded } }
     }
 
     @Test("delays double from the initial one to the cap, each drawn from the upper half (jitter)")
@@ -58,6 +59,26 @@ struct BackoffTests {
         #expect(handler.messages.map(\.level) == [.warning, .notice], "\(handler.messages)")
         #expect(handler.messages.first?.text == "outcome write failed; retrying with backoff until it recovers")
         #expect(handler.messages.last?.text == "outcome write recovered")
+    }
+
+    /// Work shared by many concurrent calls (code exchanges): a success between two failures is
+    /// no recovery yet; the recovery comes once it has been calm that long, with every retry counted.
+    @Test("a trouble log with a calm period: one warning for many failures, one recovery once calm, with the retries counted")
+    func troubleLogCalm() throws {
+        let handler = RecordingLogHandler()
+        let trouble = TroubleLog("code exchanges", logger: Logger(label: "test") { _ in handler }, calm: 0.2)
+        trouble.failed("busy")
+        trouble.failed("busy")
+        trouble.succeeded()
+        trouble.failed("busy")
+        trouble.succeeded()
+        #expect(handler.messages.map(\.level) == [.warning], "not calm yet: \(handler.messages)")
+        Thread.sleep(forTimeInterval: 0.25)
+        trouble.succeeded()
+        trouble.succeeded()
+        #expect(handler.messages.map(\.level) == [.warning, .notice], "\(handler.messages)")
+        #expect(handler.messages.last?.text == "code exchanges recovered")
+        #expect(handler.messages.last?.metadata["retries"]?.description == "3")
     }
 
     @Test("a permanent error is rethrown at once; work that succeeds first time logs nothing")
