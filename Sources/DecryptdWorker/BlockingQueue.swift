@@ -2,6 +2,10 @@ import Foundation
 
 /// A FIFO handing work from one dedicated thread to another. `take` blocks until an item arrives
 /// or the queue is closed and empty. Unbounded on purpose: the consumer's in-flight limit bounds it.
+///
+/// The concurrency idiom (docs/architecture.md): state is guarded by a `Mutex`, except where a
+/// thread must wait for it to change, as here; then by an `NSCondition`, and the type is
+/// `@unchecked Sendable` because its state is only touched under that condition's lock.
 final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
     /// Taken slots are set to nil, so a taken item is uniquely owned by its taker (mutating it

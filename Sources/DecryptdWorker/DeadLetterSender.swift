@@ -3,6 +3,7 @@ import Foundation
 import KafkaClient
 import LogKeys
 import Logging
+import Synchronization
 
 /// Where dead letters go: the producer, or a stand-in in tests.
 protocol DeadLetterTransport: Sendable {
@@ -23,17 +24,14 @@ extension KafkaProducer: DeadLetterTransport {}
 /// queued up, together, as a ``Stage``. ``sendAll(_:)`` blocks (for `reprocess`). A permanent
 /// failure on the retry stage goes to its `onError`, and `then` is never called for that batch, so
 /// it is never committed.
-///
-/// `@unchecked Sendable`: `retryStage` is set once by ``start(onError:)`` before any record is
-/// sent, and read by ``close()`` on the same thread; the rest is immutable or thread-safe.
-final class DeadLetterSender: @unchecked Sendable {
+final class DeadLetterSender: Sendable {
     private let transport: any DeadLetterTransport
     private let backoff: Backoff
     private let logger: Logger
     private let stop: StopRequest
     private let onRetry: @Sendable () -> Void
     private let retries = BlockingQueue<Retry>()
-    private var retryStage: Stage?
+    private let retryStage = Mutex<Stage?>(nil)
 
     /// Records not acknowledged at the first attempt, and what to call once they are.
     private struct Retry: Sendable {
@@ -55,16 +53,17 @@ final class DeadLetterSender: @unchecked Sendable {
     /// Starts the retry stage (needed by ``send(_:then:)`` only); its permanent errors go to `onError`.
     func start(onError: @escaping @Sendable (_ error: any Error, _ stage: String) -> Void) {
         let take: @Sendable () -> [Retry]? = { [retries] in retries.takeAll() }
-        retryStage = Stage("decryptd-dead-letter-retry", take: take, abandon: stop, onError: onError) { [self] pending in
+        let stage = Stage("decryptd-dead-letter-retry", take: take, abandon: stop, onError: onError) { [self] pending in
             try sendAll(pending.flatMap(\.records))
             for retry in pending { retry.then() }
         }
+        retryStage.withLock { $0 = stage }
     }
 
     /// Stops the retry stage; what it still holds is abandoned (redelivered, dead-lettered again).
     func close() {
         retries.close()
-        retryStage?.join()
+        retryStage.withLock { $0 }?.join()
     }
 
     /// Sends `records` without waiting; calls `then` once all are acknowledged (at once for none).

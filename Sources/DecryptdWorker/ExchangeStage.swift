@@ -52,9 +52,8 @@ extension PhoneCodeExchanger: CodeExchanging {}
 /// Between submissions, the stage thread deletes ledger rows older than the retention, in small
 /// batches. A permanent error in either stage goes to the worker's `onError` (exit 1).
 ///
-/// `@unchecked Sendable`: `ledger` and `lastSweep` are used by the stage thread only; everything
-/// else is immutable or guarded (queues, `Mutex`es, the slot limit).
-final class ExchangeStage: @unchecked Sendable {
+/// The ledger's connection is made on the stage's thread and never leaves it.
+final class ExchangeStage: Sendable {
     struct Settings: Sendable {
         var concurrency: Int
         var lanes: Int
@@ -95,7 +94,7 @@ final class ExchangeStage: @unchecked Sendable {
 
     private let settings: Settings
     private let exchanger: any CodeExchanging
-    private let ledger: any CodeLedger
+    private let openLedger: @Sendable () throws -> any CodeLedger
     private let backoff: Backoff
     private let logger: Logger
     /// Requested when the worker abandons unfinished work: retries and waits end.
@@ -113,17 +112,24 @@ final class ExchangeStage: @unchecked Sendable {
     private let followers = Mutex<[String: [PendingJob]]>([:])
     /// The stage thread and the collector, and the task running the exchanges, once started.
     private let running = Mutex<(stages: [Stage], exchanging: Task<Void, Never>?)>(([], nil))
-    private var lastSweep = Date.distantPast
+
+    /// What the stage's thread keeps between submissions: the ledger, and when it was last swept.
+    private final class LedgerSlot {
+        let ledger: any CodeLedger
+        var lastSweep = Date.distantPast
+        init(_ ledger: any CodeLedger) { self.ledger = ledger }
+    }
 
     init(
-        settings: Settings, exchanger: any CodeExchanging, ledger: any CodeLedger, backoff: Backoff, logger: Logger,
+        settings: Settings, exchanger: any CodeExchanging, ledger: @escaping @Sendable () throws -> any CodeLedger, backoff: Backoff,
+        logger: Logger,
         abandon: StopRequest, owns: @escaping @Sendable (TopicPartition) -> Bool,
         onPostgresRetry: @escaping @Sendable () -> Void, deliver: @escaping @Sendable ([WorkBatch]) -> Void
     ) {
         self.owns = owns
         self.settings = settings
         self.exchanger = exchanger
-        self.ledger = ledger
+        openLedger = ledger
         self.backoff = backoff
         self.logger = logger
         self.abandon = abandon
@@ -142,9 +148,11 @@ final class ExchangeStage: @unchecked Sendable {
     /// (a revoked grant on the ledger, a missing table) goes to `onError`, which stops the worker,
     /// as it does for every other stage.
     func start(onError: @escaping @Sendable (_ error: any Error, _ stage: String) -> Void) {
-        let exchange = Stage("decryptd-exchange", take: submissions.take, abandon: abandon, onError: onError) { [self] submission in
-            try start(submission)
-            try sweepLedgerIfDue()
+        let openSlot: @Sendable () throws -> LedgerSlot = { [openLedger] in LedgerSlot(try openLedger()) }
+        let exchange = Stage("decryptd-exchange", take: submissions.take, abandon: abandon, onError: onError, resource: openSlot) {
+            [self] submission, slot in
+            try start(submission, slot.ledger)
+            try sweepLedgerIfDue(slot)
         }
         // Results arrive one by one; a transaction per handful would cost PostgreSQL (which the
         // encrypted jobs' batches need) more than waiting a little for a batch's worth.
@@ -182,7 +190,7 @@ final class ExchangeStage: @unchecked Sendable {
 
     // MARK: - Exchanging
 
-    private func start(_ submission: Submission) throws {
+    private func start(_ submission: Submission, _ ledger: any CodeLedger) throws {
         let keys = submission.jobs.map { ledger.ledgerKey(for: $0.code) }
         let known = try backoff.run("exchange ledger lookup", logger: logger, stop: abandon, onRetry: onPostgresRetry) {
             try ledger.exchangedCodes(Array(Set(keys)))
@@ -280,13 +288,13 @@ final class ExchangeStage: @unchecked Sendable {
 
     /// Deletes expired ledger rows, at most `retentionInterval` apart. A retriable error (the
     /// server away) is left for the next sweep; any other (a revoked DELETE) is permanent.
-    private func sweepLedgerIfDue() throws {
-        guard Date().timeIntervalSince(lastSweep) >= settings.retentionInterval else { return }
-        lastSweep = Date()
+    private func sweepLedgerIfDue(_ slot: LedgerSlot) throws {
+        guard Date().timeIntervalSince(slot.lastSweep) >= settings.retentionInterval else { return }
+        slot.lastSweep = Date()
         var deleted = 0
         do {
             while !abandon.isRequested {
-                let count = try ledger.deleteExchanges(olderThan: settings.ledgerRetention, limit: settings.retentionBatch)
+                let count = try slot.ledger.deleteExchanges(olderThan: settings.ledgerRetention, limit: settings.retentionBatch)
                 deleted += count
                 if count < settings.retentionBatch { break }
             }

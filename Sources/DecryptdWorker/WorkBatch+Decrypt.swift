@@ -26,7 +26,8 @@ extension WorkBatch {
     }
 }
 
-/// A value handed to `concurrentPerform` iterations that each touch a disjoint part of it.
+/// A value handed to `concurrentPerform` iterations that each touch a disjoint part of it: that
+/// disjointness (iteration `slot` touches jobs slot, slot+width, ...) is why it may be sent.
 struct UnsafeSendable<Value>: @unchecked Sendable {
     var value: Value
     init(_ value: Value) { self.value = value }
@@ -34,7 +35,7 @@ struct UnsafeSendable<Value>: @unchecked Sendable {
 
 /// One `PhoneDecryptor` per pool slot, created on first use and kept (their OpenSSL contexts and
 /// buffers are reused across batches). Slot `i` is only ever used by one iteration at a time, and
-/// the pool is grown only by the one stage thread that owns it.
+/// the pool is grown only by the one stage thread that owns it: `@unchecked Sendable` for that.
 final class DecryptorPool: @unchecked Sendable {
     private var decryptors: [PhoneDecryptor] = []
 

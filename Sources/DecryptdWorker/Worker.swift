@@ -6,6 +6,7 @@ public import KafkaClient
 import LogKeys
 public import Logging
 import PhoneDecryption
+import Synchronization
 import WeChatAPI
 
 /// The Kafka → PostgreSQL decryption worker, at least once.
@@ -30,15 +31,15 @@ import WeChatAPI
 /// safe because every write is order-independent (watermark rule, idempotent failure rows,
 /// out-of-order completion). Transient errors are retried in place with backoff; nothing is
 /// dead-lettered or completed because of them.
-public final class Worker: @unchecked Sendable {
+public final class Worker: Sendable {
     public let configuration: WorkerConfiguration
     private let logger: Logger
     private let metrics: WorkerMetrics
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
-    /// One connection per lookup slot and per persist slot (a connection is used by one thread only).
-    private let lookupDatabases: [DecryptdDatabase]
-    private let writeDatabases: [DecryptdDatabase]
+    /// Each lookup and persist slot (and the exchange stage) makes a connection of its own on its
+    /// own thread, to this database (see ``Stage``).
+    private let openDatabase: @Sendable () throws -> DecryptdDatabase
     private let backoff: Backoff
     private let stats = WorkerStats()
 
@@ -50,10 +51,8 @@ public final class Worker: @unchecked Sendable {
     /// Code jobs' stage; its exchanger is shared with nobody.
     private let exchangeStage: ExchangeStage
     private let exchanger: PhoneCodeExchanger
-    /// Guards `lifecycle` and `lastPoll`.
-    private let state = NSLock()
-    private var lifecycle = WorkerLifecycle()
-    private var lastPoll = Date()
+    /// Where the worker is in its life, and when the poll loop last ran.
+    private let state = Mutex((lifecycle: WorkerLifecycle(), lastPoll: Date()))
     /// Requested when unfinished work is abandoned (a permanent error, or the shutdown timeout):
     /// stages drain their queues without working, and retries and backoff waits end at once.
     private let abandon = StopRequest()
@@ -71,8 +70,10 @@ public final class Worker: @unchecked Sendable {
         )
         producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         let slots = max(1, configuration.databaseConnections / 2)
-        lookupDatabases = try (0..<slots).map { _ in try DecryptdDatabase(url: configuration.databaseURL) }
-        writeDatabases = try (0..<slots).map { _ in try DecryptdDatabase(url: configuration.databaseURL) }
+        // The URL is checked here, once; each stage connects with it on its own thread.
+        let url = configuration.databaseURL
+        _ = try DecryptdDatabase(url: url)
+        openDatabase = { try DecryptdDatabase(url: url) }
         let persistQueues = (0..<slots).map { _ in BlockingQueue<PersistWork>() }
         self.persistQueues = persistQueues
         let transport = try HTTPClientTransport(baseURL: configuration.wechatAPIURL, connections: configuration.exchangeConcurrency)
@@ -87,7 +88,7 @@ public final class Worker: @unchecked Sendable {
         exchangeStage = ExchangeStage(
             settings: .init(
                 concurrency: configuration.exchangeConcurrency, lanes: slots, ledgerRetention: configuration.exchangeLedgerRetention),
-            exchanger: exchanger, ledger: try DecryptdDatabase(url: configuration.databaseURL), backoff: backoff, logger: logger,
+            exchanger: exchanger, ledger: openDatabase, backoff: backoff, logger: logger,
             abandon: abandon, owns: { [consumer] in consumer.owns($0) },
             onPostgresRetry: { [metrics, stats] in
                 metrics.postgresRetries.increment()
@@ -109,15 +110,15 @@ public final class Worker: @unchecked Sendable {
     /// Asks for a graceful stop: no more fetching; in-flight work finishes (bounded by
     /// `shutdownTimeout`), offsets are committed, the group is left. Safe from any thread.
     public func stop() {
-        state.withLock { lifecycle.stopRequested() }
+        state.withLock { $0.lifecycle.stopRequested() }
     }
 
-    private var keepsPolling: Bool { state.withLock { lifecycle.keepsPolling } }
+    private var keepsPolling: Bool { state.withLock { $0.lifecycle.keepsPolling } }
 
     /// A stage met a permanent error: the worker stops, and unfinished work is abandoned (it is
     /// not committed, so it is redelivered).
     private func fail(_ error: any Error, stage: String) {
-        let first = state.withLock { lifecycle.failed(error) }
+        let first = state.withLock { $0.lifecycle.failed(error) }
         // Once: the stages that fail after the first usually fail for the same reason.
         logger.log(
             level: first ? .critical : .debug, "permanent error: the worker stops; the batch is not committed",
@@ -130,7 +131,7 @@ public final class Worker: @unchecked Sendable {
 
     /// Liveness: the polling loop ran recently. Readiness: live, partitions assigned, not stopping.
     public var health: (live: Bool, ready: Bool) {
-        let (recent, polling) = state.withLock { (Date().timeIntervalSince(lastPoll) < 60, lifecycle.keepsPolling) }
+        let (recent, polling) = state.withLock { (Date().timeIntervalSince($0.lastPoll) < 60, $0.lifecycle.keepsPolling) }
         return (recent, recent && polling && !consumer.assignment.isEmpty)
     }
 
@@ -165,14 +166,14 @@ public final class Worker: @unchecked Sendable {
                 LogKey.topic: "\(configuration.jobsTopic)", LogKey.group: "\(configuration.group)",
                 LogKey.concurrency: "\(configuration.concurrency)", LogKey.batchSize: "\(configuration.batchSize)",
             ])
-        state.withLock { lifecycle.started() }
+        state.withLock { $0.lifecycle.started() }
         let progress = ProgressReporter(interval: configuration.progressInterval, stats: stats, logger: logger)
         var drained = false
         do {
             while keepsPolling {
                 // One poll fills about a batch per lane. Parsing is left to the parse-and-lookup slots.
                 let messages = try consumer.poll(maxMessages: configuration.batchSize * persistQueues.count, timeout: 0.2)
-                state.withLock { lastPoll = Date() }
+                state.withLock { $0.lastPoll = Date() }
                 if !messages.isEmpty { parseQueue.put(FetchedMessages(messages: messages)) }
                 metrics.inFlight.record(consumer.inFlight)
                 progress.tick(
@@ -189,8 +190,8 @@ public final class Worker: @unchecked Sendable {
         let summary = stats.summary(since: started, drained: drained, abandoned: abandoned)
         logger.info("worker stopped", metadata: summary.metadata)
         if let error = state.withLock({
-            lifecycle.finished()
-            return lifecycle.error
+            $0.lifecycle.finished()
+            return $0.lifecycle.error
         }) {
             throw error
         }
@@ -202,17 +203,21 @@ public final class Worker: @unchecked Sendable {
     /// and dead-letter (one slot per lane). The exchange stage and the dead-letter sender's retry
     /// thread are started beside them.
     private func startStages() -> [Stage] {
-        lookupDatabases.indices.map { slot in
-            Stage("decryptd-parse-lookup-\(slot)", take: parseQueue.take, abandon: abandon, onError: fail) { [self] fetched in
-                try parseAndLookUp(fetched, lookupDatabases[slot])
+        persistQueues.indices.map { slot in
+            Stage(
+                "decryptd-parse-lookup-\(slot)", take: parseQueue.take, abandon: abandon, onError: fail, resource: openDatabase
+            ) { [self] fetched, database in
+                try parseAndLookUp(fetched, database)
             }
         } + [
             Stage("decryptd-decrypt", take: decryptQueue.take, abandon: abandon, onError: fail) { [self] batch in decrypt(&batch) }
         ]
-            + writeDatabases.indices.map { slot in
-                Stage("decryptd-persist-\(slot)", take: persistQueues[slot].take, abandon: abandon, onError: fail) { [self] work in
+            + persistQueues.indices.map { slot in
+                Stage(
+                    "decryptd-persist-\(slot)", take: persistQueues[slot].take, abandon: abandon, onError: fail, resource: openDatabase
+                ) { [self] work, database in
                     switch work {
-                    case .write(let batch): try persist(batch, writeDatabases[slot])
+                    case .write(let batch): try persist(batch, database)
                     case .complete(let batch): complete(batch)
                     }
                 }

@@ -3,6 +3,7 @@ import KafkaClient
 import LogKeys
 public import Logging
 public import PhoneDecryption
+import Synchronization
 
 /// What a run did, for the final log line and for `--exit-at-end` callers.
 public struct WorkerSummary: Sendable {
@@ -37,45 +38,47 @@ public struct WorkerSummary: Sendable {
 }
 
 /// Counts by outcome, shared by the persist stage (writer) and the reporters (readers).
-final class WorkerStats: @unchecked Sendable {
-    private let lock = NSLock()
-    private var outcomes: [String: Int] = [:]
-    private var firstFetch: Date?
-    private var lastDurable: Date?
-    private var kinds: [JobKind: (jobs: Int, lastDurable: Date)] = [:]
-    private var retried: (postgres: Int, kafka: Int) = (0, 0)
+final class WorkerStats: Sendable {
+    private struct State {
+        var outcomes: [String: Int] = [:]
+        var firstFetch: Date?
+        var lastDurable: Date?
+        var kinds: [JobKind: (jobs: Int, lastDurable: Date)] = [:]
+        var retried: (postgres: Int, kafka: Int) = (0, 0)
+    }
+
+    private let state = Mutex(State())
 
     /// One more retry of a retriable PostgreSQL or Kafka error.
-    func retriedPostgres() { lock.withLock { retried.postgres += 1 } }
-    func retriedKafka() { lock.withLock { retried.kafka += 1 } }
-    var retries: (postgres: Int, kafka: Int) { lock.withLock { retried } }
+    func retriedPostgres() { state.withLock { $0.retried.postgres += 1 } }
+    func retriedKafka() { state.withLock { $0.retried.kafka += 1 } }
+    var retries: (postgres: Int, kafka: Int) { state.withLock { $0.retried } }
 
     func add(_ counts: [String: Int], kinds batchKinds: [JobKind: Int] = [:], fetchedAt: Date) {
-        lock.lock()
-        defer { lock.unlock() }
-        for (outcome, count) in counts { outcomes[outcome, default: 0] += count }
-        firstFetch = min(firstFetch ?? fetchedAt, fetchedAt)
         let now = Date()
-        lastDurable = now
-        for (kind, count) in batchKinds { kinds[kind] = ((kinds[kind]?.jobs ?? 0) + count, now) }
+        state.withLock { state in
+            for (outcome, count) in counts { state.outcomes[outcome, default: 0] += count }
+            state.firstFetch = min(state.firstFetch ?? fetchedAt, fetchedAt)
+            state.lastDurable = now
+            for (kind, count) in batchKinds { state.kinds[kind] = ((state.kinds[kind]?.jobs ?? 0) + count, now) }
+        }
     }
 
-    var snapshot: [String: Int] {
-        lock.lock()
-        defer { lock.unlock() }
-        return outcomes
-    }
+    var snapshot: [String: Int] { state.withLock { $0.outcomes } }
 
     func summary(since start: Date, drained: Bool, abandoned: Int) -> WorkerSummary {
-        lock.lock()
-        defer { lock.unlock() }
-        let window = firstFetch.flatMap { first in lastDurable.map { $0.timeIntervalSince(first) } } ?? 0
-        var summary = WorkerSummary(
-            outcomes: outcomes, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned,
-            processingElapsed: window, peakResidentBytes: Self.peakResidentBytes()
-        )
-        if let firstFetch { summary.kinds = kinds.mapValues { ($0.jobs, $0.lastDurable.timeIntervalSince(firstFetch)) } }
-        return summary
+        let peak = Self.peakResidentBytes()
+        return state.withLock { state in
+            let window = state.firstFetch.flatMap { first in state.lastDurable.map { $0.timeIntervalSince(first) } } ?? 0
+            var summary = WorkerSummary(
+                outcomes: state.outcomes, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned,
+                processingElapsed: window, peakResidentBytes: peak
+            )
+            if let firstFetch = state.firstFetch {
+                summary.kinds = state.kinds.mapValues { ($0.jobs, $0.lastDurable.timeIntervalSince(firstFetch)) }
+            }
+            return summary
+        }
     }
 
     /// VmHWM from /proc/self/status (Linux); 0 elsewhere.

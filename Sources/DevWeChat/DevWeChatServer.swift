@@ -1,8 +1,8 @@
 public import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// ``DevWeChatState`` behind HTTP/1.1 on loopback, with keep-alive and an injected latency per
 /// exchange that costs no thread (answers are scheduled on the event loop), so hundreds of exchanges
@@ -21,13 +21,13 @@ public final class DevWeChatServer: Sendable {
     }
 
     private let configuration: Configuration
-    private let state: NIOLockedValueBox<DevWeChatState>
+    private let state: Mutex<DevWeChatState>
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: max(2, System.coreCount))
-    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let channel = Mutex<(any Channel)?>(nil)
 
     public init(configuration: Configuration, state: DevWeChatState) {
         self.configuration = configuration
-        self.state = NIOLockedValueBox(state)
+        self.state = Mutex(state)
     }
 
     /// Binds and starts serving; returns the base URL (`http://127.0.0.1:PORT`).
@@ -43,24 +43,24 @@ public final class DevWeChatServer: Sendable {
                 }
             }
         let bound = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
-        channel.withLockedValue { $0 = bound }
+        channel.withLock { $0 = bound }
         if let every = configuration.invalidateTokensEvery, every > 0 {
             group.next().scheduleRepeatedTask(initialDelay: .nanoseconds(Int64(every * 1e9)), delay: .nanoseconds(Int64(every * 1e9))) {
-                [state] _ in
-                _ = state.withLockedValue { $0.invalidateTokens() }
+                [self] _ in
+                invalidateTokens()
             }
         }
         return "http://\(configuration.host):\(bound.localAddress?.port ?? configuration.port)"
     }
 
-    public var stats: DevWeChatState.Stats { state.withLockedValue { $0.stats } }
+    public var stats: DevWeChatState.Stats { state.withLock { $0.stats } }
 
     /// Invalidates every token now (as `POST /dev/invalidate-tokens` does); returns how many.
     @discardableResult
-    public func invalidateTokens() -> Int { state.withLockedValue { $0.invalidateTokens() } }
+    public func invalidateTokens() -> Int { state.withLock { $0.invalidateTokens() } }
 
     public func stop() {
-        let bound = channel.withLockedValue { $0 }
+        let bound = channel.withLock { $0 }
         try? bound?.close().wait()
         try? group.syncShutdownGracefully()
     }
@@ -71,7 +71,7 @@ public final class DevWeChatServer: Sendable {
     ) {
         let (path, query) = Self.split(head.uri)
         let method = head.method.rawValue
-        let answer = state.withLockedValue {
+        let answer = state.withLock {
             $0.answer(method: method, path: path, query: query, body: body, now: Date().timeIntervalSince1970)
         }
         if path == "/wxa/business/getuserphonenumber", configuration.latency > 0 {

@@ -29,6 +29,8 @@ public import Logging
 ///
 /// Threading: ``poll(maxMessages:timeout:)``, ``commit()`` and ``close()`` belong to one dedicated
 /// thread (they block); ``complete(_:)`` and the read-only properties are safe from any thread.
+/// `@unchecked Sendable` for that reason: `state` is only touched under `condition`, and
+/// `lastTopic`, `lastCommit` and `closed` only by the polling thread.
 public final class KafkaConsumer: @unchecked Sendable {
     public let configuration: Configuration
     private let logger: Logger

@@ -4,6 +4,9 @@ public import Logging
 /// An embedded Kafka-protocol cluster: librdkafka's mock cluster (`rdkafka_mock.h`), a real broker
 /// over TCP on loopback with topics, consumer groups, offsets, headers, and fault injection.
 /// It keeps only about 5 MB per partition: spread large loads over partitions.
+///
+/// `@unchecked Sendable`: nothing in it changes after `init`, and the mock cluster's functions
+/// take its own lock (they are librdkafka's test API, called from test threads).
 public final class KafkaMockCluster: @unchecked Sendable {
     /// Kafka API keys for ``pushRequestErrors(_:_:)``.
     public enum APIKey: Int16, Sendable {

@@ -11,6 +11,9 @@ public import Logging
 /// be acknowledged within `message.timeout.ms` fails with `_MSG_TIMED_OUT` (retriable): never a
 /// silent success. A dedicated thread serves delivery reports; ``start()`` starts it, ``close()``
 /// flushes and stops it.
+///
+/// `@unchecked Sendable`: `rd_kafka_produce` is thread-safe (librdkafka), and the producer's own
+/// mutable state (the poll thread, whether it is closed) is only touched under its `state` condition.
 public final class KafkaProducer: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var bootstrapServers: String
@@ -184,6 +187,7 @@ public final class KafkaProducer: @unchecked Sendable {
 }
 
 /// The results of one `send` call, filled in by delivery reports on the poll thread.
+/// `@unchecked Sendable`: `results` and `remaining` are only touched under `condition`.
 private final class DeliveryBatch: @unchecked Sendable {
     private let condition = NSCondition()
     private var results: [Result<KafkaMessageID, KafkaError>?]

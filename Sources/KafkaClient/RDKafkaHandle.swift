@@ -5,6 +5,9 @@ import Logging
 
 /// Shared by the callbacks of one client: its logger and the fatal error, if one happened.
 /// Lives (retained through `rd_kafka_conf_set_opaque`) until the handle is destroyed.
+///
+/// `@unchecked Sendable`: the callbacks are set once, before the handle exists (librdkafka calls
+/// them on its threads only after that), and never changed; `fatal` is only touched under `lock`.
 final class RDKafkaCallbackContext: @unchecked Sendable {
     let logger: Logger
     /// Called on librdkafka's threads; forwards to the owner (consumer or producer).
@@ -23,6 +26,10 @@ final class RDKafkaCallbackContext: @unchecked Sendable {
 }
 
 /// Owns one `rd_kafka_t` (consumer or producer) and destroys it in `deinit`.
+///
+/// `@unchecked Sendable`: its stored properties never change, and librdkafka documents `rd_kafka_t`
+/// as safe to use from any thread (its own locking); what is not (polling a consumer) is the
+/// owning client's to keep on one thread.
 final class RDKafkaHandle: @unchecked Sendable {
     let pointer: OpaquePointer
     let context: RDKafkaCallbackContext

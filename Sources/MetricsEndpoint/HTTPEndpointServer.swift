@@ -9,6 +9,9 @@ import Foundation
 /// connection, bounded request size and read time (``requestDeadline`` for the whole request),
 /// connections multiplexed on one thread so that slow or idle clients delay no probe.
 /// It serves scrapers and orchestrators, not users.
+///
+/// `@unchecked Sendable`: its configuration never changes, and its mutable state (the listening
+/// socket, the serving thread) is only touched under `lock`.
 public final class HTTPEndpointServer: @unchecked Sendable {
     public struct Response: Sendable {
         public var status: Int

@@ -181,6 +181,8 @@ public enum LenientBase64 {
 
     /// Per byte: `00vvvvvv` a standard character of value v; `01vvvvvv` a repaired character of value v;
     /// `10000000` '='; `10000001` CR/LF/TAB (removed); `11xxxxxx` not allowed.
+    /// `nonisolated(unsafe)`: a pointer is not Sendable, but this table is written once, by the
+    /// lazy initializer, and only read after it (see inside).
     nonisolated(unsafe) private static let decodingTable: UnsafePointer<UInt8> = {
         // Allocated once and never freed or written after this closure: safe to read from any thread.
         let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)

@@ -1,5 +1,5 @@
 public import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// An access token and when it stops being used.
 public struct AccessToken: Sendable, Hashable, CustomStringConvertible {
@@ -33,7 +33,7 @@ public final class AccessTokenCache: Sendable {
         var fetchID = 0
     }
 
-    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let entries = Mutex<[String: Entry]>([:])
     private let fetch: Fetch
     private let now: @Sendable () -> Date
 
@@ -44,7 +44,7 @@ public final class AccessTokenCache: Sendable {
 
     /// A usable token for `appid`: the cached one, or the result of the fetch under way, or of a new one.
     public func token(for appid: String) async throws -> AccessToken {
-        let (task, id, cached): (Task<AccessToken, any Error>?, Int, AccessToken?) = entries.withLockedValue { entries in
+        let (task, id, cached): (Task<AccessToken, any Error>?, Int, AccessToken?) = entries.withLock { entries in
             var entry = entries[appid] ?? Entry()
             if let token = entry.token, token.renewAt > now() { return (nil, 0, token) }
             if let running = entry.fetch { return (running, entry.fetchID, nil) }
@@ -58,14 +58,14 @@ public final class AccessTokenCache: Sendable {
         if let cached { return cached }
         do {
             let token = try await task!.value
-            entries.withLockedValue { entries in
+            entries.withLock { entries in
                 guard entries[appid]?.fetchID == id, entries[appid]?.fetch != nil else { return }
                 entries[appid]?.token = token
                 entries[appid]?.fetch = nil
             }
             return token
         } catch {
-            entries.withLockedValue { entries in
+            entries.withLock { entries in
                 if entries[appid]?.fetchID == id { entries[appid]?.fetch = nil }
             }
             throw error
@@ -75,7 +75,7 @@ public final class AccessTokenCache: Sendable {
     /// WeChat called `token` invalid or expired: it is dropped if it is still the cached one for
     /// `appid` (a newer one is kept).
     public func invalidate(_ token: String, for appid: String) {
-        entries.withLockedValue { entries in
+        entries.withLock { entries in
             if entries[appid]?.token?.value == token { entries[appid]?.token = nil }
         }
     }

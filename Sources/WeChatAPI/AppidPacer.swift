@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Slows one appid's exchanges when WeChat says its quota or frequency limit is reached (45009,
 /// 45011), and lets them speed up again as calls succeed: each appid has a limit of calls in flight
@@ -21,7 +21,7 @@ final class AppidPacer: Sendable {
     static let slowDownSpacing: TimeInterval = 0.2
 
     private let maximum: Int
-    private let paces = NIOLockedValueBox<(paces: [String: Pace], tickets: UInt64)>(([:], 0))
+    private let paces = Mutex<(paces: [String: Pace], tickets: UInt64)>(([:], 0))
 
     init(maximum: Int) {
         self.maximum = max(1, maximum)
@@ -30,13 +30,13 @@ final class AppidPacer: Sendable {
     /// Waits until a call for `appid` may go out (true; pair it with ``release(_:_:)``), or until
     /// the task is cancelled (false: no turn was taken).
     func acquire(_ appid: String) async -> Bool {
-        let ticket = paces.withLockedValue { state in
+        let ticket = paces.withLock { state in
             state.tickets += 1
             return state.tickets
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let now = paces.withLockedValue { state -> Bool? in
+                let now = paces.withLock { state -> Bool? in
                     var pace = state.paces[appid] ?? Pace(limit: maximum)
                     defer { state.paces[appid] = pace }
                     if Task.isCancelled { return false }
@@ -50,7 +50,7 @@ final class AppidPacer: Sendable {
                 if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
-            let waiter = paces.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
+            let waiter = paces.withLock { state -> CheckedContinuation<Bool, Never>? in
                 guard let index = state.paces[appid]?.waiting.firstIndex(where: { $0.ticket == ticket }) else { return nil }
                 return state.paces[appid]?.waiting.remove(at: index).continuation
             }
@@ -60,7 +60,7 @@ final class AppidPacer: Sendable {
 
     /// A call for `appid` ended with `outcome`.
     func release(_ appid: String, _ outcome: Outcome, now: Date = Date()) {
-        let resumed = paces.withLockedValue { state -> [CheckedContinuation<Bool, Never>] in
+        let resumed = paces.withLock { state -> [CheckedContinuation<Bool, Never>] in
             guard var pace = state.paces[appid] else { return [] }
             defer { state.paces[appid] = pace }
             pace.inUse -= 1
@@ -84,6 +84,6 @@ final class AppidPacer: Sendable {
 
     /// The calls `appid` may have in flight now.
     func limit(_ appid: String) -> Int {
-        paces.withLockedValue { $0.paces[appid]?.limit ?? maximum }
+        paces.withLock { $0.paces[appid]?.limit ?? maximum }
     }
 }

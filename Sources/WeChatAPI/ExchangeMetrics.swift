@@ -1,6 +1,6 @@
 import CoreMetrics
-import NIOConcurrencyHelpers
 import PhoneDecryption
+import Synchronization
 
 /// The exchange's metrics (names are the Prometheus ones), created once per label set and cached.
 /// No label ever carries a code, a token, a secret or a phone number: appids are the configured
@@ -8,10 +8,10 @@ import PhoneDecryption
 public final class ExchangeMetrics: Sendable {
     /// `decryptd_exchanges_in_flight`: calls to the exchange endpoint awaiting their answer.
     private let inFlight = Gauge(label: "decryptd_exchanges_in_flight")
-    private let calls = NIOLockedValueBox(0)
+    private let calls = Mutex(0)
     /// `decryptd_exchange_duration_seconds`: one call to the exchange endpoint, answered or not.
     let duration = Timer(label: "decryptd_exchange_duration_seconds", preferredDisplayUnit: .seconds)
-    private let counters = NIOLockedValueBox<[String: Counter]>([:])
+    private let counters = Mutex<[String: Counter]>([:])
 
     /// The errcodes SPEC and WeChat's documentation name; any other is counted as "other".
     static let knownErrcodes: Set<Int64> = [
@@ -50,7 +50,7 @@ public final class ExchangeMetrics: Sendable {
 
     func callStarted() {
         inFlight.record(
-            calls.withLockedValue {
+            calls.withLock {
                 $0 += 1
                 return $0
             })
@@ -58,7 +58,7 @@ public final class ExchangeMetrics: Sendable {
 
     func callEnded() {
         inFlight.record(
-            calls.withLockedValue {
+            calls.withLock {
                 $0 -= 1
                 return $0
             })
@@ -81,7 +81,7 @@ public final class ExchangeMetrics: Sendable {
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
-        return counters.withLockedValue { counters in
+        return counters.withLock { counters in
             if let counter = counters[key] { return counter }
             let counter = Counter(label: label, dimensions: dimensions)
             counters[key] = counter

@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 public import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// How decryptd reaches WeChat's server API: one POST of a JSON body, answered by a status and a
 /// body. A protocol, so that tests can substitute an answer without a server.
@@ -30,7 +30,7 @@ public final class HTTPClientTransport: WeChatTransport {
     /// The base URL without a trailing slash, e.g. `https://api.weixin.qq.com`.
     public let baseURL: String
     private let client: HTTPClient
-    private let closed = NIOLockedValueBox(false)
+    private let closed = Mutex(false)
 
     public static let largestAnswer = 1 << 20
 
@@ -88,7 +88,7 @@ public final class HTTPClientTransport: WeChatTransport {
 
     /// True the first time only.
     private func firstClose() -> Bool {
-        closed.withLockedValue { closed in
+        closed.withLock { closed in
             defer { closed = true }
             return !closed
         }

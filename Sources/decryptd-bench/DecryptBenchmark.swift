@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import PhoneDecryption
+import Synchronization
 import SyntheticLoad
 
 /// `decryptd-bench decrypt`: decrypts per second of realistic phone payloads, single thread and with
@@ -173,12 +174,11 @@ extension UnsafeBufferPointer where Element == UInt8 {
     }
 }
 
-private final class Counts: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Int]
-    init(_ count: Int) { values = Array(repeating: 0, count: count) }
-    func set(_ slot: Int, _ value: Int) { lock.withLock { values[slot] = value } }
-    var total: Int { lock.withLock { values.reduce(0, +) } }
+private final class Counts: Sendable {
+    private let values: Mutex<[Int]>
+    init(_ count: Int) { values = Mutex(Array(repeating: 0, count: count)) }
+    func set(_ slot: Int, _ value: Int) { values.withLock { $0[slot] = value } }
+    var total: Int { values.withLock { $0.reduce(0, +) } }
 }
 
 private func twoDecimals(_ value: Double) -> String {

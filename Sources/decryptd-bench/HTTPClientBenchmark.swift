@@ -69,6 +69,8 @@ struct HTTPClientBenchmark: AsyncParsableCommand {
 }
 
 /// The toolchain's own client (FoundationNetworking, libcurl underneath on Linux), as a transport.
+/// `@unchecked Sendable`: its two properties never change, and URLSession is thread-safe (it is not
+/// marked Sendable in FoundationNetworking).
 final class URLSessionTransport: WeChatTransport, @unchecked Sendable {
     let baseURL: String
     let session: URLSession

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import KafkaClient
 import Logging
+import Synchronization
 
 /// `decryptd-bench produce`: acknowledged records/s and acknowledgement latency of the producer
 /// as the worker uses it for dead letters (idempotent, each send waits for every report).
@@ -46,9 +47,8 @@ struct ProduceBenchmark: ParsableCommand {
         defer { producer.close(timeout: 10) }
         _ = try producer.send(KafkaRecord(topic: topic, key: nil, value: [0])).get()  // connect first
         let value = [UInt8](repeating: UInt8(ascii: "x"), count: size)
-        nonisolated(unsafe) var latencies: [Double] = []
+        let latencies = Mutex<[Double]>([])
         let started = DispatchTime.now().uptimeNanoseconds
-        let lock = NSLock()
         let group = DispatchGroup()
         for start in stride(from: 0, to: records, by: batch) {
             let chunk = (start..<min(records, start + batch)).map { KafkaRecord(topic: topic, key: Array("k\($0)".utf8), value: value) }
@@ -59,22 +59,21 @@ struct ProduceBenchmark: ParsableCommand {
                 producer.send(chunk) { results in
                     precondition(results.allSatisfy { if case .success = $0 { true } else { false } }, "a record was not acknowledged")
                     let latency = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-                    lock.lock()
-                    latencies.append(latency)
-                    lock.unlock()
+                    latencies.withLock { $0.append(latency) }
                     group.leave()
                 }
                 Thread.sleep(forTimeInterval: interval / 1000)  // intentional: paces the sends at the rate measured
             } else {
                 for result in producer.send(chunk) { _ = try result.get() }
-                latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                let latency = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+                latencies.withLock { $0.append(latency) }
             }
         }
         group.wait()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        latencies.sort()
-        let median = latencies[latencies.count / 2]
-        let p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+        let sorted = latencies.withLock { $0.sorted() }
+        let median = sorted[sorted.count / 2]
+        let p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
         print(
             "produced \(records) records in sends of \(batch): \(Int(Double(records) / seconds)) records/s, send latency median \(String(format: "%.1f", median)) ms, p99 \(String(format: "%.1f", p99)) ms"
         )

@@ -2,11 +2,12 @@ import DecryptdWorker
 import Logging
 import Metrics
 import Prometheus
+import Synchronization
 
 /// The logging and metrics backends. Only the executable bootstraps them, and only once.
 enum Bootstrap {
-    nonisolated(unsafe) private static var done = false
-    nonisolated(unsafe) static var registry = PrometheusCollectorRegistry()
+    private static let done = Atomic(false)
+    static let registry = PrometheusCollectorRegistry()
 
     /// A logger at `level` (the `--log-level` flag), else at `DECRYPTD_LOG_LEVEL`, else at
     /// `defaultLevel`: info for the worker, warning for the commands that end in a summary.
@@ -15,8 +16,7 @@ enum Bootstrap {
         guard let parsed = Logger.Level(rawValue: name) else {
             throw CommandError.usage("bad log level \(name): use trace, debug, info, notice, warning, error or critical")
         }
-        if !done {
-            done = true
+        if done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = parsed

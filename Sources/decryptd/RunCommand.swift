@@ -6,6 +6,7 @@ import Logging
 import MetricsEndpoint
 import PhoneDecryption
 import ServiceLifecycle
+import Synchronization
 
 /// `decryptd run`: the worker.
 struct RunCommand: AsyncParsableCommand {
@@ -186,20 +187,12 @@ struct EndpointService: Service {
     }
 }
 
-final class SummaryBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: WorkerSummary?
+/// The summary of the worker's run, handed from its thread to the command that prints it.
+final class SummaryBox: Sendable {
+    private let stored = Mutex<WorkerSummary?>(nil)
     var value: WorkerSummary? {
-        get {
-            lock.lock()
-            defer { lock.unlock() }
-            return stored
-        }
-        set {
-            lock.lock()
-            stored = newValue
-            lock.unlock()
-        }
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
     }
 }
 

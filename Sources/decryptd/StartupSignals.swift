@@ -7,6 +7,7 @@ import Logging
 /// from Kafka yet: the process stops at once with exit 0, as a graceful stop would, instead of dying
 /// of the signal (exit 143 or 130). Once the command's own handling of the signals is in place
 /// (`run`'s service group, `reprocess`'s stop request), ``handOver()`` leaves them to it.
+/// `@unchecked Sendable`: `handedOver` and `signals` are only touched under `lock`.
 final class StartupSignals: @unchecked Sendable {
     private let lock = NSLock()
     private var handedOver = false

@@ -4,6 +4,8 @@ import Foundation
 /// Traps SIGINT and SIGTERM: while it lives they no longer end the process, and `handler` runs on a
 /// global queue for each one that arrives. ``cancel()`` stops calling the handler (the signals stay
 /// ignored by default: trap them again, or hand them to a service group, which traps them the same way).
+/// `@unchecked Sendable`: its one property never changes, and a Dispatch source is thread-safe
+/// (Dispatch's protocol types are not marked Sendable on Linux).
 final class TerminationSignals: @unchecked Sendable {
     private let sources: [any DispatchSourceSignal]
 

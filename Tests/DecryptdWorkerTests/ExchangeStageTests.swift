@@ -17,22 +17,31 @@ struct ExchangeStageTests {
     static let phone = PhonePayload(phoneNumber: "+86 138", purePhoneNumber: "138", countryCode: "86", watermarkTimestamp: 7)
 
     /// The ledger: entries by key, and an error to throw instead, if set.
-    final class Ledger: CodeLedger {
-        var entries: [String: DecryptdDatabase.ExchangedCode] = [:]
-        var error: (any Error)?
-        var deletes = 0
+    final class Ledger: CodeLedger, Sendable {
+        private let state = Mutex((entries: [String: DecryptdDatabase.ExchangedCode](), error: String?.none, deletes: 0))
+
+        init(entries: [String: DecryptdDatabase.ExchangedCode] = [:], error: String? = nil) {
+            state.withLock { $0 = (entries, error, 0) }
+        }
+
+        var deletes: Int { state.withLock { $0.deletes } }
 
         func ledgerKey(for code: String) -> String { "key-" + code }
 
         func exchangedCodes(_ keys: [String]) throws -> [String: DecryptdDatabase.ExchangedCode] {
-            if let error { throw error }
+            let (entries, error) = state.withLock { ($0.entries, $0.error) }
+            if let error { throw LedgerFailure(description: error) }
             return entries.filter { keys.contains($0.key) }
         }
 
         func deleteExchanges(olderThan seconds: Double, limit: Int) throws -> Int {
-            deletes += 1
+            state.withLock { $0.deletes += 1 }
             return 0
         }
+    }
+
+    struct LedgerFailure: Error, CustomStringConvertible {
+        var description: String
     }
 
     /// WeChat: each code's answer from `answer`, which may wait; the codes called, in order.
@@ -69,7 +78,7 @@ struct ExchangeStageTests {
             self.exchanger = exchanger
             let collected = collected
             stage = ExchangeStage(
-                settings: .init(concurrency: concurrency, lanes: 2, ledgerRetention: 86_400), exchanger: exchanger, ledger: ledger,
+                settings: .init(concurrency: concurrency, lanes: 2, ledgerRetention: 86_400), exchanger: exchanger, ledger: { ledger },
                 backoff: Backoff(initialDelay: 0.001, maximumDelay: 0.002), logger: Logger(label: "test"), abandon: abandon,
                 owns: { _ in true }, onPostgresRetry: {}, deliver: { batches in collected.delivered.withLock { $0 += batches } })
             stage.start(onError: { error, stage in collected.errors.withLock { $0.append(("\(error)", stage)) } })
@@ -96,8 +105,9 @@ struct ExchangeStageTests {
 
     @Test("codes found in the ledger complete without an exchange: a success as already stored, a failure as recorded")
     func ledgerHits() throws {
-        let ledger = Ledger()
-        ledger.entries = ["key-a": .init(outcome: "ok", detail: ""), "key-b": .init(outcome: "code_invalid", detail: "errcode 40029")]
+        let ledger = Ledger(entries: [
+            "key-a": .init(outcome: "ok", detail: ""), "key-b": .init(outcome: "code_invalid", detail: "errcode 40029"),
+        ])
         let harness = Harness(ledger: ledger)
         defer { harness.stop() }
         harness.submit(["a", "b"])
@@ -162,8 +172,7 @@ struct ExchangeStageTests {
     /// The defect the stage had: a permanent ledger error was swallowed, and its jobs never finished.
     @Test("a permanent ledger error goes to onError with the stage's name; nothing is delivered")
     func permanentLedgerError() throws {
-        let ledger = Ledger()
-        ledger.error = PostgresFailure()
+        let ledger = Ledger(error: "permission denied for table phone_code_exchanges")
         let harness = Harness(ledger: ledger)
         defer { harness.stop() }
         harness.submit(["a"])
@@ -171,10 +180,6 @@ struct ExchangeStageTests {
         #expect(harness.reported.map(\.stage) == ["decryptd-exchange"])
         #expect(harness.reported.first?.error.contains("permission denied") == true)
         #expect(harness.jobs.isEmpty && harness.exchanger.calls.withLock { $0 }.isEmpty)
-    }
-
-    struct PostgresFailure: Error, CustomStringConvertible {
-        var description: String { "permission denied for table phone_code_exchanges" }
     }
 
     @Test("abandoning cancels the exchanges under way at once: close returns, nothing is delivered")
