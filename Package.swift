@@ -196,7 +196,12 @@ let package = Package(
 
         .target(
             name: "MetricsEndpoint",
-            dependencies: ["DedicatedThread"],
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
 

@@ -15,7 +15,9 @@ import PhoneDecryption
 /// With `reasons`, other records are passed over: the group's position moves past them (replay them
 /// later with a fresh group). Records at `maxAttempts` are skipped and counted. A dry run reads,
 /// decrypts and counts, but writes, produces and commits nothing.
-public final class Reprocessor {
+/// Runs on one thread (``run(partitions:)``, once); its ``stopRequest`` may be made from any other.
+/// Its database connection is made by `run` on that thread and never leaves it.
+public final class Reprocessor: Sendable {
     public struct Options: Sendable {
         public var group = "decryptd-reprocess"
         public var reasons: Set<String> = []
@@ -57,7 +59,7 @@ public final class Reprocessor {
     private let logger: Logger
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
-    private let database: DecryptdDatabase
+    private let databaseURL: String
     private let decryptors = DecryptorPool()
     private let backoff: Backoff
     private let deadLetters: DeadLetterSender
@@ -73,7 +75,8 @@ public final class Reprocessor {
         consumerConfiguration.revokeDrainTimeout = 1  // only records past the end are ever left unfinished
         consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
         producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
-        database = try DecryptdDatabase(url: configuration.databaseURL)
+        _ = try DecryptdDatabase(url: configuration.databaseURL)  // the URL is checked here; run connects
+        databaseURL = configuration.databaseURL
         deadLetters = DeadLetterSender(transport: producer, backoff: backoff, logger: logger, stop: stopRequest)
     }
 
@@ -82,6 +85,7 @@ public final class Reprocessor {
     /// retried, and the batch is then not committed), what was replayed is committed, and the run
     /// returns early.
     public func run(partitions: Int, timeout: TimeInterval = 600) throws -> Summary {
+        let database = try DecryptdDatabase(url: databaseURL)
         producer.start()
         defer { producer.close(timeout: 10) }
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)  // see Worker.run
@@ -109,7 +113,7 @@ public final class Reprocessor {
             for message in messages { lastDelivered[message.partition] = max(lastDelivered[message.partition] ?? -1, message.offset) }
             // Records past the end as of start stay unfinished, so they are not committed.
             let replayable = messages.filter { $0.offset < (ends[$0.partition] ?? 0) }
-            if !replayable.isEmpty { try replay(replayable, into: &summary) }
+            if !replayable.isEmpty { try replay(replayable, into: &summary, database) }
         }
         consumer.close()
         return summary
@@ -121,7 +125,7 @@ public final class Reprocessor {
 
     // MARK: - One batch
 
-    private func replay(_ messages: [KafkaMessage], into summary: inout Summary) throws {
+    private func replay(_ messages: [KafkaMessage], into summary: inout Summary, _ database: DecryptdDatabase) throws {
         var batch = WorkBatch()
         var origins: [BatchOutcome.Origin] = []
         var reasons: [String] = []

@@ -5,7 +5,7 @@ import KafkaClient
 import Logging
 
 /// `decryptd dev-broker`: an embedded Kafka-protocol cluster for local runs and tests.
-struct DevBrokerCommand: ParsableCommand {
+struct DevBrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-broker",
         abstract: "Run an embedded Kafka broker (librdkafka's mock cluster) until SIGINT or SIGTERM.",
@@ -49,7 +49,7 @@ struct DevBrokerCommand: ParsableCommand {
         return (String(name), count)
     }
 
-    func run() throws {
+    func run() async throws {
         let plan = try plan()
         let cluster: KafkaMockCluster
         do {
@@ -64,8 +64,7 @@ struct DevBrokerCommand: ParsableCommand {
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
         FileHandle.standardError.write(
             Data("dev-broker: \(plan.brokers) broker(s) at \(cluster.bootstrapServers), topics \(topicList); Ctrl-C stops it\n".utf8))
-        TerminationSignals.wait()
+        try await Lifecycle.serveUntilSignalled(logger: Logger(label: "dev-broker")) { withExtendedLifetime(cluster) {} }
         FileHandle.standardError.write(Data("dev-broker: stopped\n".utf8))
-        withExtendedLifetime(cluster) {}
     }
 }

@@ -1,10 +1,11 @@
 import ArgumentParser
 import DevWeChat
 import Foundation
+import Logging
 import WeChatAPI
 
 /// `decryptd dev-wechat`: a local stand-in for WeChat's stable-token and phone-number endpoints.
-struct DevWeChatCommand: ParsableCommand {
+struct DevWeChatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-wechat",
         abstract: "Run a local stand-in for WeChat's stable-token and code-exchange endpoints until SIGINT or SIGTERM.",
@@ -60,7 +61,7 @@ struct DevWeChatCommand: ParsableCommand {
         help: "Seconds between invalidations of every token (as another caller's force_refresh would). Default: never.")
     var invalidateTokensEvery: Double?
 
-    func run() throws {
+    func run() async throws {
         var settings = DevWeChatState.Settings(secrets: [:])
         for (name, share) in [
             ("--busy-share", busyShare), ("--quota-share", quotaShare), ("--server-error-share", serverErrorShare),
@@ -104,8 +105,7 @@ struct DevWeChatCommand: ParsableCommand {
             Data(
                 "dev-wechat: serving \(secrets.appids.joined(separator: ", ")) at \(url) (latency \(Int(latency)) ms); Ctrl-C stops it\n"
                     .utf8))
-        TerminationSignals.wait()
-        server.stop()
+        try await Lifecycle.serveUntilSignalled(logger: Logger(label: "dev-wechat")) { server.stop() }
         FileHandle.standardError.write(Data("dev-wechat: stopped\n".utf8))
     }
 }

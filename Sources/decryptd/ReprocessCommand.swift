@@ -3,9 +3,10 @@ import DecryptdWorker
 import Foundation
 import LogKeys
 import PhoneDecryption
+import Synchronization
 
 /// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
-struct ReprocessCommand: ParsableCommand {
+struct ReprocessCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reprocess",
         abstract: "Replay the dead-letter topic up to its end as of start, then print a summary.",
@@ -43,7 +44,7 @@ struct ReprocessCommand: ParsableCommand {
     @Option(name: Settings.maxAttempts.name, parsing: .unconditional, help: Settings.maxAttempts.help)
     var maxAttempts: Int?
 
-    func run() throws {
+    func run() async throws {
         let logger = try Bootstrap.logging(level: connection.logLevel, defaultLevel: "warning")
         let startupSignals = StartupSignals(logger: logger)
         var settings: [String] = []
@@ -66,20 +67,28 @@ struct ReprocessCommand: ParsableCommand {
         options.reasons = Set(reasons)
         options.dryRun = dryRun
         options.maxAttempts = maxAttempts
-        let summary: Reprocessor.Summary
+        let reprocessor: Reprocessor
         do {
-            let reprocessor = try Reprocessor(configuration: configuration, options: options, logger: logger)
-            let stop = reprocessor.stopRequest
-            let signals = TerminationSignals { name in
-                logger.notice("stopping: finishing the batch under way", metadata: [LogKey.signal: "\(name)"])
-                stop.request()
-            }
-            defer { signals.cancel() }
-            startupSignals.handOver()
-            summary = try reprocessor.run(partitions: partitions)
+            reprocessor = try Reprocessor(configuration: configuration, options: options, logger: logger)
         } catch {
             throw CommandError.failure("reprocess failed", cause: error)
         }
+        // SIGTERM or SIGINT: the batch under way is finished and committed, and the summary so far printed.
+        let summary = Mutex<Reprocessor.Summary?>(nil)
+        let stop = reprocessor.stopRequest
+        let service = BlockingWorkService(
+            name: "decryptd-reprocess", startupSignals: startupSignals,
+            work: {
+                do { return try reprocessor.run(partitions: partitions) } catch {
+                    throw CommandError.failure("reprocess failed", cause: error)
+                }
+            },
+            requestStop: {
+                logger.notice("stopping: finishing the batch under way")
+                stop.request()
+            }, done: { result in summary.withLock { $0 = result } })
+        try await Lifecycle.run([service], logger: logger)
+        guard let summary = summary.withLock({ $0 }) else { return }
         print(Self.render(summary))
     }
 

@@ -110,7 +110,14 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw CommandError.usage(cause: error)
         }
-        var services: [any Service] = [WorkerService(worker: worker, startupSignals: startupSignals)]
+        let summary = SummaryBox()
+        var services: [any Service] = [
+            BlockingWorkService(
+                name: "decryptd-consumer", startupSignals: startupSignals,
+                work: {
+                    do { return try worker.run() } catch { throw CommandError.failure("worker stopped", cause: error) }
+                }, requestStop: { worker.stop() }, done: { summary.value = $0 })
+        ]
         if let port {
             let server = HTTPEndpointServer(port: port) { path in
                 switch path {
@@ -131,59 +138,15 @@ struct RunCommand: AsyncParsableCommand {
             } catch {
                 throw CommandError.usage(cause: error)
             }
-            services.append(EndpointService(server: server))
+            services.append(StopOnShutdown(stop: { server.stop() }))
         }
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            ))
-        try await group.run()
-        guard let summary = WorkerService.lastSummary.value else { return }
+        try await Lifecycle.run(services, logger: logger)
+        guard let summary = summary.value else { return }
         print(SummaryTable.render(summary))
         if summary.abandoned > 0 {
             throw CommandError.failure(
                 "\(summary.abandoned) jobs were unfinished at shutdown; they were not committed and will be redelivered")
         }
-    }
-}
-
-/// Runs the worker on a dedicated thread as a service; a graceful shutdown asks it to stop.
-struct WorkerService: Service {
-    let worker: Worker
-    /// Handed over here: the group's signal handlers are installed before any service runs.
-    let startupSignals: StartupSignals
-    static let lastSummary = SummaryBox()
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            startupSignals.handOver()
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread {
-                    do {
-                        Self.lastSummary.value = try worker.run()
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: CommandError.failure("worker stopped", cause: error))
-                    }
-                }
-                thread.name = "decryptd-consumer"
-                thread.start()
-            }
-        } onGracefulShutdown: {
-            worker.stop()
-        }
-    }
-}
-
-/// Serves /metrics until the group shuts down.
-struct EndpointService: Service {
-    let server: HTTPEndpointServer
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        server.stop()
     }
 }
 

@@ -28,14 +28,6 @@ final class TerminationSignals: @unchecked Sendable {
         signal(SIGTERM, SIG_IGN)
     }()
 
-    /// Blocks until SIGINT or SIGTERM arrives.
-    static func wait() {
-        let arrived = DispatchSemaphore(value: 0)
-        let signals = TerminationSignals { _ in arrived.signal() }
-        arrived.wait()
-        signals.cancel()
-    }
-
     func cancel() {
         for source in sources { source.cancel() }
     }
