@@ -101,12 +101,12 @@ let package = Package(
         ),
         .target(
             name: "KafkaClient",
-            dependencies: ["CRDKafka", "DedicatedThread", "LogKeys", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CRDKafka", "DedicatedThread", "LogKeys", "Retries", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
             name: "PostgresClient",
-            dependencies: ["CLibPQ"],
+            dependencies: ["CLibPQ", "Retries"],
             swiftSettings: strict
         ),
 
@@ -179,7 +179,7 @@ let package = Package(
         .target(
             name: "DecryptdWorker",
             dependencies: [
-                "PhoneDecryption", "DecryptdStore", "PostgresClient", "KafkaClient", "WeChatAPI", "DedicatedThread",
+                "PhoneDecryption", "DecryptdStore", "KafkaClient", "WeChatAPI", "DedicatedThread",
                 "LogKeys", "DeadLetterFormat", "Retries",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -3,6 +3,7 @@ import Foundation
 import KafkaClient
 import LogKeys
 import Logging
+import Retries
 import Synchronization
 
 /// Where dead letters go: the producer, or a stand-in in tests.

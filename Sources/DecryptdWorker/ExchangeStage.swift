@@ -5,6 +5,7 @@ import KafkaClient
 import LogKeys
 import Logging
 import PhoneDecryption
+import Retries
 import Synchronization
 import WeChatAPI
 

@@ -2,7 +2,6 @@ import DecryptdStore
 import Foundation
 import KafkaClient
 public import Logging
-import PostgresClient
 
 /// Start-up checks: everything that would make a run fail for configuration reasons, found before
 /// consuming anything, each as one line for the user (`decryptd run` exits 2 with them).
@@ -13,8 +12,7 @@ public enum Preflight {
     /// The one wording of a database that cannot be used, for every command that needs one: a bad
     /// URL as libpq words it, anything else (refused, timed out, authentication) as unreachable.
     public static func databaseProblem(_ error: any Error) -> String {
-        guard let error = error as? PostgresError else { return "cannot reach the database: \(error)" }
-        return error.kind == .configuration ? error.message : "cannot reach the database: \(error.message)"
+        DecryptdDatabase.problem(error)
     }
 
     /// What the start-up checks found: the problems, one line each, and the partition count of every
@@ -94,27 +92,9 @@ public enum Preflight {
         message.split(whereSeparator: { $0.isNewline || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
     }
 
-    /// What keeps the database at `url` from serving a run, if anything: unreachable within
-    /// `timeout` seconds, or migrations of this binary's that it lacks (``Migrator/pending(_:)``).
+    /// What keeps the database at `url` from serving a run, if anything (see
+    /// ``DecryptdDatabase/startupProblem(url:timeoutSeconds:)``).
     private static func databaseProblem(at url: String, timeout: Double) -> String? {
-        do {
-            let connection = try PostgresConnection(url: url)
-            // libpq counts whole seconds, and takes anything under 2 as 2.
-            connection.connectTimeoutSeconds = max(2, Int(timeout.rounded(.up)))
-            try connection.connect()
-            return try notMigrated(Migrator().pending(connection))
-        } catch {
-            if let error = error as? PostgresError, error.sqlState == "42501" {
-                return "the database role cannot read decryptd_migrations (\(error.message)): grant it SELECT on the table"
-            }
-            return databaseProblem(error)
-        }
-    }
-
-    /// The one wording of a database that lacks `pending` migrations, or nil when none is pending.
-    static func notMigrated(_ pending: [Migration]) -> String? {
-        guard !pending.isEmpty else { return nil }
-        let names = pending.map(\.name).joined(separator: ", ")
-        return "database is not migrated: \(pending.count) migration(s) of this binary not applied (\(names)): run decryptd migrate"
+        DecryptdDatabase.startupProblem(url: url, timeoutSeconds: Int(timeout.rounded(.up)))
     }
 }

@@ -1,7 +1,8 @@
 internal import CRDKafka
+public import Retries
 
 /// A librdkafka failure: its error code and name, a message, and whether retrying can help.
-public struct KafkaError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+public struct KafkaError: RetriableError, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// librdkafka's `rd_kafka_resp_err_t` value (negative: local errors; positive: broker errors).
     public var code: Int32
     /// librdkafka's symbolic name, e.g. `_MSG_TIMED_OUT`.

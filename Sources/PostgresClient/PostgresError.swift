@@ -1,9 +1,11 @@
+public import Retries
+
 /// A PostgreSQL failure with a stable kind, the SQLSTATE when the server sent one, and whether
 /// retrying (after reconnecting) can help.
 ///
 /// `description` carries the server's primary message, which never contains parameter values
 /// (decryptd sends every value as a parameter, and PostgreSQL does not echo parameters in errors).
-public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+public struct PostgresError: RetriableError, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public enum Kind: String, Sendable {
         /// Could not connect, or the connection broke.
         case connection
