@@ -47,6 +47,18 @@ struct HTTPEndpointServerTests {
             HTTPEndpointServer.answer(to: Array("\r\n\r\n".utf8)) { _ in .init(status: 200, body: "") }.isEmpty, "no request, no answer")
     }
 
+    /// Found by fuzzing: pipelined requests were each answered while the connection was closing.
+    @Test("pipelined requests: only the first is answered, then the connection closes")
+    func pipelined() {
+        let calls = Mutex(0)
+        let answer = HTTPEndpointServer.answer(to: Array("GET /metrics HTTP/1.1\r\n\r\nGET /readyz HTTP/1.1\r\n\r\n".utf8)) { _ in
+            calls.withLock { $0 += 1 }
+            return .init(status: 200, body: "ok\n")
+        }
+        #expect(calls.withLock { $0 } == 1)
+        #expect(String(decoding: answer, as: UTF8.self).components(separatedBy: "HTTP/1.1 ").count == 2, "one answer")
+    }
+
     @Test("GET and HEAD reach the handler with the path alone; anything else is 405")
     func methods() throws {
         try withServer { port in
