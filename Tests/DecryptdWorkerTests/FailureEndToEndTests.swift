@@ -70,7 +70,10 @@ struct FailureEndToEndTests {
     func databaseOutage() throws {
         let url = try #require(Self.outageURL, "DECRYPTD_TEST_OUTAGE_DATABASE_URL is not set: run scripts/test.sh")
         let pipeline = try Pipeline(partitions: 4, databaseURL: url)
-        let expectation = try pipeline.generate(jobs: 6000, seed: 31)
+        // Enough that the worker is still at work when the server stops: with 6,000 jobs, a loaded
+        // CI host once saw the worker finish between the 200th member and the stop, so that
+        // nothing was left to retry.
+        let expectation = try pipeline.generate(jobs: 24000, seed: 31)
         var configuration = pipeline.configuration(group: "outage")
         configuration.batchSize = 100
         let run = try WorkerRun(configuration)
@@ -86,7 +89,7 @@ struct FailureEndToEndTests {
 
         let summary = try run.wait(timeout: 180)
         #expect(summary.abandoned == 0)
-        #expect(summary.total >= 6000)
+        #expect(summary.total >= 24000)
         try pipeline.expectTables(expectation)
         try pipeline.expectDeadLetters(expectation, group: "outage", exactly: true)
         try pipeline.expectCommitted(group: "outage")
