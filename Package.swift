@@ -30,7 +30,7 @@ let fuzzTargets: [Target] =
     : [
         ("FuzzJobValues", ["PhoneDecryption"]), ("FuzzPlaintext", ["PhoneDecryption", "OpenSSLAES"]),
         ("FuzzLenientBase64", ["PhoneDecryption"]), ("FuzzDecryptRequest", ["PhoneDecryption"]),
-        ("FuzzWeChatAnswers", ["PhoneDecryption"]), ("FuzzHTTPRequest", ["MetricsEndpoint"]),
+        ("FuzzWeChatAnswers", ["PhoneDecryption"]), ("FuzzHTTPRequest", ["MetricsEndpoint", "Locks"]),
         ("FuzzDeadLetterHeaders", ["DeadLetterFormat", "KafkaClient", "PhoneDecryption"]),
     ].map { name, dependencies in
         .executableTarget(name: name, dependencies: (dependencies + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "WeChatAPI",
             dependencies: [
-                "PhoneDecryption", "LogKeys", "Retries",
+                "PhoneDecryption", "LogKeys", "Retries", "Locks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -134,7 +134,7 @@ let package = Package(
         .target(
             name: "DevWeChat",
             dependencies: [
-                "PhoneDecryption", "SyntheticLoad",
+                "PhoneDecryption", "SyntheticLoad", "Locks",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -144,8 +144,12 @@ let package = Package(
         ),
 
         .target(
+            name: "Locks",
+            swiftSettings: strict
+        ),
+        .target(
             name: "Retries",
-            dependencies: ["LogKeys", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["LogKeys", "Locks", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // MARK: - Storage
@@ -180,7 +184,7 @@ let package = Package(
             name: "DecryptdWorker",
             dependencies: [
                 "PhoneDecryption", "DecryptdStore", "KafkaClient", "WeChatAPI", "DedicatedThread",
-                "LogKeys", "DeadLetterFormat", "Retries",
+                "LogKeys", "DeadLetterFormat", "Retries", "Locks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -197,6 +201,7 @@ let package = Package(
         .target(
             name: "MetricsEndpoint",
             dependencies: [
+                "Locks",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -210,6 +215,7 @@ let package = Package(
             name: "decryptd",
             dependencies: [
                 "PhoneDecryption",
+                "Locks",
                 "DecryptdStore",
                 "PostgresClient",
                 "KafkaClient",
@@ -231,6 +237,7 @@ let package = Package(
             name: "decryptd-bench",
             dependencies: [
                 "PhoneDecryption",
+                "Locks",
                 "DecryptdStore",
                 "PostgresClient",
                 "KafkaClient",
@@ -254,14 +261,14 @@ let package = Package(
             name: "DecryptdWorkerTests",
             dependencies: [
                 "DecryptdWorker", "DecryptdTestSupport", "DecryptdStore", "PostgresClient", "KafkaClient", "PhoneDecryption",
-                "DevWeChat", "WeChatAPI", "OpenSSLDigest", "SyntheticLoad", "DeadLetterFormat",
+                "DevWeChat", "WeChatAPI", "OpenSSLDigest", "SyntheticLoad", "DeadLetterFormat", "Locks",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "MetricsEndpointTests",
-            dependencies: ["MetricsEndpoint", "DecryptdTestSupport"],
+            dependencies: ["MetricsEndpoint", "DecryptdTestSupport", "Locks"],
             swiftSettings: strict
         ),
         .testTarget(

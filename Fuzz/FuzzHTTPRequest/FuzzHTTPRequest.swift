@@ -1,7 +1,7 @@
 import Foundation
 import FuzzDriver
+import Locks
 import MetricsEndpoint
-import Synchronization
 
 /// libFuzzer target: the bytes a client sent the metrics server, through the server's own pipeline
 /// (NIO's HTTP/1 parser and the endpoint's routing) on an embedded channel. Properties: the handler

@@ -1,10 +1,10 @@
 import DeadLetterFormat
 import Foundation
 import KafkaClient
+import Locks
 import LogKeys
 import Logging
 import Retries
-import Synchronization
 
 /// Where dead letters go: the producer, or a stand-in in tests.
 protocol DeadLetterTransport: Sendable {

@@ -2,11 +2,11 @@ import DecryptdStore
 import Dispatch
 import Foundation
 import KafkaClient
+import Locks
 import LogKeys
 import Logging
 import PhoneDecryption
 import Retries
-import Synchronization
 import WeChatAPI
 
 /// What the exchange stage needs of the store: the ledger of codes exchanged before (SPEC "Code

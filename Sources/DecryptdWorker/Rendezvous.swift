@@ -1,4 +1,4 @@
-import Synchronization
+import Locks
 
 /// A payload handed to whichever of a fixed number of independent parts finishes last. A part
 /// that never arrives (it failed) means nobody gets the payload.

@@ -3,10 +3,10 @@ import DecryptdStore
 import Dispatch
 import Foundation
 public import KafkaClient
+import Locks
 import LogKeys
 public import Logging
 import PhoneDecryption
-import Synchronization
 import WeChatAPI
 
 /// The Kafka → PostgreSQL decryption worker, at least once.

@@ -1,9 +1,9 @@
 public import Foundation
 import KafkaClient
+import Locks
 import LogKeys
 public import Logging
 public import PhoneDecryption
-import Synchronization
 
 /// What a run did, for the final log line and for `--exit-at-end` callers.
 public struct WorkerSummary: Sendable {

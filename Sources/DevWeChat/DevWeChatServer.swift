@@ -1,8 +1,8 @@
 public import Foundation
+import Locks
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// ``DevWeChatState`` behind HTTP/1.1 on loopback, with keep-alive and an injected latency per
 /// exchange that costs no thread (answers are scheduled on the event loop), so hundreds of exchanges

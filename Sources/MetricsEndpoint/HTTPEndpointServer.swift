@@ -1,8 +1,8 @@
+import Locks
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// `/metrics` and the health probes, over SwiftNIO's HTTP/1 server (the one dev-wechat uses):
 /// GET and HEAD only, one request per connection, every connection closed at most

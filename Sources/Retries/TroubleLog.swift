@@ -1,7 +1,7 @@
 public import Foundation
+import Locks
 import LogKeys
 public import Logging
-import Synchronization
 
 /// Says when some work starts failing transiently and when it has recovered, once each, never once
 /// per attempt, and counts the retries in between: the one place that logs trouble, for the

@@ -1,5 +1,5 @@
 public import Foundation
-import Synchronization
+import Locks
 
 /// An access token and when it stops being used.
 public struct AccessToken: Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locks
 
 /// Slows one appid's exchanges when WeChat says its quota or frequency limit is reached (45009,
 /// 45011), and lets them speed up again as calls succeed: each appid has a limit of calls in flight

@@ -1,6 +1,6 @@
 import CoreMetrics
+import Locks
 import PhoneDecryption
-import Synchronization
 
 /// The exchange's metrics (names are the Prometheus ones), created once per label set and cached.
 /// No label ever carries a code, a token, a secret or a phone number: appids are the configured

@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 public import Foundation
+import Locks
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// How decryptd reaches WeChat's server API: one POST of a JSON body, answered by a status and a
 /// body. A protocol, so that tests can substitute an answer without a server.

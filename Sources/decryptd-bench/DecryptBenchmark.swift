@@ -1,8 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Locks
 import PhoneDecryption
-import Synchronization
 import SyntheticLoad
 
 /// `decryptd-bench decrypt`: decrypts per second of realistic phone payloads, single thread and with

@@ -2,8 +2,8 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import KafkaClient
+import Locks
 import Logging
-import Synchronization
 
 /// `decryptd-bench produce`: acknowledged records/s and acknowledgement latency of the producer
 /// as the worker uses it for dead letters (idempotent, each send waits for every report).

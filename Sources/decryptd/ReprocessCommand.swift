@@ -1,9 +1,9 @@
 import ArgumentParser
 import DecryptdWorker
 import Foundation
+import Locks
 import LogKeys
 import PhoneDecryption
-import Synchronization
 
 /// `decryptd reprocess`: replay the dead-letter topic after session keys were refreshed.
 struct ReprocessCommand: AsyncParsableCommand {

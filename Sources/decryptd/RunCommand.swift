@@ -1,12 +1,12 @@
 import ArgumentParser
 import DecryptdWorker
 import Foundation
+import Locks
 import LogKeys
 import Logging
 import MetricsEndpoint
 import PhoneDecryption
 import ServiceLifecycle
-import Synchronization
 
 /// `decryptd run`: the worker.
 struct RunCommand: AsyncParsableCommand {

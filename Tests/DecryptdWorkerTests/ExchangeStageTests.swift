@@ -2,9 +2,9 @@ import DecryptdStore
 import DecryptdTestSupport
 import Foundation
 import KafkaClient
+import Locks
 import Logging
 import PhoneDecryption
-import Synchronization
 import Testing
 import WeChatAPI
 

@@ -1,7 +1,7 @@
 import DecryptdTestSupport
 import Foundation
+import Locks
 import MetricsEndpoint
-import Synchronization
 import Testing
 
 @Suite("Metrics and health endpoint server", .ownThread(minutes: 2))
