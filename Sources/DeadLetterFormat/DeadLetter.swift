@@ -15,6 +15,8 @@ public enum DeadLetter {
     public static let attempts = "decrypt.attempts"
     public static let failedAt = "decrypt.failed.at"
     public static let consumerGroup = "decrypt.consumer.group"
+    /// How long a job waited in `parked_jobs` before it failed, in milliseconds (only on such jobs).
+    public static let parkedMilliseconds = "decrypt.parked.ms"
     /// Set only on a record the topic refused as too large, which was then sent without the
     /// original parts it names (`value`, `value,key` or `value,key,headers`).
     public static let omitted = "decrypt.omitted"

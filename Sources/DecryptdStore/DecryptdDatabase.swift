@@ -83,7 +83,8 @@ public final class DecryptdDatabase {
         public var membersChanged: Int
         /// Failure rows inserted (a redelivered failure adds none).
         public var failuresRecorded: Int
-        /// Failure rows newly resolved, or (for a batch with exchanges) ledger rows added.
+        /// Failure rows newly resolved, or (for a batch with exchanges) ledger rows added, or (for a
+        /// batch with parked jobs) jobs parked.
         public var failuresResolved: Int
     }
 
@@ -135,25 +136,30 @@ public final class DecryptdDatabase {
         let members = batch.newestMemberPerUser
         let failures = batch.failures
         let resolved = batch.resolved
-        var parameters = [
-            PostgresArray.text(members.lazy.map { $0.user.appid }),
-            PostgresArray.text(members.lazy.map { $0.user.openid }),
-            PostgresArray.text(members.lazy.map { $0.phoneNumber }),
-            PostgresArray.text(members.lazy.map { $0.purePhoneNumber }),
-            PostgresArray.text(members.lazy.map { $0.countryCode }),
-            PostgresArray.integers(members.lazy.map { $0.watermarkTimestamp }),
-            PostgresArray.text(failures.lazy.map { $0.appid }),
-            PostgresArray.text(failures.lazy.map { $0.openid }),
-            PostgresArray.text(failures.lazy.map { $0.reason }),
-            PostgresArray.text(failures.lazy.map { $0.detail }),
-            PostgresArray.text(failures.lazy.map { $0.source.topic }),
-            PostgresArray.integers(failures.lazy.map { $0.source.partition }),
-            PostgresArray.integers(failures.lazy.map { $0.source.offset }),
-            PostgresArray.text(failures.lazy.map { $0.jobKind }),
-        ]
+        var parameters = Statements.outcomeParameters(members: members, failures: failures)
         var statement = Statements.writeOutcomes
-        precondition(resolved.isEmpty || batch.exchanges.isEmpty, "reprocessing exchanges no codes")
-        if !batch.exchanges.isEmpty {
+        precondition(
+            [!resolved.isEmpty, !batch.exchanges.isEmpty, !batch.parked.isEmpty].filter { $0 }.count <= 1,
+            "reprocessing exchanges no codes and parks nothing; code jobs never park")
+        if !batch.parked.isEmpty {
+            let parked = batch.parked
+            statement = Statements.writeOutcomesParking
+            parameters += [
+                PostgresArray.text(parked.lazy.map { $0.source.topic }),
+                PostgresArray.integers(parked.lazy.map { $0.source.partition }),
+                PostgresArray.integers(parked.lazy.map { $0.source.offset }),
+                PostgresArray.text(parked.lazy.map { $0.sourceTimestamp.map { String($0) } }),
+                PostgresArray.text(parked.lazy.map { $0.user.appid }),
+                PostgresArray.text(parked.lazy.map { $0.user.openid }),
+                PostgresArray.text(parked.lazy.map { $0.reason }),
+                PostgresArray.text(parked.lazy.map { $0.detail }),
+                PostgresArray.text(parked.lazy.map { $0.triedIssuedAt.map { String($0) } }),
+                PostgresArray.text(parked.lazy.map { $0.key.map(Hex.encode) }),
+                PostgresArray.text(parked.lazy.map { Hex.encode($0.value) }),
+                PostgresArray.text(parked.lazy.map { Hex.encode($0.headers) }),
+                String(batch.parkTimeoutSeconds),
+            ]
+        } else if !batch.exchanges.isEmpty {
             let exchanges = batch.exchanges
             statement = Statements.writeOutcomesRecordingExchanges
             parameters += [

@@ -92,6 +92,9 @@ public struct OutcomeBatch: Sendable, Hashable {
     public var resolved: [SourceCoordinates] = []
     /// Codes exchanged for this batch's code jobs, recorded with their outcomes.
     public var exchanges: [CodeExchangeRecord] = []
+    /// Jobs that wait for a newer session key, and for how long at most (seconds).
+    public var parked: [ParkedJobRecord] = []
+    public var parkTimeoutSeconds: Double = 0
 
     public init(
         members: [MemberRecord] = [], failures: [FailureRecord] = [], resolved: [SourceCoordinates] = [],
@@ -103,7 +106,7 @@ public struct OutcomeBatch: Sendable, Hashable {
         self.exchanges = exchanges
     }
 
-    public var isEmpty: Bool { members.isEmpty && failures.isEmpty && resolved.isEmpty && exchanges.isEmpty }
+    public var isEmpty: Bool { members.isEmpty && failures.isEmpty && resolved.isEmpty && exchanges.isEmpty && parked.isEmpty }
 
     /// One member row per user: the newest watermark wins, on a tie the later entry. Sorted by
     /// (appid, openid) byte by byte, which is the order of the tables' "C" collation. Identifiers

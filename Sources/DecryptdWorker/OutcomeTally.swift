@@ -2,7 +2,7 @@ import PhoneDecryption
 
 /// What a batch's jobs came to, for the metrics and the progress line.
 struct OutcomeTally {
-    /// Jobs by outcome name: "ok" or a failure code; outcomes with no job are absent.
+    /// Jobs by outcome name: "ok", "parked" or a failure code; outcomes with no job are absent.
     private(set) var counts: [String: Int] = [:]
     /// Payloads that only an older session key decrypted.
     private(set) var fallbacks = 0
@@ -17,6 +17,7 @@ struct OutcomeTally {
         // per batch: a dictionary keyed by name would hash a string per job.
         let reasons = FailureReason.allCases
         var tally = [Int](repeating: 0, count: reasons.count + 1)
+        var parked = 0
         var encrypted = 0
         var code = 0
         // Through the buffer, reading one field: `for job in jobs` would copy (retain and release)
@@ -41,6 +42,8 @@ struct OutcomeTally {
                     tally[0] += 1
                 case .failure(let failure):
                     tally[reasons.firstIndex(of: failure.reason)! + 1] += 1
+                case .parked:
+                    parked += 1
                 }
             }
         }
@@ -49,5 +52,6 @@ struct OutcomeTally {
         for (position, count) in tally.enumerated() where count > 0 {
             counts[position == 0 ? "ok" : reasons[position - 1].rawValue] = count
         }
+        if parked > 0 { counts["parked"] = parked }
     }
 }

@@ -166,6 +166,10 @@ enum JobOutcome: Sendable {
     case alreadyStored
     /// The job failed: its failure row and dead letter to write.
     case failure(DecryptFailure)
+    /// The job failed for a reason a newer session key can cure: it waits in `parked_jobs` (SPEC
+    /// "Waiting for a session key"). `triedIssuedAt`: the newest key it was tried with (µs since
+    /// the epoch), `nil` when there was none.
+    case parked(DecryptFailure, triedIssuedAt: Int64?)
 
     init(_ result: Result<PhonePayload, DecryptFailure>) {
         switch result {

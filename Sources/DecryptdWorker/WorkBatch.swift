@@ -20,6 +20,9 @@ struct WorkBatch: Sendable {
     /// Session keys, newest first, by key slot (filled by the lookup stage): positions, not a
     /// dictionary, so that each job's user is hashed once on its way through.
     var sessionKeys: [[String]] = []
+    /// The newest key's `issued_at` (µs since the epoch) by key slot, when the worker parks jobs
+    /// (see ``park(reasons:)``); empty otherwise.
+    var newestIssuedAt: [Int64?] = []
     /// The codes this batch's code jobs exchanged, for the ledger (see ``ExchangeStage``).
     var exchanges: [CodeExchangeRecord] = []
     /// Leases its jobs hold until they are durable, released by ``releaseLeases()``.
@@ -108,6 +111,21 @@ struct WorkBatch: Sendable {
             batches[Int(laneHash(exchange.user.openid) % UInt64(lanes))].exchanges.append(exchange)
         }
         return batches.filter { !$0.jobs.isEmpty || !$0.exchanges.isEmpty }
+    }
+
+    /// Encrypted jobs that failed for one of `reasons` wait for a newer session key instead
+    /// (SPEC "Waiting for a session key"): their outcome becomes ``JobOutcome/parked(_:triedIssuedAt:)``.
+    mutating func park(reasons: Set<FailureReason>) {
+        let newest = newestIssuedAt
+        jobs.withUnsafeMutableBufferPointer { jobs in
+            for index in jobs.indices {
+                guard case .failure(let failure) = jobs[index].outcome, reasons.contains(failure.reason),
+                    case .encrypted = jobs[index].payload, jobs[index].user != nil
+                else { continue }
+                let slot = Int(jobs[index].keySlot)
+                jobs[index].outcome = .parked(failure, triedIssuedAt: newest.indices.contains(slot) ? newest[slot] : nil)
+            }
+        }
     }
 
     /// The batch is durable: the leases its jobs held are given back.

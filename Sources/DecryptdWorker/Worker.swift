@@ -51,6 +51,8 @@ public final class Worker: Sendable {
     /// Code jobs' stage; its exchanger is shared with nobody.
     private let exchangeStage: ExchangeStage
     private let exchanger: PhoneCodeExchanger
+    /// Jobs waiting for a newer session key (nil when parking is off).
+    private let parkedJobs: ParkedJobsStage?
     /// Where the worker is in its life, and when the poll loop last ran.
     private let state = Mutex((lifecycle: WorkerLifecycle(), lastPoll: Date()))
     /// Requested when unfinished work is abandoned (a permanent error, or the shutdown timeout):
@@ -96,13 +98,31 @@ public final class Worker: Sendable {
             },
             deliver: { batches in for batch in batches { persistQueues[batch.lane].put(.write(batch)) } }
         )
-        deadLetters = DeadLetterSender(
+        let deadLetters = DeadLetterSender(
             transport: producer, backoff: backoff, logger: logger, stop: abandon,
             onRetry: { [metrics, stats] in
                 metrics.kafkaRetries.increment()
                 stats.retriedKafka()
             }
         )
+        self.deadLetters = deadLetters
+        if configuration.parks {
+            parkedJobs = ParkedJobsStage(
+                settings: .init(
+                    jobs: .init(
+                        appids: configuration.appids, maxSessionKeys: configuration.maxSessionKeys, reasons: configuration.parkReasons,
+                        deadLetterTopic: configuration.deadLetterTopic, group: configuration.group,
+                        outcomesTopic: configuration.outcomesTopic)
+                ),
+                openDatabase: openDatabase, backoff: backoff, logger: logger, metrics: metrics, abandon: abandon,
+                send: { try deadLetters.sendAll($0) },
+                onPostgresRetry: { [metrics, stats] in
+                    metrics.postgresRetries.increment()
+                    stats.retriedPostgres()
+                })
+        } else {
+            parkedJobs = nil
+        }
     }
 
     // MARK: - Control
@@ -159,6 +179,7 @@ public final class Worker: Sendable {
         producer.prepare(topic: configuration.deadLetterTopic, timeout: 10)
         deadLetters.start(onError: { [unowned self] in fail($0, stage: $1) })
         exchangeStage.start(onError: { [unowned self] in fail($0, stage: $1) })
+        parkedJobs?.start(onError: { [unowned self] in fail($0, stage: $1) })
         let stages = startStages()
         logger.info(
             "worker started",
@@ -238,6 +259,7 @@ public final class Worker: Sendable {
         decryptQueue.close()
         for queue in persistQueues { queue.close() }
         for stage in stages { stage.join() }
+        parkedJobs?.close()
         deadLetters.close()
         consumer.close()
         // Dead letters still unacknowledged belong to abandoned batches, which are redelivered
@@ -258,13 +280,22 @@ public final class Worker: Sendable {
         }
         let users = WorkBatch.assignKeySlots(&batches)
         var keys: [[String]] = []
-        if !users.isEmpty {
+        var newest: [Int64?] = []
+        if !users.isEmpty, configuration.parks {
+            // A job that parks waits for a key newer than those it was tried with.
+            let found = try retryingDatabaseWork("session lookup") {
+                try database.sessionKeysWithNewest(forDistinct: users, limit: configuration.maxSessionKeys)
+            }
+            keys = found.map(\.keys)
+            newest = found.map(\.newest)
+        } else if !users.isEmpty {
             keys = try retryingDatabaseWork("session lookup") {
                 try database.sessionKeys(forDistinct: users, limit: configuration.maxSessionKeys)
             }
         }
         for var batch in batches {
             batch.sessionKeys = keys
+            batch.newestIssuedAt = newest
             decryptQueue.put(batch)
         }
     }
@@ -273,24 +304,39 @@ public final class Worker: Sendable {
 
     private func decrypt(_ batch: inout WorkBatch) {
         batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
+        if configuration.parks { batch.park(reasons: configuration.parkReasons) }
         persistQueues[batch.lane].put(.write(batch))
     }
 
     private func persist(_ batch: WorkBatch, _ database: DecryptdDatabase) throws {
         var outcome = BatchOutcome(
             fresh: batch.jobs,
-            deadLetters: .init(topic: configuration.deadLetterTopic, group: configuration.group, failedAt: DeadLetter.rfc3339(Date()))
+            deadLetters: .init(topic: configuration.deadLetterTopic, group: configuration.group, failedAt: DeadLetter.rfc3339(Date())),
+            parkTimeout: configuration.parkTimeout, outcomesTopic: configuration.outcomesTopic
         )
         outcome.rows.exchanges = batch.exchanges
         // The dead letters and the outcome statement are independent; both must be durable before
         // the offsets are completed. The produce does not block: whichever of the two finishes
-        // last completes the batch, and the slot moves on to its next batch meanwhile.
+        // last completes the batch, and the slot moves on to its next batch meanwhile. Outcome
+        // records announce what is durable, so they are sent after the statement, as its part.
         let done = Rendezvous(parts: outcome.deadLetters.isEmpty ? 1 : 2, payload: batch)
         if !outcome.deadLetters.isEmpty {
             deadLetters.send(outcome.deadLetters) { [self] in deadLettersDone(done) }
         }
         _ = try retryingDatabaseWork("outcome write") { try database.write(outcome.rows) }
-        if let batch = done.arrive() { complete(batch) }
+        if !outcome.rows.parked.isEmpty { parkedJobs?.recheck(outcome.rows.parked.lazy.map(\.user)) }
+        if !outcome.announcements.isEmpty {
+            let counts = OutcomeTally(batch.jobs).counts
+            deadLetters.send(outcome.announcements) { [self] in
+                for (name, count) in counts {
+                    let status: OutcomeRecord.Status = name == "ok" ? .ok : name == "parked" ? .parked : .failed
+                    metrics.announced[status]?.increment(by: count)
+                }
+                deadLettersDone(done)
+            }
+        } else if let batch = done.arrive() {
+            complete(batch)
+        }
     }
 
     /// Both the outcome and the dead letters of `batch` are durable: its offsets may be stored.

@@ -1,5 +1,6 @@
 public import Foundation
 public import KafkaClient
+public import PhoneDecryption
 public import WeChatAPI
 
 /// Everything `decryptd run` is told, already validated. Flags and environment variables map onto
@@ -51,6 +52,22 @@ public struct WorkerConfiguration: Sendable {
     public var exchangeTimeout: TimeInterval = 5
     /// How long the exchange ledger keeps a code. Default: 7 days.
     public var exchangeLedgerRetention: TimeInterval = 7 * 86_400
+
+    // MARK: Waiting for a session key, and outcome records
+
+    /// How long a job that failed with one of ``parkReasons`` waits in `parked_jobs` for a newer
+    /// session key before it fails; 0 turns parking off. Default: 15 minutes.
+    public var parkTimeout: TimeInterval = 15 * 60
+    /// The reasons that park a job (only those a newer key can cure). Default: `session_not_found`,
+    /// `bad_padding`.
+    public var parkReasons: Set<FailureReason> = Self.parkableReasons
+    /// The reasons a newer session key can cure, and so the only ones that may park.
+    public static let parkableReasons: Set<FailureReason> = [.sessionNotFound, .badPadding]
+    /// Where every job's outcome is announced once durable (SPEC "Outcome records"); `nil`: nowhere.
+    public var outcomesTopic: String?
+
+    /// Whether jobs that fail for one of ``parkReasons`` wait for a newer key.
+    public var parks: Bool { parkTimeout > 0 && !parkReasons.isEmpty }
 
     public init(brokers: String, databaseURL: String, appids: [String]) {
         self.brokers = brokers

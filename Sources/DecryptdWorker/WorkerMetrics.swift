@@ -1,4 +1,5 @@
 import CoreMetrics
+import DeadLetterFormat
 import PhoneDecryption
 import WeChatAPI
 
@@ -21,6 +22,22 @@ public final class WorkerMetrics: Sendable {
     /// The code exchange's: `decryptd_exchanges_total`, `decryptd_exchange_duration_seconds`, ...
     let exchange: ExchangeMetrics
 
+    // Waiting for a session key, and outcome records.
+    /// `decryptd_parked_jobs{reason}`: jobs waiting in `parked_jobs` now (every worker of the group
+    /// reports the table's count, refreshed every few seconds).
+    let parkedNow: [FailureReason: Gauge]
+    /// `decryptd_parked_oldest_age_seconds`: how long the oldest waiting job has waited.
+    let parkedOldestAge = Gauge(label: "decryptd_parked_oldest_age_seconds")
+    /// `decryptd_parked_healed_total`: waiting jobs a newer key decrypted (member row durable).
+    let healed = Counter(label: "decryptd_parked_healed_total")
+    /// `decryptd_parked_wait_seconds`: how long healed jobs waited.
+    let healedWait = Timer(label: "decryptd_parked_wait_seconds", preferredDisplayUnit: .seconds)
+    /// `decryptd_parked_expired_total{reason}`: waiting jobs that failed at their deadline (or by
+    /// `parked --expire`), or failed a retry for a reason that does not park.
+    let expired: [FailureReason: Counter]
+    /// `decryptd_outcome_records_total{status}`: outcome records acknowledged by the broker.
+    let announced: [OutcomeRecord.Status: Counter]
+
     /// Creates every series at 0 for its known label values (outcomes, repair kinds, components,
     /// and for the exchange the configured `appids`), so that each exists from the start.
     public init(appids: [String] = []) {
@@ -29,14 +46,35 @@ public final class WorkerMetrics: Sendable {
         for reason in FailureReason.allCases {
             jobs[reason.rawValue] = Counter(label: "decryptd_jobs_total", dimensions: [("outcome", reason.rawValue)])
         }
+        jobs["parked"] = Counter(label: "decryptd_jobs_total", dimensions: [("outcome", "parked")])
         self.jobs = jobs
+        parkedNow = Dictionary(
+            uniqueKeysWithValues: WorkerConfiguration.parkableReasons.map {
+                ($0, Gauge(label: "decryptd_parked_jobs", dimensions: [("reason", $0.rawValue)]))
+            })
+        expired = Dictionary(
+            uniqueKeysWithValues: FailureReason.allCases.map {
+                ($0, Counter(label: "decryptd_parked_expired_total", dimensions: [("reason", $0.rawValue)]))
+            })
+        announced = Dictionary(
+            uniqueKeysWithValues: OutcomeRecord.Status.allCases.map {
+                ($0, Counter(label: "decryptd_outcome_records_total", dimensions: [("status", $0.rawValue)]))
+            })
         repairs = Base64Repairs.named.map { ($0.0, Counter(label: "decryptd_base64_repairs_total", dimensions: [("kind", $0.1)])) }
     }
 
     /// Each metric's HELP text, by name (the exchange's included). swift-metrics has no place for
     /// one; the executable's metrics factory hands them to Prometheus.
     public static let help: [String: String] = [
-        "decryptd_jobs_total": "Jobs whose outcome is durable, by outcome: ok or a failure code.",
+        "decryptd_jobs_total":
+            "Jobs whose first outcome is durable, by outcome: ok, parked (waiting for a newer session key) or a failure code.",
+        "decryptd_parked_jobs": "Jobs waiting in parked_jobs for a newer session key, by the reason they failed with.",
+        "decryptd_parked_oldest_age_seconds": "Seconds the oldest job in parked_jobs has waited (0 when none waits).",
+        "decryptd_parked_healed_total": "Waiting jobs that a newer session key decrypted (member row durable).",
+        "decryptd_parked_wait_seconds": "Seconds healed jobs waited in parked_jobs.",
+        "decryptd_parked_expired_total":
+            "Waiting jobs that ended failed (their deadline, parked --expire, or a retry that failed for good), by reason.",
+        "decryptd_outcome_records_total": "Outcome records acknowledged by the broker, by status.",
         "decryptd_base64_repairs_total": "Payloads whose base64 was repaired before decryption, by kind of damage.",
         "decryptd_session_key_fallbacks_total": "Payloads decrypted with an older stored session key than the newest.",
         "decryptd_batch_duration_seconds": "Seconds from a batch's fetch to its durable outcome.",

@@ -97,4 +97,29 @@ final class PQConnection {
             PQexecPrepared(pointer, name, Int32(values.count), pointers, nil, nil, 0).map(PQResult.init)
         }
     }
+
+    /// Notifications (LISTEN/NOTIFY) that have arrived, as (channel, payload), waiting up to
+    /// `timeout` seconds for the first when none is queued. `nil` when the connection broke.
+    func notifications(waitingUpTo timeout: Double) -> [(channel: String, payload: String)]? {
+        var found = drainNotifications()
+        guard found.isEmpty, timeout > 0 else { return found }
+        var descriptor = pollfd(fd: PQsocket(pointer), events: Int16(POLLIN), revents: 0)
+        guard descriptor.fd >= 0 else { return nil }
+        let ready = poll(&descriptor, 1, Int32(max(1, (timeout * 1000).rounded())))
+        if ready < 0, errno != EINTR { return nil }
+        if ready > 0 {
+            guard PQconsumeInput(pointer) == 1 else { return nil }
+            found = drainNotifications()
+        }
+        return found
+    }
+
+    private func drainNotifications() -> [(channel: String, payload: String)] {
+        var found: [(channel: String, payload: String)] = []
+        while let notification = PQnotifies(pointer) {
+            found.append((String(cString: notification.pointee.relname), String(cString: notification.pointee.extra)))
+            PQfreemem(notification)
+        }
+        return found
+    }
 }

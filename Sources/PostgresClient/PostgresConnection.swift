@@ -166,6 +166,22 @@ public final class PostgresConnection {
         return try check(session.execPrepared(statement.name, parameters), on: session)
     }
 
+    // MARK: - Notifications
+
+    /// Notifications on the channels this session LISTENs to, as (channel, payload): those
+    /// already received, or else the first ones to arrive within `timeout` seconds (an empty list
+    /// when none did). A broken connection throws a `.connection` error, and the session is
+    /// dropped: the next call connects anew, and LISTEN must be repeated on it.
+    public func notifications(waitingUpTo timeout: Double) throws(PostgresError) -> [(channel: String, payload: String)] {
+        let session = try liveSession()
+        guard let found = session.notifications(waitingUpTo: timeout), session.isHealthy else {
+            let message = session.errorMessage
+            disconnect()
+            throw PostgresError(kind: .connection, message: message.isEmpty ? "connection lost while listening" : message)
+        }
+        return found
+    }
+
     // MARK: - Transactions
 
     /// Runs `body` inside BEGIN ... COMMIT; rolls back and rethrows if `body` throws.

@@ -13,7 +13,7 @@ struct Decryptd: AsyncParsableCommand {
             """,
         version: "0.1.0 (\(Allocator.description))",
         subcommands: [
-            RunCommand.self, MigrateCommand.self, ReprocessCommand.self, ReportCommand.self,
+            RunCommand.self, MigrateCommand.self, ReprocessCommand.self, ReportCommand.self, ParkedCommand.self,
             DevBrokerCommand.self, DevWeChatCommand.self, LoadgenCommand.self, DecryptCommand.self,
         ]
     )

@@ -19,7 +19,10 @@ struct RunCommand: AsyncParsableCommand {
             errors (PostgreSQL down, a dead-letter produce not acknowledged, WeChat busy or rate-limited) are \
             retried with backoff and never dead-lettered. Code jobs ({"openid", "code"}) are exchanged with \
             WeChat's phone-number API beside decryption, each code once: exchanged codes are remembered (by \
-            SHA-256) in phone_code_exchanges, in the same transaction as the member row. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
+            SHA-256) in phone_code_exchanges, in the same transaction as the member row. An encrypted job \
+            whose session key is not stored yet (session_not_found, or bad_padding with only older keys) \
+            waits in parked_jobs for up to --park-timeout and is retried as soon as a newer key is stored \
+            (the login race); at its deadline it fails as it would have. SIGTERM/SIGINT: stop fetching, finish in-flight work, commit, exit 0 \
             (exit 1 if work could not finish within --shutdown-timeout; it is redelivered later). \
             Start-up problems (unreachable broker or database, a missing jobs topic, no appid, bad values) \
             exit 2 with one line each; a missing dead-letter topic is created where the brokers create \
@@ -33,6 +36,8 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var decryption: DecryptionOptions
 
     @OptionGroup(title: "Code jobs") var wechat: WeChatOptions
+
+    @OptionGroup(title: "Waiting for a session key, and outcome records") var parking: ParkingOptions
 
     @Option(name: Settings.group.name, help: Settings.group.help)
     var group: String?
@@ -82,6 +87,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.shutdownTimeout = try Settings.shutdownTimeout.resolved(shutdownTimeout, problems: &settings)
         configuration.exitAtEnd = try exitAtEnd || Environment.flag("DECRYPTD_EXIT_AT_END")
         try wechat.apply(to: &configuration, problems: &settings)
+        parking.apply(to: &configuration, problems: &settings)
         let startupTimeoutIsUsable = Settings.startupTimeout.problem(with: startupTimeout) == nil
         logger.debug(
             "checking the brokers and the database",
@@ -90,7 +96,9 @@ struct RunCommand: AsyncParsableCommand {
                 LogKey.group: "\(configuration.group)",
             ])
         let problems = Preflight.problems(
-            configuration, topics: [configuration.jobsTopic], produced: [configuration.deadLetterTopic], settings: settings,
+            configuration, topics: [configuration.jobsTopic],
+            produced: [configuration.deadLetterTopic] + [configuration.outcomesTopic].compactMap { $0 },
+            settings: settings,
             timeout: startupTimeoutIsUsable ? startupTimeout : Settings.startupTimeout.defaultValue!,
             logger: logger
         )

@@ -33,8 +33,11 @@ struct Pipeline {
         (url, database) = try IsolatedDatabase.create(on: databaseURL)
     }
 
-    func configuration(group: String = "decryptd", exitAtEnd: Bool = true) -> WorkerConfiguration {
+    /// The worker's configuration for this pipeline. Parking is off unless `parkTimeout` is given
+    /// (the loads of the other tests expect every failure at once: see ``binaryEnvironment``).
+    func configuration(group: String = "decryptd", exitAtEnd: Bool = true, parkTimeout: Double = 0) -> WorkerConfiguration {
         var configuration = WorkerConfiguration(brokers: cluster.bootstrapServers, databaseURL: url, appids: [Self.appid])
+        configuration.parkTimeout = parkTimeout
         configuration.group = group
         configuration.exitAtEnd = exitAtEnd
         configuration.progressInterval = 0
@@ -200,12 +203,15 @@ struct Pipeline {
 
 extension Pipeline {
     /// The environment for the decryptd binary against this pipeline: SPEC's three variables
-    /// (brokers, database, appid) and none of decryptd's own from the test's environment.
+    /// (brokers, database, appid) and none of decryptd's own from the test's environment. Parking
+    /// is off (`DECRYPTD_PARK_TIMEOUT=0`): these loads expect every failure at once, which is what
+    /// `--park-timeout 0` must give; the parking tests turn it on.
     var binaryEnvironment: [String: String] {
         var environment = ChildProcess.environmentWithoutDecryptdConfiguration
         environment["KAFKA_BROKERS"] = cluster.bootstrapServers
         environment["DATABASE_URL"] = url
         environment["WECHAT_APPIDS"] = Self.appid
+        environment["DECRYPTD_PARK_TIMEOUT"] = "0"
         return environment
     }
 

@@ -1,0 +1,181 @@
+import DeadLetterFormat
+import DecryptdStore
+import Foundation
+import KafkaClient
+public import Logging
+public import PhoneDecryption
+
+/// What is done with jobs waiting in `parked_jobs` (SPEC "Waiting for a session key"), for the
+/// worker's parked-jobs stage and for `decryptd parked --expire` alike: retry those a newer key
+/// may cure, fail those past their deadline. Each round locks its jobs (FOR UPDATE SKIP LOCKED, so
+/// any worker of the group may take any job, one at a time per job), makes their dead letters and
+/// outcome records durable, then writes their rows and ends or updates the parked rows in one
+/// transaction. A crash before the commit leaves the jobs parked and unlocked; a crash after it
+/// has sent what it had to. Blocking: run it on its own thread, with its own connection.
+struct ParkedJobs {
+    struct Settings: Sendable {
+        var appids: [String]
+        var maxSessionKeys: Int
+        var reasons: Set<FailureReason>
+        var deadLetterTopic: String
+        var group: String
+        var outcomesTopic: String?
+        /// Jobs locked per round (one transaction).
+        var roundSize = 256
+    }
+
+    /// What a round did, for metrics and summaries.
+    struct Round: Sendable {
+        var healed: [Int64] = []
+        var failed: [FailureReason] = []
+        var stillWaiting = 0
+        var count: Int { healed.count + failed.count + stillWaiting }
+    }
+
+    let settings: Settings
+    let database: DecryptdDatabase
+    /// Sends records and returns once every one is acknowledged (throws what cannot be retried).
+    let send: ([KafkaRecord]) throws -> Void
+    private let decryptor = PhoneDecryptor()
+
+    init(settings: Settings, database: DecryptdDatabase, send: @escaping ([KafkaRecord]) throws -> Void) {
+        self.settings = settings
+        self.database = database
+        self.send = send
+    }
+
+    /// One round of retries: jobs of `users` (of anybody when nil) for which a newer key is stored.
+    func retryCurable(users: [UserKey]?) throws -> Round {
+        try inTransaction {
+            let jobs = try database.lockCurable(users: users, limit: settings.roundSize)
+            guard !jobs.isEmpty else { return Round() }
+            let distinct = Array(Set(jobs.map(\.record.user)))
+            let keys = try database.sessionKeysWithNewest(forDistinct: distinct, limit: settings.maxSessionKeys)
+            let byUser = Dictionary(uniqueKeysWithValues: zip(distinct, keys))
+            var round = Round()
+            var changes = ParkedJobChanges()
+            var records: [KafkaRecord] = []
+            for parked in jobs {
+                let message = parked.record.message
+                var job = PendingJob(message, appids: settings.appids)
+                let found = byUser[parked.record.user] ?? ([], nil)
+                if job.awaitsDecryption {
+                    job.decrypt(with: decryptor, sessionKeys: found.keys)
+                }
+                let waited = parked.waitedMilliseconds
+                switch job.outcome {
+                case .success(let payload)?:
+                    changes.members.append(MemberRecord(user: parked.record.user, payload: payload))
+                    changes.ended.append((parked.record.source, healed: true))
+                    round.healed.append(waited)
+                    records += announcement(message, job: job, status: .ok, waited: waited)
+                case .failure(let failure)? where settings.reasons.contains(failure.reason):
+                    changes.stillWaiting.append((parked.record.source, failure.reason.rawValue, failure.detail, found.newest))
+                    round.stillWaiting += 1
+                default:
+                    // Not a failure a newer key can cure (the job itself is wrong): it fails now.
+                    let failure = job.outcome?.failureValue ?? DecryptFailure(.malformedJob, "parked job could not be read back")
+                    records += failing(parked, message: message, job: job, failure: failure, changes: &changes)
+                    round.failed.append(failure.reason)
+                }
+            }
+            try send(records)
+            try database.finishParked(changes)
+            return round
+        }
+    }
+
+    /// One round of expiry: jobs `selection` names fail with the reason they last failed with:
+    /// failure row, dead letter with `decrypt.parked.ms`, outcome record.
+    func expire(_ selection: ParkedSelection) throws -> Round {
+        try inTransaction {
+            let jobs = try database.lockExpiring(selection, limit: settings.roundSize)
+            var round = Round()
+            guard !jobs.isEmpty else { return round }
+            var changes = ParkedJobChanges()
+            var records: [KafkaRecord] = []
+            for parked in jobs {
+                let message = parked.record.message
+                let job = PendingJob(message, appids: settings.appids)
+                let reason = FailureReason(rawValue: parked.record.reason) ?? .badPadding
+                let failure = DecryptFailure(reason, parked.record.detail)
+                records += failing(parked, message: message, job: job, failure: failure, changes: &changes)
+                round.failed.append(reason)
+            }
+            try send(records)
+            try database.finishParked(changes)
+            return round
+        }
+    }
+
+    /// The rows and records of a parked job that ends failed.
+    private func failing(
+        _ parked: ParkedJob, message: KafkaMessage, job: PendingJob, failure: DecryptFailure, changes: inout ParkedJobChanges
+    ) -> [KafkaRecord] {
+        let record = parked.record
+        changes.failures.append(
+            FailureRecord(appid: record.user.appid, openid: record.user.openid, failure: failure, source: record.source, kind: .encrypted))
+        changes.ended.append((record.source, healed: false))
+        let source = DeadLetter.Source(
+            topic: record.source.topic, partition: record.source.partition, offset: record.source.offset, timestamp: record.sourceTimestamp)
+        var deadLetter = DeadLetter.record(
+            for: message, failure: failure, source: source, attempts: 1, topic: settings.deadLetterTopic, group: settings.group)
+        deadLetter.headers.append(KafkaHeader(DeadLetter.parkedMilliseconds, String(parked.waitedMilliseconds)))
+        var job = job
+        job.outcome = .failure(failure)
+        return [deadLetter] + announcement(message, job: job, status: .failed, waited: parked.waitedMilliseconds)
+    }
+
+    private func announcement(_ message: KafkaMessage, job: PendingJob, status: OutcomeRecord.Status, waited: Int64) -> [KafkaRecord] {
+        guard let topic = settings.outcomesTopic else { return [] }
+        return [
+            OutcomeRecord.record(
+                for: message, status: status, kind: .encrypted, appid: job.appid, openid: job.openid,
+                reason: job.outcome?.failureValue?.reason, waitedMilliseconds: waited, topic: topic)
+        ]
+    }
+
+    /// Runs `body` in a transaction of its own on the round's connection: rolled back when it
+    /// throws (the parked rows stay as they were, and unlocked).
+    private func inTransaction<R>(_ body: () throws -> R) throws -> R {
+        let connection = database.connection
+        try connection.execute("BEGIN")
+        do {
+            let result = try body()
+            try connection.execute("COMMIT")
+            return result
+        } catch {
+            if connection.isConnected { _ = try? connection.execute("ROLLBACK") }
+            throw error
+        }
+    }
+}
+
+/// `decryptd parked --expire`: ends waiting early for the jobs an operator names, exactly as at
+/// their deadline (failure row, dead letter with `decrypt.parked.ms`, outcome record).
+public enum ParkedJobsExpiry {
+    /// Expires the parked jobs of `reason` (any when nil) that have waited at least `olderThan`
+    /// seconds, in rounds, and returns how many ended, by reason. Jobs a worker has locked at that
+    /// moment are left to it.
+    public static func expire(
+        configuration: WorkerConfiguration, reason: FailureReason?, olderThan: Double, logger: Logger
+    ) throws -> [FailureReason: Int] {
+        let database = try DecryptdDatabase(url: configuration.databaseURL)
+        let producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
+        producer.start()
+        defer { producer.close(timeout: 10) }
+        let sender = DeadLetterSender(
+            transport: producer, backoff: Backoff(maximumDelay: configuration.maxRetryDelay), logger: logger, stop: StopRequest())
+        let jobs = ParkedJobs(
+            settings: .init(
+                appids: configuration.appids, maxSessionKeys: configuration.maxSessionKeys, reasons: configuration.parkReasons,
+                deadLetterTopic: configuration.deadLetterTopic, group: configuration.group, outcomesTopic: configuration.outcomesTopic),
+            database: database, send: { try sender.sendAll($0) })
+        var ended: [FailureReason: Int] = [:]
+        while true {
+            let round = try jobs.expire(.matching(reason: reason?.rawValue, olderThanSeconds: olderThan))
+            for reason in round.failed { ended[reason, default: 0] += 1 }
+            if round.count < jobs.settings.roundSize { return ended }
+        }
+    }
+}
