@@ -244,6 +244,7 @@ let package = Package(
                 "CLibCrypto",
                 "WeChatAPI",
                 "SyntheticLoad",
+                "DecryptdWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

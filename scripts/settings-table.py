@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # (file, marker name, commands), in the order the tables appear.
 TARGETS = [
     (ROOT / "README.md", "run", ["run"]),
-    (ROOT / "docs" / "settings.md", "others", ["reprocess", "report", "loadgen", "migrate", "decrypt", "dev-broker", "dev-wechat"]),
+    (ROOT / "docs" / "settings.md", "others", ["reprocess", "report", "parked", "loadgen", "migrate", "decrypt", "dev-broker", "dev-wechat"]),
 ]
 
 

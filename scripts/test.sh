@@ -18,7 +18,7 @@ quick_suites=(
     "DecryptdStoreTests\\.OutcomeBatchTests"
     "DecryptdCLITests\\.SettingTests"
     "KafkaClientTests\\.(KafkaTimeoutTests|TopicPartitionTests|KafkaPropertySettingTests|KafkaMessageTests|OffsetTrackerTests|ConsumerStateTests)"
-    "DecryptdWorkerTests\\.(WorkerLifecycleTests|SlotLimitTests|ReprocessSourceTests|LoadGeneratorTests|UserSlotsTests|DeadLetterTests|PendingJobTests|WorkBatchTests|DeadLetterSenderTests|BackoffTests|BatchOutcomeTests|BlockingQueueTests|OutcomeTallyTests|RendezvousTests|ExchangeStageTests)"
+    "DecryptdWorkerTests\\.(WorkerLifecycleTests|SlotLimitTests|ReprocessSourceTests|LoadGeneratorTests|UserSlotsTests|DeadLetterTests|PendingJobTests|WorkBatchTests|DeadLetterSenderTests|BackoffTests|BatchOutcomeTests|BlockingQueueTests|OutcomeTallyTests|RendezvousTests|ExchangeStageTests|ParkingTests)"
 )
 
 case "${1:-}" in

@@ -20,7 +20,7 @@ extension DecryptdDatabase {
             try connection.connect()
             return notMigrated(try Migrator().pending(connection))
         } catch {
-            if let error = error as? PostgresError, error.sqlState == "42501" {
+            if error.sqlState == "42501" {
                 return "the database role cannot read decryptd_migrations (\(error.message)): grant it SELECT on the table"
             }
             return problem(error)

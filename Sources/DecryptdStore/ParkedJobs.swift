@@ -70,6 +70,8 @@ public struct ParkedSummary: Sendable, Hashable {
 
     public var rows: [Row]
     public var total: Int { rows.reduce(0) { $0 + $1.count } }
+
+    public init(rows: [Row]) { self.rows = rows }
     public var oldestSeconds: Double { rows.map(\.oldestSeconds).max() ?? 0 }
 }
 
@@ -82,6 +84,14 @@ public struct ParkedEndings: Sendable, Hashable {
     public var p99WaitMilliseconds: Int64
     /// Healed jobs by hour, oldest first.
     public var healedHourly: [Hour]
+
+    public init(healed: Int, expired: Int, medianWaitMilliseconds: Int64, p99WaitMilliseconds: Int64, healedHourly: [Hour]) {
+        self.healed = healed
+        self.expired = expired
+        self.medianWaitMilliseconds = medianWaitMilliseconds
+        self.p99WaitMilliseconds = p99WaitMilliseconds
+        self.healedHourly = healedHourly
+    }
 
     public struct Hour: Sendable, Hashable {
         /// The hour's start, RFC 3339, UTC.

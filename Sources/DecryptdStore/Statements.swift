@@ -117,8 +117,9 @@ enum Statements {
     /// ``writeOutcomes`` plus parked jobs ($15 topics, $16 partitions, $17 offsets, $18 source
     /// timestamps, $19 appids, $20 openids, $21 reasons, $22 details, $23 tried keys' issued_at in
     /// µs, $24 keys, $25 values, $26 packed headers, the last three as hex; $27 the park timeout in
-    /// seconds). A redelivered job that is parked already stays as it is. The third count is the
-    /// jobs parked.
+    /// seconds). A redelivered job that is parked already stays as it is, and one whose wait has
+    /// ended already (healed or failed: its row is durable) is not parked again. The third count
+    /// is the jobs parked.
     static let writeOutcomesParking = PreparedStatement(
         name: "decryptd_write_outcomes_parking",
         sql: """
@@ -130,6 +131,9 @@ enum Statements {
                 FROM unnest($15::text[], $16::integer[], $17::bigint[], $18::bigint[], $19::text[], $20::text[], $21::text[],
                             $22::text[], $23::bigint[], $24::text[], $25::text[], $26::text[])
                     AS j(topic, part, off, ts, appid, openid, reason, detail, tried, k, v, h)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM parked_job_endings e
+                    WHERE e.source_topic = j.topic AND e.source_partition = j.part AND e.source_offset = j.off)
                 ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
                 RETURNING 1
             )

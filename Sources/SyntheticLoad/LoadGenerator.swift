@@ -1,5 +1,5 @@
 public import DecryptdStore
-import Foundation
+public import Foundation
 public import KafkaClient
 public import PhoneDecryption
 
@@ -31,6 +31,10 @@ public struct LoadGenerator {
         public var unconfiguredAppid: String?
         /// When the code jobs' codes are issued (seconds since the epoch). Default: now.
         public var codesIssuedAt = Int64(Date().timeIntervalSince1970)
+        /// Share of ok encrypted jobs whose key is stored only after the job (the login race): a
+        /// user of its own, with no key stored yet or only an older one. ``Expectation/lateSessions``
+        /// holds the keys to store later; the jobs end ok once they are.
+        public var lateKeyShare = 0.0
         /// Jobs are made, produced and acknowledged this many at a time, in multiples of 5 (so that
         /// the neighbour swaps that deliver some jobs out of order stay within a chunk).
         public var chunkSize = 40_000 {
@@ -77,6 +81,9 @@ public struct LoadGenerator {
         public var kinds: [JobKind: Int] = [:]
         /// Users with at least one ok job: the rows `members` must end with.
         public var usersWithPhone = 0
+        /// The keys of the late-key jobs, to store after their jobs (see ``Plan/lateKeyShare``),
+        /// with when each job was produced.
+        public var lateSessions: [(user: UserKey, sessionKey: String, producedAt: Date)] = []
 
         /// Nothing expected yet: the start of a load produced in parts.
         public init() {}
@@ -89,6 +96,7 @@ public struct LoadGenerator {
             kinds.merge(part.kinds, uniquingKeysWith: +)
             jobs += part.jobs
             usersWithPhone += part.usersWithPhone
+            lateSessions += part.lateSessions
         }
     }
 
@@ -148,6 +156,8 @@ public struct LoadGenerator {
         var phone: String
         var watermark: Int64
         var kind = JobKind.encrypted
+        /// A user with this one job (code jobs, late-key jobs): its member is this job's number.
+        var ownUser = false
     }
 
     /// Makes the jobs in order, a chunk at a time, with the session rows that only they need
@@ -159,6 +169,8 @@ public struct LoadGenerator {
         var synthetic: SyntheticPayloads<SplitMix>
         var next = 0
         var brokenKeyUsers = 0
+        /// The withheld keys of the late-key jobs made so far (the caller takes them).
+        var late: [SessionRow] = []
         let decryptor = PhoneDecryptor()
 
         init(_ generator: LoadGenerator) {
@@ -222,6 +234,14 @@ public struct LoadGenerator {
                         payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
                     }
                     value = generator.jobValue(user.key.openid, payload)
+                case nil where plan.lateKeyShare > 0 && Double.random(in: 0..<1, using: &random) < plan.lateKeyShare:
+                    // The login race: the key that encrypted the job is stored after it; half of
+                    // these users have an older key stored already (bad_padding until then).
+                    user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)late\(index)"), secret: synthetic.key())
+                    if Bool.random(using: &random) { sessions.append((user.key, Base64Encoding.encode(synthetic.key()), 1_600_000_000)) }
+                    late.append((user.key, Base64Encoding.encode(user.secret), 0))
+                    value = generator.jobValue(
+                        user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
                 case nil:
                     let damaged = Double.random(in: 0..<1, using: &random) < plan.damagedShare
                     value = generator.jobValue(
@@ -238,10 +258,12 @@ public struct LoadGenerator {
                     topic: plan.topic, key: key, value: value,
                     headers: [KafkaHeader("request-id", "req-\(plan.seed)-\(index)"), KafkaHeader("source", "loadgen")]
                 )
+                let ownUser = late.last.map { $0.user == user.key } ?? false
                 jobs.append(
                     Job(
-                        record: record, failure: failure, user: user.key, userIndex: failure == nil ? userIndex : nil, phone: phone,
-                        watermark: timestamp))
+                        record: record, failure: failure, user: user.key, userIndex: failure == nil && !ownUser ? userIndex : nil,
+                        phone: phone,
+                        watermark: timestamp, ownUser: ownUser))
             }
             // Deliver some users' jobs out of order: swap neighbours now and then.
             for index in stride(from: 1, to: jobs.count, by: 5) where Bool.random(using: &random) {
@@ -338,11 +360,14 @@ public struct LoadGenerator {
             let (jobs, sessions, _) = maker.chunk()
             try database.insertSessionKeys(sessions)
             let results = producer.send(jobs.map(\.record))
+            let producedAt = Date()
+            expectation.lateSessions += maker.late.map { ($0.user, $0.sessionKey, producedAt) }
+            maker.late = []
             for (job, result) in zip(jobs, results) {
                 let id = try result.get()
                 expectation.counts[job.failure?.rawValue ?? "ok", default: 0] += 1
                 expectation.kinds[job.kind, default: 0] += 1
-                if job.kind == .code, job.failure == nil {
+                if job.kind == .code || job.ownUser, job.failure == nil {
                     expectation.usersWithPhone += 1
                     if detailed { expectation.members[job.user] = (job.phone, job.watermark) }
                 } else if let userIndex = job.userIndex {

@@ -102,6 +102,20 @@ struct LoadgenCommand: ParsableCommand {
         parsing: .unconditional, help: "Seed; the same seed gives the same users, keys and jobs. Env: DECRYPTD_LOADGEN_SEED. Default: 1.")
     var seed: UInt64?
 
+    @Option(
+        name: .customLong("late-keys"), parsing: .unconditional,
+        help:
+            "Share of ok encrypted jobs whose session key is stored only after the job, as in the login race (half of those users have an older key stored already). loadgen stores those keys itself, each --late-by after its job, and exits when all are stored. Env: DECRYPTD_LOADGEN_LATE_KEYS. Default: 0."
+    )
+    var lateKeys: Double?
+
+    @Option(
+        name: .customLong("late-by"),
+        help: ArgumentHelp(
+            "How long after its job each late key is stored: a range such as 0-10s, 1s-20s or 2m (each key at a random point in it). Env: DECRYPTD_LOADGEN_LATE_BY. Default: 0-10s.",
+            valueName: "range"))
+    var lateBy: String?
+
     @Flag(
         name: .customLong("store-withheld-sessions"),
         help:
@@ -129,6 +143,11 @@ struct LoadgenCommand: ParsableCommand {
         if !(0...1).contains(plan.transientShare) { settings.append("--transient-share must be from 0 to 1") }
         plan.unconfiguredAppid = unconfiguredAppid ?? Environment.value("DECRYPTD_LOADGEN_UNCONFIGURED_APPID")
         plan.topic = configuration.jobsTopic
+        plan.lateKeyShare = try lateKeys ?? Environment.number("DECRYPTD_LOADGEN_LATE_KEYS") ?? 0
+        if !(0...1).contains(plan.lateKeyShare) { settings.append("--late-keys must be from 0 to 1") }
+        let lateText = lateBy ?? Environment.value("DECRYPTD_LOADGEN_LATE_BY") ?? "0-10s"
+        let lateRange = Self.range(lateText)
+        if lateRange == nil { settings.append("bad --late-by \(lateText): use a range such as 0-10s, 1s-20s or 2m") }
         let storeWithheldSessions = try storeWithheldSessions || Environment.flag("DECRYPTD_LOADGEN_STORE_WITHHELD_SESSIONS")
 
         let produced = storeWithheldSessions ? [] : [configuration.jobsTopic]
@@ -138,12 +157,15 @@ struct LoadgenCommand: ParsableCommand {
         if storeWithheldSessions {
             try Self.storeWithheldSessions(of: plan, in: database)
         } else {
-            try Self.produce(plan, configuration: configuration, database: database, logger: logger)
+            try Self.produce(plan, lateBy: lateRange ?? 0...0, configuration: configuration, database: database, logger: logger)
         }
     }
 
     /// Seeds the sessions and produces the jobs, with a progress bar, then prints what was made.
-    static func produce(_ plan: LoadGenerator.Plan, configuration: WorkerConfiguration, database: DecryptdDatabase, logger: Logger) throws {
+    static func produce(
+        _ plan: LoadGenerator.Plan, lateBy: ClosedRange<Double>, configuration: WorkerConfiguration, database: DecryptdDatabase,
+        logger: Logger
+    ) throws {
         var producerConfiguration = configuration.producerConfiguration
         // Large record batches: a real broker returns many batches per partition in one fetch, the
         // embedded one only one, so small batches would make the consumer wait on round trips.
@@ -169,6 +191,49 @@ struct LoadgenCommand: ParsableCommand {
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
             print("  " + kind.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }
+        if !expectation.lateSessions.isEmpty {
+            try storeLate(expectation.lateSessions, by: lateBy, seed: plan.seed, database: database)
+        }
+    }
+
+    /// Stores the late keys, each at a random point of `range` after its job was produced, as the
+    /// login service of the race would (a new key, issued now).
+    static func storeLate(
+        _ sessions: [(user: UserKey, sessionKey: String, producedAt: Date)], by range: ClosedRange<Double>, seed: UInt64,
+        database: DecryptdDatabase
+    ) throws {
+        var random = SplitMix(seed: seed &+ 0x1A7E)
+        let due = sessions.map { ($0.producedAt.addingTimeInterval(Double.random(in: range, using: &random)), $0.user, $0.sessionKey) }
+            .sorted { $0.0 < $1.0 }
+        print(
+            "loadgen: storing \(due.count) late session keys over the next \(Int((due.last?.0.timeIntervalSinceNow ?? 0).rounded(.up))) s")
+        var next = 0
+        while next < due.count {
+            let wait = due[next].0.timeIntervalSinceNow
+            if wait > 0 { Thread.sleep(forTimeInterval: min(wait, 0.05)) }
+            var ready: [(user: UserKey, sessionKey: String, issuedAt: Double)] = []
+            while next < due.count, due[next].0 <= Date() {
+                ready.append((due[next].1, due[next].2, Date().timeIntervalSince1970))
+                next += 1
+            }
+            do {
+                try database.insertSessionKeys(ready)
+            } catch {
+                throw CommandError.failure("storing late session keys failed", cause: error)
+            }
+        }
+        print("loadgen: stored \(due.count) late session keys")
+    }
+
+    /// `0-10s`, `1s-20s`, `2m` (from 0): seconds, from the lower end to the upper.
+    static func range(_ text: String) -> ClosedRange<Double>? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count <= 2, let last = parts.last, let high = WeChatOptions.duration(last) else { return nil }
+        // "0-10s": the lower end takes the upper's unit when it has none.
+        var lowText = parts.count == 2 ? parts[0] : "0"
+        if let unit = last.last, unit.isLetter, lowText.last?.isNumber == true { lowText.append(unit) }
+        guard let low = WeChatOptions.duration(lowText), low <= high, high <= 86_400 else { return nil }
+        return low...high
     }
 
     /// Stores the keys that the load of `plan` left out; produces nothing.

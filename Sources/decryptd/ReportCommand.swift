@@ -7,9 +7,10 @@ import PhoneDecryption
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Failures by reason over a window (count, share, recovered, first/last seen) and by hour.",
+        abstract:
+            "Failures by reason over a window (count, share, recovered, first/last seen) and by hour; jobs waiting for their session key now, and those healed.",
         discussion:
-            "Reads decrypt_failures, so it works while workers run. --since takes a number and a unit: 90s, 30m, 24h, 7d or 2w (at most a century)."
+            "Reads decrypt_failures, parked_jobs and parked_job_endings, so it works while workers run. --since takes a number and a unit: 90s, 30m, 24h, 7d or 2w (at most a century)."
     )
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, html }
@@ -30,15 +31,18 @@ struct ReportCommand: ParsableCommand {
         }
         let connection = try database.connectedConnection()
         let report: FailureReport
+        let parking: ReportRendering.Parking
         do {
-            report = try DecryptdDatabase(connection: connection).failureReport(windowSeconds: seconds)
+            let database = DecryptdDatabase(connection: connection)
+            report = try database.failureReport(windowSeconds: seconds)
+            parking = .init(now: try database.parkedSummary(), ended: try database.parkedEndings(windowSeconds: seconds))
         } catch {
             throw CommandError.failure("report failed", cause: error)
         }
         switch format {
-        case .table: print(ReportRendering.table(report, since: since))
-        case .json: print(ReportRendering.json(report, since: since))
-        case .html: print(ReportRendering.html(report, since: since))
+        case .table: print(ReportRendering.table(report, parking: parking, since: since))
+        case .json: print(ReportRendering.json(report, parking: parking, since: since))
+        case .html: print(ReportRendering.html(report, parking: parking, since: since))
         }
     }
 

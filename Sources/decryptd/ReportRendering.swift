@@ -8,10 +8,41 @@ enum ReportRendering {
         whole == 0 ? "0.0%" : String(format: "%.1f%%", Double(part) / Double(whole) * 100)
     }
 
+    /// Jobs waiting for their session key now, and those that stopped waiting in the window.
+    struct Parking {
+        var now: ParkedSummary
+        var ended: ParkedEndings
+
+        static let none = Parking(
+            now: ParkedSummary(rows: []),
+            ended: ParkedEndings(healed: 0, expired: 0, medianWaitMilliseconds: 0, p99WaitMilliseconds: 0, healedHourly: []))
+
+        var isEmpty: Bool { now.total == 0 && ended.healed == 0 && ended.expired == 0 }
+    }
+
+    static func seconds(_ milliseconds: Int64) -> String { String(format: "%.1f s", Double(milliseconds) / 1000) }
+
+    /// The table's lines about waiting jobs.
+    static func parkingLines(_ parking: Parking, since: String) -> [String] {
+        let reasons = parking.now.rows.map { "\($0.reason) \($0.count)" }.joined(separator: ", ")
+        return [
+            "waiting for a session key now: \(parking.now.total)"
+                + (parking.now.total > 0 ? " (\(reasons)), oldest \(ParkedCommand.age(parking.now.oldestSeconds))" : ""),
+            "healed in the last \(since): \(parking.ended.healed)"
+                + (parking.ended.healed > 0
+                    ? " (wait: median \(seconds(parking.ended.medianWaitMilliseconds)), p99 \(seconds(parking.ended.p99WaitMilliseconds)))"
+                    : "")
+                + "; expired (failed at their deadline): \(parking.ended.expired)",
+        ]
+    }
+
     // MARK: - Table
 
-    static func table(_ report: FailureReport, since: String) -> String {
-        guard report.total > 0 else { return "no failures in the last \(since)" }
+    static func table(_ report: FailureReport, parking: Parking = .none, since: String) -> String {
+        guard report.total > 0 else {
+            let none = "no failures in the last \(since)"
+            return parking.isEmpty ? none : ([none, ""] + parkingLines(parking, since: since)).joined(separator: "\n")
+        }
         var lines = [
             "failures in the last \(since): \(report.total) (encrypted jobs \(report.encrypted), code jobs \(report.code)), recovered \(report.recovered) (\(percent(report.recovered, report.total)))",
             "",
@@ -36,12 +67,13 @@ enum ReportRendering {
             let bar = String(repeating: "#", count: max(1, count * 40 / max(peak, 1)))
             lines.append("  \(hour)  \(String(count).leftPadded(7))  \(bar)")
         }
+        if !parking.isEmpty { lines += [""] + parkingLines(parking, since: since) }
         return lines.joined(separator: "\n")
     }
 
     // MARK: - JSON
 
-    static func json(_ report: FailureReport, since: String) -> String {
+    static func json(_ report: FailureReport, parking: Parking = .none, since: String) -> String {
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("since", since)
@@ -82,6 +114,34 @@ enum ReportRendering {
             writer.endObject()
         }
         writer.endArray()
+        writer.key("parked")
+        writer.beginObject()
+        writer.field("now", parking.now.total)
+        writer.field("oldest_seconds", Int(parking.now.oldestSeconds))
+        writer.key("by_reason")
+        writer.beginArray()
+        for row in parking.now.rows {
+            writer.beginObject()
+            writer.field("reason", row.reason)
+            writer.field("count", row.count)
+            writer.field("oldest_seconds", Int(row.oldestSeconds))
+            writer.endObject()
+        }
+        writer.endArray()
+        writer.field("healed", parking.ended.healed)
+        writer.field("expired", parking.ended.expired)
+        writer.field("median_wait_ms", parking.ended.medianWaitMilliseconds)
+        writer.field("p99_wait_ms", parking.ended.p99WaitMilliseconds)
+        writer.key("healed_hourly")
+        writer.beginArray()
+        for hour in parking.ended.healedHourly {
+            writer.beginObject()
+            writer.field("hour", hour.hour)
+            writer.field("count", hour.count)
+            writer.endObject()
+        }
+        writer.endArray()
+        writer.endObject()
         writer.endObject()
         return writer.text
     }
@@ -101,10 +161,13 @@ enum ReportRendering {
     }
 
     /// A single self-contained page: summary, a stacked bar chart by hour (inline SVG), the table.
-    static func html(_ report: FailureReport, since: String) -> String {
+    static func html(_ report: FailureReport, parking: Parking = .none, since: String) -> String {
         let reasons = report.rows.map(\.reason)
-        let hours = Dictionary(grouping: report.hourly, by: \.hour).sorted { $0.key < $1.key }
-        let peak = max(1, hours.map { $0.value.reduce(0) { $0 + $1.count } }.max() ?? 1)
+        var grouped = Dictionary(grouping: report.hourly, by: \.hour)
+        for hour in parking.ended.healedHourly where grouped[hour.hour] == nil { grouped[hour.hour] = [] }
+        let hours = grouped.sorted { $0.key < $1.key }
+        let healedByHour = Dictionary(uniqueKeysWithValues: parking.ended.healedHourly.map { ($0.hour, $0.count) })
+        let peak = max(1, hours.map { $0.value.reduce(0) { $0 + $1.count } }.max() ?? 1, healedByHour.values.max() ?? 1)
         let width = 760
         let height = 260
         let left = 50
@@ -121,6 +184,12 @@ enum ReportRendering {
                 bars +=
                     ##"<rect x="\##(x)" y="\##(y)" width="\##(slot * 0.8)" height="\##(h)" fill="\##(colors[reason] ?? "#333")"><title>\##(escape(hour)) \##(escape(reason)): \##(count)</title></rect>"##
             }
+            if let healed = healedByHour[hour], healed > 0 {
+                // The healed series: a marker per hour at its count, on the same scale.
+                let cy = Double(height - bottom) - Double(healed) / Double(peak) * Double(height - bottom - 20)
+                bars +=
+                    ##"<circle class="healed" cx="\##(x + slot * 0.4)" cy="\##(cy)" r="4" fill="#2e9e44" stroke="#fff"><title>\##(escape(hour)) healed: \##(healed)</title></circle>"##
+            }
             if hours.count <= 24 || index % max(1, hours.count / 12) == 0 {
                 let label = String(hour.dropFirst(11).prefix(5))
                 bars +=
@@ -130,8 +199,12 @@ enum ReportRendering {
         let axis =
             ##"<line x1="\##(left)" y1="\##(height - bottom)" x2="\##(width - 10)" y2="\##(height - bottom)" stroke="#999"/>"##
             + ##"<text x="\##(left - 6)" y="24" font-size="11" text-anchor="end">\##(peak)</text><text x="\##(left - 6)" y="\##(height - bottom)" font-size="11" text-anchor="end">0</text>"##
-        let legend = reasons.map { ##"<span class="key"><i style="background:\##(colors[$0] ?? "#333")"></i>\##(escape($0))</span>"## }
+        let legend =
+            reasons.map { ##"<span class="key"><i style="background:\##(colors[$0] ?? "#333")"></i>\##(escape($0))</span>"## }
             .joined()
+            + (parking.ended.healedHourly.isEmpty
+                ? ""
+                : ##"<span class="key"><i style="background:#2e9e44;border-radius:5px"></i>healed (waited for a late session key)</span>"##)
         let rows = report.rows.map { row in
             "<tr><td><i class=\"dot\" style=\"background:\(colors[row.reason] ?? "#333")\"></i>\(escape(row.reason))</td><td>\(row.count)</td><td>\(percent(row.count, report.total))</td>"
                 + "<td>\(row.encrypted)</td><td>\(row.code)</td>"
@@ -157,6 +230,11 @@ enum ReportRendering {
             <div class="card">of encrypted jobs<b>\(report.encrypted)</b></div>
             <div class="card">of code jobs<b>\(report.code)</b></div>
             <div class="card">reasons<b>\(report.rows.count)</b></div></div>
+            <div class="cards"><div class="card">waiting for a session key now<b>\(parking.now.total)</b></div>
+            <div class="card">oldest waiting<b>\(escape(ParkedCommand.age(parking.now.oldestSeconds)))</b></div>
+            <div class="card">healed<b>\(parking.ended.healed)</b></div>
+            <div class="card">healed wait, median / p99<b>\(escape(seconds(parking.ended.medianWaitMilliseconds))) / \(escape(seconds(parking.ended.p99WaitMilliseconds)))</b></div>
+            <div class="card">expired<b>\(parking.ended.expired)</b></div></div>
             <svg width="\(width)" height="\(height)" role="img" aria-label="failures per hour by reason">\(axis)\(bars)</svg>
             <div>\(legend)</div>
             <table><tr><th>reason</th><th>count</th><th>share</th><th>encrypted jobs</th><th>code jobs</th><th>recovered</th><th>first seen</th><th>last seen</th></tr>\(rows)</table>

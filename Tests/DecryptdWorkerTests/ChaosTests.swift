@@ -83,6 +83,7 @@ final class ChaosTrial {
         case revokedMembers = "INSERT on members revoked"
         case revokedFailures = "INSERT on decrypt_failures revoked"
         case revokedLedger = "SELECT on phone_code_exchanges revoked"
+        case revokedParked = "INSERT on parked_jobs revoked"
 
         /// The privilege and table a revoke fault takes away.
         var revoked: (privilege: String, table: String)? {
@@ -91,6 +92,7 @@ final class ChaosTrial {
             case .revokedMembers: ("INSERT", "members")
             case .revokedFailures: ("INSERT", "decrypt_failures")
             case .revokedLedger: ("SELECT", "phone_code_exchanges")
+            case .revokedParked: ("INSERT", "parked_jobs")
             case .kill, .databaseStop, .databaseFreeze, .brokerDown: nil
             }
         }
@@ -113,6 +115,8 @@ final class ChaosTrial {
     private var abnormalStops = 0
     private var stops = 0
     private var worker: ChildProcess?
+    /// The login service of the race: stores each late key 0-10 s after its job, through the faults.
+    private let lateKeys: LateKeys
     /// Set while a fault is in force, so that a trial that throws leaves the shared server serving.
     private var faultInForce = false
 
@@ -139,10 +143,12 @@ final class ChaosTrial {
         pipeline = try Pipeline(partitions: 8, deadLetterPartitions: Self.deadLetterPartitions, databaseURL: url)
         role = "chaos_\(UInt32(truncatingIfNeeded: seed))"
         workerURL = try pipeline.restrictedRole(role)
+        lateKeys = LateKeys(url: pipeline.url, seed: seed)
     }
 
     deinit {
         if let worker, worker.exitStatus == nil { worker.kill(SIGKILL) }
+        lateKeys.close()
     }
 
     func removeLogs() {
@@ -174,6 +180,16 @@ final class ChaosTrial {
         self.worker = last
         let drained = try last.wait(timeout: 600)
         if drained != 0 { problems.append("the last run, --exit-at-end: exit \(drained), not 0") }
+        // Jobs still waiting for their keys: the late keys land, the rest reach their deadline.
+        try lateKeys.waitUntilStored(timeout: 120)
+        if try parkedNow() > 0 {
+            let waiting = try launch()
+            self.worker = waiting
+            try waitUntil(timeout: 180, "trial \(number): every parked job healed or expired") { try parkedNow() == 0 }
+            waiting.kill(SIGTERM)
+            let status = try waiting.wait(timeout: 60)
+            if status != 0 { problems.append("the run for the parked jobs: exit \(status) after SIGTERM, not 0") }
+        }
         return problems + (try check())
     }
 
@@ -182,15 +198,24 @@ final class ChaosTrial {
     /// Seeds and produces one more chunk of the load (its own users: the seed is in every openid).
     private func produce() throws {
         let part = try pipeline.generate(
-            jobs: Self.chunk, codeShare: 0.3, transientShare: 0.05, seed: seed &+ UInt64(injected.count + stops + 1) &* 1_000_003)
+            jobs: Self.chunk, codeShare: 0.3, transientShare: 0.05, lateKeyShare: 0.02,
+            seed: seed &+ UInt64(injected.count + stops + 1) &* 1_000_003)
         expectation.merge(part)
+        lateKeys.store(part.lateSessions, within: 0...10)
         stops += 1
+    }
+
+    /// Jobs waiting in parked_jobs now.
+    private func parkedNow() throws -> Int {
+        Int(try pipeline.database.connection.query("SELECT count(*) FROM parked_jobs")[0][0] ?? "0") ?? 0
     }
 
     private func launch(exitAtEnd: Bool = false) throws -> ChildProcess {
         var environment = pipeline.binaryEnvironment(wechat: wechat)
         environment["DATABASE_URL"] = workerURL
         environment["DECRYPTD_LOG_LEVEL"] = "info"
+        // Jobs whose keys land late wait for them; those whose keys never come fail after 30 s.
+        environment["DECRYPTD_PARK_TIMEOUT"] = "30s"
         let log = NSTemporaryDirectory() + "decryptd-chaos-\(number)-\(logs.count + 1)-\(UUID().uuidString).log"
         logs.append(log)
         let arguments =
@@ -257,7 +282,7 @@ final class ChaosTrial {
             expectStillRunning()
             try pipeline.cluster.setBroker(1, up: true)
             injected.append(String(format: "broker down %.1f s", seconds))
-        case .revokedSessions, .revokedMembers, .revokedFailures, .revokedLedger:
+        case .revokedSessions, .revokedMembers, .revokedFailures, .revokedLedger, .revokedParked:
             let (privilege, table) = fault.revoked!
             try pipeline.database.connection.execute("REVOKE \(privilege) ON \(table) FROM \(role)")
             try produce()  // new users, so that the statement comes however far the worker had got
@@ -350,5 +375,78 @@ final class ChaosTrial {
         let leftovers = try pipeline.readAll("wechat.phone.jobs", group: Self.group).count
         if leftovers > 0 { problems.append("\(leftovers) jobs not committed") }
         return problems
+    }
+}
+
+/// The login service of a chaos trial: stores each late key at a random moment of a range after
+/// its job was produced, on a thread and a connection of its own, retrying through the trial's
+/// PostgreSQL faults (a key is stored late, never lost).
+final class LateKeys: @unchecked Sendable {
+    private let condition = NSCondition()
+    /// Guarded by `condition`: keys not stored yet, and whether to stop.
+    private var pending: [(due: Date, user: UserKey, sessionKey: String)] = []
+    /// Keys taken from `pending` and being stored now.
+    private var storing = 0
+    private var closed = false
+    private var random: SplitMix
+
+    init(url: String, seed: UInt64) {
+        random = SplitMix(seed: seed &+ 0x1A7E)
+        Thread.detachNewThread { [self] in storeLoop(url: url) }
+    }
+
+    func store(_ sessions: [(user: UserKey, sessionKey: String, producedAt: Date)], within range: ClosedRange<Double>) {
+        condition.withLock {
+            for session in sessions {
+                pending.append(
+                    (session.producedAt.addingTimeInterval(Double.random(in: range, using: &random)), session.user, session.sessionKey))
+            }
+            pending.sort { $0.due < $1.due }
+            condition.broadcast()
+        }
+    }
+
+    /// Waits until every key handed over is stored.
+    func waitUntilStored(timeout: TimeInterval) throws {
+        try waitUntil(timeout: timeout, "late keys stored") { condition.withLock { pending.isEmpty && storing == 0 } }
+    }
+
+    func close() {
+        condition.withLock {
+            closed = true
+            condition.broadcast()
+        }
+    }
+
+    private func storeLoop(url: String) {
+        var database: DecryptdDatabase?
+        while true {
+            let due: [(due: Date, user: UserKey, sessionKey: String)]? = condition.withLock {
+                while !closed, pending.first.map({ $0.due > Date() }) ?? true {
+                    _ = condition.wait(until: pending.first?.due ?? Date(timeIntervalSinceNow: 1))
+                }
+                if closed { return nil }
+                let now = Date()
+                let count = pending.prefix { $0.due <= now }.count
+                defer { pending.removeFirst(count) }
+                storing = count
+                return Array(pending.prefix(count))
+            }
+            guard let due else { return }
+            let now = Date().timeIntervalSince1970
+            do {
+                if database == nil { database = try DecryptdDatabase(url: url) }
+                try database!.insertSessionKeys(due.map { ($0.user, $0.sessionKey, now) })
+                condition.withLock { storing = 0 }
+            } catch {
+                // PostgreSQL is stopped or frozen by the trial: keep the keys, and try again.
+                database = nil
+                condition.withLock {
+                    pending = (due + pending).sorted { $0.due < $1.due }
+                    storing = 0
+                }
+                Thread.sleep(forTimeInterval: 1)
+            }
+        }
     }
 }

@@ -59,8 +59,11 @@ extension Pipeline {
     }
 
     /// A load of `kind` jobs (the encrypted ones with ``everyFault``, the code ones with ``everyCodeFault``).
-    func generate(jobs: Int, codeShare: Double, transientShare: Double = 0.1, seed: UInt64 = 21) throws -> LoadGenerator.Expectation {
+    func generate(jobs: Int, codeShare: Double, transientShare: Double = 0.1, lateKeyShare: Double = 0, seed: UInt64 = 21) throws
+        -> LoadGenerator.Expectation
+    {
         var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)
+        plan.lateKeyShare = lateKeyShare
         plan.faults = Self.everyFault.merging(Self.everyCodeFault) { a, _ in a }
         plan.codeShare = codeShare
         plan.transientShare = transientShare

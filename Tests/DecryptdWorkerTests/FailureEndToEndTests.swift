@@ -55,7 +55,13 @@ struct FailureEndToEndTests {
         try pipeline.expectDeadLetters(expectation, group: group, exactly: deadLettersOnce)
         try pipeline.expectCommitted(group: group)
     }
+}
 
+/// Outages of the one PostgreSQL server these tests stop and start: one test at a time.
+@Suite(
+    "Worker through PostgreSQL outages (end to end)", .serialized, .enabled(if: IsolatedDatabase.enabled, "needs scripts/test.sh"),
+    .ownThread(minutes: 10))
+struct OutageEndToEndTests {
     static let outageURL = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_DATABASE_URL"]
     static let outageControl = ProcessInfo.processInfo.environment["DECRYPTD_TEST_OUTAGE_PG_CONTROL"]
 
@@ -93,5 +99,33 @@ struct FailureEndToEndTests {
         try pipeline.expectTables(expectation)
         try pipeline.expectDeadLetters(expectation, group: "outage", exactly: true)
         try pipeline.expectCommitted(group: "outage")
+    }
+
+    @Test(
+        "a PostgreSQL outage while jobs wait for their keys: the listener reconnects, and keys stored afterwards still heal them",
+        .enabled(if: outageURL != nil || ProcessInfo.processInfo.environment["CI"] == "true"))
+    func outageWhileParked() throws {
+        let url = try #require(Self.outageURL, "DECRYPTD_TEST_OUTAGE_DATABASE_URL is not set: run scripts/test.sh")
+        let pipeline = try Pipeline(partitions: 2, databaseURL: url)
+        let waiting = ParkingEndToEndTests.jobs(30, prefix: "late", seed: 21)
+        _ = try pipeline.produce(waiting.map(\.record))
+        let run = try WorkerRun(pipeline.configuration(group: "parked-outage", exitAtEnd: false, parkTimeout: 600))
+        defer { run.worker.stop() }
+        try waitUntil(timeout: 60, "30 jobs parked") { try ParkingEndToEndTests.count("parked_jobs", pipeline) == 30 }
+        try control("stop")
+        let before = run.worker.retries.postgres
+        try waitUntil(timeout: 120, "the parked-jobs stage retried through the outage") { run.worker.retries.postgres >= before + 5 }
+        #expect(run.result == nil, "the worker keeps running through the outage")
+        try control("start")
+        pipeline.database.connection.disconnect()
+        try ParkingEndToEndTests.store(Array(waiting.prefix(15)), in: pipeline.database)
+        try waitUntil(timeout: 90, "15 jobs healed") { try pipeline.members().count == 15 }
+        #expect(try ParkingEndToEndTests.count("parked_jobs", pipeline) == 15)
+        run.worker.stop()
+        #expect(try run.wait(timeout: 60).abandoned == 0)
+        #expect(try pipeline.failureRows().isEmpty)
+        let members = try pipeline.members()
+        for job in waiting.prefix(15) { #expect(members[job.user]?.phone == job.phone) }
+        try pipeline.expectCommitted(group: "parked-outage")
     }
 }

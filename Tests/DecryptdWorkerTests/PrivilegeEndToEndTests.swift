@@ -29,6 +29,11 @@ struct PrivilegeEndToEndTests {
         .init(privilege: "INSERT", table: "decrypt_failures"),
         .init(privilege: "SELECT", table: "phone_code_exchanges"), .init(privilege: "INSERT", table: "phone_code_exchanges"),
         .init(privilege: "DELETE", table: "phone_code_exchanges"),
+        // Jobs waiting for their session key: parked in the batch's write, locked (FOR UPDATE needs
+        // UPDATE) for a retry or at their deadline, removed when they end, their ending recorded.
+        .init(privilege: "INSERT", table: "parked_jobs"), .init(privilege: "SELECT", table: "parked_jobs"),
+        .init(privilege: "UPDATE", table: "parked_jobs"), .init(privilege: "DELETE", table: "parked_jobs"),
+        .init(privilege: "SELECT", table: "parked_job_endings"), .init(privilege: "INSERT", table: "parked_job_endings"),
     ]
 
     @Test("revoked, with both kinds of job to do: exit 1 within a minute, the table and the stage named once", arguments: grants)
@@ -42,11 +47,15 @@ struct PrivilegeEndToEndTests {
         try pipeline.database.connection.execute("REVOKE \(grant.privilege) ON \(grant.table) FROM \(role)")
         let log = NSTemporaryDirectory() + "decryptd-privilege-\(role).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
+        // The parked tables are used only with parking on, some of them only at a job's deadline
+        // (after the partitions are drained): those cases park for 2 s and run until stopped.
+        let parking = grant.table.hasPrefix("parked_")
+        if parking { environment["DECRYPTD_PARK_TIMEOUT"] = "2s" }
         let worker = try ChildProcess(
             [
-                decryptdBinary.path, "run", "--group", "g", "--batch-size", "100", "--progress-interval", "0", "--exit-at-end",
+                decryptdBinary.path, "run", "--group", "g", "--batch-size", "100", "--progress-interval", "0",
                 "--kafka-property", "session.timeout.ms=6000",
-            ], environment: environment, logPath: log)
+            ] + (parking ? [] : ["--exit-at-end"]), environment: environment, logPath: log)
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
 
         #expect(try worker.wait(timeout: 60) == 1, "exit 1, not a drained run or a stall")
@@ -58,9 +67,12 @@ struct PrivilegeEndToEndTests {
         #expect(!output.contains("Program crashed"))
 
         // Nothing committed that is not durable: every failed job below the group's committed
-        // offsets has its failure row.
+        // offsets has its failure row (or waits, durably, in parked_jobs).
         let uncommitted = Set(try pipeline.readAll("wechat.phone.jobs", group: "g").map(\.id))
-        let rows = Set(try pipeline.failureRows().map(\.id))
+        let parked = try pipeline.database.connection.query("SELECT source_topic, source_partition, source_offset FROM parked_jobs").map {
+            KafkaMessageID(topic: $0[0]!, partition: Int32($0[1]!)!, offset: Int64($0[2]!)!)
+        }
+        let rows = Set(try pipeline.failureRows().map(\.id) + parked)
         let committedWithoutRow = expectation.failures.keys.filter { !uncommitted.contains($0) && !rows.contains($0) }
         #expect(committedWithoutRow.isEmpty, "committed failed jobs without their row: \(committedWithoutRow.prefix(3))")
     }
