@@ -36,6 +36,7 @@ final class ParkedJobsStage: Sendable {
     private let closing = StopRequest()
     private let send: @Sendable ([KafkaRecord]) throws -> Void
     private let onPostgresRetry: @Sendable () -> Void
+    private let onEnded: @Sendable (_ healed: Int, _ failed: Int) -> Void
     /// Users to look at, handed over by the persist slots.
     private let rechecks = Mutex(Set<UserKey>())
     private let stage = Mutex<Stage?>(nil)
@@ -43,8 +44,9 @@ final class ParkedJobsStage: Sendable {
     init(
         settings: Settings, openDatabase: @escaping @Sendable () throws -> DecryptdDatabase, backoff: Backoff, logger: Logger,
         metrics: WorkerMetrics, abandon: StopRequest, send: @escaping @Sendable ([KafkaRecord]) throws -> Void,
-        onPostgresRetry: @escaping @Sendable () -> Void
+        onPostgresRetry: @escaping @Sendable () -> Void, onEnded: @escaping @Sendable (_ healed: Int, _ failed: Int) -> Void
     ) {
+        self.onEnded = onEnded
         self.settings = settings
         self.openDatabase = openDatabase
         self.backoff = backoff
@@ -153,6 +155,7 @@ final class ParkedJobsStage: Sendable {
             if !round.healed.isEmpty { metrics.announced[.ok]?.increment(by: round.healed.count) }
             if !round.failed.isEmpty { metrics.announced[.failed]?.increment(by: round.failed.count) }
         }
+        if !round.healed.isEmpty || !round.failed.isEmpty { onEnded(round.healed.count, round.failed.count) }
         if round.count > 0 {
             logger.debug(
                 "parked jobs handled",

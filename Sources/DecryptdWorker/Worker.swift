@@ -119,7 +119,8 @@ public final class Worker: Sendable {
                 onPostgresRetry: { [metrics, stats] in
                     metrics.postgresRetries.increment()
                     stats.retriedPostgres()
-                })
+                },
+                onEnded: { [stats] in stats.ended(healed: $0, expired: $1) })
         } else {
             parkedJobs = nil
         }

@@ -22,6 +22,10 @@ public struct WorkerSummary: Sendable {
     /// Per job kind: how many were made durable, and when the last of them was, in seconds after
     /// the first job was fetched (a slow exchange must not hold up the encrypted jobs).
     public var kinds: [JobKind: (jobs: Int, lastDurable: TimeInterval)] = [:]
+    /// Jobs that waited for their session key and ended during this run (by any worker's parking
+    /// stage: this one's): healed (a member row), or failed (at their deadline, or for good).
+    public var healed = 0
+    public var expired = 0
 
     public var total: Int { outcomes.values.reduce(0, +) }
     /// Jobs per second over the processing window.
@@ -33,6 +37,7 @@ public struct WorkerSummary: Sendable {
             LogKey.drained: "\(drained)", LogKey.abandoned: "\(abandoned)", LogKey.peakRssMb: "\(peakResidentBytes >> 20)",
         ]
         for (outcome, count) in outcomes { metadata[LogKey.outcome(outcome)] = "\(count)" }
+        if healed > 0 || expired > 0 { (metadata[LogKey.healed], metadata[LogKey.failed]) = ("\(healed)", "\(expired)") }
         return metadata
     }
 }
@@ -45,6 +50,8 @@ final class WorkerStats: Sendable {
         var lastDurable: Date?
         var kinds: [JobKind: (jobs: Int, lastDurable: Date)] = [:]
         var retried: (postgres: Int, kafka: Int) = (0, 0)
+        var healed = 0
+        var expired = 0
     }
 
     private let state = Mutex(State())
@@ -53,6 +60,14 @@ final class WorkerStats: Sendable {
     func retriedPostgres() { state.withLock { $0.retried.postgres += 1 } }
     func retriedKafka() { state.withLock { $0.retried.kafka += 1 } }
     var retries: (postgres: Int, kafka: Int) { state.withLock { $0.retried } }
+
+    /// Parked jobs this worker ended: healed, or failed.
+    func ended(healed: Int, expired: Int) {
+        state.withLock {
+            $0.healed += healed
+            $0.expired += expired
+        }
+    }
 
     func add(_ counts: [String: Int], kinds batchKinds: [JobKind: Int] = [:], fetchedAt: Date) {
         let now = Date()
@@ -74,6 +89,7 @@ final class WorkerStats: Sendable {
                 outcomes: state.outcomes, elapsed: Date().timeIntervalSince(start), drained: drained, abandoned: abandoned,
                 processingElapsed: window, peakResidentBytes: peak
             )
+            (summary.healed, summary.expired) = (state.healed, state.expired)
             if let firstFetch = state.firstFetch {
                 summary.kinds = state.kinds.mapValues { ($0.jobs, $0.lastDurable.timeIntervalSince(firstFetch)) }
             }

@@ -238,10 +238,21 @@ public struct LoadGenerator {
                     // The login race: the key that encrypted the job is stored after it; half of
                     // these users have an older key stored already (bad_padding until then).
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)late\(index)"), secret: synthetic.key())
-                    if Bool.random(using: &random) { sessions.append((user.key, Base64Encoding.encode(synthetic.key()), 1_600_000_000)) }
+                    let payload = synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp)
+                    if Bool.random(using: &random) {
+                        // A wrong key passes the padding check about 1 time in 256 (then the job
+                        // fails invalid_plaintext, which no newer key can cure): pick one that does not.
+                        var older = [Base64Encoding.encode(synthetic.key())]
+                        while case .failure(let failure) = decryptor.decrypt(
+                            appid: plan.appid, sessionKeys: older, iv: payload.iv, encryptedData: payload.encryptedData),
+                            failure.reason != .badPadding
+                        {
+                            older = [Base64Encoding.encode(synthetic.key())]
+                        }
+                        sessions.append((user.key, older[0], 1_600_000_000))
+                    }
                     late.append((user.key, Base64Encoding.encode(user.secret), 0))
-                    value = generator.jobValue(
-                        user.key.openid, synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp))
+                    value = generator.jobValue(user.key.openid, payload)
                 case nil:
                     let damaged = Double.random(in: 0..<1, using: &random) < plan.damagedShare
                     value = generator.jobValue(

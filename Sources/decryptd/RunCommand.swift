@@ -181,6 +181,11 @@ enum SummaryTable {
             }
             lines.append("  " + kinds.joined(separator: "; "))
         }
+        if summary.healed > 0 || summary.expired > 0 {
+            lines.append(
+                "  of the jobs that waited for their session key: \(summary.healed) healed (member row), \(summary.expired) failed (deadline or for good)"
+            )
+        }
         for (outcome, count) in summary.outcomes.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
             let share = summary.total > 0 ? Double(count) / Double(summary.total) * 100 : 0
             lines.append(
