@@ -46,6 +46,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var lastTopic: (handle: OpaquePointer, name: String)?
     private var lastCommit = Date()
     private var closed = false
+    /// Whether the group ever gave this consumer an assignment (see ``close()``).
+    private var everAssigned = false
 
     public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -290,6 +292,11 @@ public final class KafkaConsumer: @unchecked Sendable {
         if status != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.warning("consumer close reported an error", metadata: [LogKey.error: "\(KafkaError(status))"])
         }
+        if !everAssigned, configuration.assignmentStrategy.contains("cooperative-sticky") {
+            // librdkafka 2.0.2 aborts in rd_kafka_destroy here (#4312): see RDKafkaHandle.
+            handle.leftToProcessExit = true
+            logger.debug("consumer closed before its first assignment: its handle is left to process exit (librdkafka #4312)")
+        }
         closed = true
     }
 
@@ -333,6 +340,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         let cooperative = Self.isCooperative(handle.pointer)
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            everAssigned = true
             let paused = condition.withLock {
                 state.assign(partitions)
                 return state.isPaused

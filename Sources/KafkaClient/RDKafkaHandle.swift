@@ -82,7 +82,14 @@ final class RDKafkaHandle: @unchecked Sendable {
         self.contextReference = reference
     }
 
+    /// Set (by the owner, before its last reference goes) when `rd_kafka_destroy` would abort the
+    /// process: librdkafka 2.0.2 asserts when a cooperative-sticky consumer that never received an
+    /// assignment is destroyed (librdkafka #4312, fixed in 2.3.0). The handle is then left to
+    /// process exit instead: its memory and threads, nothing else (it has left the group already).
+    var leftToProcessExit = false
+
     deinit {
+        guard !leftToProcessExit else { return }
         rd_kafka_destroy(pointer)
         contextReference.release()  // after destroy: no callback can run any more
     }

@@ -123,6 +123,17 @@ struct ParkingEndToEndTests {
         let endings = try pipeline.database.parkedEndings(windowSeconds: 3600)
         #expect(endings.healed == 60 && endings.expired == 0)
         #expect(healedBy.timeIntervalSince(landed.values.max()!) < 30)
+        // What an operator sees: report in its three shapes.
+        let json = try pipeline.decryptd(["report", "--format", "json"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.text.utf8)) as? [String: Any], "\(json.text)")
+        let parked = try #require(report["parked"] as? [String: Any])
+        #expect(parked["now"] as? Int == 0 && parked["healed"] as? Int == 60 && parked["expired"] as? Int == 0, "\(parked)")
+        #expect(
+            (parked["p99_wait_ms"] as? Int ?? 0) >= (parked["median_wait_ms"] as? Int ?? 1) && (parked["median_wait_ms"] as? Int ?? 0) > 0)
+        let table = try pipeline.decryptd(["report"])
+        #expect(table.text.contains("healed in the last 24h: 60 (wait: median"), "\(table.text)")
+        let html = try pipeline.decryptd(["report", "--format", "html"])
+        #expect(html.text.contains(#"<circle class="healed""#) && html.text.contains("healed (waited for a late session key)"))
 
         // Outcome records: one per outcome, exact per job; never a phone number.
         let records = try Self.outcomeRecords(pipeline)

@@ -134,6 +134,33 @@ struct ConsumerGroupTests {
         producer.close()
     }
 
+    @Test("a member closed after joining the group but before its first assignment ends cleanly (librdkafka #4312 aborted)")
+    func closedBeforeFirstAssignment() throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("jobs", partitions: 2)
+        // Every SyncGroup is refused (27, REBALANCE_IN_PROGRESS): the member joins, so that its
+        // assignor is chosen, but never receives an assignment. Destroying such a cooperative-sticky
+        // consumer aborts the process in librdkafka 2.0.2; a worker stopped during a rebalance is one.
+        cluster.pushRequestErrors(.syncGroup, [Int32](repeating: 27, count: 10_000))
+        do {
+            let consumer = try KafkaConsumer(
+                configuration: consumerConfiguration(cluster, group: "g", topic: "jobs", strategy: "cooperative-sticky"), logger: testLogger
+            )
+            let deadline = Date(timeIntervalSinceNow: 3)
+            while Date() < deadline { _ = try consumer.poll(maxMessages: 10, timeout: 0.1) }
+            #expect(consumer.assignment.isEmpty)
+            consumer.close()
+        }  // the consumer goes here; without the workaround the test process ends on an assertion
+        cluster.clearRequestErrors(.syncGroup)
+        let next = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: "g", topic: "jobs", strategy: "cooperative-sticky"), logger: testLogger)
+        try waitUntil(timeout: 60, "the next member's assignment") {
+            _ = try next.poll(maxMessages: 10, timeout: 0.1)
+            return next.assignment.count == 2
+        }
+        next.close()
+    }
+
     @Test("after a member leaves, the next one in the group gets the partitions well within librdkafka's 45 s session timeout")
     func nextMemberIsNotKeptWaiting() throws {
         let cluster = try KafkaMockCluster(brokers: 1)
