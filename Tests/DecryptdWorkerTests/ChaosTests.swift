@@ -171,7 +171,7 @@ final class ChaosTrial {
         // SIGTERM before the process has trapped it ends it like any program (143): wait for its start.
         try waitUntil(timeout: 60, "trial \(number): the worker started") { worker.output.contains("worker started") }
         worker.kill(SIGTERM)
-        let stopped = try worker.wait(timeout: 120)
+        let stopped = try worker.wait(timeout: 200)
         if stopped != 0 {
             abnormalStops += 1
             problems.append("SIGTERM after the faults: exit \(stopped), not 0")
@@ -222,6 +222,11 @@ final class ChaosTrial {
             [
                 decryptdBinary.path, "run", "--group", Self.group, "--batch-size", "100", "--progress-interval", "5",
                 "--exchange-concurrency", String(Self.exchangeConcurrency),
+                // The trial builds a backlog on purpose (up to 40,000 jobs in flight, 30% code jobs
+                // at 16 exchanges at a time): a stop right after a PostgreSQL fault needs more than
+                // the default 30 s to finish it (two trials of the 2026-12-07 run abandoned 812 and
+                // 848 jobs at 30 s, exit 1, nothing lost). A stop must still finish its work.
+                "--shutdown-timeout", "120",
                 "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=300",
             ] + (exitAtEnd ? ["--exit-at-end"] : [])
         return try ChildProcess(arguments, environment: environment, logPath: log)
