@@ -87,9 +87,11 @@ struct ParkedBenchmark: ParsableCommand {
                 if withLate { heals.append(try heal(scratch, expectation.lateSessions, logger: logger)) }
             }
         }
-        let ratio = median(late) / median(present)
+        // Each round's pair ran back to back: their ratio holds while the host's speed drifts.
+        let ratios = zip(late, present).map { $0 / $1 }
+        let ratio = median(ratios)
         print(
-            "throughput: every key present \(Int(median(present))) jobs/s, \(Int(lateShare * 100))% late \(Int(median(late))) jobs/s (median of \(rounds)); ratio \(String(format: "%.3f", ratio))"
+            "throughput: every key present \(present.map { String(Int($0)) }.joined(separator: ", ")) jobs/s, \(Int(lateShare * 100))% late \(late.map { String(Int($0)) }.joined(separator: ", ")) jobs/s; late ÷ present per round \(ratios.map { String(format: "%.3f", $0) }.joined(separator: ", ")), median \(String(format: "%.3f", ratio))"
         )
         for (index, heal) in heals.enumerated() {
             print(
@@ -97,7 +99,7 @@ struct ParkedBenchmark: ParsableCommand {
             )
         }
         print(
-            #"{"part":"throughput","present_jobs_per_s":\#(Int(median(present))),"late_jobs_per_s":\#(Int(median(late))),"ratio":\#(ratio),"heal_p50_s":\#(heals.map(\.p50).max() ?? 0),"heal_p99_s":\#(heals.map(\.p99).max() ?? 0),"healed":\#(heals.map(\.healed).reduce(0, +)),"late":\#(heals.map(\.late).reduce(0, +))}"#
+            #"{"part":"throughput","present_jobs_per_s":\#(present.map { Int($0) }),"late_jobs_per_s":\#(late.map { Int($0) }),"ratio":\#(ratio),"heal_p50_s":\#(heals.map(\.p50).max() ?? 0),"heal_p99_s":\#(heals.map(\.p99).max() ?? 0),"healed":\#(heals.map(\.healed).reduce(0, +)),"late":\#(heals.map(\.late).reduce(0, +))}"#
         )
     }
 
@@ -278,7 +280,11 @@ struct ParkedBenchmark: ParsableCommand {
         if let fetchWait { readerConfiguration.properties["fetch.wait.max.ms"] = fetchWait }
         let reader = try KafkaConsumer(configuration: readerConfiguration, logger: logger)
         defer { reader.close() }
-        Thread.sleep(forTimeInterval: 3)  // assigned
+        // Both the worker and the reader own their partitions before the clock starts.
+        let joined = Date(timeIntervalSinceNow: 60)
+        while Date() < joined, worker.consumerAssignment.count < 8 || reader.assignment.count < 4 {
+            reader.complete(try reader.poll(maxMessages: 100, timeout: 0.1).map(\.id))
+        }
         let producer = try KafkaProducer(
             configuration: {
                 var producer = KafkaProducer.Configuration(bootstrapServers: scratch.cluster.bootstrapServers)
@@ -291,7 +297,8 @@ struct ParkedBenchmark: ParsableCommand {
         let started = Date()
         var sent = 0
         // Produce at the offered rate in 10 ms steps, reading outcome records in between.
-        while sent < total || outcomeLags.count < total {
+        var received = 0
+        while sent < total || received < total {
             let due = min(total, Int(Date().timeIntervalSince(started) * Double(rate)))
             if due > sent {
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -306,10 +313,13 @@ struct ParkedBenchmark: ParsableCommand {
             }
             let messages = try reader.poll(maxMessages: 5000, timeout: 0.01)
             let arrived = Date().timeIntervalSince1970
+            received += messages.count
             for message in messages {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(message.value ?? [])) as? [String: Any],
                     let source = object["source"] as? [String: Any], let timestamp = source["timestamp"] as? Int
                 else { continue }
+                // The first 2 s warm up (connections, prepared statements): not counted.
+                guard Double(timestamp) / 1000 >= started.timeIntervalSince1970 + 2 else { continue }
                 outcomeLags.append(arrived - Double(timestamp) / 1000)
             }
             reader.complete(messages.map(\.id))
@@ -317,12 +327,12 @@ struct ParkedBenchmark: ParsableCommand {
         }
         worker.stop()
         done.wait()
-        return (try memberLatency(scratch, records: records), quantiles(outcomeLags), outcomeLags.count)
+        return (try memberLatency(scratch, from: started.addingTimeInterval(2)), quantiles(outcomeLags), outcomeLags.count)
     }
 
     /// produce time (the record's timestamp, read back from the topic) → the member row's
     /// decrypted_at (the start of the transaction that wrote it, a little before its commit).
-    func memberLatency(_ scratch: Scratch, records: [KafkaRecord]) throws -> (p50: Double, p99: Double) {
+    func memberLatency(_ scratch: Scratch, from start: Date) throws -> (p50: Double, p99: Double) {
         var produced: [String: Double] = [:]
         let jobs = try scratch.readAll("wechat.phone.jobs")
         for job in jobs {
@@ -331,7 +341,9 @@ struct ParkedBenchmark: ParsableCommand {
         }
         var lags: [Double] = []
         for row in try scratch.database.connection.query("SELECT openid, extract(epoch FROM decrypted_at)::double precision FROM members") {
-            guard let openid = row[0], let stored = row[1].flatMap(Double.init), let sent = produced[openid] else { continue }
+            guard let openid = row[0], let stored = row[1].flatMap(Double.init), let sent = produced[openid],
+                sent >= start.timeIntervalSince1970
+            else { continue }
             lags.append(stored - sent)
         }
         return quantiles(lags)
@@ -345,7 +357,11 @@ struct ParkedBenchmark: ParsableCommand {
         return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))])
     }
 
-    func median(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
+    func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
 
     func ms(_ seconds: Double) -> String { String(format: "%.1f ms", seconds * 1000) }
 
