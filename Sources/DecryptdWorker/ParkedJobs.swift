@@ -86,21 +86,42 @@ struct ParkedJobs {
     }
 
     /// One round of expiry: jobs `selection` names fail with the reason they last failed with:
-    /// failure row, dead letter with `decrypt.parked.ms`, outcome record.
+    /// failure row, dead letter with `decrypt.parked.ms`, outcome record. A due job whose newer key
+    /// has landed but was not yet tried (its notification is still on its way) is tried once more
+    /// first: it heals, or fails with what that try says.
     func expire(_ selection: ParkedSelection) throws -> Round {
         try inTransaction {
             let jobs = try database.lockExpiring(selection, limit: settings.roundSize)
             var round = Round()
             guard !jobs.isEmpty else { return round }
+            var keys: [UserKey: (keys: [String], newest: Int64?)] = [:]
+            if case .due = selection {
+                let users = Array(Set(jobs.map(\.record.user)))
+                keys = Dictionary(
+                    uniqueKeysWithValues: zip(users, try database.sessionKeysWithNewest(forDistinct: users, limit: settings.maxSessionKeys))
+                )
+            }
             var changes = ParkedJobChanges()
             var records: [KafkaRecord] = []
             for parked in jobs {
                 let message = parked.record.message
-                let job = PendingJob(message, appids: settings.appids)
-                let reason = FailureReason(rawValue: parked.record.reason) ?? .badPadding
-                let failure = DecryptFailure(reason, parked.record.detail)
+                var job = PendingJob(message, appids: settings.appids)
+                var failure = DecryptFailure(FailureReason(rawValue: parked.record.reason) ?? .badPadding, parked.record.detail)
+                if let found = keys[parked.record.user], let newest = found.newest, newest > (parked.record.triedIssuedAt ?? Int64.min),
+                    job.awaitsDecryption
+                {
+                    job.decrypt(with: decryptor, sessionKeys: found.keys)
+                    if case .success(let payload)? = job.outcome {
+                        changes.members.append(MemberRecord(user: parked.record.user, payload: payload))
+                        changes.ended.append((parked.record.source, healed: true))
+                        round.healed.append(parked.waitedMilliseconds)
+                        records += announcement(message, job: job, status: .ok, waited: parked.waitedMilliseconds)
+                        continue
+                    }
+                    failure = job.outcome?.failureValue ?? failure
+                }
                 records += failing(parked, message: message, job: job, failure: failure, changes: &changes)
-                round.failed.append(reason)
+                round.failed.append(failure.reason)
             }
             try send(records)
             try database.finishParked(changes)

@@ -214,8 +214,11 @@ final class ChaosTrial {
         var environment = pipeline.binaryEnvironment(wechat: wechat)
         environment["DATABASE_URL"] = workerURL
         environment["DECRYPTD_LOG_LEVEL"] = "info"
-        // Jobs whose keys land late wait for them; those whose keys never come fail after 30 s.
-        environment["DECRYPTD_PARK_TIMEOUT"] = "30s"
+        // Jobs whose keys land late wait for them; those whose keys never come fail at 90 s. The
+        // wait must outlast every fault and the keys' lateness together: a 30 s wait expired late
+        // jobs whose keys were held up by a 27-33 s freeze (the login service's INSERT waited it
+        // out too), which is the right outcome for the worker but not what the load expects.
+        environment["DECRYPTD_PARK_TIMEOUT"] = "90s"
         let log = NSTemporaryDirectory() + "decryptd-chaos-\(number)-\(logs.count + 1)-\(UUID().uuidString).log"
         logs.append(log)
         let arguments =

@@ -208,6 +208,28 @@ struct ParkingEndToEndTests {
         try pipeline.expectCommitted(group: "decryptd")
     }
 
+    @Test("a key that landed without its notification (triggers off) is still tried at the deadline: the job heals, not fails")
+    func keyFoundAtTheDeadline() throws {
+        let pipeline = try Pipeline()
+        let waiting = Self.jobs(6, prefix: "quiet", seed: 13)
+        _ = try pipeline.produce(waiting.map(\.record))
+        let run = try WorkerRun(pipeline.configuration(exitAtEnd: false, parkTimeout: 4))
+        defer { run.worker.stop() }
+        try waitUntil(timeout: 60, "6 jobs parked") { try Self.count("parked_jobs", pipeline) == 6 }
+        // session_replication_role = replica: no trigger fires, so no worker hears of these keys.
+        try pipeline.database.connection.execute("SET session_replication_role = replica")
+        try Self.store(Array(waiting.prefix(4)), in: pipeline.database)
+        try pipeline.database.connection.execute("SET session_replication_role = origin")
+        try waitUntil(timeout: 60, "every job ended") { try Self.count("parked_jobs", pipeline) == 0 }
+        run.worker.stop()
+        _ = try run.wait()
+        let members = try pipeline.members()
+        for job in waiting.prefix(4) { #expect(members[job.user]?.phone == job.phone, "\(job.user.openid) healed at its deadline") }
+        #expect(try pipeline.failureRows().map(\.reason) == ["session_not_found", "session_not_found"])
+        let endings = try pipeline.database.parkedEndings(windowSeconds: 3600)
+        #expect(endings.healed == 4 && endings.expired == 2)
+    }
+
     @Test("--park-timeout 0: the same jobs fail at once, as before parking existed")
     func parkingOff() throws {
         let pipeline = try Pipeline()
