@@ -62,13 +62,9 @@ struct ParkedJobs {
                 if job.awaitsDecryption {
                     job.decrypt(with: decryptor, sessionKeys: found.keys)
                 }
-                let waited = parked.waitedMilliseconds
                 switch job.outcome {
                 case .success(let payload)?:
-                    changes.members.append(MemberRecord(user: parked.record.user, payload: payload))
-                    changes.ended.append((parked.record.source, healed: true))
-                    round.healed.append(waited)
-                    records += announcement(message, job: job, status: .ok, waited: waited)
+                    records += healing(parked, message: message, job: job, payload: payload, changes: &changes, round: &round)
                 case .failure(let failure)? where settings.reasons.contains(failure.reason):
                     changes.stillWaiting.append((parked.record.source, failure.reason.rawValue, failure.detail, found.newest))
                     round.stillWaiting += 1
@@ -112,10 +108,7 @@ struct ParkedJobs {
                 {
                     job.decrypt(with: decryptor, sessionKeys: found.keys)
                     if case .success(let payload)? = job.outcome {
-                        changes.members.append(MemberRecord(user: parked.record.user, payload: payload))
-                        changes.ended.append((parked.record.source, healed: true))
-                        round.healed.append(parked.waitedMilliseconds)
-                        records += announcement(message, job: job, status: .ok, waited: parked.waitedMilliseconds)
+                        records += healing(parked, message: message, job: job, payload: payload, changes: &changes, round: &round)
                         continue
                     }
                     failure = job.outcome?.failureValue ?? failure
@@ -127,6 +120,18 @@ struct ParkedJobs {
             try database.finishParked(changes)
             return round
         }
+    }
+
+    /// The rows and records of a parked job that a newer key decrypted: its member row, its
+    /// ending, its outcome record.
+    private func healing(
+        _ parked: ParkedJob, message: KafkaMessage, job: PendingJob, payload: PhonePayload, changes: inout ParkedJobChanges,
+        round: inout Round
+    ) -> [KafkaRecord] {
+        changes.members.append(MemberRecord(user: parked.record.user, payload: payload))
+        changes.ended.append((parked.record.source, healed: true))
+        round.healed.append(parked.waitedMilliseconds)
+        return announcement(message, job: job, status: .ok, waited: parked.waitedMilliseconds)
     }
 
     /// The rows and records of a parked job that ends failed.

@@ -111,11 +111,7 @@ struct ParkedBenchmark: ParsableCommand {
         var configuration = scratch.configuration()
         configuration.exitAtEnd = false
         let worker = try Worker(configuration: configuration, logger: logger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? worker.run()
-            done.signal()
-        }
+        let done = runInBackground(worker)
         Thread.sleep(forTimeInterval: 2)  // assigned and listening
         let store = try DecryptdDatabase(url: scratch.url)
         var random = SplitMix(seed: 5)
@@ -184,11 +180,7 @@ struct ParkedBenchmark: ParsableCommand {
             var configuration = scratch.configuration()
             configuration.exitAtEnd = false
             let worker = try Worker(configuration: configuration, logger: logger)
-            let done = DispatchSemaphore(value: 0)
-            Thread.detachNewThread {
-                _ = try? worker.run()
-                done.signal()
-            }
+            let done = runInBackground(worker)
             // Settle: the first look at every curable job after LISTEN, and the first count.
             Thread.sleep(forTimeInterval: 8)
             let postgres = try PostgresCPU(connection: scratch.database.connection)
@@ -269,11 +261,7 @@ struct ParkedBenchmark: ParsableCommand {
         configuration.outcomesTopic = "wechat.phone.outcomes"
         if let fetchWait { configuration.kafkaProperties["fetch.wait.max.ms"] = fetchWait }
         let worker = try Worker(configuration: configuration, logger: logger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? worker.run()
-            done.signal()
-        }
+        let done = runInBackground(worker)
         // The outcome records, read as they come: arrival minus the job's produce time.
         var readerConfiguration = KafkaConsumer.Configuration(
             bootstrapServers: scratch.cluster.bootstrapServers, groupID: "latency-reader", topics: ["wechat.phone.outcomes"])
@@ -350,6 +338,17 @@ struct ParkedBenchmark: ParsableCommand {
     }
 
     // MARK: - Helpers
+
+    /// Runs `worker` on a thread of its own; the semaphore is signalled when it has stopped. A
+    /// worker that fails says so on stderr (the figures around it are then not to be trusted).
+    func runInBackground(_ worker: Worker) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            do { _ = try worker.run() } catch { FileHandle.standardError.write(Data("worker failed: \(error)\n".utf8)) }
+            done.signal()
+        }
+        return done
+    }
 
     func quantiles(_ values: [Double]) -> (p50: Double, p99: Double) {
         guard !values.isEmpty else { return (0, 0) }
