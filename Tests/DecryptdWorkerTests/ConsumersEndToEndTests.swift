@@ -25,7 +25,18 @@ struct ConsumersEndToEndTests {
                 "--exchange-concurrency", "16", "--kafka-property", "session.timeout.ms=6000",
             ], environment: pipeline.binaryEnvironment(wechat: wechat),
             logPath: NSTemporaryDirectory() + "decryptd-scraped-\(UUID().uuidString).log")
-        return (worker, metricsPort, try PrometheusServer(scraping: metricsPort))
+        let prometheus = try PrometheusServer(scraping: metricsPort)
+        // A first sample from before any job: rate() counts only what grows between two samples, so a
+        // load finished before Prometheus's first scrape would leave every rate at 0 (and its quantiles NaN).
+        do {
+            try waitUntil(timeout: 120, "Prometheus has scraped the idle worker") {
+                (try? prometheus.query("sum(decryptd_jobs_total)").first?.value) == 0
+            }
+        } catch {
+            worker.kill(SIGKILL)
+            throw error
+        }
+        return (worker, metricsPort, prometheus)
     }
 
     @Test("Prometheus scrapes the run's counts by outcome; promtool finds no problem; every dashboard query returns data")
