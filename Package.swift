@@ -111,6 +111,17 @@ let package = Package(
         ),
 
         .target(
+            name: "OpenSSLRSA",
+            dependencies: ["CLibCrypto"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "WeChatAPISecurity",
+            dependencies: ["PhoneDecryption", "OpenSSLAES", "OpenSSLRSA"],
+            swiftSettings: strict
+        ),
+
+        .target(
             name: "OpenSSLDigest",
             dependencies: ["CLibCrypto"],
             swiftSettings: strict
@@ -120,7 +131,7 @@ let package = Package(
         .target(
             name: "WeChatAPI",
             dependencies: [
-                "PhoneDecryption", "LogKeys", "Retries", "Locks",
+                "PhoneDecryption", "WeChatAPISecurity", "LogKeys", "Retries", "Locks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -285,8 +296,9 @@ let package = Package(
         .testTarget(
             name: "WeChatAPITests",
             dependencies: [
-                "WeChatAPI", "DevWeChat", "PhoneDecryption", "DecryptdTestSupport", "SyntheticLoad",
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "WeChatAPI", "WeChatAPISecurity", "OpenSSLAES", "OpenSSLRSA", "OpenSSLDigest", "DevWeChat", "PhoneDecryption",
+                "DecryptdTestSupport",
+                "SyntheticLoad", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
