@@ -145,7 +145,7 @@ let package = Package(
         .target(
             name: "DevWeChat",
             dependencies: [
-                "PhoneDecryption", "SyntheticLoad", "Locks",
+                "PhoneDecryption", "SyntheticLoad", "Locks", "WeChatAPISecurity", "OpenSSLAES", "OpenSSLRSA",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

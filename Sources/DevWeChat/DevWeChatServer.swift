@@ -53,6 +53,8 @@ public final class DevWeChatServer: Sendable {
         return "http://\(configuration.host):\(bound.localAddress?.port ?? configuration.port)"
     }
 
+    private var boundPort: Int { channel.withLock { $0?.localAddress?.port } ?? configuration.port }
+
     public var stats: DevWeChatState.Stats { state.withLock { $0.stats } }
 
     /// Invalidates every token now (as `POST /dev/invalidate-tokens` does); returns how many.
@@ -71,8 +73,34 @@ public final class DevWeChatServer: Sendable {
     ) {
         let (path, query) = Self.split(head.uri)
         let method = head.method.rawValue
-        let answer = state.withLock {
-            $0.answer(method: method, path: path, query: query, body: body, now: Date().timeIntervalSince1970)
+        var headers: [String: String] = [:]
+        for (name, value) in head.headers { headers[name.lowercased()] = value }
+        let urlBase = "http://" + (headers["host"] ?? "\(configuration.host):\(boundPort)")
+        let now = Date().timeIntervalSince1970
+        let answer: DevWeChatState.Answer
+        if method == "POST", path == "/wxa/business/getuserphonenumber" {
+            // Sealed exchanges: the state decides and counts under the lock; the RSA and AES work
+            // (a millisecond or so per call) runs outside it, on this event loop.
+            let urlpath = urlBase + path
+            let token = query["access_token"]
+            switch state.withLock({ $0.beginExchange(token: token, now: now) }) {
+            case .plain:
+                answer = state.withLock { $0.exchangeCounted(token: token, body: body, now: now) }
+            case .forge(let app, let signer, let clock):
+                answer = DevGateway.forged(app, urlpath: urlpath, signer: signer, clock: clock)
+            case .open(let app, let signer, let clock):
+                switch DevGateway.open(app, urlpath: urlpath, headers: headers, body: body, now: clock) {
+                case .failure(let refusal):
+                    answer = state.withLock { $0.refuse(refusal.errcode, refusal.message) }
+                case .success(let plaintext):
+                    let plain = state.withLock { $0.exchangeCounted(token: token, body: plaintext, now: now) }
+                    answer = DevGateway.sealAnswer(plain, app: app, urlpath: urlpath, signer: signer, clock: clock)
+                }
+            }
+        } else {
+            answer = state.withLock {
+                $0.answer(method: method, path: path, query: query, body: body, now: now, headers: headers, urlBase: urlBase)
+            }
         }
         if path == "/wxa/business/getuserphonenumber", configuration.latency > 0 {
             loop.scheduleTask(in: .nanoseconds(Int64(configuration.latency * 1e9))) { then(answer) }
@@ -131,15 +159,22 @@ private final class DevWeChatHandler: ChannelInboundHandler {
         case .reset:
             context.close(promise: nil)
         case .json(let status, let text):
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-            headers.add(name: "Content-Length", value: String(text.utf8.count))
-            if !keepAlive { headers.add(name: "Connection", value: "close") }
-            let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))), promise: nil)
-            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            if !keepAlive { done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+            send(status: status, body: Array(text.utf8), headers: [:], keepAlive: keepAlive, context: context)
+        case .signed(let status, let body, let extra):
+            send(status: status, body: body, headers: extra, keepAlive: keepAlive, context: context)
         }
+    }
+
+    private func send(status: Int, body: [UInt8], headers extra: [String: String], keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.count))
+        for (name, value) in extra.sorted(by: { $0.key < $1.key }) { headers.add(name: name, value: value) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
     }
 }

@@ -21,6 +21,17 @@ public struct DevWeChatState: Sendable {
         public var quotaShare = 0.0
         public var serverErrorShare = 0.0
         public var resetShare = 0.0
+        /// appid → its API security mode keys: these apps' exchanges must be sealed.
+        public var sealed: [String: DevSealedApp] = [:]
+        /// Share of sealed exchanges answered by a forger (signed with a key that is not WeChat's;
+        /// the code is not spent, as WeChat never saw the call).
+        public var forgeShare = 0.0
+        /// Seconds added to the stand-in's clock (sealed calls: a request or answer more than 300 s
+        /// off is refused).
+        public var clockSkew: Int64 = 0
+        /// Rotate the platform certificate after this many sealed exchanges: answers are then signed by
+        /// the next certificate, with the old one's signature in the `-Deprecated` headers.
+        public var rotateAfter: Int?
 
         public init(secrets: [String: String]) { self.secrets = secrets }
     }
@@ -28,6 +39,8 @@ public struct DevWeChatState: Sendable {
     /// How to answer one request.
     public enum Answer: Sendable, Equatable {
         case json(status: Int, body: String)
+        /// A sealed answer: its body and `Wechatmp-*` headers.
+        case signed(status: Int, body: [UInt8], headers: [String: String])
         /// Close the connection without an answer.
         case reset
     }
@@ -42,6 +55,12 @@ public struct DevWeChatState: Sendable {
         /// Exchanges of a code that was already spent: a worker that exchanged a code twice.
         public var codesReused = 0
         public var tokensInvalidated = 0
+        /// Sealed exchanges received, answers forged, and gateway errors by errcode.
+        public var sealedExchanges = 0
+        public var forgedAnswers = 0
+        public var gatewayErrors: [String: Int] = [:]
+        /// Whether answers are signed by the rotated certificate.
+        public var certificateRotated = false
     }
 
     private struct IssuedToken {
@@ -65,10 +84,19 @@ public struct DevWeChatState: Sendable {
 
     // MARK: - Endpoints
 
-    public mutating func answer(method: String, path: String, query: [String: String], body: [UInt8], now: Double) -> Answer {
+    /// Answers one request. `headers` are the request's, names lowercased; `urlBase` is the scheme
+    /// and host the caller used (sealed calls sign the full URL path).
+    public mutating func answer(
+        method: String, path: String, query: [String: String], body: [UInt8], now: Double, headers: [String: String] = [:],
+        urlBase: String = ""
+    ) -> Answer {
         switch (method, path) {
         case ("POST", "/cgi-bin/stable_token"): return stableToken(body, now: now)
-        case ("POST", "/wxa/business/getuserphonenumber"): return exchange(token: query["access_token"], body: body, now: now)
+        case ("POST", "/wxa/business/getuserphonenumber"):
+            return exchange(token: query["access_token"], body: body, now: now, headers: headers, urlpath: urlBase + path)
+        case ("POST", "/dev/rotate-certificate"):
+            stats.certificateRotated = true
+            return .json(status: 200, body: #"{"rotated":true}"#)
         case ("GET", "/dev/stats"): return .json(status: 200, body: statsJSON)
         case ("POST", "/dev/invalidate-tokens"):
             let count = invalidateTokens()
@@ -114,8 +142,57 @@ public struct DevWeChatState: Sendable {
         return .json(status: 200, body: #"{"access_token":"\#(token)","expires_in":\#(settings.tokenLifetime)}"#)
     }
 
-    private mutating func exchange(token: String?, body: [UInt8], now: Double) -> Answer {
+    /// What a code exchange's sealing asks for. The RSA and AES work happens outside the state (see
+    /// ``DevWeChatServer``, which keeps it out of its lock): the state only decides and counts.
+    public enum SealedStep: Sendable {
+        /// The token's app is not in API security mode (or the token is unknown): answer plainly.
+        case plain
+        /// Answer with a forgery, signed by `signer`'s serial (0 or 1: before or after the rotation).
+        case forge(DevSealedApp, signer: Int, clock: Int64)
+        /// Open the request, answer, seal the answer.
+        case open(DevSealedApp, signer: Int, clock: Int64)
+    }
+
+    /// Decides how a code exchange with `token` is sealed, counting it.
+    public mutating func beginExchange(token: String?, now: Double) -> SealedStep {
         stats.exchanges += 1
+        guard let token, let issued = tokens[token], issued.expiresAt > now, let app = settings.sealed[issued.appid] else { return .plain }
+        stats.sealedExchanges += 1
+        if let after = settings.rotateAfter, stats.sealedExchanges > after { stats.certificateRotated = true }
+        let clock = Int64(now) + settings.clockSkew
+        let signer = stats.certificateRotated ? 1 : 0
+        if roll(settings.forgeShare) {
+            stats.forgedAnswers += 1
+            stats.exchangesAnswered["forged", default: 0] += 1
+            return .forge(app, signer: signer, clock: clock)
+        }
+        return .open(app, signer: signer, clock: clock)
+    }
+
+    /// The gateway refused a sealed request.
+    public mutating func refuse(_ errcode: Int, _ message: String) -> Answer {
+        stats.gatewayErrors[String(errcode), default: 0] += 1
+        stats.exchangesAnswered[String(errcode), default: 0] += 1
+        return Self.error(errcode, message)
+    }
+
+    /// The whole sealed exchange in one step, for callers without a lock to keep short (tests).
+    private mutating func exchange(token: String?, body: [UInt8], now: Double, headers: [String: String], urlpath: String) -> Answer {
+        switch beginExchange(token: token, now: now) {
+        case .plain: return exchangeCounted(token: token, body: body, now: now)
+        case .forge(let app, let signer, let clock): return DevGateway.forged(app, urlpath: urlpath, signer: signer, clock: clock)
+        case .open(let app, let signer, let clock):
+            switch DevGateway.open(app, urlpath: urlpath, headers: headers, body: body, now: clock) {
+            case .failure(let refusal): return refuse(refusal.errcode, refusal.message)
+            case .success(let plaintext):
+                return DevGateway.sealAnswer(
+                    exchangeCounted(token: token, body: plaintext, now: now), app: app, urlpath: urlpath, signer: signer, clock: clock)
+            }
+        }
+    }
+
+    /// A plain exchange (or a sealed one's opened plaintext), counted by its answer.
+    public mutating func exchangeCounted(token: String?, body: [UInt8], now: Double) -> Answer {
         let answer = exchangeAnswer(token: token, body: body, now: now)
         let key: String
         switch answer {
@@ -125,6 +202,7 @@ public struct DevWeChatState: Sendable {
             key =
                 body.hasPrefix(#"{"errcode":0,"#)
                 ? (body.contains("phone_info") ? "ok" : "no_phone_info") : String(body.dropFirst(11).prefix { $0 != "," })
+        case .signed: key = "signed"
         }
         stats.exchangesAnswered[key, default: 0] += 1
         return answer

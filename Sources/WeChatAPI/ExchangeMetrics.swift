@@ -1,6 +1,7 @@
 import CoreMetrics
 import Locks
 import PhoneDecryption
+import WeChatAPISecurity
 
 /// The exchange's metrics (names are the Prometheus ones), created once per label set and cached.
 /// No label ever carries a code, a token, a secret or a phone number: appids are the configured
@@ -16,6 +17,7 @@ public final class ExchangeMetrics: Sendable {
     /// The errcodes SPEC and WeChat's documentation name; any other is counted as "other".
     static let knownErrcodes: Set<Int64> = [
         -1, 40001, 40013, 40014, 40029, 40125, 40164, 40226, 41001, 41002, 41004, 42001, 45009, 45011, 47001, 48001, 61024,
+        40230, 40231, 40232, 40233, 40234, 40235, 40236, 40237, 40238, 40239, 40240, 87009,
     ]
 
     /// Each metric's HELP text, by name.
@@ -25,14 +27,20 @@ public final class ExchangeMetrics: Sendable {
         "decryptd_exchanges_total": "Code-exchange calls by outcome: ok, a failure code, or what made the call transient.",
         "decryptd_token_fetches_total": "Stable-token fetches by appid and result.",
         "decryptd_wechat_errcodes_total": "Non-zero errcodes WeChat answered, by errcode (unknown ones as other).",
+        "decryptd_sealed_calls_total":
+            "API security mode: answers to sealed calls by result (verified, verified_deprecated, gateway_error, rejected).",
+        "decryptd_sealed_answers_rejected_total": "API security mode: answers refused (never used, retried), by the check they failed.",
     ]
+
+    /// Every result `decryptd_sealed_calls_total` counts.
+    static let sealedResults = ["verified", "verified_deprecated", "gateway_error", "rejected"]
 
     /// Every outcome `decryptd_exchanges_total` counts: "ok", the failure codes an exchange ends
     /// with, and what makes a call transient.
     static let outcomes: [String] =
         ["ok"]
         + [FailureReason.appidMismatch, .invalidPhoneInfo, .codeInvalid, .codeExpired, .wechatError, .exchangeNotConfigured].map(\.rawValue)
-        + ["busy", "rate_limited", "token_rejected", "http_error", "no_answer", "unreadable"]
+        + ["busy", "rate_limited", "token_rejected", "http_error", "no_answer", "unreadable", "rejected_answer"]
     /// Every result `decryptd_token_fetches_total` counts.
     static let tokenResults = ["ok", "errcode", "no_answer", "http_error", "unreadable"]
 
@@ -46,7 +54,15 @@ public final class ExchangeMetrics: Sendable {
         }
         for errcode in Self.knownErrcodes.sorted() { _ = counter("decryptd_wechat_errcodes_total", [("errcode", String(errcode))]) }
         _ = counter("decryptd_wechat_errcodes_total", [("errcode", "other")])
+        for result in Self.sealedResults { _ = counter("decryptd_sealed_calls_total", [("result", result)]) }
+        for reason in AnswerRejection.allCases { _ = counter("decryptd_sealed_answers_rejected_total", [("reason", reason.rawValue)]) }
     }
+
+    /// `decryptd_sealed_calls_total{result}`.
+    func sealed(_ result: String) { counter("decryptd_sealed_calls_total", [("result", result)]).increment() }
+
+    /// `decryptd_sealed_answers_rejected_total{reason}`.
+    func rejectedAnswer(_ reason: String) { counter("decryptd_sealed_answers_rejected_total", [("reason", reason)]).increment() }
 
     func callStarted() {
         inFlight.record(

@@ -1,8 +1,10 @@
 public import Foundation
+import Locks
 import LogKeys
 public import Logging
 public import PhoneDecryption
 import Retries
+public import WeChatAPISecurity
 
 /// Exchanges phone-number codes with WeChat (`phonenumber.getPhoneNumber`), as SPEC's "Code jobs"
 /// says: access tokens from the stable-token endpoint, cached per appid; transient answers (no
@@ -43,12 +45,18 @@ public final class PhoneCodeExchanger: Sendable {
     private let metrics: ExchangeMetrics
     private let logger: Logger
     private let trouble: TroubleLog
+    /// Appids in API security mode, and how their calls are sealed.
+    private let sealed: [String: SealedCall]
+    /// (appid, errcode) pairs and rotated certificates already logged: each is logged once.
+    private let loggedOnce = Mutex<Set<String>>([])
 
+    /// `apiSecurity`: the keys of the appids in API security mode (their exchanges are sealed).
     public init(
         transport: any WeChatTransport, credentials: WeChatCredentials, configuration: Configuration = Configuration(),
-        metrics: ExchangeMetrics = ExchangeMetrics(), logger: Logger
+        metrics: ExchangeMetrics = ExchangeMetrics(), apiSecurity: [String: APISecurityKeys] = [:], logger: Logger
     ) {
         self.transport = transport
+        sealed = apiSecurity.mapValues { SealedCall(keys: $0) }
         self.credentials = credentials
         self.configuration = configuration
         self.metrics = metrics
@@ -139,18 +147,30 @@ public final class PhoneCodeExchanger: Sendable {
         return attempt
     }
 
+    static let exchangePath = "/wxa/business/getuserphonenumber"
+
     private func call(code: String, appid: String, token: AccessToken, jobTimestamp: Int64?) async -> Attempt {
-        var body = JSONWriter()
-        body.beginObject()
-        body.field("code", code)
-        body.endObject()
+        var request = WeChatRequest(path: Self.exchangePath + "?access_token=\(StableTokenAnswer.queryValue(token.value))")
+        let sealedCall = sealed[appid]
+        // API security mode signs the URL actually called: base URL and path, no query.
+        let urlpath = transport.baseURL + Self.exchangePath
+        if let sealedCall {
+            let sealedRequest = sealedCall.seal(
+                urlpath: urlpath, timestamp: Int64(Date().timeIntervalSince1970), parameters: [("code", .string(code))])
+            request.body = sealedRequest.body
+            request.headers = sealedRequest.headers
+        } else {
+            var body = JSONWriter()
+            body.beginObject()
+            body.field("code", code)
+            body.endObject()
+            request.body = Array(body.text.utf8)
+        }
         metrics.callStarted()
         let started = DispatchTime.now()
-        let answer: (status: Int, body: [UInt8])
+        let answer: WeChatAnswer
         do {
-            answer = try await transport.post(
-                "/wxa/business/getuserphonenumber?access_token=\(StableTokenAnswer.queryValue(token.value))", body: Array(body.text.utf8),
-                timeout: configuration.timeout)
+            answer = try await transport.send(request, timeout: configuration.timeout)
         } catch {
             metrics.callEnded()
             metrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))
@@ -163,8 +183,31 @@ public final class PhoneCodeExchanger: Sendable {
             metrics.exchange("http_error")
             return .transient("the code exchange answered HTTP \(answer.status)")
         }
-        let parsed = answer.body.withUnsafeBufferPointer { PhoneNumberAnswer.parse($0, expectedAppid: appid) }
         let age = Self.age(of: jobTimestamp)
+        var body = answer.body
+        if let sealedCall {
+            switch sealedCall.open(urlpath: urlpath, header: answer.header, body: answer.body, now: Int64(Date().timeIntervalSince1970)) {
+            case .verified(let plaintext, let deprecatedSerial):
+                metrics.sealed(deprecatedSerial == nil ? "verified" : "verified_deprecated")
+                if let deprecatedSerial { noteRotation(appid: appid, serial: deprecatedSerial) }
+                body = plaintext
+            case .gatewayError(let errcode) where Self.gatewayErrcodes.contains(errcode):
+                metrics.sealed("gateway_error")
+                metrics.errcode(errcode)
+                metrics.exchange(FailureReason.wechatError.rawValue)
+                logSetupError(appid: appid, errcode: errcode)
+                return .done(.failure(DecryptFailure(.wechatError, "errcode \(errcode) (API security mode), \(age)")))
+            case .gatewayError:
+                // An unsigned token, busy or rate-limit error: handled as in plain mode below.
+                metrics.sealed("gateway_error")
+            case .rejected(let reason):
+                metrics.sealed("rejected")
+                metrics.rejectedAnswer(reason.rawValue)
+                metrics.exchange("rejected_answer")
+                return .transient("a sealed answer for appid \(appid) failed its check (\(reason.rawValue)): refused and retried")
+            }
+        }
+        let parsed = body.withUnsafeBufferPointer { PhoneNumberAnswer.parse($0, expectedAppid: appid) }
         switch parsed {
         case .phone(let payload):
             metrics.exchange("ok")
@@ -202,6 +245,38 @@ public final class PhoneCodeExchanger: Sendable {
             metrics.exchange(FailureReason.wechatError.rawValue)
             return .done(.failure(DecryptFailure(.wechatError, "errcode \(errcode), \(age)")))
         }
+    }
+
+    /// WeChat's gateway errors of API security mode: the setup is wrong, not the job.
+    static let gatewayErrcodes: ClosedRange<Int64> = 40230...40240
+
+    /// What to fix, for each gateway errcode.
+    static func setupHint(_ errcode: Int64) -> String {
+        switch errcode {
+        case 40234:
+            "WeChat refused the signature: check privateKey and privateKeySn in the API security file against the key registered at WeChat"
+        case 40235: "WeChat could not decrypt the body: check symmetricKey and symmetricKeySn in the API security file"
+        case 40238, 40239:
+            "API security keys are not configured at WeChat for this appid (or the numbers differ): register them at mp.weixin.qq.com, or remove the appid from the API security file"
+        case 40240: "WeChat says the timestamp expired: this host's clock is more than 300 s off; check NTP"
+        default: "a Wechatmp-* header was refused: check the API security file's entry for this appid"
+        }
+    }
+
+    /// One error log per appid and gateway errcode: the jobs fail `wechat_error`, the log says what to fix.
+    private func logSetupError(appid: String, errcode: Int64) {
+        guard loggedOnce.withLock({ $0.insert("\(appid)|\(errcode)").inserted }) else { return }
+        logger.error(
+            "API security mode is misconfigured: code jobs of this appid fail wechat_error until it is fixed",
+            metadata: [LogKey.appid: "\(appid)", "errcode": "\(errcode)", "fix": "\(Self.setupHint(errcode))"])
+    }
+
+    /// Once per appid and serial: WeChat is rotating its certificate and only the old one is configured.
+    private func noteRotation(appid: String, serial: String) {
+        guard loggedOnce.withLock({ $0.insert("\(appid)|deprecated|\(serial)").inserted }) else { return }
+        logger.warning(
+            "WeChat is rotating its platform certificate: answers verify only with the deprecated one; add the new certificate to the API security file",
+            metadata: [LogKey.appid: "\(appid)", "deprecated_serial": "\(serial)"])
     }
 
     static func ageSeconds(_ timestamp: Int64) -> Double {

@@ -5,12 +5,51 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// How decryptd reaches WeChat's server API: one POST of a JSON body, answered by a status and a
+/// One call to WeChat's server API.
+public struct WeChatRequest: Sendable {
+    /// "GET" or "POST".
+    public var method: String
+    /// The path with its query, under the API's base URL.
+    public var path: String
+    public var headers: [(name: String, value: String)]
+    /// The JSON body of a POST.
+    public var body: [UInt8]
+
+    public init(method: String = "POST", path: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// WeChat's answer: a status, the headers (API security mode signs answers in them) and a body.
+public struct WeChatAnswer: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The first header of that name, compared case-insensitively (HTTP header names are).
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
+
+/// How decryptd reaches WeChat's server API: one request, answered by a status, headers and a
 /// body. A protocol, so that tests can substitute an answer without a server.
 public protocol WeChatTransport: Sendable {
-    /// POSTs `body` to `path` (with its query) under the API's base URL within `timeout`.
-    /// Throws when no answer came (refused, reset, timed out).
-    func post(_ path: String, body: [UInt8], timeout: TimeInterval) async throws -> (status: Int, body: [UInt8])
+    /// The base URL without a trailing slash (API security mode signs the full URL path).
+    var baseURL: String { get }
+
+    /// Sends `request` under the API's base URL within `timeout`. Throws when no answer came
+    /// (refused, reset, timed out).
+    func send(_ request: WeChatRequest, timeout: TimeInterval) async throws -> WeChatAnswer
 
     /// Closes the connections; no call may follow.
     func shutdown() async
@@ -21,6 +60,12 @@ public protocol WeChatTransport: Sendable {
 
 extension WeChatTransport {
     public func close() {}
+
+    /// POSTs a JSON `body` to `path` (with its query); the answer's status and body.
+    public func post(_ path: String, body: [UInt8], timeout: TimeInterval) async throws -> (status: Int, body: [UInt8]) {
+        let answer = try await send(WeChatRequest(path: path, body: body), timeout: timeout)
+        return (answer.status, answer.body)
+    }
 }
 
 /// ``WeChatTransport`` over swift-server's async-http-client: a pool of kept-alive connections (as
@@ -64,16 +109,20 @@ public final class HTTPClientTransport: WeChatTransport {
         client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }
 
-    public func post(_ path: String, body: [UInt8], timeout: TimeInterval) async throws -> (status: Int, body: [UInt8]) {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "decryptd")
-        request.body = .bytes(ByteBuffer(bytes: body))
+    public func send(_ request: WeChatRequest, timeout: TimeInterval) async throws -> WeChatAnswer {
+        var call = HTTPClientRequest(url: baseURL + request.path)
+        call.method = HTTPMethod(rawValue: request.method)
+        call.headers.add(name: "User-Agent", value: "decryptd")
+        for header in request.headers { call.headers.add(name: header.name, value: header.value) }
+        if request.method == "POST" {
+            call.headers.add(name: "Content-Type", value: "application/json")
+            call.body = .bytes(ByteBuffer(bytes: request.body))
+        }
         let deadline = NIODeadline.now() + .nanoseconds(Int64(timeout * 1e9))
-        let response = try await client.execute(request, deadline: deadline)
+        let response = try await client.execute(call, deadline: deadline)
         let answer = try await response.body.collect(upTo: Self.largestAnswer)
-        return (Int(response.status.code), Array(buffer: answer))
+        return WeChatAnswer(
+            status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Array(buffer: answer))
     }
 
     public func shutdown() async {

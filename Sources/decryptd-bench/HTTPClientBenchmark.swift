@@ -82,13 +82,16 @@ final class URLSessionTransport: WeChatTransport, @unchecked Sendable {
         session = URLSession(configuration: configuration)
     }
 
-    func post(_ path: String, body: [UInt8], timeout: TimeInterval) async throws -> (status: Int, body: [UInt8]) {
-        var request = URLRequest(url: URL(string: baseURL + path)!, timeoutInterval: timeout)
-        request.httpMethod = "POST"
+    func send(_ call: WeChatRequest, timeout: TimeInterval) async throws -> WeChatAnswer {
+        var request = URLRequest(url: URL(string: baseURL + call.path)!, timeoutInterval: timeout)
+        request.httpMethod = call.method
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data(body)
+        for header in call.headers { request.setValue(header.value, forHTTPHeaderField: header.name) }
+        if call.method == "POST" { request.httpBody = Data(call.body) }
         let (data, response) = try await session.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, Array(data))
+        let http = response as? HTTPURLResponse
+        let headers = (http?.allHeaderFields ?? [:]).compactMap { name, value in (name as? String).map { ($0, "\(value)") } }
+        return WeChatAnswer(status: http?.statusCode ?? 0, headers: headers, body: Array(data))
     }
 
     func shutdown() async { session.invalidateAndCancel() }

@@ -17,20 +17,28 @@ final class StateTransport: WeChatTransport {
 
     init(_ state: DevWeChatState) { self.state = NIOLockedValueBox(state) }
 
-    func post(_ path: String, body: [UInt8], timeout: TimeInterval) async throws -> (status: Int, body: [UInt8]) {
+    let baseURL = "https://api.example.test"
+
+    func send(_ request: WeChatRequest, timeout: TimeInterval) async throws -> WeChatAnswer {
+        let path = request.path
         paths.withLockedValue { $0.append(path) }
         let next: (Int, String)?? = scripted.withLockedValue { $0.isEmpty ? .none : .some($0.removeFirst()) }
         if case .some(let scriptedAnswer) = next {
             guard let scriptedAnswer else { throw CancellationError() }  // nil: no answer
-            return (scriptedAnswer.0, Array(scriptedAnswer.1.utf8))
+            return WeChatAnswer(status: scriptedAnswer.0, body: Array(scriptedAnswer.1.utf8))
         }
         let (route, query) = Self.split(path)
+        let headers = Dictionary(request.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { a, _ in a })
         let answer = state.withLockedValue {
-            $0.answer(method: "POST", path: route, query: query, body: body, now: Date().timeIntervalSince1970)
+            $0.answer(
+                method: request.method, path: route, query: query, body: request.body, now: Date().timeIntervalSince1970, headers: headers,
+                urlBase: baseURL)
         }
         switch answer {
         case .reset: throw CancellationError()
-        case .json(let status, let text): return (status, Array(text.utf8))
+        case .json(let status, let text): return WeChatAnswer(status: status, body: Array(text.utf8))
+        case .signed(let status, let body, let headers):
+            return WeChatAnswer(status: status, headers: headers.map { ($0.key, $0.value) }, body: body)
         }
     }
 
