@@ -194,7 +194,7 @@ let package = Package(
         .target(
             name: "DecryptdWorker",
             dependencies: [
-                "PhoneDecryption", "DecryptdStore", "KafkaClient", "WeChatAPI", "DedicatedThread",
+                "PhoneDecryption", "DecryptdStore", "KafkaClient", "WeChatAPI", "WeChatAPISecurity", "DedicatedThread",
                 "LogKeys", "DeadLetterFormat", "Retries", "Locks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -234,6 +234,7 @@ let package = Package(
                 "MetricsEndpoint",
                 "DevWeChat",
                 "WeChatAPI",
+                "WeChatAPISecurity",
                 "SyntheticLoad",
                 "LogKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

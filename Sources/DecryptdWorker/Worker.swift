@@ -85,7 +85,7 @@ public final class Worker: Sendable {
         exchangeConfiguration.concurrency = configuration.exchangeConcurrency
         exchanger = PhoneCodeExchanger(
             transport: transport, credentials: configuration.appSecrets, configuration: exchangeConfiguration,
-            metrics: metrics.exchange, logger: logger
+            metrics: metrics.exchange, apiSecurity: configuration.apiSecurity, logger: logger
         )
         exchangeStage = ExchangeStage(
             settings: .init(

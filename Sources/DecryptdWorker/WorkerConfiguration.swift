@@ -2,6 +2,7 @@ public import Foundation
 public import KafkaClient
 public import PhoneDecryption
 public import WeChatAPI
+public import WeChatAPISecurity
 
 /// Everything `decryptd run` is told, already validated. Flags and environment variables map onto
 /// it in the command-line layer; librdkafka and libpq settings are built from it in one place each.
@@ -46,6 +47,10 @@ public struct WorkerConfiguration: Sendable {
     public var wechatAPIURL = "https://api.weixin.qq.com"
     /// App secrets by appid; an appid without one fails its code jobs with `exchange_not_configured`.
     public var appSecrets = WeChatCredentials()
+    /// API security mode keys by appid: those appids' exchanges are sealed. Default: none.
+    public var apiSecurity: [String: APISecurityKeys] = [:]
+    /// Said once at start-up when the key file is readable by others (it still loads).
+    public var apiSecurityWarning: String?
     /// Code exchanges in flight at most. Default: 64.
     public var exchangeConcurrency = 64
     /// Each exchange call's limit. Default: 5 s.

@@ -103,6 +103,12 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger
         )
         guard problems.isEmpty else { throw CommandError.usage(lines: problems) }
+        if let warning = configuration.apiSecurityWarning { logger.warning("\(warning)") }
+        if !configuration.apiSecurity.isEmpty {
+            logger.info(
+                "API security mode: code exchanges of these appids are sealed and their answers verified",
+                metadata: [LogKey.appids: "\(configuration.apiSecurity.keys.sorted().joined(separator: ","))"])
+        }
         let unconfigured = configuration.appids.filter { configuration.appSecrets.secret(for: $0) == nil }
         if !unconfigured.isEmpty {
             logger.warning(

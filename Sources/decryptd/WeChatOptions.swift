@@ -2,6 +2,7 @@ import ArgumentParser
 import DecryptdWorker
 import Foundation
 import WeChatAPI
+import WeChatAPISecurity
 
 /// The options for code jobs (SPEC "Code jobs"): where WeChat's API is, the app secrets, and how
 /// exchanges are paced. App secrets are never a flag's value (they would show in `ps`): they come
@@ -20,6 +21,13 @@ struct WeChatOptions: ParsableArguments {
             "A file of 'appid secret' lines: the app secrets for code jobs (also from WECHAT_APP_SECRETS, appid:secret,...). An appid without a secret fails its code jobs with exchange_not_configured. Env: WECHAT_APP_SECRETS_FILE.",
             valueName: "path"))
     var appSecretsFile: String?
+
+    @Option(
+        name: .customLong("api-security-file"),
+        help: ArgumentHelp(
+            "A JSON file of API security mode keys by appid (WeChat's 服务端 API 签名加密; SPEC 'API security mode'): those appids' code exchanges are encrypted and signed, and their answers verified. Keys only ever come from this file; keep it mode 600. Env: WECHAT_API_SECURITY_FILE. Default: none (every appid called plainly).",
+            valueName: "path"))
+    var apiSecurityFile: String?
 
     @Option(name: Settings.exchangeConcurrency.name, parsing: .unconditional, help: Settings.exchangeConcurrency.help)
     var exchangeConcurrency: Int?
@@ -63,6 +71,15 @@ struct WeChatOptions: ParsableArguments {
             configuration.wechatAPIURL = try HTTPClientTransport.validate(baseURL: url)
         } catch {
             problems.append(error.description)
+        }
+        if let path = apiSecurityFile ?? Environment.value("WECHAT_API_SECURITY_FILE") {
+            do {
+                let loaded = try APISecurityFile.load(path: path)
+                configuration.apiSecurity = loaded.keys
+                configuration.apiSecurityWarning = loaded.warning
+            } catch {
+                problems.append(error.description)
+            }
         }
         configuration.exchangeConcurrency = try Settings.exchangeConcurrency.resolved(exchangeConcurrency, problems: &problems)
         configuration.exchangeTimeout = try Settings.exchangeTimeout.resolved(exchangeTimeout, problems: &problems)
