@@ -32,6 +32,7 @@ let fuzzTargets: [Target] =
         ("FuzzLenientBase64", ["PhoneDecryption"]), ("FuzzDecryptRequest", ["PhoneDecryption"]),
         ("FuzzWeChatAnswers", ["PhoneDecryption"]), ("FuzzHTTPRequest", ["MetricsEndpoint", "Locks"]),
         ("FuzzDeadLetterHeaders", ["DeadLetterFormat", "KafkaClient", "PhoneDecryption"]),
+        ("FuzzSealedAnswers", ["WeChatAPISecurity", "OpenSSLRSA", "PhoneDecryption"]),
     ].map { name, dependencies in
         .executableTarget(name: name, dependencies: (dependencies + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
     } + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")]

@@ -11,7 +11,7 @@
 # Fuzz/crashes/TARGET-crash-<sha1> (add it to the corpus with the fix). Exits 1 on any crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(FuzzJobValues FuzzPlaintext FuzzLenientBase64 FuzzDecryptRequest FuzzWeChatAnswers FuzzHTTPRequest FuzzDeadLetterHeaders)
+all=(FuzzJobValues FuzzPlaintext FuzzLenientBase64 FuzzDecryptRequest FuzzWeChatAnswers FuzzHTTPRequest FuzzDeadLetterHeaders FuzzSealedAnswers)
 which=${1:-all}
 seconds=${2:-10}
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: SECONDS must be a positive whole number" >&2; exit 2; }

@@ -268,6 +268,43 @@ struct CLITests {
         #expect(!twice.stderr.contains("s3cr3t") && !twice.stderr.contains("other"))
     }
 
+    @Test("an API security file that is unreadable or has a bad key or certificate: exit 2, one line naming the appid and field")
+    func apiSecurityFile() throws {
+        let vectorsURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("../shared/testdata/wechat-api-security-vectors.json").standardized
+        let vectors = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: vectorsURL)) as? [String: Any])
+        let good: [String: Any] = [
+            "symmetricKey": vectors["sym_key"]!, "symmetricKeySn": "S", "privateKey": vectors["private_key"]!, "privateKeySn": "P",
+            "platformCertificates": ["C": vectors["certificate"]!],
+        ]
+        let directory = NSTemporaryDirectory() + "decryptd-apisec-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("short", { $0["symmetricKey"] = "AAAAAAAAAAAAAAAAAAAAAA==" }, "appid wxV: symmetricKey is 16 bytes, not 32 (AES-256)"),
+            ("notkey", { $0["privateKey"] = vectors["certificate"]! }, "appid wxV: privateKey is not a PEM private key"),
+            (
+                "badcert", { $0["platformCertificates"] = ["C": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] },
+                "appid wxV: platformCertificates C is not a PEM X.509 certificate"
+            ),
+        ]
+        var runs: [(String, String)] = [("\(directory)/absent", "cannot read API security file")]
+        for (name, change, expected) in cases {
+            var entry = good
+            change(&entry)
+            let path = "\(directory)/\(name).json"
+            try JSONSerialization.data(withJSONObject: ["wxV": entry]).write(to: URL(fileURLWithPath: path))
+            runs.append((path, expected))
+        }
+        for (path, expected) in runs {
+            let output = try decryptd("run --startup-timeout 1 --api-security-file \(path)", environment: Self.unreachable)
+            #expect(output.status == 2)
+            let lines = output.stderr.split(separator: "\n").filter { $0.contains("API security file") }
+            #expect(lines.count == 1 && output.stderr.contains(expected), "\(output.stderr)")
+            #expect(!output.stderr.contains("MII") && !output.stderr.contains(vectors["sym_key"] as! String), "no key material")
+        }
+    }
+
     @Test("dev-wechat prints its URL first, answers WeChat's two endpoints, and stops on SIGTERM with exit 0")
     func devWeChat() throws {
         let output = NSTemporaryDirectory() + "dev-wechat-\(UUID().uuidString).txt"

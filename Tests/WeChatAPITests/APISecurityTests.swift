@@ -203,6 +203,27 @@ struct APISecurityTests {
             call.open(urlpath: Self.urlpath, header: headers(for: otherBody), body: otherBody, now: timestamp) == .rejected(.innerMismatch))
     }
 
+    @Test("the key file: loaded from disk; readable by group or others, it loads with a warning to chmod 600")
+    func keyFilePermissions() throws {
+        let entry: [String: Any] = [
+            Self.appid: [
+                "symmetricKey": Self.vectors["sym_key"]!, "symmetricKeySn": "S", "privateKey": Self.vectors["private_key"]!,
+                "privateKeySn": "P", "platformCertificates": ["C": Self.vectors["certificate"]!],
+            ]
+        ]
+        let path = NSTemporaryDirectory() + "decryptd-keys-\(UUID().uuidString).json"
+        try JSONSerialization.data(withJSONObject: entry).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        chmod(path, 0o600)
+        let private600 = try APISecurityFile.load(path: path)
+        #expect(private600.warning == nil && private600.keys[Self.appid]?.privateKeySn == "P")
+        chmod(path, 0o644)
+        let open644 = try APISecurityFile.load(path: path)
+        #expect(open644.keys.count == 1)
+        #expect(open644.warning?.contains("chmod 600") == true && open644.warning?.contains("644") == true, "\(open644.warning ?? "")")
+        #expect(!String(describing: open644.keys[Self.appid]!).contains("MII"), "a key's description names numbers only")
+    }
+
     @Test("the key file: each bad entry is refused naming the appid and the field, never the key")
     func keyFileErrors() throws {
         let good: [String: Any] = [
