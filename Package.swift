@@ -132,7 +132,7 @@ let package = Package(
         .target(
             name: "WeChatAPI",
             dependencies: [
-                "PhoneDecryption", "WeChatAPISecurity", "LogKeys", "Retries", "Locks",
+                "PhoneDecryption", "WeChatAPISecurity", "OpenSSLDigest", "LogKeys", "Retries", "Locks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,7 +146,7 @@ let package = Package(
         .target(
             name: "DevWeChat",
             dependencies: [
-                "PhoneDecryption", "SyntheticLoad", "Locks", "WeChatAPISecurity", "OpenSSLAES", "OpenSSLRSA",
+                "PhoneDecryption", "SyntheticLoad", "Locks", "WeChatAPISecurity", "OpenSSLAES", "OpenSSLRSA", "OpenSSLDigest",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -10,4 +10,5 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/bio.h>
+#include <openssl/hmac.h>
 #endif

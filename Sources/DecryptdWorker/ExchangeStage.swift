@@ -28,6 +28,10 @@ extension DecryptdDatabase: CodeLedger {
 /// result or its task is cancelled (``PhoneCodeExchanger``, or a stand-in in tests).
 protocol CodeExchanging: Sendable {
     func exchange(code: String, appid: String, jobTimestamp: Int64?) async -> PhoneCodeExchanger.Result
+    /// Whether `appid` has an app secret (only those are asked checksession).
+    func hasSecret(for appid: String) -> Bool
+    /// checksession for a job about to fail `failure` (bad_padding); see ``PhoneCodeExchanger``.
+    func checkSession(appid: String, openid: String, sessionKey: String, failure: DecryptFailure) async -> PhoneCodeExchanger.Result
 }
 
 extension PhoneCodeExchanger: CodeExchanging {}
@@ -192,15 +196,22 @@ final class ExchangeStage: Sendable {
     // MARK: - Exchanging
 
     private func start(_ submission: Submission, _ ledger: any CodeLedger) throws {
-        let keys = submission.jobs.map { ledger.ledgerKey(for: $0.code) }
-        let known = try backoff.run("exchange ledger lookup", logger: logger, stop: abandon, onRetry: onPostgresRetry) {
-            try ledger.exchangedCodes(Array(Set(keys)))
+        // A session check is keyed by its user: that user's other jobs in flight share its answer.
+        let keys = submission.jobs.map { job in
+            job.check == nil ? ledger.ledgerKey(for: job.code) : "checksession|\(job.appid.utf8.count):\(job.appid)\(job.user.openid)"
         }
+        let codeKeys = zip(submission.jobs, keys).filter { $0.0.check == nil }.map(\.1)
+        let known =
+            codeKeys.isEmpty
+            ? [:]
+            : try backoff.run("exchange ledger lookup", logger: logger, stop: abandon, onRetry: onPostgresRetry) {
+                try ledger.exchangedCodes(Array(Set(codeKeys)))
+            }
         // Codes exchanged before are complete at once; the others are exchanged in order.
         var done: [PendingJob] = []
         var pending: [(job: CodeJob, key: String)] = []
         for (job, key) in zip(submission.jobs, keys) {
-            if let entry = known[key] {
+            if job.check == nil, let entry = known[key] {
                 var settled = job.job
                 settled.outcome = JobOutcome(ledgerEntry: entry)
                 done.append(settled)
@@ -234,7 +245,13 @@ final class ExchangeStage: Sendable {
             for await exchange in exchanges {
                 group.addTask { [self] in
                     let job = exchange.job
-                    let result = await exchanger.exchange(code: job.code, appid: job.appid, jobTimestamp: job.job.message.timestamp)
+                    let result: PhoneCodeExchanger.Result
+                    if let check = job.check {
+                        result = await exchanger.checkSession(
+                            appid: job.appid, openid: job.user.openid, sessionKey: check.sessionKey, failure: check.failure)
+                    } else {
+                        result = await exchanger.exchange(code: job.code, appid: job.appid, jobTimestamp: job.job.message.timestamp)
+                    }
                     finish(exchange, result: result)
                 }
             }
@@ -266,9 +283,10 @@ final class ExchangeStage: Sendable {
         var jobs = [exchange.job.job] + following
         for index in jobs.indices { jobs[index].outcome = outcome }
         jobs[0].lease = exchange.lease
-        // A code WeChat never saw (no secret for the appid) is not spent: nothing to record.
+        // A code WeChat never saw (no secret for the appid) is not spent: nothing to record; a
+        // session check spends nothing either.
         var record: CodeExchangeRecord?
-        if outcome.failureValue?.reason != .exchangeNotConfigured {
+        if exchange.job.check == nil, outcome.failureValue?.reason != .exchangeNotConfigured {
             let failure = outcome.failureValue
             record = CodeExchangeRecord(
                 codeDigest: exchange.key, user: exchange.job.user, outcome: failure?.reason.rawValue ?? "ok", detail: failure?.detail ?? "")

@@ -22,6 +22,16 @@ struct ParkedJobs {
         var outcomesTopic: String?
         /// Jobs locked per round (one transaction).
         var roundSize = 256
+        /// Asks WeChat's checksession about jobs about to fail `bad_padding` at their deadline
+        /// (SPEC "Telling stale keys apart"): each job's failure, refined; nil: no checks.
+        var checkSessions: (@Sendable ([SessionCheck]) -> [DecryptFailure])?
+    }
+
+    /// A job about to fail `bad_padding`: its user, the newest stored key, the failure.
+    struct SessionCheck: Sendable {
+        var user: UserKey
+        var newestKey: String
+        var failure: DecryptFailure
     }
 
     /// What a round did, for metrics and summaries.
@@ -99,6 +109,7 @@ struct ParkedJobs {
             }
             var changes = ParkedJobChanges()
             var records: [KafkaRecord] = []
+            var ending: [(parked: ParkedJob, job: PendingJob, failure: DecryptFailure)] = []
             for parked in jobs {
                 let message = parked.record.message
                 var job = PendingJob(message, appids: settings.appids)
@@ -113,7 +124,23 @@ struct ParkedJobs {
                     }
                     failure = job.outcome?.failureValue ?? failure
                 }
-                records += failing(parked, message: message, job: job, failure: failure, changes: &changes)
+                ending.append((parked, job, failure))
+            }
+            // Those about to fail bad_padding ask checksession first, all of them at once.
+            let checked = ending.indices.filter {
+                ending[$0].failure.reason == .badPadding && keys[ending[$0].parked.record.user]?.keys.first != nil
+            }
+            if let checkSessions = settings.checkSessions, !checked.isEmpty {
+                let refined = checkSessions(
+                    checked.map { index in
+                        SessionCheck(
+                            user: ending[index].parked.record.user, newestKey: keys[ending[index].parked.record.user]!.keys[0],
+                            failure: ending[index].failure)
+                    })
+                for (index, failure) in zip(checked, refined) { ending[index].failure = failure }
+            }
+            for (parked, job, failure) in ending {
+                records += failing(parked, message: parked.record.message, job: job, failure: failure, changes: &changes)
                 round.failed.append(failure.reason)
             }
             try send(records)

@@ -187,9 +187,13 @@ enum JobOutcome: Sendable {
 /// A code job on its way through the exchange stage, with what its exchange needs unwrapped once.
 struct CodeJob: Sendable {
     var job: PendingJob
+    /// The code to exchange; empty for a session check.
     let code: String
     let appid: String
     let user: UserKey
+    /// Set for an encrypted job about to fail `bad_padding` that asks WeChat's checksession first
+    /// (SPEC "Telling stale keys apart"): the newest stored key, as stored, and the failure.
+    let check: (sessionKey: String, failure: DecryptFailure)?
 
     /// The job as a code job that still needs its exchange, or nil.
     init?(_ job: PendingJob) {
@@ -198,5 +202,15 @@ struct CodeJob: Sendable {
         self.code = code
         appid = user.appid
         self.user = user
+        check = nil
+    }
+
+    /// An encrypted job that failed `failure` with `newestKey` first among its keys, for a session check.
+    init(checking job: PendingJob, user: UserKey, newestKey: String, failure: DecryptFailure) {
+        self.job = job
+        code = ""
+        appid = user.appid
+        self.user = user
+        check = (newestKey, failure)
     }
 }

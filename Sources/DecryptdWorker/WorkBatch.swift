@@ -128,6 +128,37 @@ struct WorkBatch: Sendable {
         }
     }
 
+    /// Takes out the encrypted jobs about to fail `bad_padding` whose appid `checks` (it has an app
+    /// secret), for WeChat's checksession (SPEC "Telling stale keys apart"), so that the check never
+    /// holds up the rest of the batch: their outcomes come back through the exchange stage. Each
+    /// carries its user's newest stored key (the first of the slot's keys).
+    mutating func takeSessionChecks(_ checks: (String) -> Bool) -> [CodeJob] {
+        // Most batches have none: look before copying any job.
+        let any = jobs.withUnsafeBufferPointer { jobs in
+            jobs.contains { job in
+                guard case .failure(let failure) = job.outcome, failure.reason == .badPadding, let appid = job.appid else { return false }
+                return checks(appid)
+            }
+        }
+        guard any else { return [] }
+        var taken: [CodeJob] = []
+        var kept: [PendingJob] = []
+        for job in jobs {
+            if case .failure(let failure) = job.outcome, failure.reason == .badPadding, case .encrypted = job.payload,
+                let user = job.user, checks(user.appid), sessionKeys.indices.contains(Int(job.keySlot)),
+                let newest = sessionKeys[Int(job.keySlot)].first
+            {
+                var pending = job
+                pending.outcome = nil
+                taken.append(CodeJob(checking: pending, user: user, newestKey: newest, failure: failure))
+            } else {
+                kept.append(job)
+            }
+        }
+        if !taken.isEmpty { jobs = kept }
+        return taken
+    }
+
     /// The batch is durable: the leases its jobs held are given back.
     func releaseLeases() {
         for lease in leases { lease.release() }

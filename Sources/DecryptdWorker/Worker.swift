@@ -112,7 +112,10 @@ public final class Worker: Sendable {
                     jobs: .init(
                         appids: configuration.appids, maxSessionKeys: configuration.maxSessionKeys, reasons: configuration.parkReasons,
                         deadLetterTopic: configuration.deadLetterTopic, group: configuration.group,
-                        outcomesTopic: configuration.outcomesTopic)
+                        outcomesTopic: configuration.outcomesTopic,
+                        checkSessions: { [exchanger, configuration] checks in
+                            SessionChecks.blocking(checks, exchanger: exchanger, concurrency: configuration.exchangeConcurrency)
+                        })
                 ),
                 openDatabase: openDatabase, backoff: backoff, logger: logger, metrics: metrics, abandon: abandon,
                 send: { try deadLetters.sendAll($0) },
@@ -306,6 +309,12 @@ public final class Worker: Sendable {
     private func decrypt(_ batch: inout WorkBatch) {
         batch.decrypt(using: decryptors, concurrency: configuration.concurrency)
         if configuration.parks { batch.park(reasons: configuration.parkReasons) }
+        // Jobs failing bad_padding now (not parked) ask checksession first, beside the batch.
+        let checks = batch.takeSessionChecks { [exchanger] in exchanger.hasSecret(for: $0) }
+        if !checks.isEmpty {
+            exchangeStage.submit(.init(jobs: checks, fetchedAt: batch.fetchedAt, fetchedDate: batch.fetchedDate))
+        }
+        guard !batch.jobs.isEmpty else { return }
         persistQueues[batch.lane].put(.write(batch))
     }
 

@@ -57,6 +57,11 @@ public final class DevWeChatServer: Sendable {
 
     public var stats: DevWeChatState.Stats { state.withLock { $0.stats } }
 
+    /// Tells it each user's current session key (checksession compares with it).
+    public func registerSessionKeys(_ keys: [(appid: String, openid: String, sessionKey: String)]) {
+        state.withLock { $0.registerSessionKeys(keys) }
+    }
+
     /// Invalidates every token now (as `POST /dev/invalidate-tokens` does); returns how many.
     @discardableResult
     public func invalidateTokens() -> Int { state.withLock { $0.invalidateTokens() } }

@@ -1,4 +1,5 @@
 import Foundation
+import OpenSSLDigest
 import PhoneDecryption
 import SyntheticLoad
 
@@ -61,6 +62,8 @@ public struct DevWeChatState: Sendable {
         public var gatewayErrors: [String: Int] = [:]
         /// Whether answers are signed by the rotated certificate.
         public var certificateRotated = false
+        /// checksession answers by errcode ("0", "87009", ...).
+        public var checksessions: [String: Int] = [:]
     }
 
     private struct IssuedToken {
@@ -73,6 +76,8 @@ public struct DevWeChatState: Sendable {
     private var current: [String: String] = [:]
     private var tokens: [String: IssuedToken] = [:]
     private var spent: Set<String> = []
+    /// appid → openid → the session key WeChat holds as the user's current one (checksession).
+    private var sessionKeys: [String: [String: String]] = [:]
     private var faulted: Set<String> = []
     private var generation = 0
     private var random: UInt64
@@ -94,6 +99,19 @@ public struct DevWeChatState: Sendable {
         case ("POST", "/cgi-bin/stable_token"): return stableToken(body, now: now)
         case ("POST", "/wxa/business/getuserphonenumber"):
             return exchange(token: query["access_token"], body: body, now: now, headers: headers, urlpath: urlBase + path)
+        case ("GET", "/wxa/checksession"): return checkSession(query, now: now)
+        case ("POST", "/dev/session-keys"):
+            guard let object = Self.object(body) as? [String: [String: String]] else {
+                return .json(status: 400, body: #"{"errcode":47001,"errmsg":"want {appid: {openid: session_key}}"}"#)
+            }
+            var count = 0
+            for (appid, users) in object {
+                for (openid, key) in users {
+                    sessionKeys[appid, default: [:]][openid] = key
+                    count += 1
+                }
+            }
+            return .json(status: 200, body: #"{"registered":\#(count)}"#)
         case ("POST", "/dev/rotate-certificate"):
             stats.certificateRotated = true
             return .json(status: 200, body: #"{"rotated":true}"#)
@@ -103,6 +121,40 @@ public struct DevWeChatState: Sendable {
             return .json(status: 200, body: #"{"invalidated":\#(count)}"#)
         default: return .json(status: 404, body: #"{"errcode":404,"errmsg":"no such endpoint"}"#)
         }
+    }
+
+    /// Tells the stand-in which session key WeChat holds as each user's current one (what loadgen's
+    /// expectation lists as `currentKeys`); checksession compares signatures with it.
+    public mutating func registerSessionKeys(_ keys: [(appid: String, openid: String, sessionKey: String)]) {
+        for key in keys { sessionKeys[key.appid, default: [:]][key.openid] = key.sessionKey }
+    }
+
+    /// `GET /wxa/checksession?access_token&openid&signature&sig_method=hmac_sha256`: 0 when the
+    /// signature is the HMAC-SHA256 of the empty message keyed with the user's current key, 87009
+    /// when it is not; 40003 for a user it was never told of.
+    private mutating func checkSession(_ query: [String: String], now: Double) -> Answer {
+        let answer: Answer
+        if let token = query["access_token"], let issued = tokens[token] {
+            if issued.expiresAt <= now {
+                answer = Self.error(42001, "access_token expired")
+            } else if query["sig_method"] != "hmac_sha256" {
+                answer = Self.error(40097, "invalid args: sig_method")
+            } else if let openid = query["openid"], let current = sessionKeys[issued.appid]?[openid] {
+                let expected = SHA256Digest.hmacHex(key: Array(current.utf8), message: [UInt8]())
+                answer =
+                    query["signature"] == expected
+                    ? .json(status: 200, body: #"{"errcode":0,"errmsg":"ok"}"#) : Self.error(87009, "invalid signature")
+            } else {
+                answer = Self.error(40003, "invalid openid")
+            }
+        } else {
+            answer = Self.error(40001, "invalid credential, access_token is invalid or not latest")
+        }
+        if case .json(_, let body) = answer {
+            let errcode = body.dropFirst(11).prefix { $0 != "," }
+            stats.checksessions[String(errcode), default: 0] += 1
+        }
+        return answer
     }
 
     /// Makes every issued token invalid (as a `force_refresh` by another caller would); returns how many.

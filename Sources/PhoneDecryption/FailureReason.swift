@@ -32,6 +32,12 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable, Hashable {
     /// Any other WeChat errcode (named in the detail).
     case wechatError = "wechat_error"
 
+    // MARK: Telling stale keys apart (SPEC)
+
+    /// What `bad_padding` means, and WeChat's `checksession` says the newest stored key is no
+    /// longer the user's current one: the login service missed a newer key.
+    case staleSessionKey = "stale_session_key"
+
     /// Whether a job of `kind` can fail for this reason.
     public func applies(to kind: JobKind) -> Bool {
         switch self {

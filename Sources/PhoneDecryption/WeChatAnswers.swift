@@ -58,6 +58,30 @@ public enum PhoneNumberAnswer: Sendable, Hashable {
     }
 }
 
+/// What `GET /wxa/checksession` answered (SPEC "Telling stale keys apart").
+public enum CheckSessionAnswer: Sendable, Hashable {
+    /// errcode 0: the signature was made with the user's current key.
+    case current
+    /// errcode 87009: the key is no longer the user's.
+    case stale
+    /// Any other errcode.
+    case error(errcode: Int64)
+    /// Not WeChat's JSON, or no errcode at all.
+    case unreadable(String)
+
+    public static let staleErrcode: Int64 = 87009
+
+    public static func parse(_ body: UnsafeBufferPointer<UInt8>) -> CheckSessionAnswer {
+        switch readAnswer(body, { _, _, _ in false }) {
+        case .failure(let unreadable): return .unreadable(unreadable.detail)
+        case .success(nil): return .unreadable("answer has no errcode")
+        case .success(0?): return .current
+        case .success(staleErrcode?): return .stale
+        case .success(let errcode?): return .error(errcode: errcode)
+        }
+    }
+}
+
 /// What `POST /cgi-bin/stable_token` answered.
 public enum StableTokenAnswer: Sendable, Hashable {
     /// An access token and its lifetime in seconds.

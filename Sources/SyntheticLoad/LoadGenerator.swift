@@ -84,6 +84,10 @@ public struct LoadGenerator {
         /// The keys of the late-key jobs, to store after their jobs (see ``Plan/lateKeyShare``),
         /// with when each job was produced.
         public var lateSessions: [(user: UserKey, sessionKey: String, producedAt: Date)] = []
+        /// The key WeChat holds as current for each user whose jobs fail bad_padding or
+        /// stale_session_key: what a stand-in's `checksession` compares with (dev-wechat learns them
+        /// from ``DevWeChatState/registerSessionKeys(_:)`` or `POST /dev/session-keys`).
+        public var currentKeys: [UserKey: String] = [:]
 
         /// Nothing expected yet: the start of a load produced in parts.
         public init() {}
@@ -97,6 +101,7 @@ public struct LoadGenerator {
             jobs += part.jobs
             usersWithPhone += part.usersWithPhone
             lateSessions += part.lateSessions
+            currentKeys.merge(part.currentKeys) { $1 }
         }
     }
 
@@ -171,6 +176,10 @@ public struct LoadGenerator {
         var brokenKeyUsers = 0
         /// The withheld keys of the late-key jobs made so far (the caller takes them).
         var late: [SessionRow] = []
+        /// The keys WeChat holds as current for the users of bad_padding and stale_session_key jobs
+        /// made so far (the caller takes them).
+        var current: [SessionRow] = []
+        var staleUsers = 0
         let decryptor = PhoneDecryptor()
 
         init(_ generator: LoadGenerator) {
@@ -233,6 +242,24 @@ public struct LoadGenerator {
                     {
                         payload = synthetic.make(.none, phoneNumber: phone, timestamp: timestamp)
                     }
+                    value = generator.jobValue(user.key.openid, payload)
+                    // WeChat's current key for this user is the newest stored one.
+                    current.append((user.key, user.storedKeys[0], 0))
+                case .staleSessionKey?:
+                    // The login service missed the user's newest key: WeChat's current key made the
+                    // payload, and only an older one is stored (one that fails the padding check).
+                    staleUsers += 1
+                    user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)stale\(staleUsers)"), secret: synthetic.key())
+                    let payload = synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp)
+                    var older = [Base64Encoding.encode(synthetic.key())]
+                    while case .failure(let failure) = decryptor.decrypt(
+                        appid: plan.appid, sessionKeys: older, iv: payload.iv, encryptedData: payload.encryptedData),
+                        failure.reason != .badPadding
+                    {
+                        older = [Base64Encoding.encode(synthetic.key())]
+                    }
+                    sessions.append((user.key, older[0], 1_600_000_000))
+                    current.append((user.key, Base64Encoding.encode(user.secret), 0))
                     value = generator.jobValue(user.key.openid, payload)
                 case nil where plan.lateKeyShare > 0 && Double.random(in: 0..<1, using: &random) < plan.lateKeyShare:
                     // The login race: the key that encrypted the job is stored after it; half of
@@ -374,6 +401,8 @@ public struct LoadGenerator {
             let producedAt = Date()
             expectation.lateSessions += maker.late.map { ($0.user, $0.sessionKey, producedAt) }
             maker.late = []
+            for row in maker.current { expectation.currentKeys[row.user] = row.sessionKey }
+            maker.current = []
             for (job, result) in zip(jobs, results) {
                 let id = try result.get()
                 expectation.counts[job.failure?.rawValue ?? "ok", default: 0] += 1

@@ -30,7 +30,12 @@ public final class ExchangeMetrics: Sendable {
         "decryptd_sealed_calls_total":
             "API security mode: answers to sealed calls by result (verified, verified_deprecated, gateway_error, rejected).",
         "decryptd_sealed_answers_rejected_total": "API security mode: answers refused (never used, retried), by the check they failed.",
+        "decryptd_checksession_total":
+            "checksession calls for jobs about to fail bad_padding, by result: stale, current, or why it could not tell.",
     ]
+
+    /// Every result `decryptd_checksession_total` counts.
+    static let checkSessionResults = ["stale", "current", "errcode", "no_answer", "http_error", "unreadable", "no_token", "not_configured"]
 
     /// Every result `decryptd_sealed_calls_total` counts.
     static let sealedResults = ["verified", "verified_deprecated", "gateway_error", "rejected"]
@@ -56,7 +61,11 @@ public final class ExchangeMetrics: Sendable {
         _ = counter("decryptd_wechat_errcodes_total", [("errcode", "other")])
         for result in Self.sealedResults { _ = counter("decryptd_sealed_calls_total", [("result", result)]) }
         for reason in AnswerRejection.allCases { _ = counter("decryptd_sealed_answers_rejected_total", [("reason", reason.rawValue)]) }
+        for result in Self.checkSessionResults { _ = counter("decryptd_checksession_total", [("result", result)]) }
     }
+
+    /// `decryptd_checksession_total{result}`.
+    func checkSession(_ result: String) { counter("decryptd_checksession_total", [("result", result)]).increment() }
 
     /// `decryptd_sealed_calls_total{result}`.
     func sealed(_ result: String) { counter("decryptd_sealed_calls_total", [("result", result)]).increment() }

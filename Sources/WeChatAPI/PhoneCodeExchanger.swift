@@ -2,6 +2,7 @@ public import Foundation
 import Locks
 import LogKeys
 public import Logging
+import OpenSSLDigest
 public import PhoneDecryption
 import Retries
 public import WeChatAPISecurity
@@ -244,6 +245,69 @@ public final class PhoneCodeExchanger: Sendable {
             }
             metrics.exchange(FailureReason.wechatError.rawValue)
             return .done(.failure(DecryptFailure(.wechatError, "errcode \(errcode), \(age)")))
+        }
+    }
+
+    // MARK: - checksession
+
+    /// Tells a job about to fail `bad_padding` apart (SPEC "Telling stale keys apart"): WeChat's
+    /// `checksession` with `sessionKey` (the newest stored key, as stored). One call within the
+    /// exchange timeout (and one more with a fresh token if WeChat rejects the token); never retried
+    /// beyond that: the answer refines a failure, it does not decide whether the job fails.
+    /// Returns `stale_session_key` (errcode 87009), or `failure` itself with a note saying what
+    /// WeChat said or why it could not tell; `.stopped` when its task is cancelled (the worker stops).
+    public func checkSession(appid: String, openid: String, sessionKey: String, failure: DecryptFailure) async -> Result {
+        func unknown(_ result: String, _ why: String) -> Result {
+            metrics.checkSession(result)
+            return .failure(DecryptFailure(failure.reason, failure.detail + "; checksession could not tell: \(why)"))
+        }
+        guard hasSecret(for: appid) else { return unknown("not_configured", "no app secret for appid \(appid)") }
+        let signature = SHA256Digest.hmacHex(key: Array(sessionKey.utf8), message: [UInt8]())
+        var rejected = false
+        while true {
+            if Task.isCancelled { return .stopped }
+            let token: AccessToken
+            do {
+                token = try await tokens.token(for: appid)
+            } catch {
+                if Task.isCancelled { return .stopped }
+                return unknown("no_token", "no access token")
+            }
+            let path =
+                "/wxa/checksession?access_token=\(StableTokenAnswer.queryValue(token.value))&openid=\(StableTokenAnswer.queryValue(openid))"
+                + "&signature=\(signature)&sig_method=hmac_sha256"
+            let answer: WeChatAnswer
+            do {
+                answer = try await transport.send(WeChatRequest(method: "GET", path: path), timeout: configuration.timeout)
+            } catch {
+                if Task.isCancelled { return .stopped }
+                return unknown("no_answer", "WeChat did not answer within the exchange timeout")
+            }
+            guard answer.status == 200 else { return unknown("http_error", "HTTP \(answer.status)") }
+            switch answer.body.withUnsafeBufferPointer({ CheckSessionAnswer.parse($0) }) {
+            case .current:
+                metrics.checkSession("current")
+                return .failure(
+                    DecryptFailure(
+                        failure.reason,
+                        failure.detail + "; checksession: the newest stored key is current, so the payload was not made with it"))
+            case .stale:
+                metrics.checkSession("stale")
+                return .failure(
+                    DecryptFailure(
+                        .staleSessionKey,
+                        failure.detail + "; checksession: the newest stored key is no longer the user's (errcode 87009)"))
+            case .error(let errcode):
+                metrics.errcode(errcode)
+                if Self.tokenErrcodes.contains(errcode), !rejected {
+                    rejected = true
+                    tokens.invalidate(token.value, for: appid)
+                    continue
+                }
+                return unknown("errcode", "errcode \(errcode)")
+            case .unreadable:
+                return unknown("unreadable", "an answer that is not WeChat's JSON")
+            }
         }
     }
 

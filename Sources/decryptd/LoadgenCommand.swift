@@ -3,10 +3,15 @@ import DecryptdStore
 import DecryptdWorker
 import Foundation
 import KafkaClient
+import Locks
 import Logging
 import PhoneDecryption
 import PostgresClient
 import SyntheticLoad
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// `decryptd loadgen`: seed sessions and produce synthetic jobs with a chosen fault mix.
 struct LoadgenCommand: ParsableCommand {
@@ -116,6 +121,13 @@ struct LoadgenCommand: ParsableCommand {
             valueName: "range"))
     var lateBy: String?
 
+    @Option(
+        name: .customLong("dev-wechat-url"),
+        help: ArgumentHelp(
+            "Tell dev-wechat at this URL which session key is each user's current one at WeChat, for its checksession (the users of bad_padding and stale_session_key jobs). Env: DECRYPTD_LOADGEN_DEV_WECHAT_URL. Default: none.",
+            valueName: "url"))
+    var devWeChatURL: String?
+
     @Flag(
         name: .customLong("store-withheld-sessions"),
         help:
@@ -157,14 +169,16 @@ struct LoadgenCommand: ParsableCommand {
         if storeWithheldSessions {
             try Self.storeWithheldSessions(of: plan, in: database)
         } else {
-            try Self.produce(plan, lateBy: lateRange ?? 0...0, configuration: configuration, database: database, logger: logger)
+            try Self.produce(
+                plan, lateBy: lateRange ?? 0...0, devWeChat: devWeChatURL ?? Environment.value("DECRYPTD_LOADGEN_DEV_WECHAT_URL"),
+                configuration: configuration, database: database, logger: logger)
         }
     }
 
     /// Seeds the sessions and produces the jobs, with a progress bar, then prints what was made.
     static func produce(
-        _ plan: LoadGenerator.Plan, lateBy: ClosedRange<Double>, configuration: WorkerConfiguration, database: DecryptdDatabase,
-        logger: Logger
+        _ plan: LoadGenerator.Plan, lateBy: ClosedRange<Double>, devWeChat: String?, configuration: WorkerConfiguration,
+        database: DecryptdDatabase, logger: Logger
     ) throws {
         var producerConfiguration = configuration.producerConfiguration
         // Large record batches: a real broker returns many batches per partition in one fetch, the
@@ -191,8 +205,37 @@ struct LoadgenCommand: ParsableCommand {
         for (kind, count) in expectation.counts.sorted(by: { $0.value > $1.value }) {
             print("  " + kind.padding(toLength: 24, withPad: " ", startingAt: 0) + String(count).leftPadded(8))
         }
+        if let devWeChat, !expectation.currentKeys.isEmpty {
+            try registerCurrentKeys(expectation.currentKeys, at: devWeChat)
+        }
         if !expectation.lateSessions.isEmpty {
             try storeLate(expectation.lateSessions, by: lateBy, seed: plan.seed, database: database)
+        }
+    }
+
+    /// `POST {url}/dev/session-keys` with `{appid: {openid: key}}`: dev-wechat's checksession then
+    /// knows which key WeChat holds as current for these users.
+    static func registerCurrentKeys(_ keys: [UserKey: String], at url: String) throws {
+        var byAppid: [String: [String: String]] = [:]
+        for (user, key) in keys { byAppid[user.appid, default: [:]][user.openid] = key }
+        guard let endpoint = URL(string: url.hasSuffix("/") ? url + "dev/session-keys" : url + "/dev/session-keys") else {
+            throw CommandError.usage("--dev-wechat-url \(url) is not a URL")
+        }
+        var request = URLRequest(url: endpoint, timeoutInterval: 30)
+        request.httpMethod = "POST"
+        request.httpBody = try JSONSerialization.data(withJSONObject: byAppid)
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<Int, any Error>>(.success(0))
+        URLSession.shared.dataTask(with: request) { _, response, error in
+            let result: Result<Int, any Error> = error.map { .failure($0) } ?? .success((response as? HTTPURLResponse)?.statusCode ?? 0)
+            outcome.withLock { $0 = result }
+            done.signal()
+        }.resume()
+        done.wait()
+        switch outcome.withLock({ $0 }) {
+        case .success(200): print("loadgen: told dev-wechat the current session keys of \(keys.count) users")
+        case .success(let status): throw CommandError.failure("dev-wechat at \(url) answered HTTP \(status) to /dev/session-keys")
+        case .failure(let error): throw CommandError.failure("cannot reach dev-wechat at \(url)", cause: error)
         }
     }
 

@@ -17,7 +17,7 @@ struct CodeJobEndToEndTests {
     func mixedLoad() throws {
         let wechat = try WeChatStandIn()
         let pipeline = try Pipeline()
-        let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.5)
+        let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.5, wechat: wechat)
         #expect(Set(expectation.counts.keys) == Set(FailureReason.allCases.map(\.rawValue) + ["ok"]), "the load has every code")
         #expect((expectation.kinds[.code] ?? 0) > 1000 && (expectation.kinds[.encrypted] ?? 0) > 1000)
 

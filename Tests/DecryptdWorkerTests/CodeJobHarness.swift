@@ -58,18 +58,24 @@ extension Pipeline {
         return environment
     }
 
-    /// A load of `kind` jobs (the encrypted ones with ``everyFault``, the code ones with ``everyCodeFault``).
-    func generate(jobs: Int, codeShare: Double, transientShare: Double = 0.1, lateKeyShare: Double = 0, seed: UInt64 = 21) throws
-        -> LoadGenerator.Expectation
-    {
+    /// A load of `kind` jobs (the encrypted ones with ``everyFault``, the code ones with
+    /// ``everyCodeFault``). With `wechat`, also stale_session_key jobs, and the stand-in learns each
+    /// checked user's current key (its checksession tells stale keys apart).
+    func generate(
+        jobs: Int, codeShare: Double, transientShare: Double = 0.1, lateKeyShare: Double = 0, seed: UInt64 = 21,
+        wechat: WeChatStandIn? = nil
+    ) throws -> LoadGenerator.Expectation {
         var plan = LoadGenerator.Plan(jobs: jobs, appid: Self.appid)
         plan.lateKeyShare = lateKeyShare
         plan.faults = Self.everyFault.merging(Self.everyCodeFault) { a, _ in a }
+        if wechat != nil { plan.faults[.staleSessionKey] = 0.03 }
         plan.codeShare = codeShare
         plan.transientShare = transientShare
         plan.unconfiguredAppid = Self.unconfiguredAppid
         plan.seed = seed
-        return try generate(plan)
+        let expectation = try generate(plan)
+        wechat?.server.registerSessionKeys(expectation.currentKeys.map { ($0.key.appid, $0.key.openid, $0.value) })
+        return expectation
     }
 
     /// Rows in the exchange ledger, and whether any holds `text` (a code, a number, a secret...).

@@ -46,7 +46,7 @@ struct ConsumersEndToEndTests {
         let (worker, metricsPort, prometheus) = try Self.scrapedWorker(pipeline, wechat: wechat)
         defer { if worker.exitStatus == nil { worker.kill(SIGKILL) } }
         // Encrypted and code jobs, every failure code, transient answers: every metric the dashboard reads.
-        let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.5, transientShare: 0.1, seed: 43)
+        let expectation = try pipeline.generate(jobs: 3000, codeShare: 0.5, transientShare: 0.1, seed: 43, wechat: wechat)
 
         try waitUntil(timeout: 180, "Prometheus has scraped every job") {
             (try? prometheus.query("sum(decryptd_jobs_total)").first?.value) == Double(expectation.jobs)

@@ -18,18 +18,22 @@ struct ExchangeStageTests {
 
     /// The ledger: entries by key, and an error to throw instead, if set.
     final class Ledger: CodeLedger, Sendable {
-        private let state = Mutex((entries: [String: DecryptdDatabase.ExchangedCode](), error: String?.none, deletes: 0))
+        private let state = Mutex((entries: [String: DecryptdDatabase.ExchangedCode](), error: String?.none, deletes: 0, lookups: 0))
 
         init(entries: [String: DecryptdDatabase.ExchangedCode] = [:], error: String? = nil) {
-            state.withLock { $0 = (entries, error, 0) }
+            state.withLock { $0 = (entries, error, 0, 0) }
         }
 
         var deletes: Int { state.withLock { $0.deletes } }
+        var lookups: Int { state.withLock { $0.lookups } }
 
         func ledgerKey(for code: String) -> String { "key-" + code }
 
         func exchangedCodes(_ keys: [String]) throws -> [String: DecryptdDatabase.ExchangedCode] {
-            let (entries, error) = state.withLock { ($0.entries, $0.error) }
+            let (entries, error) = state.withLock {
+                $0.lookups += 1
+                return ($0.entries, $0.error)
+            }
             if let error { throw LedgerFailure(description: error) }
             return entries.filter { keys.contains($0.key) }
         }
@@ -56,6 +60,18 @@ struct ExchangeStageTests {
         func exchange(code: String, appid: String, jobTimestamp: Int64?) async -> PhoneCodeExchanger.Result {
             calls.withLock { $0.append(code) }
             return await answer(code)
+        }
+
+        func hasSecret(for appid: String) -> Bool { true }
+
+        /// A check is called as "check:<openid>:<key>" and answered by `answer` with that name.
+        func checkSession(appid: String, openid: String, sessionKey: String, failure: DecryptFailure) async -> PhoneCodeExchanger.Result {
+            let name = "check:\(openid):\(sessionKey)"
+            calls.withLock { $0.append(name) }
+            switch await answer(name) {
+            case .failure(let refined): return .failure(DecryptFailure(refined.reason, failure.detail + refined.detail))
+            case let other: return other
+            }
         }
     }
 
@@ -91,6 +107,18 @@ struct ExchangeStageTests {
                         jobMessage(offset, partition: 0, value: #"{"openid":"o-\#(code)","code":"\#(code)"}"#),
                         appids: [ExchangeStageTests.appid]
                     ))!
+            }
+            stage.submit(.init(jobs: jobs, fetchedAt: .now(), fetchedDate: Date()))
+        }
+
+        /// Encrypted jobs of `openids` about to fail bad_padding, for checksession.
+        func submitChecks(_ openids: [String]) {
+            let jobs = openids.enumerated().map { offset, openid in
+                let job = PendingJob(
+                    jobMessage(100 + offset, partition: 0, value: #"{"openid":"\#(openid)","encryptedData":"AAAA","iv":"AAAA"}"#),
+                    appids: [ExchangeStageTests.appid])
+                return CodeJob(
+                    checking: job, user: job.user!, newestKey: "K-\(openid)", failure: DecryptFailure(.badPadding, "padding (\(offset))"))
             }
             stage.submit(.init(jobs: jobs, fetchedAt: .now(), fetchedDate: Date()))
         }
@@ -157,6 +185,29 @@ struct ExchangeStageTests {
         try waitUntil(timeout: 10, "two more") { harness.jobs.count == 4 }
         for batch in harness.batches { batch.releaseLeases() }  // twice for the first: released once
         try waitUntil(timeout: 10, "all five") { harness.jobs.count == 5 }
+    }
+
+    @Test("session checks: no ledger lookup or row, one call per user in flight, each job its own detail with the answer")
+    func sessionChecks() throws {
+        let gate = Mutex(false)
+        let exchanger = Exchanger { name in
+            while !gate.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(2)) }
+            return .failure(DecryptFailure(name.hasPrefix("check:o-stale") ? .staleSessionKey : .badPadding, "; checked"))
+        }
+        let ledger = Ledger()
+        let harness = Harness(ledger: ledger, exchanger: exchanger)
+        defer { harness.stop() }
+        harness.submitChecks(["o-stale", "o-stale", "o-current"])
+        Thread.sleep(forTimeInterval: 0.05)
+        gate.withLock { $0 = true }
+        try waitUntil(timeout: 10, "all three delivered") { harness.jobs.count == 3 }
+        #expect(Set(exchanger.calls.withLock { $0 }) == ["check:o-stale:K-o-stale", "check:o-current:K-o-current"], "one call per user")
+        #expect(exchanger.calls.withLock { $0 }.count == 2)
+        let outcomes = harness.jobs.map { ($0.openid!, $0.outcome?.failureValue) }
+        #expect(outcomes.filter { $0.0 == "o-stale" }.allSatisfy { $0.1?.reason == .staleSessionKey })
+        #expect(outcomes.first { $0.0 == "o-current" }?.1 == DecryptFailure(.badPadding, "padding (2); checked"))
+        #expect(harness.batches.flatMap(\.exchanges).isEmpty, "a check spends no code: no ledger row")
+        #expect(ledger.lookups == 0, "no ledger lookup for checks")
     }
 
     @Test("a code with no secret for its appid is not spent: no ledger row")

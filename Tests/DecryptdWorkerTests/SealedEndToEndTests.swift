@@ -34,7 +34,7 @@ struct SealedEndToEndTests {
             settings.rotateAfter = 400
         }
         let pipeline = try Pipeline()
-        let expectation = try pipeline.generate(jobs: 2000, codeShare: 0.6, seed: 38)
+        let expectation = try pipeline.generate(jobs: 2000, codeShare: 0.6, seed: 38, wechat: wechat)
         #expect(Set(expectation.counts.keys) == Set(FailureReason.allCases.map(\.rawValue) + ["ok"]), "the load has every code")
         var configuration = pipeline.configuration(group: "sealed", wechat: wechat)
         configuration.apiSecurity = [Pipeline.appid: Self.app.workerKeys]
