@@ -256,6 +256,8 @@ let package = Package(
                 "KafkaClient",
                 "CLibCrypto",
                 "WeChatAPI",
+                "WeChatAPISecurity",
+                "DevWeChat",
                 "SyntheticLoad",
                 "DecryptdWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -59,7 +59,7 @@ extension String {
 /// seven steps). Its errcodes: 40230 a header missing or naming another appid, 40234 a signature
 /// that does not verify, 40235 a body that does not decrypt (or whose stamp differs), 40239 a
 /// private key number WeChat does not know, 40240 a timestamp more than 300 s from its clock.
-enum DevGateway {
+public enum DevGateway {
     /// The code from a sealed request, or the gateway's errcode.
     static func open(
         _ app: DevSealedApp, urlpath: String, headers: [String: String], body: [UInt8], now: Int64
@@ -104,7 +104,7 @@ enum DevGateway {
 
     /// A business answer of WeChat's (200 with a JSON object) sealed; any other answer (a reset, an
     /// HTTP error) as it is.
-    static func sealAnswer(_ answer: DevWeChatState.Answer, app: DevSealedApp, urlpath: String, signer: Int, clock: Int64)
+    public static func sealAnswer(_ answer: DevWeChatState.Answer, app: DevSealedApp, urlpath: String, signer: Int, clock: Int64)
         -> DevWeChatState.Answer
     {
         guard case .json(200, let text) = answer else { return answer }

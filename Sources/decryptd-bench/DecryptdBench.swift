@@ -7,7 +7,7 @@ struct DecryptdBench: AsyncParsableCommand {
         abstract: "Benchmarks that print figures. Build with -c release: swift run -c release decryptd-bench decrypt",
         subcommands: [
             DecryptBenchmark.self, StoreBenchmark.self, ConsumeBenchmark.self, ProduceBenchmark.self, HTTPClientBenchmark.self,
-            ParkedBenchmark.self,
+            ParkedBenchmark.self, SealingBenchmark.self,
         ]
     )
 }

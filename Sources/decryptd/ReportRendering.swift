@@ -58,6 +58,12 @@ enum ReportRendering {
                     + percent(row.count, report.total).leftPadded(8) + String(row.encrypted).leftPadded(10) + String(row.code).leftPadded(7)
                     + percent(row.recovered, row.count).leftPadded(10) + "  \(row.firstSeen)  \(row.lastSeen)")
         }
+        let owned = report.rows.compactMap { row in owners[row.reason].map { (row.reason, $0) } }
+        if !owned.isEmpty {
+            lines.append("")
+            lines.append("who acts:")
+            for (reason, owner) in owned { lines.append("  \(reason.padding(toLength: 20, withPad: " ", startingAt: 0))  \(owner)") }
+        }
         lines.append("")
         lines.append("by hour (UTC):")
         let hours = Dictionary(grouping: report.hourly, by: \.hour).sorted { $0.key < $1.key }
@@ -152,7 +158,16 @@ enum ReportRendering {
         "malformed_job": "#8c564b", "session_not_found": "#1f77b4", "invalid_session_key": "#9467bd", "invalid_iv": "#e377c2",
         "invalid_ciphertext": "#7f7f7f", "bad_padding": "#d62728", "invalid_plaintext": "#bcbd22", "appid_mismatch": "#ff7f0e",
         "code_invalid": "#17becf", "code_expired": "#2ca02c", "invalid_phone_info": "#aec7e8", "exchange_not_configured": "#c49c94",
-        "wechat_error": "#393b79",
+        "wechat_error": "#393b79", "stale_session_key": "#ff9896",
+    ]
+
+    /// Who acts on a reason, and how, for the reasons whose owner is not obvious.
+    static let owners: [String: String] = [
+        "stale_session_key":
+            "login service: it missed the user's newest session_key (store every key code2Session returns); then reprocess --reason stale_session_key",
+        "bad_padding":
+            "client: the payload was not made with the user's current key (checksession said the stored key is current), or could not be told: see the detail",
+        "session_not_found": "login service: no key stored for the user yet (parking waits for it); reprocess once it is stored",
     ]
 
     static func escape(_ text: String) -> String {

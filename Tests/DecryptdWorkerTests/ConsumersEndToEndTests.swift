@@ -81,7 +81,7 @@ struct ConsumersEndToEndTests {
 
     /// A worker that has served only encrypted jobs so far: every metric family the dashboard reads
     /// must exist already (at 0), or its panels show "no data" and rates over it have gaps.
-    @Test("encrypted jobs only: every metric family the dashboard reads exists, the code-job ones at 0")
+    @Test("encrypted jobs only: every metric family the dashboard reads exists, the exchanges at 0")
     func metricsBeforeFirstUse() throws {
         let wechat = try WeChatStandIn(latency: 0.01)
         let pipeline = try Pipeline(partitions: 2)
@@ -101,7 +101,9 @@ struct ConsumersEndToEndTests {
             #expect(try !prometheus.query("{__name__=\"\(family)\"}").isEmpty, "\(family) is not exposed yet")
         }
         #expect(try prometheus.query("sum(decryptd_exchanges_total)").first?.value == 0, "no exchange counted")
-        #expect(try prometheus.query("decryptd_token_fetches_total{appid=\"\(Pipeline.appid)\",result=\"ok\"}").first?.value == 0)
+        // The bad_padding jobs asked checksession (the appid has a secret), with one shared token.
+        #expect((try prometheus.query("sum(decryptd_checksession_total)").first?.value ?? 0) > 0)
+        #expect(try prometheus.query("decryptd_token_fetches_total{appid=\"\(Pipeline.appid)\",result=\"ok\"}").first?.value == 1)
         #expect(try prometheus.query("{__name__=\"decryptd_no_such_metric_total\"}").isEmpty, "the check can fail")
         worker.kill(SIGTERM)
         #expect(try worker.wait(timeout: 60) == 0)
