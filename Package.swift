@@ -3,11 +3,13 @@ import PackageDescription
 
 // Layers, bottom up (see README "Code map"); every target:
 //   CLibCrypto, CLibPQ, CRDKafka, CJemalloc   one system-library target per C library (Debian -dev packages)
-//   OpenSSLAES, OpenSSLDigest                 thin bindings over OpenSSL's EVP AES-128-CBC and SHA-256
+//   OpenSSLAES, OpenSSLDigest, OpenSSLRSA     thin bindings over OpenSSL's EVP: AES-128-CBC, AES-256-GCM, SHA-256,
+//                                             HMAC, RSA-PSS, PEM keys and X.509 certificates
 //   PostgresClient, KafkaClient               bindings over libpq and librdkafka
 //   DedicatedThread, LogKeys                  a joinable thread for blocking work; the log metadata keys
 //   PhoneDecryption                           the domain: lenient base64, PKCS#7, strict JSON, key fallback. No C imports.
-//   WeChatAPI                                 WeChat's server API: code exchange, access tokens (async-http-client)
+//   WeChatAPISecurity                         WeChat's API security mode: the key file, sealing and opening. No C imports.
+//   WeChatAPI                                 WeChat's server API: code exchange, checksession, access tokens (async-http-client)
 //   DecryptdStore, EmbedMigrations(+Tool)     the schema's statements; the plugin that embeds migrations/
 //   DecryptdWorker                            the pipeline (run, reprocess)
 //   MetricsEndpoint                           /metrics, /healthz, /readyz

@@ -3,8 +3,11 @@
 # embedded broker and `decryptd dev-wechat --latency-ms LATENCY` (default 100), then, release build:
 #  1. code jobs alone: N code jobs at --exchange-concurrency CONCURRENCY (default 256): jobs/s as a
 #     share of what the latency allows (CONCURRENCY / LATENCY), and peak RSS;
-#  2. a 50/50 mixed load of N jobs: when the encrypted half was all durable, against the time the
-#     same number of encrypted jobs take alone (3.), so the ratio says how much the code jobs' latency
+#  2. sealed code jobs (API security mode, against a second `dev-wechat --api-security`): jobs/s as a
+#     share of what the latency allows (target 0.8), and the worker's CPU per code job beside the plain
+#     run's (RSA signing is the cost to watch); `decryptd-bench sealing` prints the same per call alone;
+#  3. a 50/50 mixed load of N jobs: when the encrypted half was all durable, against the time the
+#     same number of encrypted jobs take alone (4.), so the ratio says how much the code jobs' latency
 #     held decryption up (1.0: not at all).
 # Each figure is one run per ROUNDS (default 3); the summary is the median. Absolute figures are
 # printed beside the host's speed (OpenSSL's single-thread AES floor, as bench-worker.sh does).
@@ -46,8 +49,11 @@ export WECHAT_APPIDS=$appid WECHAT_APP_SECRETS="$appid:bench-secret" DATABASE_UR
 "$bin" dev-wechat --latency-ms "$latency" >"$work/wechat.out" 2>"$work/wechat.err" &
 wechat_pid=$!
 pids+=("$wechat_pid")
-for _ in $(seq 100); do [ -s "$work/wechat.out" ] && break; sleep 0.1; done
+"$bin" dev-wechat --latency-ms "$latency" --api-security "$work/keys.json" >"$work/sealed.out" 2>"$work/sealed.err" &
+pids+=("$!")
+for _ in $(seq 100); do [ -s "$work/wechat.out" ] && [ -s "$work/sealed.out" ] && break; sleep 0.1; done
 export WECHAT_API_URL; WECHAT_API_URL=$(head -n 1 "$work/wechat.out")
+sealed_url=$(head -n 1 "$work/sealed.out")
 "$bin" migrate >/dev/null
 
 # One run on a fresh broker and empty tables: loadgen KIND JOBS, then run; prints run's summary.
@@ -58,9 +64,12 @@ round() {
     for _ in $(seq 100); do [ -s "$work/broker.out" ] && break; sleep 0.1; done
     psql -q "$DATABASE_URL" -c "TRUNCATE members, decrypt_failures, phone_code_exchanges" >/dev/null
     KAFKA_BROKERS=$(head -n 1 "$work/broker.out") "$bin" loadgen --kind "$kind" --jobs "$count" --faults "" --seed "$RANDOM" >/dev/null 2>&1
-    KAFKA_BROKERS=$(head -n 1 "$work/broker.out") "$bin" run --exit-at-end --progress-interval 0 --exchange-concurrency "$concurrency"
+    KAFKA_BROKERS=$(head -n 1 "$work/broker.out") /usr/bin/time -f "%U %S" -o "$work/cpu" \
+        "$bin" run --exit-at-end --progress-interval 0 --exchange-concurrency "$concurrency"
     kill "$broker"; wait "$broker" 2>/dev/null || true
 }
+# The worker's CPU seconds (user + system) in the last round.
+run_cpu() { awk '{ printf "%.2f", $1 + $2 }' "$work/cpu"; }
 # Fields of run's summary: jobs/s, peak RSS (MB), and per kind the seconds after
 # the first fetch at which the last of that kind was durable.
 rate() { sed -nE 's/^decryptd run: [0-9]+ jobs, ([0-9]+) jobs\/s.*/\1/p' <<<"$1"; }
@@ -74,11 +83,21 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 allowed=$(( concurrency * 1000 / latency ))
 echo "bench-codes: $jobs jobs, dev-wechat latency $latency ms, --exchange-concurrency $concurrency (the latency allows $allowed jobs/s), $rounds round(s)"
 echo "host speed before: $(host_speed)"
-shares=() rsses=() ratios=()
+shares=() rsses=() ratios=() sealed_shares=() cpu_ratios=()
 for r in $(seq "$rounds"); do
     alone=$(round code "$jobs")
     share=$(awk -v a="$(rate "$alone")" -v m="$allowed" 'BEGIN { printf "%.2f", a / m }')
     shares+=("$share"); rsses+=("$(rss "$alone")")
+    plain_cpu=$(run_cpu)
+    sealed=$(WECHAT_API_URL=$sealed_url WECHAT_API_SECURITY_FILE=$work/keys.json round code "$jobs")
+    sealed_cpu=$(run_cpu)
+    sealed_share=$(awk -v a="$(rate "$sealed")" -v m="$allowed" 'BEGIN { printf "%.2f", a / m }')
+    sealed_shares+=("$sealed_share")
+    cpu_ratio=$(awk -v s="$sealed_cpu" -v p="$plain_cpu" 'BEGIN { printf "%.2f", s / p }')
+    cpu_ratios+=("$cpu_ratio")
+    echo "round $r: sealed code jobs $(rate "$sealed") jobs/s = $sealed_share of $allowed;" \
+         "worker CPU $(awk -v c="$sealed_cpu" -v n="$jobs" 'BEGIN { printf "%.0f", c / n * 1e6 }') µs per sealed job," \
+         "$(awk -v c="$plain_cpu" -v n="$jobs" 'BEGIN { printf "%.0f", c / n * 1e6 }') µs per plain one (x$cpu_ratio)"
     cpu_before=$(wechat_cpu)
     mixed=$(round mixed "$jobs")
     cpu_mixed=$(awk -v a="$(wechat_cpu)" -v b="$cpu_before" 'BEGIN { printf "%.1f", a - b }')
@@ -93,7 +112,10 @@ for r in $(seq "$rounds"); do
 done
 echo "host speed after: $(host_speed)"
 share=$(printf '%s\n' "${shares[@]}" | median); ratio=$(printf '%s\n' "${ratios[@]}" | median)
+sealed_share=$(printf '%s\n' "${sealed_shares[@]}" | median); cpu_ratio=$(printf '%s\n' "${cpu_ratios[@]}" | median)
+echo "per call alone, one thread: $("$bin_dir/decryptd-bench" sealing --calls 2000 --rate "$allowed")"
 peak=$(printf '%s\n' "${rsses[@]}" | sort -n | tail -n 1)
-echo "summary: code jobs at $share of what ${latency} ms allows (target 0.8), peak RSS $peak MB (target < 300);" \
+echo "summary: code jobs at $share of what ${latency} ms allows (target 0.8), sealed at $sealed_share (target 0.8)," \
+     "sealed jobs cost the worker x$cpu_ratio the CPU of plain ones; peak RSS $peak MB (target < 300);" \
      "encrypted half of a mixed load durable in x$ratio the time alone (target <= 1.25)"
-echo "{\"jobs\":$jobs,\"latency_ms\":$latency,\"concurrency\":$concurrency,\"share_of_allowed\":$share,\"peak_rss_mb\":$peak,\"mixed_encrypted_ratio\":$ratio}"
+echo "{\"jobs\":$jobs,\"latency_ms\":$latency,\"concurrency\":$concurrency,\"share_of_allowed\":$share,\"sealed_share_of_allowed\":$sealed_share,\"sealed_cpu_ratio\":$cpu_ratio,\"peak_rss_mb\":$peak,\"mixed_encrypted_ratio\":$ratio}"

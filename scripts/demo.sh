@@ -4,7 +4,9 @@
 # the tables, runs the worker while a few thousand sample jobs of both kinds (encrypted and code)
 # with faults are produced, some of them before their session keys are stored (the login race:
 # they wait and heal), shows the outcome and the report, recovers jobs by reprocessing once the
-# missing session keys are stored, and stops everything it started.
+# missing session keys are stored, and stops everything it started. WeChat's stand-in runs in API
+# security mode (sealed, signed calls; a few forged answers the worker must refuse), and tells stale
+# session keys apart with checksession.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${DEMO_JOBS:-5000}
@@ -43,16 +45,20 @@ for _ in $(seq 100); do [ -s "$work/broker.out" ] && break; sleep 0.1; done
 export KAFKA_BROKERS; KAFKA_BROKERS=$(head -n 1 "$work/broker.out")
 echo "broker at $KAFKA_BROKERS, topics wechat.phone.jobs (4 partitions), wechat.phone.dlq (2), wechat.phone.outcomes (2)"
 
-step "starting the local stand-in for WeChat's API (decryptd dev-wechat: stable token and code exchange, 50 ms per call)"
+step "starting the local stand-in for WeChat's API (decryptd dev-wechat: stable token, code exchange, checksession; 50 ms per call)"
 # Two appids: the first has an app secret, the second is served without one (its code jobs fail
 # exchange_not_configured). The secret is demo-only, and never printed by decryptd.
 export WECHAT_APPIDS="wx6ede2086ee29a89f,wx00000000unconfigured" WECHAT_APP_SECRETS="wx6ede2086ee29a89f:demo-secret-not-a-real-one"
-"$bin" dev-wechat --latency-ms 50 >"$work/wechat.out" 2>"$work/wechat.err" &
+# API security mode (服务端 API 签名加密): dev-wechat makes fresh keys and writes the worker's key
+# file; every exchange is then AES-256-GCM encrypted and RSA-PSS signed both ways, and 2% of the
+# answers come from a forger (a key that is not WeChat's): the worker refuses them and retries.
+"$bin" dev-wechat --latency-ms 50 --api-security "$work/api-security.json" --forge-share 0.02 >"$work/wechat.out" 2>"$work/wechat.err" &
 wechat_pid=$!
 for _ in $(seq 100); do [ -s "$work/wechat.out" ] && break; sleep 0.1; done
 export WECHAT_API_URL; WECHAT_API_URL=$(head -n 1 "$work/wechat.out")
 export DATABASE_URL=$DEMO_URL DECRYPTD_LOG_LEVEL=warning
-echo "WeChat's API stand-in at $WECHAT_API_URL"
+export WECHAT_API_SECURITY_FILE="$work/api-security.json"
+echo "WeChat's API stand-in at $WECHAT_API_URL, in API security mode (the worker's keys: $WECHAT_API_SECURITY_FILE, mode 600)"
 
 step "creating the tables (decryptd migrate)"
 "$bin" migrate
@@ -71,8 +77,11 @@ echo "login service would); the worker parks them and heals each one when its ke
 echo "Half are code jobs (WeChat's recommended flow): one-time codes the worker exchanges with the API;"
 echo "5% meet a transient answer first (busy, rate limit, 503, a reset, a rejected token), retried to success."
 echo "A few percent of each kind are broken in every way SPEC.md names."
+echo "1% are stale_session_key: the login service missed the user's newest key. Like bad_padding, they"
+echo "fail the padding check; WeChat's checksession (asked at their deadline) tells the two apart."
+faults="bad_padding=0.02,session_not_found=0.01,invalid_session_key=0.005,invalid_iv=0.005,invalid_ciphertext=0.005,invalid_plaintext=0.005,appid_mismatch=0.005,malformed_job=0.005,code_invalid=0.01,code_expired=0.005,invalid_phone_info=0.005,wechat_error=0.005,exchange_not_configured=0.005,stale_session_key=0.01"
 "$bin" loadgen --jobs "$jobs" --seed "$seed" --kind mixed --transient-share 0.05 --unconfigured-appid wx00000000unconfigured \
-    --late-keys 0.05 --late-by 2-8s
+    --late-keys 0.05 --late-by 2-8s --faults "$faults" --dev-wechat-url "$WECHAT_API_URL"
 
 step "jobs waiting for their session key now (decryptd parked --list)"
 echo "The late keys have landed and their jobs healed; these wait for keys that never come (the load's"
@@ -91,7 +100,8 @@ step "what is in PostgreSQL now"
 psql "$DATABASE_URL" -q -c "SELECT count(*) AS members, count(DISTINCT country_code) AS countries, max(to_timestamp(watermark_ts)) AS newest_watermark FROM members"
 psql "$DATABASE_URL" -q -c "SELECT reason, job_kind, count(*) FROM decrypt_failures GROUP BY reason, job_kind ORDER BY count(*) DESC"
 psql "$DATABASE_URL" -q -c "SELECT outcome, count(*) AS exchanged_codes FROM phone_code_exchanges GROUP BY outcome ORDER BY count(*) DESC"
-echo "What the WeChat stand-in saw (codes_reused: codes exchanged twice; it must be 0):"
+echo "What the WeChat stand-in saw (codes_reused: codes exchanged twice, and gateway_errors: sealed calls it"
+echo "refused, must be 0; forged_answers were refused by the worker and retried; checksessions by errcode):"
 curl -fsS "$WECHAT_API_URL/dev/stats" 2>/dev/null || python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())" "$WECHAT_API_URL/dev/stats"
 echo
 
@@ -102,7 +112,7 @@ step "reprocessing once the login service has caught up (decryptd reprocess)"
 echo "The session_not_found jobs came before their users' session keys were stored. The login service"
 echo "catches up (here: the same loadgen command stores the keys it had left out):"
 "$bin" loadgen --jobs "$jobs" --seed "$seed" --kind mixed --transient-share 0.05 --unconfigured-appid wx00000000unconfigured --late-keys 0.05 \
-    --store-withheld-sessions
+    --faults "$faults" --store-withheld-sessions
 echo
 echo "'decryptd reprocess' replays the dead-letter topic: successes go to members and resolve their"
 echo "failure rows, failures are dead-lettered again with decrypt.attempts + 1. A dry run first, which"

@@ -25,7 +25,8 @@ struct SealingBenchmark: ParsableCommand {
         let answer = DevGateway.sealAnswer(
             .json(
                 status: 200,
-                body: #"{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"+86 13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wx6ede2086ee29a89f"}}}"#
+                body: #"{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"+86 13800000000","purePhoneNumber":"13800000000","#
+                    + #""countryCode":"86","watermark":{"timestamp":1,"appid":"wx6ede2086ee29a89f"}}}"#
             ), app: app, urlpath: urlpath, signer: 0, clock: now)
         guard case .signed(_, let body, let headers) = answer else { throw ValidationError("dev-wechat did not seal") }
         let lowered = Dictionary(uniqueKeysWithValues: headers.map { ($0.key.lowercased(), $0.value) })

@@ -4,11 +4,11 @@ import Foundation
 import Logging
 import WeChatAPI
 
-/// `decryptd dev-wechat`: a local stand-in for WeChat's stable-token and phone-number endpoints.
+/// `decryptd dev-wechat`: a local stand-in for WeChat's stable-token, phone-number and checksession endpoints.
 struct DevWeChatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-wechat",
-        abstract: "Run a local stand-in for WeChat's stable-token and code-exchange endpoints until SIGINT or SIGTERM.",
+        abstract: "Run a local stand-in for WeChat's stable-token, code-exchange and checksession endpoints until SIGINT or SIGTERM.",
         discussion: """
             Prints its base URL alone on the first line of stdout, for scripts (give it to run as \
             --wechat-api-url). It knows the apps in WECHAT_APP_SECRETS / --app-secrets-file (their \
@@ -18,6 +18,10 @@ struct DevWeChatCommand: AsyncParsableCommand {
             watermark appid, errcode 47001, or one transient answer first). The shares below inject \
             transient answers at random on top. GET /dev/stats prints its counts as JSON (codes_reused \
             counts codes exchanged twice); POST /dev/invalidate-tokens invalidates every token.
+
+            checksession (GET /wxa/checksession): it answers 0 when the signature is the HMAC-SHA256 \
+            of the user's current key, 87009 when not, and 40003 for a user it was not told of; `decryptd \
+            loadgen --dev-wechat-url URL` tells it (POST /dev/session-keys, {appid: {openid: key}}).
 
             API security mode: with --api-security PATH it makes fresh keys for each of its apps, writes \
             the key file the worker reads (run --api-security-file PATH; mode 600), and from then on \

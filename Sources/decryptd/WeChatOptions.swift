@@ -25,7 +25,7 @@ struct WeChatOptions: ParsableArguments {
     @Option(
         name: .customLong("api-security-file"),
         help: ArgumentHelp(
-            "A JSON file of API security mode keys by appid (WeChat's 服务端 API 签名加密; SPEC 'API security mode'): those appids' code exchanges are encrypted and signed, and their answers verified. Keys only ever come from this file; keep it mode 600. Env: WECHAT_API_SECURITY_FILE. Default: none (every appid called plainly).",
+            "API security mode keys by appid, JSON (SPEC): those appids' exchanges are sealed and their answers verified. Mode 600. Env: WECHAT_API_SECURITY_FILE. Default: none.",
             valueName: "path"))
     var apiSecurityFile: String?
 
