@@ -15,8 +15,9 @@ which=${1:-all}
 case "$which" in thread | address | all) ;; *) echo "sanitize: use thread, address or all" >&2; exit 2 ;; esac
 
 # Every stage of the worker, the consumer's rebalances and back-pressure, the dead-letter sender,
-# the exchange stage and reprocessing: each hand-off between threads the pipeline has.
-TSAN_SUITES='ConsumerGroupTests|SlotLimitTests|BackPressureTests|ProducerTests|ConsumerStateTests|DeadLetterSenderTests|BlockingQueueTests|RendezvousTests|BackoffTests|WorkerEndToEndTests|CodeJobEndToEndTests/mixedLoad|ReprocessTests|PhoneCodeExchangerTests|AccessTokenCacheTests|HTTPEndpointServerTests'
+# the exchange stage (code exchanges and session checks), the parked-jobs stage's checksession
+# round, and reprocessing: each hand-off between threads the pipeline has.
+TSAN_SUITES='ConsumerGroupTests|SlotLimitTests|BackPressureTests|ProducerTests|ConsumerStateTests|DeadLetterSenderTests|BlockingQueueTests|RendezvousTests|BackoffTests|WorkerEndToEndTests|CodeJobEndToEndTests/mixedLoad|ReprocessTests|PhoneCodeExchangerTests|SealedExchangeTests|ExchangeStageTests|StaleKeyEndToEndTests|AccessTokenCacheTests|HTTPEndpointServerTests'
 # Everything that needs no service: the parsers and the pipeline's pure parts.
 ASAN_SUITES='PhoneDecryptionTests|SlotLimitTests|WeChatAPITests|OffsetTrackerTests|ConsumerStateTests|WorkBatchTests|UserSlotsTests|PendingJobTests|BatchOutcomeTests|DeadLetterTests|DeadLetterSenderTests|WorkerLifecycleTests|OutcomeTallyTests|LoadGeneratorTests|ReprocessSourceTests|SettingTests|HTTPEndpointServerTests'
 

@@ -52,6 +52,15 @@ struct StaleKeyEndToEndTests {
         try pipeline.expectDeadLetters(expectation, group: "stale", exactly: true)
         try pipeline.expectCommitted(group: "stale")
         try expectDetails(pipeline)
+        // The report shows the new reason, and who acts on it and on bad_padding.
+        let report = try pipeline.decryptd(["report"])
+        #expect(report.status == 0)
+        let line = report.text.split(separator: "\n").first { $0.hasPrefix("stale_session_key ") }
+        #expect(
+            line?.split(separator: " ").dropFirst().first.map(String.init) == String(expectation.counts["stale_session_key"] ?? -1),
+            "\(report.text)")
+        #expect(report.text.contains("who acts:") && report.text.contains("login service: it missed the user's newest session_key"))
+        #expect(report.text.contains("client: the payload was not made with the user's current key"))
         let answers = wechat.stats.checksessions
         #expect(
             (answers["87009"] ?? 0) > 0 && (answers["0"] ?? 0) > 0 && answers.keys.allSatisfy { $0 == "0" || $0 == "87009" }, "\(answers)")
