@@ -4,6 +4,7 @@ import Foundation
 import KafkaClient
 public import Logging
 public import PhoneDecryption
+import WeChatAPI
 
 /// What is done with jobs waiting in `parked_jobs` (SPEC "Waiting for a session key"), for the
 /// worker's parked-jobs stage and for `decryptd parked --expire` alike: retry those a newer key
@@ -101,7 +102,10 @@ struct ParkedJobs {
             var round = Round()
             guard !jobs.isEmpty else { return round }
             var keys: [UserKey: (keys: [String], newest: Int64?)] = [:]
-            if case .due = selection {
+            var due = false
+            if case .due = selection { due = true }
+            // At the deadline the keys give a last try; the checksession asks need them in any case.
+            if due || settings.checkSessions != nil {
                 let users = Array(Set(jobs.map(\.record.user)))
                 keys = Dictionary(
                     uniqueKeysWithValues: zip(users, try database.sessionKeysWithNewest(forDistinct: users, limit: settings.maxSessionKeys))
@@ -205,7 +209,8 @@ struct ParkedJobs {
 }
 
 /// `decryptd parked --expire`: ends waiting early for the jobs an operator names, exactly as at
-/// their deadline (failure row, dead letter with `decrypt.parked.ms`, outcome record).
+/// their deadline (a last try with a newer key, checksession for those about to fail bad_padding
+/// when app secrets are configured, failure row, dead letter with `decrypt.parked.ms`, outcome record).
 public enum ParkedJobsExpiry {
     /// Expires the parked jobs of `reason` (any when nil) that have waited at least `olderThan`
     /// seconds, in rounds, and returns how many ended, by reason. Jobs a worker has locked at that
@@ -219,11 +224,24 @@ public enum ParkedJobsExpiry {
         defer { producer.close(timeout: 10) }
         let sender = DeadLetterSender(
             transport: producer, backoff: Backoff(maximumDelay: configuration.maxRetryDelay), logger: logger, stop: StopRequest())
-        let jobs = ParkedJobs(
-            settings: .init(
-                appids: configuration.appids, maxSessionKeys: configuration.maxSessionKeys, reasons: configuration.parkReasons,
-                deadLetterTopic: configuration.deadLetterTopic, group: configuration.group, outcomesTopic: configuration.outcomesTopic),
-            database: database, send: { try sender.sendAll($0) })
+        var settings = ParkedJobs.Settings(
+            appids: configuration.appids, maxSessionKeys: configuration.maxSessionKeys, reasons: configuration.parkReasons,
+            deadLetterTopic: configuration.deadLetterTopic, group: configuration.group, outcomesTopic: configuration.outcomesTopic)
+        var exchanger: PhoneCodeExchanger?
+        if !configuration.appSecrets.isEmpty {
+            let transport = try HTTPClientTransport(baseURL: configuration.wechatAPIURL, connections: configuration.exchangeConcurrency)
+            var exchangeConfiguration = PhoneCodeExchanger.Configuration()
+            exchangeConfiguration.timeout = configuration.exchangeTimeout
+            let checker = PhoneCodeExchanger(
+                transport: transport, credentials: configuration.appSecrets, configuration: exchangeConfiguration,
+                apiSecurity: configuration.apiSecurity, logger: logger)
+            exchanger = checker
+            settings.checkSessions = { checks in
+                SessionChecks.blocking(checks, exchanger: checker, concurrency: configuration.exchangeConcurrency)
+            }
+        }
+        defer { exchanger?.close() }
+        let jobs = ParkedJobs(settings: settings, database: database, send: { try sender.sendAll($0) })
         var ended: [FailureReason: Int] = [:]
         while true {
             let round = try jobs.expire(.matching(reason: reason?.rawValue, olderThanSeconds: olderThan))

@@ -23,6 +23,10 @@ struct ParkedCommand: ParsableCommand {
 
     @OptionGroup var decryption: DecryptionOptions
 
+    /// With --expire, jobs about to fail bad_padding ask checksession as at their deadline; that
+    /// needs the app secrets and WeChat's URL.
+    @OptionGroup(title: "With --expire: WeChat's checksession, as at a deadline") var wechat: WeChatOptions
+
     @Flag(name: .customLong("list"), help: "Count the waiting jobs by reason, with the oldest one's age (the default).")
     var list = false
 
@@ -66,6 +70,7 @@ struct ParkedCommand: ParsableCommand {
         var problems: [String] = []
         var configuration = try connection.configuration(problems: &problems)
         try decryption.apply(to: &configuration, problems: &problems)
+        try wechat.apply(to: &configuration, problems: &problems)
         configuration.group = try Settings.group.resolved(group, problems: &problems)
         if let topic = outcomesTopic ?? Environment.value("DECRYPTD_OUTCOMES_TOPIC") { configuration.outcomesTopic = topic }
         var selected: FailureReason?

@@ -93,4 +93,28 @@ struct StaleKeyEndToEndTests {
             "every bad_padding and stale job waited first")
         #expect((wechat.stats.checksessions["87009"] ?? 0) > 0)
     }
+
+    @Test("parked --expire asks checksession as a deadline would, given the app secrets")
+    func expireNow() throws {
+        let wechat = try WeChatStandIn(latency: 0.005)
+        let pipeline = try Pipeline(partitions: 2)
+        let expectation = try load(pipeline, wechat: wechat, jobs: 600, seed: 63)
+        var configuration = pipeline.configuration(group: "stale-expire", wechat: wechat, exitAtEnd: false)
+        configuration.parkTimeout = 3600
+        let run = try WorkerRun(configuration)
+        let waiting =
+            (expectation.counts["stale_session_key"] ?? 0) + (expectation.counts["bad_padding"] ?? 0)
+            + (expectation.counts["session_not_found"] ?? 0)
+        try waitUntil(timeout: 120, "the bad_padding, stale and session_not_found jobs parked") {
+            (try? pipeline.database.connection.query("SELECT count(*) FROM parked_jobs").first?[0]).flatMap { $0.flatMap(Int.init) }
+                == waiting
+        }
+        run.worker.stop()
+        _ = try run.wait()
+        let expired = try pipeline.decryptd(["parked", "--expire"], environment: pipeline.binaryEnvironment(wechat: wechat))
+        #expect(expired.status == 0, "\(expired.text)")
+        #expect(expired.text.contains("\(expectation.counts["stale_session_key"] ?? -1) stale_session_key"), "\(expired.text)")
+        try pipeline.expectTables(expectation)
+        try expectDetails(pipeline)
+    }
 }
