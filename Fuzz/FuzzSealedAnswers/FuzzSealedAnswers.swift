@@ -32,8 +32,8 @@ enum Fixture {
     ]
 
     static func decode(_ text: String) -> [UInt8] {
-        guard case .success(let decoded) = LenientBase64.decode(text) else { fatalError("fixture base64") }
-        return decoded.bytes
+        guard let decoded = LenientBase64.decodeStrictly(text) else { fatalError("fixture base64") }
+        return decoded
     }
 }
 

@@ -161,6 +161,13 @@ public enum LenientBase64 {
         return .success(written)
     }
 
+    /// Canonical base64 only: the bytes when `string` decodes without any repair, else nil (what
+    /// API security mode's fields and keys must be: a repaired value is not the one that was signed).
+    public static func decodeStrictly(_ string: String) -> [UInt8]? {
+        guard case .success(let decoded) = decode(string), decoded.repairs.isEmpty else { return nil }
+        return decoded.bytes
+    }
+
     /// Convenience for cold paths and tests: decodes a whole string.
     public static func decode(_ string: String) -> Result<(bytes: [UInt8], repairs: Base64Repairs), Failure> {
         let utf8 = Array(string.utf8)

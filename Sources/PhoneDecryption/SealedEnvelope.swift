@@ -37,7 +37,7 @@ public enum SealedEnvelope: Sendable, Hashable {
                         return
                     }
                     let token = try scanner.readString()
-                    let decoded = strictBase64(scanner.string(token))
+                    let decoded = LenientBase64.decodeStrictly(scanner.string(token))
                     if decoded == nil, problem == nil { problem = "\(name) is not base64" }
                     switch name {
                     case "iv":
@@ -106,11 +106,5 @@ public enum SealedEnvelope: Sendable, Hashable {
         if let problem { return .malformed(problem) }
         guard let appid, let timestamp else { return .malformed("answer has no _appid or no _timestamp") }
         return .stamp(appid: appid, timestamp: timestamp)
-    }
-
-    /// Base64 without any repair, or nil.
-    static func strictBase64(_ text: String) -> [UInt8]? {
-        guard case .success(let decoded) = LenientBase64.decode(text), decoded.repairs.isEmpty else { return nil }
-        return decoded.bytes
     }
 }

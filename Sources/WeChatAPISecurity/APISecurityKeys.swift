@@ -82,11 +82,11 @@ public enum APISecurityFile {
                 }
                 return value
             }
-            guard case .success(let decoded) = LenientBase64.decode(try text("symmetricKey")), decoded.repairs.isEmpty else {
+            guard let symmetricKey = LenientBase64.decodeStrictly(try text("symmetricKey")) else {
                 throw Failure(description: "\(place): symmetricKey is not base64")
             }
-            guard decoded.bytes.count == 32 else {
-                throw Failure(description: "\(place): symmetricKey is \(decoded.bytes.count) bytes, not 32 (AES-256)")
+            guard symmetricKey.count == 32 else {
+                throw Failure(description: "\(place): symmetricKey is \(symmetricKey.count) bytes, not 32 (AES-256)")
             }
             let privateKeyPEM = try text("privateKey")
             let privateKey: RSAPrivateKey
@@ -110,7 +110,7 @@ public enum APISecurityFile {
                 }
             }
             keys[appid] = APISecurityKeys(
-                appid: appid, symmetricKey: decoded.bytes, symmetricKeySn: try serial("symmetricKeySn"), privateKey: privateKey,
+                appid: appid, symmetricKey: symmetricKey, symmetricKeySn: try serial("symmetricKeySn"), privateKey: privateKey,
                 privateKeySn: try serial("privateKeySn"), platformCertificates: publicKeys)
         }
         return keys

@@ -137,10 +137,12 @@ public struct SealedCall: Sendable {
         let signed = Self.signingString(urlpath: urlpath, appid: keys.appid, timestamp: timestamp, body: body)
         var deprecatedSerial: String?
         if let serial = header("Wechatmp-Serial"), let certificate = keys.platformCertificates[serial] {
-            guard let bytes = Self.base64(signature), certificate.verifyPSS(bytes, of: signed) else { return .rejected(.badSignature) }
+            guard let bytes = LenientBase64.decodeStrictly(signature), certificate.verifyPSS(bytes, of: signed) else {
+                return .rejected(.badSignature)
+            }
         } else if let serial = header("Wechatmp-Serial-Deprecated"), let certificate = keys.platformCertificates[serial] {
             // WeChat is rotating its certificate and only the old one is configured here.
-            guard let text = header("Wechatmp-Signature-Deprecated"), let bytes = Self.base64(text),
+            guard let text = header("Wechatmp-Signature-Deprecated"), let bytes = LenientBase64.decodeStrictly(text),
                 certificate.verifyPSS(bytes, of: signed)
             else { return .rejected(.badSignature) }
             deprecatedSerial = serial
@@ -156,12 +158,6 @@ public struct SealedCall: Sendable {
             innerTimestamp == timestamp
         else { return .rejected(.innerMismatch) }
         return .verified(plaintext: plaintext, deprecatedSerial: deprecatedSerial)
-    }
-
-    /// Strict base64 (no repairs), or nil.
-    static func base64(_ text: String) -> [UInt8]? {
-        guard case .success(let decoded) = LenientBase64.decode(text), decoded.repairs.isEmpty else { return nil }
-        return decoded.bytes
     }
 }
 
