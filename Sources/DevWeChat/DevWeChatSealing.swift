@@ -71,7 +71,7 @@ public enum DevGateway {
         guard abs(now - timestamp) <= SealedCall.maximumSkew else { return .failure(GatewayError(40240, "timestamp expired")) }
         guard serial == app.appKeySn else { return .failure(GatewayError(40239, "private key not configured")) }
         let signing = SealedCall.signingString(urlpath: urlpath, appid: appid, timestamp: timestamp, body: body)
-        guard case .success(let decoded) = LenientBase64.decode(signature), app.appKey.publicKey.verifyPSS(decoded.bytes, of: signing)
+        guard let decoded = LenientBase64.decodeStrictly(signature), app.appKey.publicKey.verifyPSS(decoded, of: signing)
         else { return .failure(GatewayError(40234, "invalid signature")) }
         let call = SealedCall(keys: app.workerKeys)
         guard case .sealed(let iv, let data, let tag) = SealedEnvelope.parse(body),
@@ -89,6 +89,25 @@ public enum DevGateway {
         init(_ errcode: Int, _ message: String) {
             self.errcode = errcode
             self.message = message
+        }
+    }
+
+    /// One code exchange from `begin` on: plain, forged, or opened, answered and sealed. `begin`,
+    /// `plain` (the exchange of a plain body or an opened plaintext) and `refuse` are the state's
+    /// steps (taken under its lock by the server); the RSA and AES work runs between them.
+    static func exchange(
+        urlpath: String, headers: [String: String], body: [UInt8], begin: () -> DevWeChatState.SealedStep,
+        plain: ([UInt8]) -> DevWeChatState.Answer, refuse: (GatewayError) -> DevWeChatState.Answer
+    ) -> DevWeChatState.Answer {
+        switch begin() {
+        case .plain: return plain(body)
+        case .forge(let app, let signer, let clock): return forged(app, urlpath: urlpath, signer: signer, clock: clock)
+        case .open(let app, let signer, let clock):
+            switch open(app, urlpath: urlpath, headers: headers, body: body, now: clock) {
+            case .failure(let refusal): return refuse(refusal)
+            case .success(let plaintext):
+                return sealAnswer(plain(plaintext), app: app, urlpath: urlpath, signer: signer, clock: clock)
+            }
         }
     }
 

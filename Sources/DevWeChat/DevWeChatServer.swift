@@ -88,20 +88,10 @@ public final class DevWeChatServer: Sendable {
             // (a millisecond or so per call) runs outside it, on this event loop.
             let urlpath = urlBase + path
             let token = query["access_token"]
-            switch state.withLock({ $0.beginExchange(token: token, now: now) }) {
-            case .plain:
-                answer = state.withLock { $0.exchangeCounted(token: token, body: body, now: now) }
-            case .forge(let app, let signer, let clock):
-                answer = DevGateway.forged(app, urlpath: urlpath, signer: signer, clock: clock)
-            case .open(let app, let signer, let clock):
-                switch DevGateway.open(app, urlpath: urlpath, headers: headers, body: body, now: clock) {
-                case .failure(let refusal):
-                    answer = state.withLock { $0.refuse(refusal.errcode, refusal.message) }
-                case .success(let plaintext):
-                    let plain = state.withLock { $0.exchangeCounted(token: token, body: plaintext, now: now) }
-                    answer = DevGateway.sealAnswer(plain, app: app, urlpath: urlpath, signer: signer, clock: clock)
-                }
-            }
+            answer = DevGateway.exchange(
+                urlpath: urlpath, headers: headers, body: body, begin: { state.withLock { $0.beginExchange(token: token, now: now) } },
+                plain: { plain in state.withLock { $0.exchangeCounted(token: token, body: plain, now: now) } },
+                refuse: { refusal in state.withLock { $0.refuse(refusal.errcode, refusal.message) } })
         } else {
             answer = state.withLock {
                 $0.answer(method: method, path: path, query: query, body: body, now: now, headers: headers, urlBase: urlBase)

@@ -196,7 +196,7 @@ public struct DevWeChatState: Sendable {
 
     /// What a code exchange's sealing asks for. The RSA and AES work happens outside the state (see
     /// ``DevWeChatServer``, which keeps it out of its lock): the state only decides and counts.
-    public enum SealedStep: Sendable {
+    enum SealedStep: Sendable {
         /// The token's app is not in API security mode (or the token is unknown): answer plainly.
         case plain
         /// Answer with a forgery, signed by `signer`'s serial (0 or 1: before or after the rotation).
@@ -206,7 +206,7 @@ public struct DevWeChatState: Sendable {
     }
 
     /// Decides how a code exchange with `token` is sealed, counting it.
-    public mutating func beginExchange(token: String?, now: Double) -> SealedStep {
+    mutating func beginExchange(token: String?, now: Double) -> SealedStep {
         stats.exchanges += 1
         guard let token, let issued = tokens[token], issued.expiresAt > now, let app = settings.sealed[issued.appid] else { return .plain }
         stats.sealedExchanges += 1
@@ -222,7 +222,7 @@ public struct DevWeChatState: Sendable {
     }
 
     /// The gateway refused a sealed request.
-    public mutating func refuse(_ errcode: Int, _ message: String) -> Answer {
+    mutating func refuse(_ errcode: Int, _ message: String) -> Answer {
         stats.gatewayErrors[String(errcode), default: 0] += 1
         stats.exchangesAnswered[String(errcode), default: 0] += 1
         return Self.error(errcode, message)
@@ -230,21 +230,13 @@ public struct DevWeChatState: Sendable {
 
     /// The whole sealed exchange in one step, for callers without a lock to keep short (tests).
     private mutating func exchange(token: String?, body: [UInt8], now: Double, headers: [String: String], urlpath: String) -> Answer {
-        switch beginExchange(token: token, now: now) {
-        case .plain: return exchangeCounted(token: token, body: body, now: now)
-        case .forge(let app, let signer, let clock): return DevGateway.forged(app, urlpath: urlpath, signer: signer, clock: clock)
-        case .open(let app, let signer, let clock):
-            switch DevGateway.open(app, urlpath: urlpath, headers: headers, body: body, now: clock) {
-            case .failure(let refusal): return refuse(refusal.errcode, refusal.message)
-            case .success(let plaintext):
-                return DevGateway.sealAnswer(
-                    exchangeCounted(token: token, body: plaintext, now: now), app: app, urlpath: urlpath, signer: signer, clock: clock)
-            }
-        }
+        DevGateway.exchange(
+            urlpath: urlpath, headers: headers, body: body, begin: { beginExchange(token: token, now: now) },
+            plain: { exchangeCounted(token: token, body: $0, now: now) }, refuse: { refuse($0.errcode, $0.message) })
     }
 
     /// A plain exchange (or a sealed one's opened plaintext), counted by its answer.
-    public mutating func exchangeCounted(token: String?, body: [UInt8], now: Double) -> Answer {
+    mutating func exchangeCounted(token: String?, body: [UInt8], now: Double) -> Answer {
         let answer = exchangeAnswer(token: token, body: body, now: now)
         let key: String
         switch answer {
