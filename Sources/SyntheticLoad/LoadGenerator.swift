@@ -251,14 +251,7 @@ public struct LoadGenerator {
                     staleUsers += 1
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)stale\(staleUsers)"), secret: synthetic.key())
                     let payload = synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp)
-                    var older = [Base64Encoding.encode(synthetic.key())]
-                    while case .failure(let failure) = decryptor.decrypt(
-                        appid: plan.appid, sessionKeys: older, iv: payload.iv, encryptedData: payload.encryptedData),
-                        failure.reason != .badPadding
-                    {
-                        older = [Base64Encoding.encode(synthetic.key())]
-                    }
-                    sessions.append((user.key, older[0], 1_600_000_000))
+                    sessions.append((user.key, keyFailingPadding(payload), 1_600_000_000))
                     current.append((user.key, Base64Encoding.encode(user.secret), 0))
                     value = generator.jobValue(user.key.openid, payload)
                 case nil where plan.lateKeyShare > 0 && Double.random(in: 0..<1, using: &random) < plan.lateKeyShare:
@@ -267,16 +260,7 @@ public struct LoadGenerator {
                     user = User(key: UserKey(appid: plan.appid, openid: "o\(plan.seed)late\(index)"), secret: synthetic.key())
                     let payload = synthetic.make(.none, key: user.secret, phoneNumber: phone, timestamp: timestamp)
                     if Bool.random(using: &random) {
-                        // A wrong key passes the padding check about 1 time in 256 (then the job
-                        // fails invalid_plaintext, which no newer key can cure): pick one that does not.
-                        var older = [Base64Encoding.encode(synthetic.key())]
-                        while case .failure(let failure) = decryptor.decrypt(
-                            appid: plan.appid, sessionKeys: older, iv: payload.iv, encryptedData: payload.encryptedData),
-                            failure.reason != .badPadding
-                        {
-                            older = [Base64Encoding.encode(synthetic.key())]
-                        }
-                        sessions.append((user.key, older[0], 1_600_000_000))
+                        sessions.append((user.key, keyFailingPadding(payload), 1_600_000_000))
                     }
                     late.append((user.key, Base64Encoding.encode(user.secret), 0))
                     value = generator.jobValue(user.key.openid, payload)
@@ -308,6 +292,20 @@ public struct LoadGenerator {
                 jobs.swapAt(index - 1, index)
             }
             return (jobs, sessions, withheld)
+        }
+
+        /// A random key (base64) that fails `payload`'s padding check. A wrong key passes it about
+        /// 1 time in 256, and the job would then fail invalid_plaintext, which no newer key cures.
+        mutating func keyFailingPadding(_ payload: SyntheticPayloads<SplitMix>.Payload) -> String {
+            while true {
+                let key = Base64Encoding.encode(synthetic.key())
+                if case .failure(let failure) = decryptor.decrypt(
+                    appid: generator.plan.appid, sessionKeys: [key], iv: payload.iv, encryptedData: payload.encryptedData),
+                    failure.reason == .badPadding
+                {
+                    return key
+                }
+            }
         }
 
         /// Code job `index`: a user of its own (one code per user, so the expected member is that
