@@ -131,17 +131,13 @@ struct ParkedJobs {
                 ending.append((parked, job, failure))
             }
             // Those about to fail bad_padding ask checksession first, all of them at once.
-            let checked = ending.indices.filter {
-                ending[$0].failure.reason == .badPadding && keys[ending[$0].parked.record.user]?.keys.first != nil
+            let asks: [(index: Int, check: SessionCheck)] = ending.indices.compactMap { index in
+                let (parked, _, failure) = ending[index]
+                guard failure.reason == .badPadding, let newest = keys[parked.record.user]?.keys.first else { return nil }
+                return (index, SessionCheck(user: parked.record.user, newestKey: newest, failure: failure))
             }
-            if let checkSessions = settings.checkSessions, !checked.isEmpty {
-                let refined = checkSessions(
-                    checked.map { index in
-                        SessionCheck(
-                            user: ending[index].parked.record.user, newestKey: keys[ending[index].parked.record.user]!.keys[0],
-                            failure: ending[index].failure)
-                    })
-                for (index, failure) in zip(checked, refined) { ending[index].failure = failure }
+            if let checkSessions = settings.checkSessions, !asks.isEmpty {
+                for (ask, failure) in zip(asks, checkSessions(asks.map(\.check))) { ending[ask.index].failure = failure }
             }
             for (parked, job, failure) in ending {
                 records += failing(parked, message: parked.record.message, job: job, failure: failure, changes: &changes)

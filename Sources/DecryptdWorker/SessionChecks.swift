@@ -1,3 +1,4 @@
+import DecryptdStore
 import Dispatch
 import Locks
 import PhoneDecryption
@@ -12,10 +13,9 @@ enum SessionChecks {
     static func blocking(
         _ checks: [ParkedJobs.SessionCheck], exchanger: any CodeExchanging, concurrency: Int
     ) -> [DecryptFailure] {
-        var firstOfUser: [String: Int] = [:]
-        for (index, check) in checks.enumerated()
-        where exchanger.hasSecret(for: check.user.appid) && firstOfUser["\(check.user.appid)|\(check.user.openid)"] == nil {
-            firstOfUser["\(check.user.appid)|\(check.user.openid)"] = index
+        var firstOfUser: [UserKey: Int] = [:]
+        for (index, check) in checks.enumerated() where exchanger.hasSecret(for: check.user.appid) && firstOfUser[check.user] == nil {
+            firstOfUser[check.user] = index
         }
         let asked = Array(firstOfUser.values).sorted()
         let answers = Mutex<[Int: PhoneCodeExchanger.Result]>([:])
@@ -42,7 +42,7 @@ enum SessionChecks {
         done.wait()
         let results = answers.withLock { $0 }
         return checks.map { check in
-            guard let first = firstOfUser["\(check.user.appid)|\(check.user.openid)"], case .failure(let refined)? = results[first] else {
+            guard let first = firstOfUser[check.user], case .failure(let refined)? = results[first] else {
                 return check.failure
             }
             // The user's answer, after this job's own detail (its keys, its wait).

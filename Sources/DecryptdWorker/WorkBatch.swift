@@ -133,29 +133,26 @@ struct WorkBatch: Sendable {
     /// holds up the rest of the batch: their outcomes come back through the exchange stage. Each
     /// carries its user's newest stored key (the first of the slot's keys).
     mutating func takeSessionChecks(_ checks: (String) -> Bool) -> [CodeJob] {
-        // Most batches have none: look before copying any job.
-        let any = jobs.withUnsafeBufferPointer { jobs in
-            jobs.contains { job in
-                guard case .failure(let failure) = job.outcome, failure.reason == .badPadding, let appid = job.appid else { return false }
-                return checks(appid)
+        // Found in place first: most batches have none, and copying a job retains all it holds.
+        let keys = sessionKeys
+        let found: [(index: Int, user: UserKey, newest: String, failure: DecryptFailure)] = jobs.withUnsafeBufferPointer { jobs in
+            jobs.indices.compactMap { index in
+                guard case .failure(let failure) = jobs[index].outcome, failure.reason == .badPadding,
+                    case .encrypted = jobs[index].payload,
+                    let user = jobs[index].user, checks(user.appid), keys.indices.contains(Int(jobs[index].keySlot)),
+                    let newest = keys[Int(jobs[index].keySlot)].first
+                else { return nil }
+                return (index, user, newest, failure)
             }
         }
-        guard any else { return [] }
-        var taken: [CodeJob] = []
-        var kept: [PendingJob] = []
-        for job in jobs {
-            if case .failure(let failure) = job.outcome, failure.reason == .badPadding, case .encrypted = job.payload,
-                let user = job.user, checks(user.appid), sessionKeys.indices.contains(Int(job.keySlot)),
-                let newest = sessionKeys[Int(job.keySlot)].first
-            {
-                var pending = job
-                pending.outcome = nil
-                taken.append(CodeJob(checking: pending, user: user, newestKey: newest, failure: failure))
-            } else {
-                kept.append(job)
-            }
+        guard !found.isEmpty else { return [] }
+        let taken = found.map { found in
+            var job = jobs[found.index]
+            job.outcome = nil
+            return CodeJob(checking: job, user: found.user, newestKey: found.newest, failure: found.failure)
         }
-        if !taken.isEmpty { jobs = kept }
+        let indices = Set(found.map(\.index))
+        jobs = jobs.indices.filter { !indices.contains($0) }.map { jobs[$0] }
         return taken
     }
 
