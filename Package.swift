@@ -271,7 +271,7 @@ let package = Package(
         // MARK: - Tests
         .target(
             name: "DecryptdTestSupport",
-            dependencies: ["DecryptdStore", "PostgresClient"],
+            dependencies: ["DecryptdStore", "PostgresClient", .product(name: "Logging", package: "swift-log")],
             path: "Tests/Support",
             swiftSettings: strict
         ),

@@ -1,3 +1,4 @@
+import DecryptdTestSupport
 import DecryptdWorker
 import Dispatch
 import Foundation
@@ -11,25 +12,6 @@ struct BackoffTests {
     /// Says it is not retriable; `NotRetriable` does not say at all: neither is retried.
     struct Permanent: RetriableError { var isRetriable: Bool { false } }
     struct NotRetriable: Error {}
-
-    /// Keeps every message logged through it, with its level.
-    final class RecordingLogHandler: LogHandler, @unchecked Sendable {
-        private let lock = NSLock()
-        private var recorded: [(Logger.Level, String, Logger.Metadata)] = []
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            lock.withLock { recorded.append((event.level, "\(event.message)", event.metadata ?? [:])) }
-        }
-
-        var messages: [(level: Logger.Level, text: String, metadata: Logger.Metadata)] { lock.withLock { recorded } }
-    }
 
     @Test("delays double from the initial one to the cap, each drawn from the upper half (jitter)")
     func delays() {

@@ -1,3 +1,4 @@
+import DecryptdTestSupport
 import DevWeChat
 import Foundation
 import Logging
@@ -24,7 +25,9 @@ struct SealedExchangeTests {
         return StateTransport(DevWeChatState(settings: settings))
     }
 
-    func exchanger(_ transport: StateTransport, keys: APISecurityKeys = app.workerKeys, logs: LogCapture? = nil) -> PhoneCodeExchanger {
+    func exchanger(_ transport: StateTransport, keys: APISecurityKeys = app.workerKeys, logs: RecordingLogHandler? = nil)
+        -> PhoneCodeExchanger
+    {
         var configuration = PhoneCodeExchanger.Configuration()
         configuration.initialRetryDelay = 0.001
         configuration.maximumRetryDelay = 0.01
@@ -97,7 +100,7 @@ struct SealedExchangeTests {
         let wrong = APISecurityKeys(
             appid: Self.appid, symmetricKey: genuine.symmetricKey, symmetricKeySn: genuine.symmetricKeySn, privateKey: Self.app.forgerKey,
             privateKeySn: genuine.privateKeySn, platformCertificates: genuine.platformCertificates)
-        let logs = LogCapture()
+        let logs = RecordingLogHandler()
         let exchanger = exchanger(transport, keys: wrong, logs: logs)
         for serial in UInt64(1)...5 {
             let result = await exchanger.exchange(code: code(serial: serial).text, appid: Self.appid, jobTimestamp: now)
@@ -117,7 +120,7 @@ struct SealedExchangeTests {
     @Test("a clock more than 300 s off: wechat_error 40240, and the log says to check the clock")
     func skewedClock() async {
         let transport = transport { $0.clockSkew = 400 }
-        let logs = LogCapture()
+        let logs = RecordingLogHandler()
         let result = await exchanger(transport, logs: logs).exchange(code: code(serial: 1).text, appid: Self.appid, jobTimestamp: now)
         guard case .failure(let failure) = result else {
             Issue.record("\(result)")
@@ -137,7 +140,7 @@ struct SealedExchangeTests {
     @Test("certificate rotation mid-run: answers verify with the deprecated certificate, logged once, every number genuine")
     func rotation() async {
         let transport = transport { $0.rotateAfter = 3 }
-        let logs = LogCapture()
+        let logs = RecordingLogHandler()
         let exchanger = exchanger(transport, logs: logs)
         for serial in UInt64(1)...8 {
             let code = code(serial: serial)
@@ -163,24 +166,4 @@ struct SealedExchangeTests {
         #expect(await exchanger.exchange(code: plain.text, appid: "wxB", jobTimestamp: now) == .phone(plain.phone))
         #expect(transport.state.withLockedValue { $0.stats.sealedExchanges } == 1)
     }
-}
-
-/// Log lines (level, message and metadata as text) kept in memory.
-final class LogCapture: LogHandler, @unchecked Sendable {
-    private let lock = NSLock()
-    private var recorded: [String] = []
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lock.withLock { recorded.append("\(event.level) \(event.message) \(event.metadata ?? [:])") }
-    }
-
-    var lines: [String] { lock.withLock { recorded } }
-    var logger: Logger { Logger(label: "capture") { _ in self } }
 }
